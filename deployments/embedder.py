@@ -1,0 +1,80 @@
+"""Embedder deployment: aligned crops → L2-normalised ArcFace vectors, micro-batched across requests.
+
+A request carries the crops of one image (1..n). `@serve.batch` counts crops, not requests
+(`batch_size_fn`), so a batch never exceeds `max_batch_size` crops; a request with more crops than that is
+split. Inference runs off the event loop so the next batch fills while this one computes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+
+import numpy as np
+import ray
+from ray import serve
+from ray.serve.metrics import Histogram
+
+from securegate.models import FaceEmbedder, onnx_providers, resolve_pack
+from securegate.settings import Settings
+
+log = logging.getLogger("ray.serve")
+
+# max_ongoing_requests must be >= max_batch_size or batches can never fill; the configs set both.
+@serve.deployment(max_ongoing_requests=64, ray_actor_options={"num_cpus": 1})
+class Embedder:
+    def __init__(self, settings: dict) -> None:
+        self.settings = Settings.model_validate(settings)
+        self.pack = resolve_pack(self.settings.models)
+        self.model = FaceEmbedder(self.pack, onnx_providers(use_gpu=bool(ray.get_gpu_ids())), threads=self.settings.embedder.threads)
+        self._max_batch = self.settings.embedder.max_batch_size
+        self._apply_batching(self.settings.embedder.max_batch_size, self.settings.embedder.batch_wait_timeout_s)
+        self.batch_sizes: Counter[int] = Counter()
+        self._batch_hist = Histogram(
+            "securegate_embed_batch_size",
+            description="crops per formed embedder batch",
+            boundaries=[1, 2, 4, 8, 16, 24, 32, 64],
+        )
+        log.info("Embedder ready: %s dim=%d %s on %s", self.pack.recognizer_name, self.model.dim, self.model.strategy, self.model.providers)
+
+    def reconfigure(self, user_config: dict) -> None:
+        """Batching policy changes live (Serve `user_config`)."""
+        self._apply_batching(
+            int(user_config.get("max_batch_size", self._max_batch)),
+            float(user_config.get("batch_wait_timeout_s", self._wait)),
+        )
+
+    def _apply_batching(self, max_batch_size: int, batch_wait_timeout_s: float) -> None:
+        self._max_batch = max_batch_size
+        self._wait = batch_wait_timeout_s
+        self._embed_batch.set_max_batch_size(max_batch_size)
+        self._embed_batch.set_batch_wait_timeout_s(batch_wait_timeout_s)
+
+    async def embed(self, crops: np.ndarray) -> np.ndarray:
+        """[n, S, S, 3] uint8 BGR crops → [n, dim] float32, rows of unit length."""
+        crops = np.asarray(crops)
+        if len(crops) == 0:
+            return np.zeros((0, self.model.dim), np.float32)
+        chunks = [crops[i : i + self._max_batch] for i in range(0, len(crops), self._max_batch)]
+        parts = await asyncio.gather(*(self._embed_batch(chunk) for chunk in chunks))
+        return np.concatenate(parts)
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.05, batch_size_fn=lambda items: sum(len(c) for c in items))
+    async def _embed_batch(self, requests: list[np.ndarray]) -> list[np.ndarray]:
+        sizes = [len(c) for c in requests]
+        total = sum(sizes)
+        self.batch_sizes[total] += 1
+        self._batch_hist.observe(total)
+        vectors = await asyncio.to_thread(self.model.embed, np.concatenate(requests))
+        return np.split(vectors, np.cumsum(sizes)[:-1])
+
+    def batch_stats(self) -> dict:
+        """Histogram of formed batch sizes (in crops) since start or the last reset."""
+        return {"histogram": dict(sorted(self.batch_sizes.items())), "max_batch_size": self._max_batch, "batch_wait_timeout_s": self._wait}
+
+    def reset_batch_stats(self) -> None:
+        self.batch_sizes.clear()
+
+    def info(self) -> dict:
+        return {**self.pack.describe(), "providers": self.model.providers, "strategy": self.model.strategy, "gpu_ids": ray.get_gpu_ids()}

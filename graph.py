@@ -1,0 +1,35 @@
+"""The one place that binds SecureGate's deployments into a Serve application.
+
+    serve run graph:app                 # embedded defaults (+ SECUREGATE_MODELS / SECUREGATE_DATA_DIR)
+    serve run configs/local.yaml        # operators: replicas, resources and args from a config file
+    securegate serve                    # the CLI does the same in-process
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray.serve import Application
+
+from deployments.detector import Detector
+from deployments.embedder import Embedder
+from deployments.ingress import Ingress
+from securegate.settings import Settings
+
+
+def build_app(args: dict[str, Any] | None = None, deployment_options: dict[str, dict] | None = None) -> Application:
+    """Serve application builder. `args` are SecureGate settings (a Serve config's `args`);
+    `deployment_options` ({deployment name: Serve options}) is how the CLI applies a config file's
+    `deployments:` section; `serve run` applies that section itself."""
+    settings = Settings.from_args(args).model_dump()
+    options = deployment_options or {}
+
+    def configured(deployment):
+        return deployment.options(**options.get(deployment.name, {}))
+
+    detector = configured(Detector).bind(settings)
+    embedder = configured(Embedder).bind(settings)
+    return configured(Ingress).bind(settings, detector, embedder)
+
+
+app = build_app()

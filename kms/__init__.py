@@ -1,0 +1,40 @@
+"""Envelope encryption for SecureGate.
+
+This package imports nothing else of SecureGate's: it can be audited, tested and reused on its own.
+
+    org root key (OEK, in a KeyProvider) -> tenant TEK -> tenant CEK v1, v2, ... -> per-call data key
+
+Entry points: `KeyService` (service wrapper), `Keyring` (hierarchy), `build_provider` (config),
+`RecordCipher` (record encryption) and the typed errors in `kms.errors`.
+"""
+
+from kms.config import build_provider
+from kms.errors import (
+    InvalidCiphertext,
+    KeyDisabled,
+    KeyNotFound,
+    KmsError,
+    ProviderUnavailable,
+    Throttled,
+    is_transient,
+)
+from kms.keyring import DataKey, Keyring
+from kms.records import InvalidRecord, RecordCipher, SealedRecord
+from kms.service import KeyService
+
+__all__ = [
+    "DataKey",
+    "InvalidCiphertext",
+    "InvalidRecord",
+    "KeyDisabled",
+    "KeyNotFound",
+    "KeyService",
+    "Keyring",
+    "KmsError",
+    "ProviderUnavailable",
+    "RecordCipher",
+    "SealedRecord",
+    "Throttled",
+    "build_provider",
+    "is_transient",
+]

@@ -1,0 +1,96 @@
+"""`securegate` command line: run the service, inspect the model pack."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+APP_NAME = "securegate"
+
+
+def load_serve_config(path: str | None) -> tuple[dict[str, Any], dict[str, dict], dict[str, Any]]:
+    """(app args, {deployment: options}, http_options) from a Serve config file, as `serve run` reads it."""
+    if not path:
+        return {}, {}, {}
+    config = yaml.safe_load(Path(path).read_text()) or {}
+    apps = config.get("applications") or [{}]
+    app = next((a for a in apps if a.get("name") == APP_NAME), apps[0])
+    options = {d["name"]: {k: v for k, v in d.items() if k != "name"} for d in app.get("deployments", [])}
+    return dict(app.get("args") or {}), options, dict(config.get("http_options") or {})
+
+
+def cmd_serve(ns: argparse.Namespace) -> int:
+    import ray
+    from ray import serve
+
+    from graph import build_app
+
+    args, deployment_options, http = load_serve_config(ns.config)
+    if ns.models:
+        args["models"] = str(Path(ns.models).expanduser().resolve())
+    if ns.data_dir:
+        args["data_dir"] = str(Path(ns.data_dir).expanduser().resolve())
+    host = ns.host or http.get("host") or "127.0.0.1"
+    port = ns.port or http.get("port") or 8000
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    ray.init(include_dashboard=False)
+    try:
+        serve.start(http_options={**http, "host": host, "port": port})
+        serve.run(build_app(args, deployment_options), name=APP_NAME, route_prefix="/")
+        print(f"SecureGate is ready at http://{host}:{port}/  (API docs: http://{host}:{port}/docs)", flush=True)
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("shutting down", flush=True)
+        serve.shutdown()
+        ray.shutdown()
+    return 0
+
+
+def cmd_models(ns: argparse.Namespace) -> int:
+    import onnxruntime as ort
+
+    from securegate.models import resolve_pack
+
+    pack = resolve_pack(ns.models)
+    info = {**pack.describe(), "root": str(pack.root), "detector": pack.detector_path.name,
+            "recognizer": pack.recognizer_path.name, "available_providers": ort.get_available_providers()}
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="securegate", description="Multi-tenant face recognition on Ray Serve")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve_p = sub.add_parser("serve", help="start a local Ray + Serve and run SecureGate until interrupted")
+    serve_p.add_argument("--config", help="Serve config file (e.g. configs/local.yaml)")
+    serve_p.add_argument("--host")
+    serve_p.add_argument("--port", type=int)
+    serve_p.add_argument("--models", help="model pack directory (default: $SECUREGATE_MODELS, then antelopev2)")
+    serve_p.add_argument("--data-dir", help="where tenant data lives (default: $SECUREGATE_DATA_DIR or ~/.securegate)")
+    serve_p.set_defaults(func=cmd_serve)
+
+    models_p = sub.add_parser("models", help="show the active model pack: names, dims, providers")
+    models_p.add_argument("--models")
+    models_p.set_defaults(func=cmd_models)
+
+    ns = parser.parse_args(argv)
+    return ns.func(ns)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""The API's error vocabulary: a stable code per failure, one HTTP status per code.
+
+Deployments raise these; the ingress turns them into `{"error": {"code", "message", ...}}`. Codes are part
+of the public contract: add new ones, never rename.
+"""
+
+from __future__ import annotations
+
+
+class ApiError(Exception):
+    status = 500
+    code = "internal"
+
+    def __init__(self, message: str, **details) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def body(self) -> dict:
+        err = {"code": self.code, "message": self.message}
+        if self.details:
+            err.update(self.details)
+        return {"error": err}
+
+    def __reduce__(self):  # survives pickling across Ray processes with its details
+        return (_rebuild, (type(self), self.message, self.details))
+
+
+def _rebuild(cls, message, details):
+    return cls(message, **details)
+
+
+def _error(name: str, status: int, code: str) -> type[ApiError]:
+    return type(name, (ApiError,), {"status": status, "code": code})
+
+
+InvalidRequest = _error("InvalidRequest", 400, "invalid_request")
+InvalidImage = _error("InvalidImage", 400, "invalid_image")
+Unauthenticated = _error("Unauthenticated", 401, "unauthenticated")
+Forbidden = _error("Forbidden", 403, "forbidden")
+NotFound = _error("NotFound", 404, "not_found")
+Conflict = _error("Conflict", 409, "conflict")
+PayloadTooLarge = _error("PayloadTooLarge", 413, "payload_too_large")
+ImageTooLarge = _error("ImageTooLarge", 413, "image_too_large")
+NoFace = _error("NoFace", 422, "no_face")
+MultipleFaces = _error("MultipleFaces", 422, "multiple_faces")
+LowQuality = _error("LowQuality", 422, "low_quality")
+ModelMismatch = _error("ModelMismatch", 422, "model_mismatch")
+RateLimited = _error("RateLimited", 429, "rate_limited")
+KmsUnavailable = _error("KmsUnavailable", 503, "kms_unavailable")
+NotReady = _error("NotReady", 503, "not_ready")
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """Ray wraps a replica's exception (RayTaskError and friends); find the ApiError inside, if any."""
+    seen = 0
+    while seen < 8 and not isinstance(exc, ApiError):
+        inner = getattr(exc, "cause", None) or exc.__cause__
+        if inner is None or inner is exc:
+            break
+        exc, seen = inner, seen + 1
+    return exc

@@ -1,0 +1,75 @@
+"""SecureGate's settings: one typed tree, filled from a Serve config's `args`, CLI flags and environment.
+
+Everything has an embedded default so `securegate serve` runs with no configuration at all. Values that
+must change without a restart (batching policy, detection threshold) are the deployments' `user_config`,
+not settings.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Limits(Strict):
+    max_body_bytes: int = Field(20 * 1024 * 1024, gt=0, description="largest accepted request body")
+    max_image_pixels: int = Field(40_000_000, gt=0, description="largest width*height, checked from the header")
+    max_faces: int = Field(32, gt=0, description="faces processed per image (largest first)")
+
+
+class DetectorSettings(Strict):
+    det_size: int = Field(640, ge=64, description="SCRFD input square")
+    det_thresh: float = Field(0.5, gt=0, lt=1)
+    threads: int | None = Field(None, ge=1, description="ONNX Runtime intra-op threads; None = ORT default")
+
+
+class EmbedderSettings(Strict):
+    max_batch_size: int = Field(32, ge=1)
+    batch_wait_timeout_s: float = Field(0.05, ge=0)
+    threads: int | None = Field(None, ge=1)
+
+
+class KeySettings(Strict):
+    """Which key provider holds the org root key (`local` is the development default: not for production)."""
+
+    provider: Literal["local", "aws", "pkcs11"] = "local"
+    options: dict[str, Any] = Field(default_factory=dict)
+    cache_ttl_s: float = Field(60.0, ge=0)
+    max_concurrent_provider_calls: int = Field(8, ge=1)
+
+
+class TenancySettings(Strict):
+    idle_evict_s: float = Field(900.0, gt=0, description="an idle tenant's index actor is evicted after this")
+    ann_min_faces: int = Field(200_000, ge=1, description="tenants this large also get the ANN tier")
+    index_actor_options: dict[str, Any] = Field(default_factory=lambda: {"num_cpus": 0.5})
+
+
+def default_data_dir() -> str:
+    return os.environ.get("SECUREGATE_DATA_DIR") or str(Path("~/.securegate").expanduser())
+
+
+class Settings(Strict):
+    models: str | None = Field(None, description="model pack directory; None = $SECUREGATE_MODELS, then antelopev2")
+    data_dir: str = Field(default_factory=default_data_dir)
+    verify_threshold: float | None = Field(None, ge=-1, le=1, description="None = the model pack's default")
+    limits: Limits = Field(default_factory=Limits)
+    detector: DetectorSettings = Field(default_factory=DetectorSettings)
+    embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
+    keys: KeySettings = Field(default_factory=KeySettings)
+    tenancy: TenancySettings = Field(default_factory=TenancySettings)
+
+    @classmethod
+    def from_args(cls, args: dict[str, Any] | None = None) -> "Settings":
+        """Serve config `args` (or CLI overrides) on top of defaults; SECUREGATE_MODELS fills `models`
+        when unset, so replicas started anywhere in the cluster agree with the driver."""
+        values = dict(args or {})
+        if not values.get("models") and os.environ.get("SECUREGATE_MODELS"):
+            values["models"] = os.environ["SECUREGATE_MODELS"]
+        return cls.model_validate(values)
