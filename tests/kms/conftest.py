@@ -7,7 +7,6 @@ import shutil
 import socket
 import subprocess
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -100,13 +99,3 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def read_keystore_bytes(path: Path) -> bytes:
-    """Everything SQLite keeps on disk for the key store: main file, WAL and shared-memory index."""
-    data = b""
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        candidate = Path(str(path) + suffix)
-        if candidate.exists():
-            data += candidate.read_bytes()
-    return data

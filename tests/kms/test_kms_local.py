@@ -8,7 +8,7 @@ import sqlite3
 import stat
 
 import pytest
-from conftest import read_keystore_bytes
+from kms_testutil import read_keystore_bytes
 
 from kms import DataKey, InvalidCiphertext, InvalidRecord, KeyNotFound, Keyring, is_transient
 from kms.errors import ProviderUnavailable, Throttled

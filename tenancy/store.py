@@ -1,0 +1,436 @@
+"""Per-tenant encrypted face store: one SQLite file per tenant, every embedding sealed with AES-256-GCM.
+
+Guarantees:
+- No plaintext vector ever reaches SQLite: embeddings are sealed before they are bound to a statement and
+  opened only in `load_all` / `reencrypt`, in process memory.
+- Each record's associated data is (tenant_id, face_id, model name), so a row copied to another face id
+  or into another tenant's file fails authentication instead of silently matching someone else.
+- `add_face` returns only after a durable commit (WAL + synchronous=FULL fsyncs the WAL on commit).
+- Deletion is real: secure_delete zeroes freed cells and pages, and delete paths truncate the WAL so the
+  old page images (which still hold the ciphertext, face id and external id) do not linger there.
+
+The file is opened with apsw because the stdlib sqlite3 module cannot load extensions on every machine,
+and the rest of `tenancy` (sqlite-vec benchmarks) needs one SQLite build throughout.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import struct
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import apsw
+import numpy as np
+
+from kms.records import InvalidRecord, RecordCipher, SealedRecord
+
+log = logging.getLogger(__name__)
+
+# Embeddings are stored little-endian regardless of host so a file moves between machines.
+VECTOR_DTYPE = np.dtype("<f4")
+_AAD_DOMAIN = b"securegate.tenancy.face.v1"
+_BUSY_TIMEOUT_MS = 5_000
+
+
+class StoreError(Exception):
+    """Base class of the typed errors raised by `TenantStore`."""
+
+
+class ModelMismatch(StoreError):
+    """The file was created for another embedding model or dimension; its vectors are not comparable."""
+
+
+class TenantMismatch(StoreError):
+    """The file belongs to another tenant."""
+
+
+class DuplicateExternalId(StoreError):
+    """Another person of this tenant already has that external id."""
+
+
+class NotFound(StoreError):
+    """The person or face does not exist (or the face does not belong to that person)."""
+
+
+class CorruptRecord(StoreError):
+    """A sealed embedding failed authentication: tampered, moved between rows/tenants, or wrong key."""
+
+    def __init__(self, face_id: str) -> None:
+        super().__init__(f"face {face_id}: sealed embedding failed authentication")
+        self.face_id = face_id
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    person_id: str
+    external_id: str | None
+    metadata: dict[str, Any]
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class FaceRecord:
+    face_id: str
+    person_id: str
+    key_version: int
+    det_score: float
+    quality: float
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedFaces:
+    """All faces of a tenant, decrypted; row i of `vectors` belongs to face_ids[i] / person_ids[i]."""
+
+    face_ids: list[str]
+    person_ids: list[str]
+    vectors: np.ndarray  # float32 [n, dim]
+
+
+def record_aad(tenant_id: str, face_id: str, model: str) -> bytes:
+    """Canonical associated data binding a sealed embedding to its tenant, face and model.
+
+    Each field is length-prefixed so no two distinct tuples serialise to the same bytes.
+    """
+    out = bytearray(_AAD_DOMAIN)
+    for field in (tenant_id, face_id, model):
+        encoded = field.encode("utf-8")
+        out += struct.pack(">I", len(encoded))
+        out += encoded
+    return bytes(out)
+
+
+def _migrate_v1(conn: apsw.Connection) -> None:
+    conn.execute(
+        """
+        CREATE TABLE meta (
+            key   TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        );
+        CREATE TABLE persons (
+            person_id   TEXT PRIMARY KEY,
+            external_id TEXT UNIQUE,
+            metadata    TEXT NOT NULL CHECK (json_valid(metadata)),
+            created_at  REAL NOT NULL
+        );
+        CREATE INDEX persons_by_creation ON persons (created_at, person_id);
+        CREATE TABLE faces (
+            face_id     TEXT PRIMARY KEY,
+            person_id   TEXT NOT NULL REFERENCES persons (person_id) ON DELETE CASCADE,
+            ciphertext  BLOB NOT NULL,
+            nonce       BLOB NOT NULL,
+            key_version INTEGER NOT NULL,
+            det_score   REAL NOT NULL,
+            quality     REAL NOT NULL,
+            created_at  REAL NOT NULL
+        );
+        CREATE INDEX faces_by_person ON faces (person_id);
+        CREATE INDEX faces_by_key_version ON faces (key_version);
+        """
+    )
+
+
+# Migration i brings the schema from user_version i to i + 1. Append only; never edit a shipped step.
+MIGRATIONS: tuple[Callable[[apsw.Connection], None], ...] = (_migrate_v1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _encode_cursor(created_at: float, person_id: str) -> str:
+    return f"{created_at.hex()}:{person_id}"  # float.hex round-trips exactly, unlike str()
+
+
+def _decode_cursor(cursor: str) -> tuple[float, str]:
+    created_hex, _, person_id = cursor.partition(":")
+    try:
+        return float.fromhex(created_hex), person_id
+    except ValueError as exc:
+        raise ValueError(f"malformed pagination cursor {cursor!r}") from exc
+
+
+def _person_from_row(row: tuple) -> Person:
+    person_id, external_id, metadata, created_at = row
+    return Person(person_id, external_id, json.loads(metadata), created_at)
+
+
+class TenantStore:
+    """One tenant's persons and sealed face embeddings in a single SQLite file. Synchronous API."""
+
+    def __init__(self, conn: apsw.Connection, path: Path, tenant_id: str, model: str, dim: int) -> None:
+        self._conn = conn
+        self.path = path
+        self.tenant_id = tenant_id
+        self.model = model
+        self.dim = dim
+        tenant, model_bytes = tenant_id.encode("utf-8"), model.encode("utf-8")
+        self._aad_prefix = _AAD_DOMAIN + struct.pack(">I", len(tenant)) + tenant
+        self._aad_suffix = struct.pack(">I", len(model_bytes)) + model_bytes
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    def open(cls, path: str | Path, tenant_id: str, model: str, dim: int) -> TenantStore:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = apsw.Connection(str(path))
+        try:
+            conn.set_busy_timeout(_BUSY_TIMEOUT_MS)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA secure_delete=ON")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA temp_store=MEMORY")  # sorts/temp b-trees never spill to a temp file
+            cls._migrate(conn)
+            cls._check_or_record_meta(conn, tenant_id, model, dim)
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, path, tenant_id, model, dim)
+
+    @staticmethod
+    def _migrate(conn: apsw.Connection) -> None:
+        with conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(f"schema version {version} is newer than this code ({SCHEMA_VERSION})")
+            for step in range(version, SCHEMA_VERSION):
+                MIGRATIONS[step](conn)
+                conn.execute(f"PRAGMA user_version={step + 1}")
+
+    @staticmethod
+    def _check_or_record_meta(conn: apsw.Connection, tenant_id: str, model: str, dim: int) -> None:
+        with conn:
+            meta = dict(conn.execute("SELECT key, value FROM meta"))
+            if not meta:
+                conn.executemany(
+                    "INSERT INTO meta (key, value) VALUES (?, ?)",
+                    [("tenant_id", tenant_id), ("model", model), ("dim", str(dim)), ("created_at", repr(time.time()))],
+                )
+                return
+        if meta["tenant_id"] != tenant_id:
+            raise TenantMismatch(f"store belongs to tenant {meta['tenant_id']!r}, not {tenant_id!r}")
+        if meta["model"] != model or int(meta["dim"]) != dim:
+            raise ModelMismatch(
+                f"store holds {meta['model']!r} embeddings of dim {meta['dim']}, asked for {model!r} dim {dim}"
+            )
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> TenantStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group many calls into one durable commit (bulk enrolment); nested calls become savepoints."""
+        with self._conn:
+            yield
+
+    # ------------------------------------------------------------------ persons
+
+    def create_person(self, external_id: str | None, metadata: dict[str, Any]) -> Person:
+        person = Person(uuid.uuid4().hex, external_id, dict(metadata), time.time())
+        try:
+            with self._conn:
+                self._conn.execute(
+                    "INSERT INTO persons (person_id, external_id, metadata, created_at) VALUES (?, ?, ?, ?)",
+                    (person.person_id, external_id, json.dumps(person.metadata, sort_keys=True), person.created_at),
+                )
+        except apsw.ConstraintError as exc:
+            raise DuplicateExternalId(f"external id {external_id!r} already exists") from exc
+        return person
+
+    def get_person(self, person_id: str) -> Person | None:
+        row = self._conn.execute(
+            "SELECT person_id, external_id, metadata, created_at FROM persons WHERE person_id = ?", (person_id,)
+        ).fetchone()
+        return _person_from_row(row) if row else None
+
+    def get_person_by_external_id(self, external_id: str) -> Person | None:
+        row = self._conn.execute(
+            "SELECT person_id, external_id, metadata, created_at FROM persons WHERE external_id = ?", (external_id,)
+        ).fetchone()
+        return _person_from_row(row) if row else None
+
+    def list_persons(self, limit: int, cursor: str | None = None) -> tuple[list[Person], str | None]:
+        """Persons in creation order; pass the returned cursor to get the next page (None = last page)."""
+        if limit < 1:
+            raise ValueError("limit must be >= 1")
+        sql = "SELECT person_id, external_id, metadata, created_at FROM persons"
+        params: tuple = ()
+        if cursor is not None:
+            sql += " WHERE (created_at, person_id) > (?, ?)"
+            params = _decode_cursor(cursor)
+        sql += " ORDER BY created_at, person_id LIMIT ?"
+        # Fetch one extra row to know whether another page exists without a second query.
+        rows = self._conn.execute(sql, (*params, limit + 1)).fetchall()
+        persons = [_person_from_row(row) for row in rows[:limit]]
+        next_cursor = _encode_cursor(persons[-1].created_at, persons[-1].person_id) if len(rows) > limit else None
+        return persons, next_cursor
+
+    def delete_person(self, person_id: str) -> list[str]:
+        """Delete a person and (by cascade) their faces; returns the deleted face ids."""
+        with self._conn:
+            face_ids = [r[0] for r in self._conn.execute("SELECT face_id FROM faces WHERE person_id = ?", (person_id,))]
+            self._conn.execute("DELETE FROM persons WHERE person_id = ?", (person_id,))
+            if self._conn.changes() == 0:
+                raise NotFound(f"person {person_id} does not exist")
+        self.checkpoint()
+        return face_ids
+
+    # ------------------------------------------------------------------ faces
+
+    def _seal(self, face_id: str, embedding: np.ndarray, cipher: RecordCipher) -> SealedRecord:
+        vector = np.asarray(embedding)
+        if vector.shape != (self.dim,):
+            raise ValueError(f"embedding shape {vector.shape} != ({self.dim},)")
+        if not np.isfinite(vector).all():
+            raise ValueError("embedding contains NaN or infinity")
+        return cipher.seal(vector.astype(VECTOR_DTYPE, copy=False).tobytes(), aad=self._face_aad(face_id))
+
+    def add_face(
+        self, person_id: str, embedding: np.ndarray, cipher: RecordCipher, det_score: float, quality: float
+    ) -> FaceRecord:
+        """Seal and insert one embedding; durable when it returns."""
+        return self.add_faces(person_id, [embedding], cipher, [det_score], [quality])[0]
+
+    def add_faces(
+        self,
+        person_id: str,
+        embeddings: Sequence[np.ndarray] | np.ndarray,
+        cipher: RecordCipher,
+        det_scores: Sequence[float],
+        qualities: Sequence[float],
+    ) -> list[FaceRecord]:
+        """Seal and insert several embeddings of one person in a single durable transaction."""
+        if not len(embeddings) == len(det_scores) == len(qualities):
+            raise ValueError("embeddings, det_scores and qualities must have the same length")
+        now = time.time()
+        records: list[FaceRecord] = []
+        rows: list[tuple] = []
+        for embedding, det_score, quality in zip(embeddings, det_scores, qualities):
+            face_id = uuid.uuid4().hex
+            sealed = self._seal(face_id, embedding, cipher)
+            records.append(FaceRecord(face_id, person_id, sealed.key_version, float(det_score), float(quality), now))
+            rows.append((face_id, person_id, sealed.ciphertext, sealed.nonce, sealed.key_version, float(det_score), float(quality), now))
+        with self._conn:
+            if self._conn.execute("SELECT 1 FROM persons WHERE person_id = ?", (person_id,)).fetchone() is None:
+                raise NotFound(f"person {person_id} does not exist")
+            self._conn.executemany(
+                "INSERT INTO faces (face_id, person_id, ciphertext, nonce, key_version, det_score, quality, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        return records
+
+    def delete_face(self, person_id: str, face_id: str) -> None:
+        with self._conn:
+            self._conn.execute("DELETE FROM faces WHERE face_id = ? AND person_id = ?", (face_id, person_id))
+            if self._conn.changes() == 0:
+                raise NotFound(f"face {face_id} of person {person_id} does not exist")
+        self.checkpoint()
+
+    def faces_of(self, person_id: str) -> list[FaceRecord]:
+        rows = self._conn.execute(
+            "SELECT face_id, person_id, key_version, det_score, quality, created_at FROM faces"
+            " WHERE person_id = ? ORDER BY created_at, face_id",
+            (person_id,),
+        )
+        return [FaceRecord(*row) for row in rows]
+
+    def count_faces(self) -> int:
+        return self._conn.execute("SELECT count(*) FROM faces").fetchone()[0]
+
+    def key_versions_in_use(self) -> dict[int, int]:
+        return dict(self._conn.execute("SELECT key_version, count(*) FROM faces GROUP BY key_version"))
+
+    # ------------------------------------------------------------------ bulk decrypt / rotation
+
+    def load_all(self, cipher_for_version: Callable[[int], RecordCipher]) -> LoadedFaces:
+        """Decrypt every embedding into one float32 [n, dim] array (for building the in-memory index)."""
+        ciphers: dict[int, RecordCipher] = {}
+        row_bytes = self.dim * VECTOR_DTYPE.itemsize
+        with self._conn:  # one read snapshot: the count and the rows agree even with concurrent writers
+            n = self._conn.execute("SELECT count(*) FROM faces").fetchone()[0]
+            buffer = bytearray(n * row_bytes)
+            view = memoryview(buffer)
+            face_ids: list[str] = [""] * n
+            person_ids: list[str] = [""] * n
+            rows = self._conn.execute("SELECT face_id, person_id, nonce, ciphertext, key_version FROM faces")
+            for i, (face_id, person_id, nonce, ciphertext, key_version) in enumerate(rows):
+                cipher = ciphers.get(key_version)
+                if cipher is None:
+                    cipher = ciphers[key_version] = cipher_for_version(key_version)
+                try:
+                    plaintext = cipher.open(SealedRecord(nonce, ciphertext, key_version), aad=self._face_aad(face_id))
+                except InvalidRecord as exc:
+                    raise CorruptRecord(face_id) from exc
+                if len(plaintext) != row_bytes:
+                    raise CorruptRecord(face_id)
+                view[i * row_bytes : (i + 1) * row_bytes] = plaintext
+                face_ids[i] = face_id
+                person_ids[i] = person_id
+        vectors = np.frombuffer(buffer, dtype=VECTOR_DTYPE).reshape(n, self.dim)
+        return LoadedFaces(face_ids, person_ids, vectors)
+
+    def _face_aad(self, face_id: str) -> bytes:
+        """Same bytes as record_aad(tenant_id, face_id, model), from a precomputed prefix and suffix."""
+        encoded = face_id.encode("utf-8")
+        return self._aad_prefix + struct.pack(">I", len(encoded)) + encoded + self._aad_suffix
+
+    def reencrypt(
+        self, cipher_for_version: Callable[[int], RecordCipher], new_cipher: RecordCipher, batch_size: int = 500
+    ) -> Iterator[tuple[int, int]]:
+        """Re-seal every record not under `new_cipher`'s version, `batch_size` rows per transaction.
+
+        Yields (done, total) after each committed batch; other reads and writes interleave between
+        batches. Ends with a WAL truncation so the records under the retired key do not linger there.
+        """
+        done = 0
+        while True:
+            with self._conn:
+                remaining = self._conn.execute(
+                    "SELECT count(*) FROM faces WHERE key_version != ?", (new_cipher.key_version,)
+                ).fetchone()[0]
+                if remaining == 0:
+                    break
+                batch = self._conn.execute(
+                    "SELECT face_id, nonce, ciphertext, key_version FROM faces WHERE key_version != ? LIMIT ?",
+                    (new_cipher.key_version, batch_size),
+                ).fetchall()
+                updates = []
+                for face_id, nonce, ciphertext, key_version in batch:
+                    aad = self._face_aad(face_id)
+                    try:
+                        plaintext = cipher_for_version(key_version).open(SealedRecord(nonce, ciphertext, key_version), aad=aad)
+                    except InvalidRecord as exc:
+                        raise CorruptRecord(face_id) from exc
+                    sealed = new_cipher.seal(plaintext, aad=aad)
+                    updates.append((sealed.ciphertext, sealed.nonce, sealed.key_version, face_id))
+                self._conn.executemany("UPDATE faces SET ciphertext = ?, nonce = ?, key_version = ? WHERE face_id = ?", updates)
+            done += len(batch)
+            yield done, done + remaining - len(batch)
+        self.checkpoint()
+
+    # ------------------------------------------------------------------ physical hygiene
+
+    def checkpoint(self) -> bool:
+        """Copy the WAL into the main file and truncate it to zero bytes; False if a reader blocked it."""
+        busy, _, _ = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            log.warning("WAL checkpoint of %s blocked by a reader; old pages stay in the WAL until the next one", self.path)
+        return not busy
+
+    def vacuum(self) -> None:
+        """Rebuild the file compactly (drops freed pages) and truncate the WAL."""
+        self._conn.execute("VACUUM")
+        self.checkpoint()

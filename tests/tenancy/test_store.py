@@ -1,0 +1,267 @@
+"""TenantStore against real files: encryption at rest, binding, deletion hygiene, crash durability."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import apsw
+import numpy as np
+import pytest
+
+from kms.records import RecordCipher
+from tenancy.store import (
+    CorruptRecord,
+    DuplicateExternalId,
+    ModelMismatch,
+    NotFound,
+    TenantMismatch,
+    TenantStore,
+    record_aad,
+)
+
+DIM = 64
+MODEL = "arcface-r100"
+
+
+@pytest.fixture
+def cipher() -> RecordCipher:
+    return RecordCipher(os.urandom(32), 1)
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    with TenantStore.open(tmp_path / "tenants" / "t1" / "embeddings.db", "t1", MODEL, DIM) as s:
+        yield s
+
+
+def unit_vectors(n: int, seed: int = 0) -> np.ndarray:
+    x = np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def file_bytes(store: TenantStore) -> bytes:
+    wal = Path(str(store.path) + "-wal")
+    return store.path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+
+
+def test_round_trip(store: TenantStore, cipher: RecordCipher) -> None:
+    person = store.create_person("emp-1", {"name": "Ada"})
+    assert store.get_person(person.person_id) == person
+    assert store.get_person_by_external_id("emp-1") == person
+    vectors = unit_vectors(3)
+    faces = [store.add_face(person.person_id, v, cipher, det_score=0.9, quality=0.8) for v in vectors]
+    assert [f.face_id for f in store.faces_of(person.person_id)] == sorted(
+        (f.face_id for f in faces), key=[f.face_id for f in faces].index
+    )
+    loaded = store.load_all(lambda version: cipher)
+    assert sorted(loaded.face_ids) == sorted(f.face_id for f in faces)
+    assert loaded.person_ids == [person.person_id] * 3
+    by_id = dict(zip(loaded.face_ids, loaded.vectors))
+    for face, vector in zip(faces, vectors):
+        np.testing.assert_array_equal(by_id[face.face_id], vector)
+    assert loaded.vectors.dtype == np.float32 and loaded.vectors.shape == (3, DIM)
+    assert store.count_faces() == 3 and store.key_versions_in_use() == {1: 3}
+
+
+def test_aad_fast_path_matches_canonical_form(store: TenantStore) -> None:
+    assert store._face_aad("f1") == record_aad("t1", "f1", MODEL)
+    assert record_aad("a", "bc", "d") != record_aad("ab", "c", "d")
+
+
+def test_errors(store: TenantStore, cipher: RecordCipher, tmp_path: Path) -> None:
+    store.create_person("dup", {})
+    with pytest.raises(DuplicateExternalId):
+        store.create_person("dup", {})
+    with pytest.raises(NotFound):
+        store.add_face("nobody", unit_vectors(1)[0], cipher, 0.9, 0.9)
+    with pytest.raises(NotFound):
+        store.delete_person("nobody")
+    with pytest.raises(ValueError):
+        store.add_face(store.get_person_by_external_id("dup").person_id, np.zeros(DIM + 1), cipher, 0.9, 0.9)
+
+
+def test_model_and_tenant_mismatch_refused(tmp_path: Path) -> None:
+    path = tmp_path / "e.db"
+    TenantStore.open(path, "t1", MODEL, DIM).close()
+    with pytest.raises(ModelMismatch):
+        TenantStore.open(path, "t1", "other-model", DIM)
+    with pytest.raises(ModelMismatch):
+        TenantStore.open(path, "t1", MODEL, DIM * 2)
+    with pytest.raises(TenantMismatch):
+        TenantStore.open(path, "t2", MODEL, DIM)
+    TenantStore.open(path, "t1", MODEL, DIM).close()
+
+
+def test_no_plaintext_vector_on_disk(store: TenantStore, cipher: RecordCipher) -> None:
+    person = store.create_person(None, {})
+    vectors = unit_vectors(20, seed=1)
+    for v in vectors:
+        store.add_face(person.person_id, v, cipher, 0.9, 0.9)
+    raw = file_bytes(store)  # before any checkpoint: the WAL holds the fresh pages
+    assert Path(str(store.path) + "-wal").stat().st_size > 0
+    for v in vectors:
+        plain = v.astype("<f4").tobytes()
+        assert plain not in raw
+        for start in range(0, len(plain) - 16, 16):
+            assert plain[start : start + 16] not in raw
+    store.checkpoint()
+    raw = file_bytes(store)
+    assert not any(v.astype("<f4").tobytes()[:16] in raw for v in vectors)
+
+
+def test_tampered_ciphertext_is_corrupt(store: TenantStore, cipher: RecordCipher) -> None:
+    person = store.create_person(None, {})
+    face = store.add_face(person.person_id, unit_vectors(1)[0], cipher, 0.9, 0.9)
+    conn = apsw.Connection(str(store.path))
+    blob = bytearray(conn.execute("SELECT ciphertext FROM faces").fetchone()[0])
+    blob[5] ^= 1
+    conn.execute("UPDATE faces SET ciphertext = ? WHERE face_id = ?", (bytes(blob), face.face_id))
+    conn.close()
+    with pytest.raises(CorruptRecord) as excinfo:
+        store.load_all(lambda version: cipher)
+    assert excinfo.value.face_id == face.face_id
+
+
+def _copy_face_row(src: Path, dst: Path, face_id: str, new_face_id: str, new_person_id: str) -> None:
+    row = apsw.Connection(str(src)).execute(
+        "SELECT ciphertext, nonce, key_version, det_score, quality, created_at FROM faces WHERE face_id = ?", (face_id,)
+    ).fetchone()
+    conn = apsw.Connection(str(dst))
+    conn.execute(
+        "INSERT INTO faces (face_id, person_id, ciphertext, nonce, key_version, det_score, quality, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (new_face_id, new_person_id, *row),
+    )
+    conn.close()
+
+
+def test_row_moved_to_other_face_or_tenant_fails(tmp_path: Path, cipher: RecordCipher) -> None:
+    a = TenantStore.open(tmp_path / "a.db", "tenant-a", MODEL, DIM)
+    b = TenantStore.open(tmp_path / "b.db", "tenant-b", MODEL, DIM)
+    pa, pb = a.create_person(None, {}), b.create_person(None, {})
+    face = a.add_face(pa.person_id, unit_vectors(1)[0], cipher, 0.9, 0.9)
+
+    _copy_face_row(a.path, b.path, face.face_id, face.face_id, pb.person_id)  # same id, other tenant (same key!)
+    with pytest.raises(CorruptRecord):
+        b.load_all(lambda version: cipher)
+
+    _copy_face_row(a.path, a.path, face.face_id, "f" * 32, pa.person_id)  # other face id, same tenant
+    with pytest.raises(CorruptRecord) as excinfo:
+        a.load_all(lambda version: cipher)
+    assert excinfo.value.face_id == "f" * 32
+    a.close()
+    b.close()
+
+
+def test_delete_leaves_no_trace_in_file_bytes(store: TenantStore, cipher: RecordCipher) -> None:
+    keep = store.create_person("keeper-0001", {})
+    gone = store.create_person("to-be-forgotten-42", {"note": "secret-metadata-xyz"})
+    store.add_faces(keep.person_id, unit_vectors(5, seed=2), cipher, [0.9] * 5, [0.9] * 5)
+    gone_faces = store.add_faces(gone.person_id, unit_vectors(3, seed=3), cipher, [0.9] * 3, [0.9] * 3)
+    single = store.add_face(keep.person_id, unit_vectors(1, seed=4)[0], cipher, 0.9, 0.9)
+    conn = apsw.Connection(str(store.path))
+    ciphertexts = dict(conn.execute("SELECT face_id, ciphertext FROM faces"))
+    conn.close()
+    store.checkpoint()
+    assert gone.person_id.encode() in file_bytes(store)  # sanity: the scan would see it
+
+    deleted = store.delete_person(gone.person_id)
+    store.delete_face(keep.person_id, single.face_id)
+    assert sorted(deleted) == sorted(f.face_id for f in gone_faces)
+    raw = file_bytes(store)
+    for face_id in [*deleted, single.face_id]:
+        assert face_id.encode() not in raw
+        assert ciphertexts[face_id][:16] not in raw
+    for needle in (b"to-be-forgotten-42", b"secret-metadata-xyz", gone.person_id.encode()):
+        assert needle not in raw
+    assert b"keeper-0001" in raw  # the survivor is still there
+    assert store.load_all(lambda version: cipher).vectors.shape == (5, DIM)
+    store.vacuum()
+    assert b"to-be-forgotten-42" not in file_bytes(store)
+
+
+def test_list_persons_keyset_pagination(store: TenantStore) -> None:
+    created = [store.create_person(f"ext-{i}", {"i": i}) for i in range(23)]
+    seen, cursor = [], None
+    while True:
+        page, cursor = store.list_persons(5, cursor)
+        seen.extend(page)
+        if cursor is None:
+            break
+        store.create_person(None, {"late": True})  # inserts while paging must not shuffle earlier pages
+    expected = sorted(created, key=lambda p: (p.created_at, p.person_id))
+    assert [p.person_id for p in seen[:23]] == [p.person_id for p in expected]
+    assert len({p.person_id for p in seen}) == len(seen)
+
+
+def test_reencrypt_moves_all_rows_to_new_version(store: TenantStore, cipher: RecordCipher) -> None:
+    person = store.create_person(None, {})
+    vectors = unit_vectors(23, seed=5)
+    store.add_faces(person.person_id, vectors, cipher, [0.9] * 23, [0.9] * 23)
+    new = RecordCipher(os.urandom(32), 2)
+    ciphers = {1: cipher, 2: new}
+    progress = list(store.reencrypt(ciphers.__getitem__, new, batch_size=10))
+    assert progress == [(10, 23), (20, 23), (23, 23)]
+    assert store.key_versions_in_use() == {2: 23}
+    loaded = store.load_all(lambda version: new)
+    np.testing.assert_array_equal(np.sort(loaded.vectors, axis=0), np.sort(vectors, axis=0))
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys, numpy as np
+    from kms.records import RecordCipher
+    from tenancy.store import TenantStore
+    path, key_hex, person_id = sys.argv[1:4]
+    store = TenantStore.open(path, "t1", "arcface-r100", 64)
+    cipher = RecordCipher(bytes.fromhex(key_hex), 1)
+    rng = np.random.default_rng(0)
+    while True:
+        face = store.add_face(person_id, rng.standard_normal(64).astype(np.float32), cipher, 0.9, 0.9)
+        print(face.face_id, flush=True)
+    """
+)
+
+
+def test_sigkill_mid_burst_keeps_every_acknowledged_face(tmp_path: Path, cipher: RecordCipher) -> None:
+    path = tmp_path / "crash.db"
+    with TenantStore.open(path, "t1", MODEL, DIM) as s:
+        person = s.create_person(None, {})
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(path), cipher_key_hex(cipher), person.person_id],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    acknowledged = [child.stdout.readline().strip() for _ in range(40)]
+    os.kill(child.pid, signal.SIGKILL)
+    acknowledged += [line.strip() for line in child.stdout.read().splitlines() if len(line.strip()) == 32]
+    child.wait()
+    with TenantStore.open(path, "t1", MODEL, DIM) as s:
+        assert s._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        loaded = s.load_all(lambda version: cipher)  # every row present decrypts: none half-written
+    assert set(acknowledged) <= set(loaded.face_ids)
+    assert len(loaded.face_ids) >= 40
+
+
+def cipher_key_hex(cipher: RecordCipher) -> str:
+    return CIPHER_KEYS[id(cipher)]
+
+
+CIPHER_KEYS: dict[int, str] = {}
+
+
+@pytest.fixture(autouse=True)
+def _remember_keys(monkeypatch):
+    """The crash test's child process needs the key bytes, which RecordCipher deliberately hides."""
+    original = RecordCipher.__init__
+
+    def remembering_init(self, key: bytes, key_version: int) -> None:
+        original(self, key, key_version)
+        CIPHER_KEYS[id(self)] = key.hex()
+
+    monkeypatch.setattr(RecordCipher, "__init__", remembering_init)

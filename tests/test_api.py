@@ -1,0 +1,182 @@
+"""The running application over HTTP and through Serve handles, on the real models and photos."""
+
+import asyncio
+import base64
+import itertools
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests import hostile
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def post_image(http, path, data: bytes, **extra):
+    return http.post(path, json={"image": b64(data), **extra})
+
+
+def test_health_and_readiness(http):
+    assert http.get("/v1/healthz").json() == {"status": "ok"}
+    ready = http.get("/v1/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["embedder"]["dim"] == 128
+
+
+def test_detection_counts_match_the_manifest(http, manifest):
+    for row in manifest:
+        r = post_image(http, "/v1/detect", row["file"].read_bytes())
+        assert r.status_code == 200, (row["file"], r.text)
+        faces = r.json()["faces"]
+        assert len(faces) == row["faces"], row["file"]
+        for face in faces:
+            x1, y1, x2, y2 = face["bbox"]
+            assert x2 > x1 and y2 > y1 and len(face["landmarks"]) == 5 and 0 < face["score"] <= 1
+
+
+def test_embed_returns_unit_vectors_of_the_models_dim(http, faces_root):
+    r = post_image(http, "/v1/embed", (faces_root / "scenes" / "kit_with_rose.jpg").read_bytes())
+    assert r.status_code == 200
+    body = r.json()
+    assert body["model"] == {"name": "mobilefacenet_arcface_w128", "dim": 128}
+    assert len(body["faces"]) == 2
+    for face in body["faces"]:
+        assert len(face["embedding"]) == 128
+        assert abs(np.linalg.norm(face["embedding"]) - 1) < 1e-4
+
+
+def test_verify_matches_same_identity_and_rejects_others(http, identity_photos):
+    photos = [(who, p) for who, ps in identity_photos.items() for p in ps]
+    same, different = [], []
+    for (who_a, a), (who_b, b) in itertools.combinations(photos, 2):
+        r = http.post("/v1/verify", json={"image_a": b64(a.read_bytes()), "image_b": b64(b.read_bytes())})
+        assert r.status_code == 200, r.text
+        (same if who_a == who_b else different).append((r.json(), a.name, b.name))
+    assert same and different
+    assert all(v["match"] for v, *_ in same), [x for x in same if not x[0]["match"]]
+    assert not any(v["match"] for v, *_ in different), [x for x in different if x[0]["match"]]
+    # The default threshold is the pack's measured one, returned with every answer.
+    assert {v["threshold"] for v, *_ in same + different} == {0.37}
+
+
+def test_verify_threshold_per_request(http, identity_photos):
+    a, b = identity_photos["obama"][:2]
+    r = http.post("/v1/verify", json={"image_a": b64(a.read_bytes()), "image_b": b64(b.read_bytes()), "threshold": 0.999})
+    assert r.json()["threshold"] == 0.999 and r.json()["match"] is False
+
+
+@pytest.mark.parametrize(
+    "body, status, code",
+    [
+        ({"image": "!!!not base64!!!"}, 400, "invalid_image"),
+        ({"image": ""}, 400, "invalid_image"),
+        ({"image": b64(b"definitely not an image")}, 400, "invalid_image"),
+        ({"image": b64(hostile.one_pixel())}, 400, "invalid_image"),
+        ({"image": 12345}, 400, "invalid_request"),
+        ({}, 400, "invalid_request"),
+        ({"image": b64(hostile.faceless_photo())}, 422, "no_face"),
+        ({"image": b64(hostile.png_header_only(20000, 20000))}, 413, "image_too_large"),
+        ({"image": b64(hostile.decompression_bomb())}, 413, "image_too_large"),
+    ],
+    ids=["bad-base64", "empty", "not-an-image", "1x1", "wrong-type", "missing", "no-face", "20000x20000", "bomb"],
+)
+def test_bad_input_gets_its_documented_error(http, body, status, code):
+    for path in ("/v1/detect", "/v1/embed"):
+        r = http.post(path, json=body)
+        assert r.status_code == status, (path, r.text)
+        assert r.json()["error"]["code"] == code
+        assert r.json()["error"]["message"]
+
+
+def test_verify_names_the_image_without_a_face(http, identity_photos):
+    a = identity_photos["biden"][0]
+    r = http.post("/v1/verify", json={"image_a": b64(a.read_bytes()), "image_b": b64(hostile.faceless_photo())})
+    assert r.status_code == 422
+    assert r.json()["error"] == {"code": "no_face", "message": "no face found in image_b", "field": "image_b"}
+
+
+def test_body_over_the_limit_is_413(http):
+    r = http.post("/v1/detect", content=b"{" + b" " * (21 * 1024 * 1024) + b"}", headers={"content-type": "application/json"})
+    assert r.status_code == 413
+    assert r.json()["error"]["code"] == "payload_too_large"
+
+
+def test_invalid_json_is_400(http):
+    r = http.post("/v1/detect", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request"
+
+
+def test_handle_api_answers_like_http(app, http, identity_photos):
+    handle, _ = app
+    a, b = identity_photos["rose_leslie"][:2]
+    via_handle = handle.verify.remote(a.read_bytes(), b.read_bytes()).result()
+    via_http = http.post("/v1/verify", json={"image_a": b64(a.read_bytes()), "image_b": b64(b.read_bytes())}).json()
+    assert via_handle == via_http and via_handle["match"]
+    faces = handle.detect.remote(a.read_bytes()).result()["faces"]
+    assert len(faces) == 1
+
+
+def test_handle_api_raises_typed_errors(app):
+    from securegate import errors
+
+    handle, _ = app
+    with pytest.raises(Exception) as info:
+        handle.detect.remote(b"garbage").result()
+    cause = errors.root_cause(info.value)
+    assert isinstance(cause, errors.InvalidImage) and cause.code == "invalid_image"
+
+
+def test_readme_handle_snippet_runs(app, identity_photos, tmp_path, monkeypatch):
+    """The README's Python example, executed as written against the running app."""
+    text = (REPO / "README.md").read_text()
+    snippet = re.search(r"<!-- handle-example -->\s*```python\n(.*?)```", text, re.S).group(1)
+    (tmp_path / "alice_1.jpg").write_bytes(identity_photos["obama"][0].read_bytes())
+    (tmp_path / "alice_2.jpg").write_bytes(identity_photos["obama"][1].read_bytes())
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(snippet, "README.md", "exec"), namespace)
+    assert namespace["result"]["match"] is True
+
+
+def test_embedder_forms_batches_under_concurrency(app, ray_cluster):
+    """64 concurrent single-crop calls: the embedder must form batches larger than one (observed)."""
+    from ray import serve
+
+    embedder = serve.get_deployment_handle("Embedder", app_name="securegate")
+    embedder.reset_batch_stats.remote().result()
+    crops = np.random.default_rng(0).integers(0, 256, (64, 112, 112, 3), dtype=np.uint8)
+
+    async def burst():
+        return await asyncio.gather(*(embedder.embed.remote(crops[i : i + 1]) for i in range(64)))
+
+    results = asyncio.run(burst())
+    assert all(r.shape == (1, 128) for r in results)
+    stats = embedder.batch_stats.remote().result()
+    histogram = {int(k): v for k, v in stats["histogram"].items()}
+    assert sum(size * n for size, n in histogram.items()) == 64
+    assert max(histogram) > 1, histogram
+    assert max(histogram) <= stats["max_batch_size"]
+
+
+def test_reconfigure_changes_the_batching_policy(app):
+    """`reconfigure` (what Serve calls with a new user_config) changes max_batch_size without a restart."""
+    from ray import serve
+
+    embedder = serve.get_deployment_handle("Embedder", app_name="securegate")
+    crops = np.random.default_rng(1).integers(0, 256, (40, 112, 112, 3), dtype=np.uint8)
+    # Route to the one replica directly, as Serve's user_config update would.
+    embedder.reconfigure.remote({"max_batch_size": 8, "batch_wait_timeout_s": 0.05}).result()
+    try:
+        embedder.reset_batch_stats.remote().result()
+        assert embedder.embed.remote(crops).result().shape == (40, 128)
+        stats = embedder.batch_stats.remote().result()
+        assert stats["max_batch_size"] == 8
+        assert max(int(k) for k in stats["histogram"]) <= 8
+    finally:
+        embedder.reconfigure.remote({"max_batch_size": 32, "batch_wait_timeout_s": 0.05}).result()
