@@ -14,6 +14,8 @@ from ray.serve import Application
 from deployments.detector import Detector
 from deployments.embedder import Embedder
 from deployments.ingress import Ingress
+from deployments.keys import KeyService
+from deployments.tenants import TenantRouter
 from securegate.settings import Settings
 
 
@@ -29,7 +31,9 @@ def build_app(args: dict[str, Any] | None = None, deployment_options: dict[str, 
 
     detector = configured(Detector).bind(settings)
     embedder = configured(Embedder).bind(settings)
-    return configured(Ingress).bind(settings, detector, embedder)
+    keys = configured(KeyService).bind(settings)
+    tenants = configured(TenantRouter).bind(settings, keys)
+    return configured(Ingress).bind(settings, detector, embedder, tenants, keys)
 
 
 app = build_app()

@@ -1,93 +1,81 @@
 """HTTP and Python entry point: FastAPI routes for clients, plain methods for Serve-handle callers.
 
-Both surfaces run the same methods (`detect`, `embed`, `verify`), so a Python caller and an HTTP client
-get the same answers and the same error codes. Orchestration only: models live in the Detector and
-Embedder deployments, faces in the tenancy layer.
+Both surfaces run the same methods, so a Python caller and an HTTP client get the same answers and the
+same error codes. Orchestration only: models live in the Detector and Embedder deployments, tenants and
+their faces behind the TenantRouter.
 """
 
-
 import asyncio
+import functools
 import logging
 
 import numpy as np
-from fastapi import FastAPI, Request
+import pydantic
+from fastapi import FastAPI, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
 from ray import serve
-from ray.exceptions import RayError
+from ray.exceptions import RayActorError, RayError
 from ray.serve.handle import DeploymentHandle
 
+import tenancy.registry as registry
+import tenancy.service as tenant_service
+import tenancy.store as store
+from deployments import schemas as s
 from securegate import errors, images
 from securegate.models import DetectedFace
 from securegate.settings import Settings
+from tenancy.quality import assess
+from tenancy.registry import QualityGates, Tenant
 
 log = logging.getLogger("ray.serve")
 
 api = FastAPI(title="SecureGate", version="0.1.0", description="Multi-tenant face recognition on Ray Serve.")
 
 
-# ---------------------------------------------------------------------------------------------- schemas
-class ErrorBody(BaseModel):
-    code: str
-    message: str
-
-
-class ErrorResponse(BaseModel):
-    error: ErrorBody
-
-
-class ImageRequest(BaseModel):
-    image: str = Field(..., description="base64 of the image file's bytes (JPEG, PNG, WebP, BMP, TIFF, GIF)")
-    max_faces: int | None = Field(None, ge=1, le=1000)
-
-
-class VerifyRequest(BaseModel):
-    image_a: str = Field(..., description="base64 image; its largest face is compared")
-    image_b: str = Field(..., description="base64 image; its largest face is compared")
-    threshold: float | None = Field(None, ge=-1, le=1, description="cosine accept threshold; default per model pack")
-
-
-class Face(BaseModel):
-    bbox: list[float]
-    landmarks: list[list[float]]
-    score: float
-
-
-class DetectResponse(BaseModel):
-    faces: list[Face]
-
-
-class ModelInfo(BaseModel):
-    name: str
-    dim: int
-
-
-class EmbeddedFace(BaseModel):
-    bbox: list[float]
-    score: float
-    embedding: list[float]
-
-
-class EmbedResponse(BaseModel):
-    model: ModelInfo
-    faces: list[EmbeddedFace]
-
-
-class VerifyResponse(BaseModel):
-    similarity: float
-    match: bool
-    threshold: float
-
-
-ERRORS = {
-    400: {"model": ErrorResponse, "description": "invalid_image / invalid_request"},
-    413: {"model": ErrorResponse, "description": "payload_too_large / image_too_large"},
-    422: {"model": ErrorResponse, "description": "no_face"},
+# --------------------------------------------------------------------------------------- error mapping
+# Domain errors of the tenancy layer → the API's stable codes. Anything unlisted is a 500.
+DOMAIN_ERRORS: dict[type[Exception], type[errors.ApiError]] = {
+    registry.InvalidApiKey: errors.Unauthenticated,
+    registry.TenantNotFound: errors.NotFound,
+    tenant_service.Forbidden: errors.Forbidden,
+    tenant_service.TenantUnavailable: errors.ServiceUnavailable,
+    store.NotFound: errors.NotFound,
+    store.DuplicateExternalId: errors.Conflict,
+    store.ModelMismatch: errors.ModelMismatch,
+    store.CorruptRecord: errors.CorruptRecord,
+    pydantic.ValidationError: errors.InvalidRequest,
+    RayActorError: errors.ServiceUnavailable,
 }
 
 
-# --------------------------------------------------------------------------------------- error mapping
+def to_api_error(exc: BaseException) -> errors.ApiError:
+    cause = errors.root_cause(exc)
+    if isinstance(cause, errors.ApiError):
+        return cause
+    for kind, api_error in DOMAIN_ERRORS.items():
+        if isinstance(cause, kind) or isinstance(exc, kind):
+            details = {"face_id": cause.face_id} if isinstance(cause, store.CorruptRecord) else {}
+            return api_error(str(cause).splitlines()[0] if str(cause) else api_error.code, **details)
+    log.error("unhandled error: %r", exc)
+    return errors.ApiError("internal error")
+
+
+def api_errors(method):
+    """Python callers get the same typed ApiError (with its code) that HTTP clients get as JSON."""
+
+    @functools.wraps(method)
+    async def wrapper(*args, **kwargs):
+        try:
+            return await method(*args, **kwargs)
+        except errors.ApiError:
+            raise
+        except Exception as exc:
+            raise to_api_error(exc) from None
+
+    return wrapper
+
+
 def error_response(exc: errors.ApiError) -> JSONResponse:
     return JSONResponse(status_code=exc.status, content=exc.body())
 
@@ -105,12 +93,7 @@ async def _api_error(_: Request, exc: errors.ApiError) -> JSONResponse:
 
 @api.exception_handler(RayError)
 async def _replica_error(_: Request, exc: RayError) -> JSONResponse:
-    """A deployment raised: its ApiError keeps its code; anything else is a 500 that we log."""
-    cause = errors.root_cause(exc)
-    if isinstance(cause, errors.ApiError):
-        return error_response(cause)
-    log.error("dependency failed: %r", exc)
-    return error_response(errors.ApiError("internal error"))
+    return error_response(to_api_error(exc))
 
 
 class BodyLimit:
@@ -147,59 +130,190 @@ class _BodyTooLarge(Exception):
     pass
 
 
+def bearer(authorization: str | None) -> str:
+    if not authorization or not authorization.startswith("Bearer ") or not authorization[7:].strip():
+        raise errors.Unauthenticated("send 'Authorization: Bearer <key>'")
+    return authorization[7:].strip()
+
+
+STATELESS_ERRORS = {code: {"model": s.ErrorResponse} for code in (400, 413, 422)}
+TENANT_ERRORS = {code: {"model": s.ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 422, 503)}
+ADMIN_ERRORS = {code: {"model": s.ErrorResponse} for code in (400, 401, 403, 404, 503)}
+
+
 # ------------------------------------------------------------------------------------------ deployment
 @serve.deployment(max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.5})
 @serve.ingress(api)
 class Ingress:
-    def __init__(self, settings: dict, detector: DeploymentHandle, embedder: DeploymentHandle) -> None:
+    def __init__(self, settings: dict, detector: DeploymentHandle, embedder: DeploymentHandle,
+                 tenants: DeploymentHandle, keys: DeploymentHandle) -> None:
         self.settings = Settings.model_validate(settings)
-        self.detector = detector
-        self.embedder = embedder
+        self.detector, self.embedder, self.tenants, self.keys = detector, embedder, tenants, keys
         self._model: dict | None = None
         api.add_middleware(BodyLimit, max_bytes=self.settings.limits.max_body_bytes)
 
-    # ---- Python API (Serve handle callers) -----------------------------------------------------------
+    # =================================================================== Python API (Serve handle callers)
     async def model_info(self) -> dict:
         if self._model is None:
             self._model = await self.embedder.info.remote()
         return self._model
 
+    @api_errors
     async def detect(self, image: bytes, max_faces: int | None = None) -> dict:
         faces = await self._faces(image, max_faces)
         return {"faces": [f.summary() for f in faces]}
 
+    @api_errors
     async def embed(self, image: bytes, max_faces: int | None = None) -> dict:
         faces = await self._faces(image, max_faces)
         vectors = await self._embed(faces)
         model = await self.model_info()
         return {
             "model": {"name": model["name"], "dim": model["dim"]},
-            "faces": [
-                {"bbox": f.summary()["bbox"], "score": f.summary()["score"], "embedding": v.tolist()}
-                for f, v in zip(faces, vectors)
-            ],
+            "faces": [{"bbox": f.summary()["bbox"], "score": f.summary()["score"], "embedding": v.tolist()}
+                      for f, v in zip(faces, vectors)],
         }
 
+    @api_errors
     async def verify(self, image_a: bytes, image_b: bytes, threshold: float | None = None) -> dict:
         """Largest face of each image; cosine similarity against the threshold (default per model pack)."""
         faces_a, faces_b = await asyncio.gather(self._faces(image_a, None, "image_a"), self._faces(image_b, None, "image_b"))
-        largest = [max(faces_a, key=lambda f: f.area), max(faces_b, key=lambda f: f.area)]
-        a, b = await self._embed(largest)
-        if threshold is None:
-            threshold = await self.default_threshold()
+        a, b = await self._embed([largest(faces_a), largest(faces_b)])
+        threshold = await self._threshold(threshold, None)
         similarity = float(np.dot(a, b))
         return {"similarity": round(similarity, 6), "match": similarity >= threshold, "threshold": threshold}
 
-    async def default_threshold(self) -> float:
+    @api_errors
+    async def ready(self) -> dict:
+        detector, embedder, keys = await asyncio.gather(
+            self.detector.info.remote(), self.embedder.info.remote(), self.keys.ready.remote())
+        if not keys:
+            raise errors.NotReady("the key service cannot reach its provider")
+        return {"ready": True, "detector": detector, "embedder": embedder, "keys": keys}
+
+    # ---- admin: tenants --------------------------------------------------------------------------------
+    @api_errors
+    async def create_tenant(self, admin_token: str, name: str, settings: dict | None = None) -> dict:
+        await self.tenants.check_admin.remote(admin_token)
+        model = await self.model_info()
+        tenant, api_key = await self.tenants.create_tenant.remote(name, model_id(model), model["dim"], settings)
+        return {"tenant_id": tenant["tenant_id"], "api_key": api_key}
+
+    @api_errors
+    async def list_tenants(self, admin_token: str) -> list[dict]:
+        await self.tenants.check_admin.remote(admin_token)
+        return await self.tenants.list_tenants.remote()
+
+    @api_errors
+    async def get_tenant(self, admin_token: str, tenant_id: str) -> dict:
+        await self.tenants.check_admin.remote(admin_token)
+        return await self.tenants.get_tenant.remote(tenant_id)
+
+    @api_errors
+    async def update_tenant(self, admin_token: str, tenant_id: str, settings: dict) -> dict:
+        await self.tenants.check_admin.remote(admin_token)
+        return await self.tenants.update_tenant.remote(tenant_id, settings)
+
+    @api_errors
+    async def delete_tenant(self, admin_token: str, tenant_id: str) -> None:
+        await self.tenants.check_admin.remote(admin_token)
+        await self.tenants.delete_tenant.remote(tenant_id)
+
+    @api_errors
+    async def rotate_api_key(self, admin_token: str, tenant_id: str) -> dict:
+        await self.tenants.check_admin.remote(admin_token)
+        return {"api_key": await self.tenants.rotate_api_key.remote(tenant_id)}
+
+    # ---- a tenant's persons and faces (the tenant comes from the API key, never from the request) -------
+    @api_errors
+    async def create_person(self, api_key: str, external_id: str | None = None, metadata: dict | None = None) -> dict:
+        tenant = await self._tenant(api_key)
+        return await self.tenants.call.remote(tenant, "create_person", external_id, metadata or {})
+
+    @api_errors
+    async def list_persons(self, api_key: str, limit: int = 50, cursor: str | None = None) -> dict:
+        tenant = await self._tenant(api_key)
+        return await self.tenants.call.remote(tenant, "list_persons", limit, cursor, retry_reads=True)
+
+    @api_errors
+    async def get_person(self, api_key: str, person_id: str) -> dict:
+        tenant = await self._tenant(api_key)
+        return await self.tenants.call.remote(tenant, "get_person", person_id, retry_reads=True)
+
+    @api_errors
+    async def delete_person(self, api_key: str, person_id: str) -> None:
+        tenant = await self._tenant(api_key)
+        await self.tenants.call.remote(tenant, "delete_person", person_id)
+
+    @api_errors
+    async def enrol_face(self, api_key: str, person_id: str, image: bytes, face_index: int | None = None) -> dict:
+        """One face of `image` becomes a reference face of the person, if it passes the quality gates."""
+        tenant = await self._tenant(api_key)
+        faces = await self._faces(image, None)
+        if face_index is None and len(faces) > 1:
+            raise errors.MultipleFaces(f"the image holds {len(faces)} faces; pick one with face_index",
+                                       faces=[f.summary()["bbox"] for f in faces])
+        if face_index is not None and face_index >= len(faces):
+            raise errors.InvalidRequest(f"face_index {face_index} is out of range: {len(faces)} face(s) found")
+        face = faces[face_index or 0]
+        report = assess(face.bbox, face.landmarks, face.crop, face.score, tenant.settings.quality)
+        if not report.passed:
+            raise errors.LowQuality("the face is not good enough to enrol", reasons=report.reasons)
+        (vector,) = await self._embed([face])
+        return await self.tenants.call.remote(tenant, "add_face", person_id, vector, face.score, report.score)
+
+    @api_errors
+    async def delete_face(self, api_key: str, person_id: str, face_id: str) -> None:
+        tenant = await self._tenant(api_key)
+        await self.tenants.call.remote(tenant, "delete_face", person_id, face_id)
+
+    @api_errors
+    async def search(self, api_key: str, image: bytes, threshold: float | None = None, top_k: int = 1,
+                     max_faces: int | None = None) -> dict:
+        """Every face in the image, searched in one batched call against the tenant's gallery."""
+        tenant = await self._tenant(api_key)
+        faces = await self._faces(image, max_faces)
+        vectors = await self._embed(faces)
+        threshold = await self._threshold(threshold, tenant)
+        results = await self.tenants.call.remote(tenant, "search", vectors, top_k, threshold,
+                                                 tenant.settings.match_on, retry_reads=True)
+        return {"faces": [{"bbox": f.summary()["bbox"], "score": f.summary()["score"], "matches": matches}
+                          for f, matches in zip(faces, results)],
+                "threshold": threshold}
+
+    @api_errors
+    async def verify_person(self, api_key: str, image: bytes, person_id: str, threshold: float | None = None) -> dict:
+        """The image's largest face against an enrolled person: their faces, or their centroid (tenant setting)."""
+        tenant = await self._tenant(api_key)
+        (vector,) = await self._embed([largest(await self._faces(image, None))])
+        scores = await self.tenants.call.remote(tenant, "verify_person", vector, person_id, retry_reads=True)
+        if scores["faces"] == 0:
+            raise errors.NotFound(f"person {person_id} has no enrolled faces")
+        threshold = await self._threshold(threshold, tenant)
+        key = "centroid_similarity" if tenant.settings.match_on == "centroid" else "best_face_similarity"
+        similarity = scores[key]
+        return {"similarity": round(similarity, 6), "match": similarity >= threshold, "threshold": threshold,
+                "best_face_similarity": round(scores["best_face_similarity"], 6),
+                "centroid_similarity": round(scores["centroid_similarity"], 6)}
+
+    # ================================================================================== internals
+    async def _tenant(self, api_key: str) -> Tenant:
+        tenant = await self.tenants.authenticate.remote(api_key)
+        model = await self.model_info()
+        if tenant.model != model_id(model):
+            raise errors.ModelMismatch(
+                f"tenant is bound to model {tenant.model}; this deployment serves {model_id(model)}")
+        return tenant
+
+    async def _threshold(self, requested: float | None, tenant: Tenant | None) -> float:
+        if requested is not None:
+            return requested
+        if tenant is not None and tenant.settings.default_threshold is not None:
+            return tenant.settings.default_threshold
         if self.settings.verify_threshold is not None:
             return self.settings.verify_threshold
         return float((await self.model_info())["default_threshold"])
 
-    async def ready(self) -> dict:
-        detector, embedder = await asyncio.gather(self.detector.info.remote(), self.embedder.info.remote())
-        return {"ready": True, "detector": detector, "embedder": embedder}
-
-    # ---- internals -----------------------------------------------------------------------------------
     async def _faces(self, image: bytes, max_faces: int | None, field: str = "image") -> list[DetectedFace]:
         # The header check runs here, before the bytes travel to a detector replica.
         try:
@@ -215,29 +329,95 @@ class Ingress:
     async def _embed(self, faces: list[DetectedFace]) -> np.ndarray:
         return await self.embedder.embed.remote(np.stack([f.crop for f in faces]))
 
-    # ---- HTTP ----------------------------------------------------------------------------------------
-    @api.post("/v1/detect", response_model=DetectResponse, responses=ERRORS)
-    async def http_detect(self, body: ImageRequest) -> dict:
+    # ======================================================================================= HTTP
+    @api.post("/v1/detect", response_model=s.DetectResponse, responses=STATELESS_ERRORS, tags=["faces"])
+    async def http_detect(self, body: s.ImageRequest) -> dict:
         return await self.detect(images.b64decode(body.image), body.max_faces)
 
-    @api.post("/v1/embed", response_model=EmbedResponse, responses=ERRORS)
-    async def http_embed(self, body: ImageRequest) -> dict:
+    @api.post("/v1/embed", response_model=s.EmbedResponse, responses=STATELESS_ERRORS, tags=["faces"])
+    async def http_embed(self, body: s.ImageRequest) -> dict:
         return await self.embed(images.b64decode(body.image), body.max_faces)
 
-    @api.post("/v1/verify", response_model=VerifyResponse, responses=ERRORS)
-    async def http_verify(self, body: VerifyRequest) -> dict:
+    @api.post("/v1/verify", response_model=s.VerifyResponse, responses=TENANT_ERRORS, tags=["faces"])
+    async def http_verify(self, body: s.VerifyRequest, authorization: str | None = Header(None)) -> dict:
+        if body.person_id is not None:
+            return await self.verify_person(bearer(authorization), images.b64decode(body.image), body.person_id, body.threshold)
         a = images.b64decode(body.image_a, "image_a")
         b = images.b64decode(body.image_b, "image_b")
         return await self.verify(a, b, body.threshold)
 
-    @api.get("/v1/healthz")
+    @api.post("/v1/search", response_model=s.SearchResponse, responses=TENANT_ERRORS, tags=["faces"])
+    async def http_search(self, body: s.SearchRequest, authorization: str | None = Header(None)) -> dict:
+        return await self.search(bearer(authorization), images.b64decode(body.image), body.threshold, body.top_k, body.max_faces)
+
+    @api.post("/v1/persons", status_code=201, response_model=s.PersonCreated, responses=TENANT_ERRORS, tags=["persons"])
+    async def http_create_person(self, body: s.PersonCreate, authorization: str | None = Header(None)) -> dict:
+        return await self.create_person(bearer(authorization), body.external_id, body.metadata)
+
+    @api.get("/v1/persons", response_model=s.PersonPage, responses=TENANT_ERRORS, tags=["persons"])
+    async def http_list_persons(self, limit: int = Query(50, ge=1, le=1000), cursor: str | None = Query(None, max_length=512),
+                                authorization: str | None = Header(None)) -> dict:
+        return await self.list_persons(bearer(authorization), limit, cursor)
+
+    @api.get("/v1/persons/{person_id}", response_model=s.PersonView, responses=TENANT_ERRORS, tags=["persons"])
+    async def http_get_person(self, person_id: str, authorization: str | None = Header(None)) -> dict:
+        return await self.get_person(bearer(authorization), person_id)
+
+    @api.delete("/v1/persons/{person_id}", status_code=204, responses=TENANT_ERRORS, tags=["persons"])
+    async def http_delete_person(self, person_id: str, authorization: str | None = Header(None)) -> Response:
+        await self.delete_person(bearer(authorization), person_id)
+        return Response(status_code=204)
+
+    @api.post("/v1/persons/{person_id}/faces", status_code=201, response_model=s.FaceEnrolled, responses=TENANT_ERRORS, tags=["persons"])
+    async def http_enrol_face(self, person_id: str, body: s.FaceEnrol, authorization: str | None = Header(None)) -> dict:
+        return await self.enrol_face(bearer(authorization), person_id, images.b64decode(body.image), body.face_index)
+
+    @api.delete("/v1/persons/{person_id}/faces/{face_id}", status_code=204, responses=TENANT_ERRORS, tags=["persons"])
+    async def http_delete_face(self, person_id: str, face_id: str, authorization: str | None = Header(None)) -> Response:
+        await self.delete_face(bearer(authorization), person_id, face_id)
+        return Response(status_code=204)
+
+    @api.post("/v1/tenants", status_code=201, response_model=s.TenantCreated, responses=ADMIN_ERRORS, tags=["admin"])
+    async def http_create_tenant(self, body: s.TenantCreate, authorization: str | None = Header(None)) -> dict:
+        return await self.create_tenant(bearer(authorization), body.name, body.settings)
+
+    @api.get("/v1/tenants", response_model=list[s.TenantView], responses=ADMIN_ERRORS, tags=["admin"])
+    async def http_list_tenants(self, authorization: str | None = Header(None)) -> list[dict]:
+        return await self.list_tenants(bearer(authorization))
+
+    @api.get("/v1/tenants/{tenant_id}", response_model=s.TenantView, responses=ADMIN_ERRORS, tags=["admin"])
+    async def http_get_tenant(self, tenant_id: str, authorization: str | None = Header(None)) -> dict:
+        return await self.get_tenant(bearer(authorization), tenant_id)
+
+    @api.patch("/v1/tenants/{tenant_id}", response_model=s.TenantView, responses=ADMIN_ERRORS, tags=["admin"])
+    async def http_update_tenant(self, tenant_id: str, body: s.TenantPatch, authorization: str | None = Header(None)) -> dict:
+        return await self.update_tenant(bearer(authorization), tenant_id, body.settings)
+
+    @api.delete("/v1/tenants/{tenant_id}", status_code=204, responses=ADMIN_ERRORS, tags=["admin"])
+    async def http_delete_tenant(self, tenant_id: str, authorization: str | None = Header(None)) -> Response:
+        await self.delete_tenant(bearer(authorization), tenant_id)
+        return Response(status_code=204)
+
+    @api.post("/v1/tenants/{tenant_id}/api-keys", status_code=201, response_model=s.ApiKeyCreated, responses=ADMIN_ERRORS, tags=["admin"])
+    async def http_rotate_api_key(self, tenant_id: str, authorization: str | None = Header(None)) -> dict:
+        return await self.rotate_api_key(bearer(authorization), tenant_id)
+
+    @api.get("/v1/healthz", tags=["health"])
     async def http_healthz(self) -> dict:
         return {"status": "ok"}
 
-    @api.get("/v1/readyz", responses={503: {"model": ErrorResponse}})
+    @api.get("/v1/readyz", responses={503: {"model": s.ErrorResponse}}, tags=["health"])
     async def http_readyz(self):
         try:
             return await asyncio.wait_for(self.ready(), timeout=5.0)
         except Exception as exc:
             log.warning("not ready: %r", exc)
-            return error_response(errors.NotReady("models are not loaded yet"))
+            return error_response(errors.NotReady("models or the key service are not ready"))
+
+
+def largest(faces: list[DetectedFace]) -> DetectedFace:
+    return max(faces, key=lambda f: f.area)
+
+
+def model_id(model: dict) -> str:
+    return f"{model['name']}/{model['dim']}"

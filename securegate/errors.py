@@ -47,7 +47,9 @@ MultipleFaces = _error("MultipleFaces", 422, "multiple_faces")
 LowQuality = _error("LowQuality", 422, "low_quality")
 ModelMismatch = _error("ModelMismatch", 422, "model_mismatch")
 RateLimited = _error("RateLimited", 429, "rate_limited")
+CorruptRecord = _error("CorruptRecord", 500, "corrupt_record")  # stored data failed authentication
 KmsUnavailable = _error("KmsUnavailable", 503, "kms_unavailable")
+ServiceUnavailable = _error("ServiceUnavailable", 503, "unavailable")  # retry: a dependency is restarting
 NotReady = _error("NotReady", 503, "not_ready")
 
 

@@ -1,0 +1,76 @@
+"""KeyService deployment: the only process that talks to AWS KMS or the HSM.
+
+Thin: `kms.KeyService` does the work (hierarchy, cache, bounded provider calls, metrics). Here provider
+failures that are the dependency's fault become 503 `kms_unavailable`; the rest keep their meaning.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ray import serve
+
+import kms
+from securegate import errors
+from securegate.settings import Settings
+
+log = logging.getLogger("ray.serve")
+
+
+def key_config(settings: Settings) -> tuple[dict, str]:
+    """(kms.KeyService config, keystore path) from SecureGate settings; the local root key lives in data_dir."""
+    keys_dir = Path(settings.data_dir) / "keys"
+    keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    config = {"provider": settings.keys.provider, **settings.keys.options,
+              "cache_ttl_s": settings.keys.cache_ttl_s,
+              "max_concurrent_provider_calls": settings.keys.max_concurrent_provider_calls}
+    if settings.keys.provider == "local":
+        config.setdefault("root_key_path", str(keys_dir / "root.key"))
+    return config, str(keys_dir / "keystore.db")
+
+
+def _translate(call):
+    try:
+        return call()
+    except kms.KmsError as exc:
+        if kms.is_transient(exc):
+            raise errors.KmsUnavailable(f"key service unavailable: {type(exc).__name__}") from None
+        if isinstance(exc, kms.KeyNotFound):
+            raise errors.NotFound(f"key not found: {exc}") from None
+        raise errors.ApiError(f"key service error: {type(exc).__name__}: {exc}") from None
+
+
+@serve.deployment(max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.25})
+class KeyService:
+    def __init__(self, settings: dict) -> None:
+        config, keystore = key_config(Settings.model_validate(settings))
+        self.service = kms.KeyService(config, keystore)
+        log.info("KeyService ready: provider %s, keystore %s", config["provider"], keystore)
+
+    def create_tenant(self, tenant_id: str) -> None:
+        _translate(lambda: self.service.create_tenant(tenant_id))
+
+    def data_key(self, tenant_id: str, purpose: str = "embeddings", version: int | None = None) -> kms.DataKey:
+        return _translate(lambda: self.service.data_key(tenant_id, purpose, version))
+
+    def rotate_root(self) -> dict:
+        return _translate(self.service.rotate_root)
+
+    def rotate_tenant(self, tenant_id: str) -> int:
+        return _translate(lambda: self.service.rotate_tenant(tenant_id))
+
+    def retire_version(self, tenant_id: str, version: int) -> None:
+        _translate(lambda: self.service.retire_version(tenant_id, version))
+
+    def destroy_tenant(self, tenant_id: str) -> None:
+        _translate(lambda: self.service.destroy_tenant(tenant_id))
+
+    def status(self) -> dict:
+        return _translate(self.service.status)
+
+    def ready(self) -> bool:
+        return self.service.ready()
+
+    def metrics(self) -> dict:
+        return self.service.metrics()

@@ -1,0 +1,167 @@
+"""Request and response bodies of the HTTP API (they are also its OpenAPI schemas)."""
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+IMAGE = "base64 of the image file's bytes (JPEG, PNG, WebP, BMP, TIFF, GIF)"
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(..., examples=["invalid_image"])
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+# ---- stateless ----------------------------------------------------------------------------------------------
+class ImageRequest(Body):
+    image: str = Field(..., description=IMAGE)
+    max_faces: int | None = Field(None, ge=1, le=1000, description="largest faces first; capped by the server limit")
+
+
+class VerifyRequest(Body):
+    """Either two images (`image_a`, `image_b`), or one `image` against an enrolled `person_id` (needs an API key)."""
+
+    image_a: str | None = Field(None, description=IMAGE)
+    image_b: str | None = Field(None, description=IMAGE)
+    image: str | None = Field(None, description=IMAGE)
+    person_id: str | None = Field(None, max_length=64)
+    threshold: float | None = Field(None, ge=-1, le=1, description="cosine accept threshold; default: tenant's, else the model pack's")
+
+    @model_validator(mode="after")
+    def one_form(self):
+        pair = self.image_a is not None and self.image_b is not None
+        person = self.image is not None and self.person_id is not None
+        if pair == person:
+            raise ValueError("give either image_a and image_b, or image and person_id")
+        return self
+
+
+class Face(BaseModel):
+    bbox: list[float]
+    landmarks: list[list[float]]
+    score: float
+
+
+class DetectResponse(BaseModel):
+    faces: list[Face]
+
+
+class ModelInfo(BaseModel):
+    name: str
+    dim: int
+
+
+class EmbeddedFace(BaseModel):
+    bbox: list[float]
+    score: float
+    embedding: list[float]
+
+
+class EmbedResponse(BaseModel):
+    model: ModelInfo
+    faces: list[EmbeddedFace]
+
+
+class VerifyResponse(BaseModel):
+    similarity: float
+    match: bool
+    threshold: float
+
+
+# ---- tenants (admin) -----------------------------------------------------------------------------------------
+class TenantCreate(Body):
+    name: str = Field(..., min_length=1, max_length=200)
+    settings: dict[str, Any] | None = Field(None, description="default_threshold, retention_days, match_on, quality")
+
+
+class TenantPatch(Body):
+    settings: dict[str, Any]
+
+
+class TenantCreated(BaseModel):
+    tenant_id: str
+    api_key: str = Field(..., description="shown once; stored only as a hash")
+
+
+class ApiKeyCreated(BaseModel):
+    api_key: str
+
+
+class TenantView(BaseModel):
+    tenant_id: str
+    name: str
+    model: ModelInfo
+    settings: dict[str, Any]
+    created_at: float
+
+
+# ---- persons and faces ---------------------------------------------------------------------------------------
+class PersonCreate(Body):
+    external_id: str | None = Field(None, min_length=1, max_length=256)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class PersonCreated(BaseModel):
+    person_id: str
+
+
+class FaceSummary(BaseModel):
+    face_id: str
+    created_at: float
+    quality: float
+
+
+class PersonView(BaseModel):
+    person_id: str
+    external_id: str | None
+    metadata: dict[str, Any]
+    created_at: float
+    faces: list[FaceSummary] = Field(default_factory=list)
+
+
+class PersonPage(BaseModel):
+    persons: list[PersonView]
+    next_cursor: str | None
+
+
+class FaceEnrol(Body):
+    image: str = Field(..., description=IMAGE)
+    face_index: int | None = Field(None, ge=0, description="which face, when the image holds several (largest first)")
+
+
+class FaceEnrolled(BaseModel):
+    face_id: str
+    quality: float
+
+
+class SearchRequest(Body):
+    image: str = Field(..., description=IMAGE)
+    threshold: float | None = Field(None, ge=-1, le=1)
+    top_k: int = Field(1, ge=1, le=100)
+    max_faces: int | None = Field(None, ge=1, le=1000)
+
+
+class SearchMatch(BaseModel):
+    person_id: str
+    external_id: str | None
+    face_id: str | None = Field(None, description="the best matching face; null when matching on centroids")
+    similarity: float
+
+
+class SearchedFace(BaseModel):
+    bbox: list[float]
+    score: float
+    matches: list[SearchMatch]
+
+
+class SearchResponse(BaseModel):
+    faces: list[SearchedFace]
+    threshold: float

@@ -1,0 +1,90 @@
+"""TenantRouter deployment: fronts the per-tenant index actors for the ingress and for Python callers.
+
+Thin: `tenancy.TenantService` does the work. The idle-eviction loop starts with the first call (there is
+nothing to evict before a tenant has been used).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from securegate.settings import Settings
+from tenancy.registry import Tenant
+from tenancy.service import TenantService
+
+log = logging.getLogger("ray.serve")
+
+
+@serve.deployment(max_ongoing_requests=128, ray_actor_options={"num_cpus": 0.25})
+class TenantRouter:
+    def __init__(self, settings: dict, keys: DeploymentHandle) -> None:
+        cfg = Settings.model_validate(settings)
+        self.service = TenantService(
+            cfg.data_dir, keys,
+            admin_token=os.environ.get("SECUREGATE_ADMIN_TOKEN"),
+            idle_evict_s=cfg.tenancy.idle_evict_s,
+            index_actor_options=cfg.tenancy.index_actor_options,
+            index_options={"ann_min_faces": cfg.tenancy.ann_min_faces},
+        )
+        self._evictor: asyncio.Task | None = None
+
+    def _ensure_evictor(self) -> None:
+        if self._evictor is None:
+            self._evictor = asyncio.get_running_loop().create_task(self._evict_forever())
+
+    async def _evict_forever(self) -> None:
+        period = max(0.5, min(30.0, self.service.idle_evict_s / 4))
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self.service.evict_idle()
+            except Exception:  # eviction is housekeeping: log and keep serving
+                log.exception("idle eviction failed")
+
+    # ---- credentials and tenants (admin) ------------------------------------------------------------------
+    async def check_admin(self, token: str) -> None:
+        self.service.check_admin(token)
+
+    async def authenticate(self, api_key: str) -> Tenant:
+        return self.service.authenticate(api_key)
+
+    async def create_tenant(self, name: str, model: str, dim: int, settings: dict | None) -> tuple[dict, str]:
+        tenant, api_key = await self.service.create_tenant(name, model, dim, settings)
+        return tenant.public(), api_key
+
+    async def list_tenants(self) -> list[dict]:
+        return [t.public() for t in self.service.registry.list()]
+
+    async def get_tenant(self, tenant_id: str) -> dict:
+        return self.service.registry.get(tenant_id).public()
+
+    async def update_tenant(self, tenant_id: str, settings: dict) -> dict:
+        return self.service.registry.update_settings(tenant_id, settings).public()
+
+    async def rotate_api_key(self, tenant_id: str) -> str:
+        return self.service.registry.rotate_key(tenant_id)
+
+    async def delete_tenant(self, tenant_id: str) -> None:
+        await self.service.delete_tenant(tenant_id)
+
+    # ---- a tenant's faces ------------------------------------------------------------------------------------
+    async def call(self, tenant: Tenant, method: str, *args, retry_reads: bool = False):
+        self._ensure_evictor()
+        return await self.service.call(tenant, method, *args, retry_reads=retry_reads)
+
+    async def tenant_info(self, tenant: Tenant) -> dict:
+        return await self.call(tenant, "info", retry_reads=True)
+
+    async def evict(self, tenant_id: str) -> bool:
+        return await self.service.evict(tenant_id)
+
+    async def evict_idle(self) -> list[str]:
+        return await self.service.evict_idle()
+
+    async def active_tenants(self) -> list[str]:
+        return self.service.active_tenants()

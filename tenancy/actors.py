@@ -1,0 +1,185 @@
+"""One Ray actor per active tenant: the tenant's store on disk and its decrypted index in memory.
+
+Activation (the actor's constructor) decrypts the tenant's faces into memory and builds the index; the
+data keys it used are dropped right after. Writes go to the file first (durable when they return), then
+to memory, so a crash between the two heals at the next activation. The actor is sync: Ray runs its
+methods one at a time, which is what keeps the file and the index in step without locks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import ray
+
+from kms import DataKey, RecordCipher
+from tenancy.index import FaceIndex
+from tenancy.store import NotFound, TenantStore
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "securegate"
+
+
+class KeySource(Protocol):
+    """Where data keys come from: the KeyService deployment's handle (or anything shaped like it)."""
+
+    def data_key(self, tenant_id: str, purpose: str = "embeddings", version: int | None = None) -> DataKey: ...
+
+
+def actor_name(tenant_id: str) -> str:
+    return f"tenant-index:{tenant_id}"
+
+
+def tenant_db_path(data_dir: str | Path, tenant_id: str) -> Path:
+    return Path(data_dir) / "tenants" / tenant_id / "embeddings.db"
+
+
+class TenantIndex:
+    """The logic of an index actor, usable without Ray (tests, tools)."""
+
+    def __init__(self, tenant_id: str, data_dir: str, model: str, dim: int,
+                 data_key: Callable[[int | None], DataKey], index_options: dict[str, Any] | None = None) -> None:
+        started = time.perf_counter()
+        self.tenant_id, self.model, self.dim = tenant_id, model, dim
+        self._data_key = data_key
+        path = tenant_db_path(data_dir, tenant_id)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.store = TenantStore.open(path, tenant_id, model, dim)
+        ciphers: dict[int, RecordCipher] = {}
+
+        def cipher_for(version: int) -> RecordCipher:
+            if version not in ciphers:
+                ciphers[version] = data_key(version).cipher()
+            return ciphers[version]
+
+        loaded = self.store.load_all(cipher_for)
+        ciphers.clear()  # key material is not kept beyond activation
+        self.index = FaceIndex.build(loaded.face_ids, loaded.person_ids, loaded.vectors, dim=dim, **(index_options or {}))
+        self.external_ids: dict[str, str | None] = {}
+        cursor = None
+        while True:
+            persons, cursor = self.store.list_persons(1000, cursor)
+            self.external_ids.update((p.person_id, p.external_id) for p in persons)
+            if cursor is None:
+                break
+        self.activation_s = time.perf_counter() - started
+        self.last_used = time.monotonic()
+        log.info("tenant %s active: %d faces in %.2fs", tenant_id, len(self.index), self.activation_s)
+
+    def _touch(self) -> None:
+        self.last_used = time.monotonic()
+
+    # ---- persons ------------------------------------------------------------------------------------------
+    def create_person(self, external_id: str | None, metadata: dict) -> dict:
+        self._touch()
+        person = self.store.create_person(external_id, metadata)
+        self.external_ids[person.person_id] = person.external_id
+        return {"person_id": person.person_id}
+
+    def get_person(self, person_id: str) -> dict:
+        self._touch()
+        person = self.store.get_person(person_id)
+        if person is None:
+            raise NotFound(f"person {person_id} not found")
+        faces = self.store.faces_of(person_id)
+        return {"person_id": person.person_id, "external_id": person.external_id, "metadata": person.metadata,
+                "created_at": person.created_at,
+                "faces": [{"face_id": f.face_id, "created_at": f.created_at, "quality": f.quality} for f in faces]}
+
+    def list_persons(self, limit: int, cursor: str | None) -> dict:
+        self._touch()
+        persons, next_cursor = self.store.list_persons(limit, cursor)
+        return {"persons": [{"person_id": p.person_id, "external_id": p.external_id, "metadata": p.metadata,
+                             "created_at": p.created_at} for p in persons],
+                "next_cursor": next_cursor}
+
+    def delete_person(self, person_id: str) -> None:
+        self._touch()
+        face_ids = self.store.delete_person(person_id)
+        self.index.remove(face_ids)
+        self.external_ids.pop(person_id, None)
+
+    # ---- faces --------------------------------------------------------------------------------------------
+    def add_face(self, person_id: str, embedding: np.ndarray, det_score: float, quality: float) -> dict:
+        self._touch()
+        vector = np.asarray(embedding, np.float32).reshape(1, -1)
+        if vector.shape[1] != self.dim:
+            raise ValueError(f"embedding has {vector.shape[1]} dims, tenant model has {self.dim}")
+        cipher = self._data_key(None).cipher()
+        record = self.store.add_face(person_id, vector[0], cipher, det_score, quality)
+        del cipher
+        self.index.add([record.face_id], [person_id], vector)
+        return {"face_id": record.face_id, "quality": record.quality}
+
+    def delete_face(self, person_id: str, face_id: str) -> None:
+        self._touch()
+        self.store.delete_face(person_id, face_id)
+        self.index.remove([face_id])
+
+    # ---- search -------------------------------------------------------------------------------------------
+    def search(self, vectors: np.ndarray, top_k: int, threshold: float, match_on: str = "faces") -> list[list[dict]]:
+        """Every face of an image in one call; per face, up to top_k persons at or above threshold."""
+        self._touch()
+        queries = np.asarray(vectors, np.float32).reshape(-1, self.dim)
+        if match_on == "centroid":
+            results = self.index.search_centroids(queries, top_k, threshold)
+        else:
+            results = self.index.search(queries, top_k, threshold)
+        return [[self._match(m) for m in per_face] for per_face in results]
+
+    def verify_person(self, vector: np.ndarray, person_id: str) -> dict:
+        """Similarity of a probe to one person: best over their faces, and to their centroid."""
+        self._touch()
+        if self.store.get_person(person_id) is None:
+            raise NotFound(f"person {person_id} not found")
+        probe = np.asarray(vector, np.float32).reshape(-1)
+        centroid = self.index.centroid(person_id)
+        faces = self.index.person_vectors(person_id)
+        return {
+            "faces": int(len(faces)),
+            "best_face_similarity": float(np.max(faces @ probe)) if len(faces) else None,
+            "centroid_similarity": float(centroid @ probe) if centroid is not None else None,
+        }
+
+    def _match(self, m) -> dict:
+        return {"person_id": m.person_id, "external_id": self.external_ids.get(m.person_id),
+                "face_id": m.face_id, "similarity": round(float(m.similarity), 6)}
+
+    # ---- lifecycle ----------------------------------------------------------------------------------------
+    def info(self) -> dict:
+        return {"tenant_id": self.tenant_id, "faces": len(self.index), "persons": len(self.external_ids),
+                "memory_bytes": self.index.memory_bytes(), "activation_s": round(self.activation_s, 4),
+                "idle_s": round(time.monotonic() - self.last_used, 3), "key_versions": self.store.key_versions_in_use()}
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def idle_seconds(self) -> float:
+        return time.monotonic() - self.last_used
+
+    def close(self) -> None:
+        self.store.close()
+        self.index = None  # the decrypted vectors go with it
+
+
+class KeyServiceDataKeys:
+    """`data_key(version)` for one tenant through the KeyService deployment's handle (picklable)."""
+
+    def __init__(self, keys, tenant_id: str) -> None:
+        self.keys, self.tenant_id = keys, tenant_id
+
+    def __call__(self, version: int | None) -> DataKey:
+        return self.keys.data_key.remote(self.tenant_id, "embeddings", version).result()
+
+
+
+# Restarted by Ray after a crash (activation re-reads the file). Calls in flight when it died fail to
+# their callers, who never got an acknowledgement; nothing is retried behind their back.
+TenantIndexActor = ray.remote(max_restarts=-1, max_task_retries=0)(TenantIndex)

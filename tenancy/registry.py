@@ -1,0 +1,193 @@
+"""Tenant registry: who the tenants are, their settings, their model binding and their API keys.
+
+One small SQLite file (`{data_dir}/registry.db`). API keys are shown once and stored only as a SHA-256
+hash of their secret part (the secret is 256 random bits, so a plain hash is enough: there is nothing to
+brute-force); lookups go by the public key id and compare hashes in constant time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+KEY_PREFIX = "sg"
+
+
+class RegistryError(Exception):
+    pass
+
+
+class TenantNotFound(RegistryError):
+    pass
+
+
+class InvalidApiKey(RegistryError):
+    pass
+
+
+class QualityGates(BaseModel):
+    """Enrolment refuses faces that fail any gate (reasons are reported)."""
+
+    model_config = ConfigDict(extra="forbid")
+    min_face_px: float = Field(40.0, ge=0, description="shorter side of the face box, in pixels")
+    min_sharpness: float = Field(30.0, ge=0, description="variance of the Laplacian of the aligned crop")
+    max_yaw: float = Field(0.6, ge=0, le=1, description="nose offset from the eyes' midline / eye distance")
+    min_det_score: float = Field(0.6, ge=0, le=1)
+
+
+class TenantSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    default_threshold: float | None = Field(None, ge=-1, le=1, description="None = the model pack's")
+    retention_days: int | None = Field(None, ge=1, description="faces older than this are deleted; None = keep")
+    match_on: Literal["faces", "centroid"] = "faces"
+    quality: QualityGates = Field(default_factory=QualityGates)
+
+
+@dataclass(frozen=True)
+class Tenant:
+    tenant_id: str
+    name: str
+    model: str  # model id the tenant's vectors belong to, e.g. "glintr100/512"
+    dim: int
+    settings: TenantSettings
+    created_at: float
+
+    def public(self) -> dict:
+        return {"tenant_id": self.tenant_id, "name": self.name, "model": {"name": self.model.split("/")[0], "dim": self.dim},
+                "settings": self.settings.model_dump(), "created_at": self.created_at}
+
+
+def _hash(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
+def parse_api_key(api_key: str) -> tuple[str, str]:
+    parts = api_key.split("_")
+    if len(parts) != 3 or parts[0] != KEY_PREFIX or not parts[1] or not parts[2]:
+        raise InvalidApiKey("malformed API key")
+    return parts[1], parts[2]
+
+
+class TenantRegistry:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        for pragma in ("journal_mode=WAL", "synchronous=FULL", "secure_delete=ON", "foreign_keys=ON"):
+            self._db.execute(f"PRAGMA {pragma}")
+        self._db.executescript(
+            """
+            CREATE TABLE IF NOT EXISTS tenants (
+                tenant_id TEXT PRIMARY KEY, name TEXT NOT NULL, model TEXT NOT NULL, dim INTEGER NOT NULL,
+                settings TEXT NOT NULL, created_at REAL NOT NULL);
+            CREATE TABLE IF NOT EXISTS api_keys (
+                key_id TEXT PRIMARY KEY,
+                tenant_id TEXT NOT NULL REFERENCES tenants(tenant_id) ON DELETE CASCADE,
+                secret_hash BLOB NOT NULL, created_at REAL NOT NULL, revoked_at REAL);
+            CREATE INDEX IF NOT EXISTS api_keys_tenant ON api_keys(tenant_id);
+            """
+        )
+
+    # ---- tenants ----------------------------------------------------------------------------------------
+    def create(self, name: str, model: str, dim: int, settings: TenantSettings | None = None) -> tuple[Tenant, str]:
+        """A new tenant and its first API key (returned once, never stored)."""
+        tenant = Tenant(uuid.uuid4().hex, name, model, dim, settings or TenantSettings(), time.time())
+        with self._lock, self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(
+                "INSERT INTO tenants VALUES (?,?,?,?,?,?)",
+                (tenant.tenant_id, name, model, dim, tenant.settings.model_dump_json(), tenant.created_at),
+            )
+            api_key = self._issue_key(tenant.tenant_id)
+        return tenant, api_key
+
+    def get(self, tenant_id: str) -> Tenant:
+        row = self._db.execute("SELECT * FROM tenants WHERE tenant_id=?", (tenant_id,)).fetchone()
+        if row is None:
+            raise TenantNotFound(tenant_id)
+        return self._tenant(row)
+
+    def list(self) -> list[Tenant]:
+        return [self._tenant(r) for r in self._db.execute("SELECT * FROM tenants ORDER BY created_at, tenant_id")]
+
+    def update_settings(self, tenant_id: str, patch: dict) -> Tenant:
+        with self._lock:
+            tenant = self.get(tenant_id)
+            merged = tenant.settings.model_dump()
+            for key, value in patch.items():
+                if key == "quality" and isinstance(value, dict):
+                    merged["quality"].update(value)
+                else:
+                    merged[key] = value
+            settings = TenantSettings.model_validate(merged)
+            self._db.execute("UPDATE tenants SET settings=? WHERE tenant_id=?", (settings.model_dump_json(), tenant_id))
+        return self.get(tenant_id)
+
+    def delete(self, tenant_id: str) -> None:
+        with self._lock:
+            self.get(tenant_id)
+            self._db.execute("DELETE FROM tenants WHERE tenant_id=?", (tenant_id,))
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    # ---- API keys -----------------------------------------------------------------------------------------
+    def rotate_key(self, tenant_id: str) -> str:
+        """A new key; every older key of the tenant is revoked in the same transaction."""
+        with self._lock, self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            if self._db.execute("SELECT 1 FROM tenants WHERE tenant_id=?", (tenant_id,)).fetchone() is None:
+                raise TenantNotFound(tenant_id)
+            self._db.execute("UPDATE api_keys SET revoked_at=? WHERE tenant_id=? AND revoked_at IS NULL", (time.time(), tenant_id))
+            return self._issue_key(tenant_id)
+
+    def authenticate(self, api_key: str) -> Tenant:
+        key_id, secret = parse_api_key(api_key)
+        row = self._db.execute(
+            "SELECT tenant_id, secret_hash FROM api_keys WHERE key_id=? AND revoked_at IS NULL", (key_id,)
+        ).fetchone()
+        # Compare against a dummy hash when the id is unknown so timing does not reveal which ids exist.
+        expected = row[1] if row else _hash("")
+        if not hmac.compare_digest(expected, _hash(secret)) or row is None:
+            raise InvalidApiKey("unknown or revoked API key")
+        return self.get(row[0])
+
+    def _issue_key(self, tenant_id: str) -> str:
+        key_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32).replace("_", "-")
+        self._db.execute("INSERT INTO api_keys VALUES (?,?,?,?,NULL)", (key_id, tenant_id, _hash(secret), time.time()))
+        return f"{KEY_PREFIX}_{key_id}_{secret}"
+
+    @staticmethod
+    def _tenant(row) -> Tenant:
+        return Tenant(row[0], row[1], row[2], row[3], TenantSettings.model_validate(json.loads(row[4])), row[5])
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def load_or_create_admin_token(data_dir: str | Path, env_value: str | None) -> tuple[str, bool]:
+    """(token, newly_created). The env value wins; else a token generated once into data_dir (mode 0600)."""
+    if env_value:
+        return env_value, False
+    path = Path(data_dir) / "admin_token"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip(), False
+    token = secrets.token_urlsafe(32)
+    with open(fd, "w") as fh:
+        fh.write(token + "\n")
+    return token, True
+

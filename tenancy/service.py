@@ -1,0 +1,134 @@
+"""TenantService: tenants, their keys of access, and the index actors that hold their faces.
+
+It finds or creates a tenant's named index actor on demand, evicts idle ones, and runs the tenant
+lifecycle (create with keys, delete with crypto-shredding). The TenantRouter deployment wraps it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray.exceptions import RayActorError
+
+from tenancy.actors import NAMESPACE, KeyServiceDataKeys, TenantIndexActor, actor_name, tenant_db_path
+from tenancy.registry import Tenant, TenantRegistry, TenantSettings, load_or_create_admin_token
+
+log = logging.getLogger(__name__)
+
+
+class Forbidden(Exception):
+    """The caller's credentials are valid but not for this."""
+
+
+class TenantUnavailable(Exception):
+    """The tenant's index actor died while serving the call; the client may retry."""
+
+
+class TenantService:
+    def __init__(self, data_dir: str, keys, *, admin_token: str | None = None, idle_evict_s: float = 900.0,
+                 index_actor_options: dict[str, Any] | None = None, index_options: dict[str, Any] | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        self.keys = keys
+        self.registry = TenantRegistry(self.data_dir / "registry.db")
+        self._admin_token, created = load_or_create_admin_token(self.data_dir, admin_token)
+        if created:
+            log.warning("generated an admin token into %s (mode 0600)", self.data_dir / "admin_token")
+        self.idle_evict_s = idle_evict_s
+        self.actor_options = dict(index_actor_options or {})
+        self.index_options = dict(index_options or {})
+        self._actors: dict[str, Any] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    # ---- credentials ---------------------------------------------------------------------------------------
+    def check_admin(self, token: str) -> None:
+        if not hmac.compare_digest(token.encode(), self._admin_token.encode()):
+            raise Forbidden("not an admin token")
+
+    def authenticate(self, api_key: str) -> Tenant:
+        return self.registry.authenticate(api_key)
+
+    # ---- tenant lifecycle ----------------------------------------------------------------------------------
+    async def create_tenant(self, name: str, model: str, dim: int, settings: dict | None = None) -> tuple[Tenant, str]:
+        parsed = TenantSettings.model_validate(settings or {})
+        tenant, api_key = self.registry.create(name, model, dim, parsed)
+        try:
+            await self.keys.create_tenant.remote(tenant.tenant_id)
+        except BaseException:
+            # No keys, no tenant: a half-created tenant could never store a face.
+            self.registry.delete(tenant.tenant_id)
+            raise
+        return tenant, api_key
+
+    async def delete_tenant(self, tenant_id: str) -> None:
+        """Crypto-shredding: the index actor goes, the key hierarchy is destroyed, the files removed."""
+        self.registry.get(tenant_id)
+        await self.evict(tenant_id)
+        await self.keys.destroy_tenant.remote(tenant_id)
+        shutil.rmtree(tenant_db_path(self.data_dir, tenant_id).parent, ignore_errors=True)
+        self.registry.delete(tenant_id)
+
+    # ---- index actors --------------------------------------------------------------------------------------
+    async def actor(self, tenant: Tenant):
+        """The tenant's index actor: found by name, else created (which activates the tenant)."""
+        handle = self._actors.get(tenant.tenant_id)
+        if handle is not None:
+            return handle
+        lock = self._locks.setdefault(tenant.tenant_id, asyncio.Lock())
+        async with lock:
+            if tenant.tenant_id not in self._actors:
+                handle = TenantIndexActor.options(
+                    name=actor_name(tenant.tenant_id), namespace=NAMESPACE, get_if_exists=True, **self.actor_options
+                ).remote(tenant.tenant_id, str(self.data_dir), tenant.model, tenant.dim,
+                         KeyServiceDataKeys(self.keys, tenant.tenant_id), self.index_options)
+                await handle.info.remote()  # activation finished (or raised)
+                self._actors[tenant.tenant_id] = handle
+        return self._actors[tenant.tenant_id]
+
+    async def call(self, tenant: Tenant, method: str, *args, retry_reads: bool = False):
+        """Run `method` on the tenant's index actor. Reads may be retried once after an actor crash (Ray
+        restarts it and it reactivates from the file); writes are not: the caller never got an ack."""
+        for attempt in (0, 1):
+            actor = await self.actor(tenant)
+            try:
+                return await getattr(actor, method).remote(*args)
+            except RayActorError as exc:
+                if not retry_reads or attempt:
+                    raise TenantUnavailable(f"tenant index restarted during {method}; retry") from exc
+                await asyncio.sleep(0.2)
+
+    async def evict(self, tenant_id: str) -> bool:
+        handle = self._actors.pop(tenant_id, None)
+        if handle is None:
+            try:
+                handle = ray.get_actor(actor_name(tenant_id), namespace=NAMESPACE)
+            except ValueError:
+                return False
+        try:
+            await handle.close.remote()
+        except RayActorError:
+            pass
+        ray.kill(handle, no_restart=True)
+        return True
+
+    async def evict_idle(self) -> list[str]:
+        evicted = []
+        for tenant_id, handle in list(self._actors.items()):
+            try:
+                idle = await handle.idle_seconds.remote()
+            except RayActorError:
+                idle = float("inf")
+            if idle >= self.idle_evict_s:
+                await self.evict(tenant_id)
+                evicted.append(tenant_id)
+        if evicted:
+            log.info("evicted idle tenants: %s", evicted)
+        return evicted
+
+    def active_tenants(self) -> list[str]:
+        return list(self._actors)
