@@ -136,12 +136,22 @@ def bearer(authorization: str | None) -> str:
     return authorization[7:].strip()
 
 
+def largest(faces: list[DetectedFace]) -> DetectedFace:
+    return max(faces, key=lambda f: f.area)
+
+
+def model_id(model: dict) -> str:
+    """What a tenant's vectors are bound to (same as ModelPack.model_id)."""
+    return f"{model['name']}/{model['dim']}"
+
+
 STATELESS_ERRORS = {code: {"model": s.ErrorResponse} for code in (400, 413, 422)}
 TENANT_ERRORS = {code: {"model": s.ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 422, 503)}
 ADMIN_ERRORS = {code: {"model": s.ErrorResponse} for code in (400, 401, 403, 404, 503)}
 
 
 # ------------------------------------------------------------------------------------------ deployment
+# Helpers the class uses are defined above it: Serve pickles the ingress class by value when it is bound.
 @serve.deployment(max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.5})
 @serve.ingress(api)
 class Ingress:
@@ -414,10 +424,3 @@ class Ingress:
             log.warning("not ready: %r", exc)
             return error_response(errors.NotReady("models or the key service are not ready"))
 
-
-def largest(faces: list[DetectedFace]) -> DetectedFace:
-    return max(faces, key=lambda f: f.area)
-
-
-def model_id(model: dict) -> str:
-    return f"{model['name']}/{model['dim']}"

@@ -1,6 +1,6 @@
 """One Ray actor per active tenant: the tenant's store on disk and its decrypted index in memory.
 
-Activation (the actor's constructor) decrypts the tenant's faces into memory and builds the index; the
+Activation (on first use, and again after a crash) decrypts the tenant's faces into memory and builds the index; the
 data keys it used are dropped right after. Writes go to the file first (durable when they return), then
 to memory, so a crash between the two heals at the next activation. The actor is sync: Ray runs its
 methods one at a time, which is what keeps the file and the index in step without locks.
@@ -46,34 +46,51 @@ class TenantIndex:
 
     def __init__(self, tenant_id: str, data_dir: str, model: str, dim: int,
                  data_key: Callable[[int | None], DataKey], index_options: dict[str, Any] | None = None) -> None:
-        started = time.perf_counter()
         self.tenant_id, self.model, self.dim = tenant_id, model, dim
+        self._path = tenant_db_path(data_dir, tenant_id)
         self._data_key = data_key
-        path = tenant_db_path(data_dir, tenant_id)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.store = TenantStore.open(path, tenant_id, model, dim)
+        self._index_options = dict(index_options or {})
+        self.store: TenantStore | None = None
+        self.index: FaceIndex | None = None
+        self.activation_s = 0.0
+        self.last_used = time.monotonic()
+
+    def activate(self) -> None:
+        """Decrypt the tenant's faces into memory and build the index. Runs on first use, including after
+        Ray restarts a crashed actor; a record that fails authentication fails activation (fail closed)."""
+        if self.index is not None:
+            return
+        started = time.perf_counter()
+        self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        store = TenantStore.open(self._path, self.tenant_id, self.model, self.dim)
         ciphers: dict[int, RecordCipher] = {}
 
         def cipher_for(version: int) -> RecordCipher:
             if version not in ciphers:
-                ciphers[version] = data_key(version).cipher()
+                ciphers[version] = self._data_key(version).cipher()
             return ciphers[version]
 
-        loaded = self.store.load_all(cipher_for)
-        ciphers.clear()  # key material is not kept beyond activation
-        self.index = FaceIndex.build(loaded.face_ids, loaded.person_ids, loaded.vectors, dim=dim, **(index_options or {}))
+        try:
+            loaded = store.load_all(cipher_for)
+        except BaseException:
+            store.close()
+            raise
+        finally:
+            ciphers.clear()  # key material is not kept beyond activation
+        self.index = FaceIndex.build(loaded.face_ids, loaded.person_ids, loaded.vectors.reshape(-1, self.dim), **self._index_options)
+        self.store = store
         self.external_ids: dict[str, str | None] = {}
         cursor = None
         while True:
-            persons, cursor = self.store.list_persons(1000, cursor)
+            persons, cursor = store.list_persons(1000, cursor)
             self.external_ids.update((p.person_id, p.external_id) for p in persons)
             if cursor is None:
                 break
         self.activation_s = time.perf_counter() - started
-        self.last_used = time.monotonic()
-        log.info("tenant %s active: %d faces in %.2fs", tenant_id, len(self.index), self.activation_s)
+        log.info("tenant %s active: %d faces in %.2fs", self.tenant_id, len(self.index), self.activation_s)
 
     def _touch(self) -> None:
+        self.activate()
         self.last_used = time.monotonic()
 
     # ---- persons ------------------------------------------------------------------------------------------
@@ -154,6 +171,7 @@ class TenantIndex:
 
     # ---- lifecycle ----------------------------------------------------------------------------------------
     def info(self) -> dict:
+        self.activate()
         return {"tenant_id": self.tenant_id, "faces": len(self.index), "persons": len(self.external_ids),
                 "memory_bytes": self.index.memory_bytes(), "activation_s": round(self.activation_s, 4),
                 "idle_s": round(time.monotonic() - self.last_used, 3), "key_versions": self.store.key_versions_in_use()}
@@ -165,8 +183,9 @@ class TenantIndex:
         return time.monotonic() - self.last_used
 
     def close(self) -> None:
-        self.store.close()
-        self.index = None  # the decrypted vectors go with it
+        if self.store is not None:
+            self.store.close()
+        self.store = self.index = None  # the decrypted vectors go with them
 
 
 class KeyServiceDataKeys:

@@ -279,6 +279,8 @@ class FaceIndex:
         """[n, q] exact cosine scores (GPU path computes them with a flat index)."""
         if self.use_gpu:
             return self._gpu_scores(queries)
+        if len(queries) == 1:  # matrix-vector (sgemv) beats a one-column sgemm
+            return (self._vectors[: self._n] @ queries[0])[:, None]
         return self._vectors[: self._n] @ queries.T
 
     def _search_exact(self, queries: np.ndarray, top_k: int, threshold: float) -> list[list[Match]]:
@@ -287,7 +289,7 @@ class FaceIndex:
         for start in range(0, len(queries), block):
             scores = self._scores(queries[start : start + block])
             for column in range(scores.shape[1]):
-                results.append(self._top_persons(np.ascontiguousarray(scores[:, column]), top_k, threshold))
+                results.append(self._top_persons(scores[:, column], top_k, threshold))
         return results
 
     def _top_persons(self, scores: np.ndarray, top_k: int, threshold: float) -> list[Match]:
