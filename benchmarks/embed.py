@@ -154,11 +154,42 @@ def stop_serve() -> None:
     ray.shutdown()
 
 
-def deploy_embedder(models: str, threads: int, callers: int):
+def no_spin_embedder():
+    """PROTOTYPE of a proposed change to deployments/embedder.py (not applied there): the same Embedder,
+    but its ORT session does not spin-wait. By default ORT's intra-op threads busy-spin after each op
+    waiting for the next; in a replica on 2 cores that spinning takes the CPU that Serve's own threads
+    (request intake, serialization, the batch loop) need."""
+    from deployments.embedder import Embedder
+
+    class NoSpinEmbedder(Embedder.func_or_class):
+        def __init__(self, settings: dict) -> None:
+            super().__init__(settings)
+            disable_spinning(self.model)
+
+    return Embedder.options(func_or_class=NoSpinEmbedder)
+
+
+def disable_spinning(embedder: FaceEmbedder) -> None:
+    """Rebuild the embedder's ORT session with the same threads and spinning off."""
+    import onnxruntime as ort
+
+    from securegate.models import session_options
+
+    model = embedder._model
+    opts = session_options(embedder._threads)
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    model.session = ort.InferenceSession(model.model_file, sess_options=opts, providers=embedder.providers)
+
+
+def deploy_embedder(models: str, threads: int, callers: int, variant: str):
     """Only the Embedder, with the same ORT threads as the raw run and as many CPUs as threads."""
     from ray import serve
 
     from deployments.embedder import Embedder
+
+    if variant == "no-spin":
+        Embedder = no_spin_embedder()  # noqa: N806
 
     settings = {
         "models": models,
@@ -254,6 +285,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="ORT intra-op threads (both sides)")
     parser.add_argument("--seconds", type=float, default=6.0, help="measurement time per figure")
     parser.add_argument("--callers", type=int, default=64, help="concurrent Serve callers")
+    parser.add_argument("--embedder", choices=["current", "no-spin"], default="current",
+                        help="deployments/embedder.py as it is, or the prototype with ORT spinning off")
+    parser.add_argument("--throughput-mode", action="store_true",
+                        help="RAY_SERVE_THROUGHPUT_OPTIMIZED=1: user code and router on the main event loops")
+    parser.add_argument("--raw-no-spin", action="store_true", help="raw side with ORT spinning off too")
     parser.add_argument("--rounds", type=int, default=3, help="alternating raw-b32/serve rounds")
     parser.add_argument("--models", default=os.environ.get("SECUREGATE_MODELS"), help="model pack directory")
     parser.add_argument("--faces", type=Path, default=FACES_DIR, help="face photos with manifest.csv")
@@ -275,11 +311,16 @@ def main() -> None:
           f"threads={args.threads}, {args.seconds:g}s per figure, {args.callers} callers")
 
     embedder = FaceEmbedder(pack, CPU, threads=args.threads)
+    if args.raw_no_spin:
+        disable_spinning(embedder)
     with HostLoad() as small_load:
         raw_small = {b: raw_fps(embedder, crops, b, args.seconds) for b in (1, 8)}
+    if args.throughput_mode:
+        # Read when ray.serve is first imported, here and (inherited through the raylet) in the replica.
+        os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
     start_serve(args.threads)
     try:
-        handle = deploy_embedder(models, args.threads, args.callers)
+        handle = deploy_embedder(models, args.threads, args.callers, args.embedder)
         # Warm-up outside the measurement: ORT arena growth, the first batches' routing set-up.
         asyncio.run(drive(handle, crops, args.callers, 2.0))
         paired = measure_paired(embedder, handle, crops, args.callers, args.seconds, args.rounds)

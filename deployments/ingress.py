@@ -234,6 +234,24 @@ class Ingress:
         await self.tenants.check_admin.remote(admin_token)
         return {"api_key": await self.tenants.rotate_api_key.remote(tenant_id)}
 
+    # ---- admin: keys -------------------------------------------------------------------------------------
+    @api_errors
+    async def rotate_root_key(self, admin_token: str) -> dict:
+        """Re-wraps every tenant key-encryption key under a new org root key; records are not touched."""
+        await self.tenants.check_admin.remote(admin_token)
+        return await self.keys.rotate_root.remote()
+
+    @api_errors
+    async def rotate_tenant_key(self, admin_token: str, tenant_id: str) -> dict:
+        await self.tenants.check_admin.remote(admin_token)
+        return await self.tenants.rotate_tenant_key.remote(tenant_id)
+
+    @api_errors
+    async def key_status(self, admin_token: str) -> dict:
+        await self.tenants.check_admin.remote(admin_token)
+        status, rotations = await asyncio.gather(self.keys.status.remote(), self.tenants.rotations.remote())
+        return {**status, "rotations": rotations}
+
     # ---- a tenant's persons and faces (the tenant comes from the API key, never from the request) -------
     @api_errors
     async def create_person(self, api_key: str, external_id: str | None = None, metadata: dict | None = None) -> dict:
@@ -411,6 +429,18 @@ class Ingress:
     @api.post("/v1/tenants/{tenant_id}/api-keys", status_code=201, response_model=s.ApiKeyCreated, responses=ADMIN_ERRORS, tags=["admin"])
     async def http_rotate_api_key(self, tenant_id: str, authorization: str | None = Header(None)) -> dict:
         return await self.rotate_api_key(bearer(authorization), tenant_id)
+
+    @api.post("/v1/admin/keys/rotate-root", responses=ADMIN_ERRORS, tags=["admin"])
+    async def http_rotate_root_key(self, authorization: str | None = Header(None)) -> dict:
+        return await self.rotate_root_key(bearer(authorization))
+
+    @api.post("/v1/tenants/{tenant_id}/keys/rotate", status_code=202, responses=ADMIN_ERRORS, tags=["admin"])
+    async def http_rotate_tenant_key(self, tenant_id: str, authorization: str | None = Header(None)) -> dict:
+        return await self.rotate_tenant_key(bearer(authorization), tenant_id)
+
+    @api.get("/v1/admin/keys/status", responses=ADMIN_ERRORS, tags=["admin"])
+    async def http_key_status(self, authorization: str | None = Header(None)) -> dict:
+        return await self.key_status(bearer(authorization))
 
     @api.get("/v1/healthz", tags=["health"])
     async def http_healthz(self) -> dict:

@@ -54,6 +54,9 @@ class KeyService:
     def data_key(self, tenant_id: str, purpose: str = "embeddings", version: int | None = None) -> kms.DataKey:
         return _translate(lambda: self.service.data_key(tenant_id, purpose, version))
 
+    def versions(self, tenant_id: str) -> list[int]:
+        return _translate(lambda: self.service.versions(tenant_id))
+
     def rotate_root(self) -> dict:
         return _translate(self.service.rotate_root)
 

@@ -72,6 +72,12 @@ class TenantRouter:
     async def delete_tenant(self, tenant_id: str) -> None:
         await self.service.delete_tenant(tenant_id)
 
+    async def rotate_tenant_key(self, tenant_id: str) -> dict:
+        return await self.service.rotate_tenant_key(tenant_id)
+
+    async def rotations(self) -> dict:
+        return self.service.rotations
+
     # ---- a tenant's faces ------------------------------------------------------------------------------------
     async def call(self, tenant: Tenant, method: str, *args, retry_reads: bool = False):
         self._ensure_evictor()

@@ -71,6 +71,63 @@ def cmd_models(ns: argparse.Namespace) -> int:
     return 0
 
 
+# ---- admin commands: talk to a running service over its admin API ------------------------------------------
+def admin_client(ns: argparse.Namespace):
+    """httpx client for the admin API. The token: --admin-token, $SECUREGATE_ADMIN_TOKEN, or the one the
+    service generated into its data dir."""
+    import os
+
+    import httpx
+
+    from securegate.settings import default_data_dir
+
+    token = ns.admin_token or os.environ.get("SECUREGATE_ADMIN_TOKEN")
+    if not token:
+        path = Path(ns.data_dir or default_data_dir()) / "admin_token"
+        if not path.exists():
+            raise SystemExit(f"no admin token: pass --admin-token, set SECUREGATE_ADMIN_TOKEN, or point --data-dir at {path.parent}")
+        token = path.read_text().strip()
+    return httpx.Client(base_url=ns.url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+
+
+def _print_response(response) -> int:
+    if response.status_code == 204:
+        return 0
+    print(json.dumps(response.json(), indent=2))
+    return 0 if response.is_success else 1
+
+
+def cmd_keys(ns: argparse.Namespace) -> int:
+    with admin_client(ns) as client:
+        if ns.action == "status":
+            return _print_response(client.get("/v1/admin/keys/status"))
+        if ns.root == bool(ns.tenant):
+            raise SystemExit("keys rotate: give exactly one of --root or --tenant ID")
+        if ns.root:
+            return _print_response(client.post("/v1/admin/keys/rotate-root"))
+        return _print_response(client.post(f"/v1/tenants/{ns.tenant}/keys/rotate"))
+
+
+def cmd_tenants(ns: argparse.Namespace) -> int:
+    with admin_client(ns) as client:
+        if ns.action == "create":
+            settings = json.loads(ns.settings) if ns.settings else None
+            return _print_response(client.post("/v1/tenants", json={"name": ns.name, "settings": settings}))
+        if ns.action == "list":
+            return _print_response(client.get("/v1/tenants"))
+        if ns.action == "delete":
+            return _print_response(client.delete(f"/v1/tenants/{ns.tenant_id}"))
+        return _print_response(client.post(f"/v1/tenants/{ns.tenant_id}/api-keys"))
+
+
+def _admin_options(parser: argparse.ArgumentParser) -> None:
+    import os
+
+    parser.add_argument("--url", default=os.environ.get("SECUREGATE_URL", "http://127.0.0.1:8000"))
+    parser.add_argument("--admin-token")
+    parser.add_argument("--data-dir", help="where to find the generated admin token")
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(prog="securegate", description="Multi-tenant face recognition on Ray Serve")
@@ -87,6 +144,25 @@ def main(argv: list[str] | None = None) -> int:
     models_p = sub.add_parser("models", help="show the active model pack: names, dims, providers")
     models_p.add_argument("--models")
     models_p.set_defaults(func=cmd_models)
+
+    keys_p = sub.add_parser("keys", help="key rotation and status (admin API of a running service)")
+    keys_p.add_argument("action", choices=["rotate", "status"])
+    keys_p.add_argument("--root", action="store_true", help="rotate the org root key (re-wraps tenant keys)")
+    keys_p.add_argument("--tenant", help="rotate this tenant's content key (records re-encrypted in the background)")
+    _admin_options(keys_p)
+    keys_p.set_defaults(func=cmd_keys)
+
+    tenants_p = sub.add_parser("tenants", help="create, list, delete tenants; rotate a tenant's API key")
+    tenants_sub = tenants_p.add_subparsers(dest="action", required=True)
+    create_p = tenants_sub.add_parser("create")
+    create_p.add_argument("name")
+    create_p.add_argument("--settings", help="JSON, e.g. '{\"default_threshold\": 0.5}'")
+    tenants_sub.add_parser("list")
+    for action in ("delete", "rotate-key"):
+        tenants_sub.add_parser(action).add_argument("tenant_id")
+    for child in tenants_sub.choices.values():
+        _admin_options(child)
+    tenants_p.set_defaults(func=cmd_tenants)
 
     ns = parser.parse_args(argv)
     return ns.func(ns)

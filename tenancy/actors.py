@@ -169,6 +169,28 @@ class TenantIndex:
         return {"person_id": m.person_id, "external_id": self.external_ids.get(m.person_id),
                 "face_id": m.face_id, "similarity": round(float(m.similarity), 6)}
 
+    # ---- key rotation ---------------------------------------------------------------------------------
+    def reencrypt_step(self, batch_size: int = 500) -> dict:
+        """One batch of a content-key rotation: re-seal up to `batch_size` records under the current key
+        version. The router calls this repeatedly, so searches and enrolments run between batches."""
+        self._touch()
+        current = self._data_key(None)
+        ciphers = {current.version: current.cipher()}
+
+        def cipher_for(version: int) -> RecordCipher:
+            if version not in ciphers:
+                ciphers[version] = self._data_key(version).cipher()
+            return ciphers[version]
+
+        steps = self.store.reencrypt(cipher_for, ciphers[current.version], batch_size)
+        next(steps, None)
+        versions = self.store.key_versions_in_use()
+        remaining = sum(n for version, n in versions.items() if version != current.version)
+        if remaining == 0:
+            next(steps, None)  # lets the store finish: it truncates the WAL that held the old records
+        ciphers.clear()
+        return {"version": current.version, "remaining": remaining, "total": sum(versions.values())}
+
     # ---- lifecycle ----------------------------------------------------------------------------------------
     def info(self) -> dict:
         self.activate()

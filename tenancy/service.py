@@ -44,6 +44,8 @@ class TenantService:
         self.index_options = dict(index_options or {})
         self._actors: dict[str, Any] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self.rotations: dict[str, dict] = {}  # tenant id -> progress of its latest content-key rotation
+        self._rotation_tasks: dict[str, asyncio.Task] = {}
 
     # ---- credentials ---------------------------------------------------------------------------------------
     def check_admin(self, token: str) -> None:
@@ -72,6 +74,35 @@ class TenantService:
         await self.keys.destroy_tenant.remote(tenant_id)
         shutil.rmtree(tenant_db_path(self.data_dir, tenant_id).parent, ignore_errors=True)
         self.registry.delete(tenant_id)
+
+    # ---- key rotation ----------------------------------------------------------------------------------------
+    async def rotate_tenant_key(self, tenant_id: str, batch_size: int = 500) -> dict:
+        """New content-key version now; records are re-encrypted in the background, batch by batch, while
+        reads and writes go on. Old versions are retired once no record uses them."""
+        tenant = self.registry.get(tenant_id)
+        running = self._rotation_tasks.get(tenant_id)
+        if running is not None and not running.done():
+            return self.rotations[tenant_id]
+        version = await self.keys.rotate_tenant.remote(tenant_id)
+        self.rotations[tenant_id] = {"tenant_id": tenant_id, "version": version, "state": "running", "remaining": None, "total": None}
+        self._rotation_tasks[tenant_id] = asyncio.get_running_loop().create_task(self._reencrypt(tenant, version, batch_size))
+        return self.rotations[tenant_id]
+
+    async def _reencrypt(self, tenant: Tenant, version: int, batch_size: int) -> None:
+        progress = self.rotations[tenant.tenant_id]
+        try:
+            while True:
+                step = await self.call(tenant, "reencrypt_step", batch_size)
+                progress.update(remaining=step["remaining"], total=step["total"])
+                if step["remaining"] == 0:
+                    break
+            for old in await self.keys.versions.remote(tenant.tenant_id):
+                if old != version:
+                    await self.keys.retire_version.remote(tenant.tenant_id, old)
+            progress["state"] = "done"
+        except Exception as exc:  # the rotation can be started again; records stay readable meanwhile
+            log.exception("content-key rotation of %s failed", tenant.tenant_id)
+            progress.update(state="failed", error=f"{type(exc).__name__}: {exc}")
 
     # ---- index actors --------------------------------------------------------------------------------------
     async def actor(self, tenant: Tenant):
