@@ -89,8 +89,8 @@ class TenantRouter:
     async def evict(self, tenant_id: str) -> bool:
         return await self.service.evict(tenant_id)
 
-    async def evict_idle(self) -> list[str]:
-        return await self.service.evict_idle()
+    async def evict_idle(self, older_than_s: float | None = None) -> list[str]:
+        return await self.service.evict_idle(older_than_s)
 
     async def active_tenants(self) -> list[str]:
         return self.service.active_tenants()

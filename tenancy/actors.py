@@ -146,10 +146,10 @@ class TenantIndex:
         self._touch()
         queries = np.asarray(vectors, np.float32).reshape(-1, self.dim)
         if match_on == "centroid":
-            results = self.index.search_centroids(queries, top_k, threshold)
-        else:
-            results = self.index.search(queries, top_k, threshold)
-        return [[self._match(m) for m in per_face] for per_face in results]
+            return [[self._match(person_id, None, similarity) for person_id, similarity in per_face]
+                    for per_face in self.index.search_centroids(queries, top_k, threshold)]
+        return [[self._match(m.person_id, m.face_id, m.similarity) for m in per_face]
+                for per_face in self.index.search(queries, top_k, threshold)]
 
     def verify_person(self, vector: np.ndarray, person_id: str) -> dict:
         """Similarity of a probe to one person: best over their faces, and to their centroid."""
@@ -165,9 +165,9 @@ class TenantIndex:
             "centroid_similarity": float(centroid @ probe) if centroid is not None else None,
         }
 
-    def _match(self, m) -> dict:
-        return {"person_id": m.person_id, "external_id": self.external_ids.get(m.person_id),
-                "face_id": m.face_id, "similarity": round(float(m.similarity), 6)}
+    def _match(self, person_id: str, face_id: str | None, similarity: float) -> dict:
+        return {"person_id": person_id, "external_id": self.external_ids.get(person_id),
+                "face_id": face_id, "similarity": round(float(similarity), 6)}
 
     # ---- key rotation ---------------------------------------------------------------------------------
     def reencrypt_step(self, batch_size: int = 500) -> dict:
@@ -196,7 +196,8 @@ class TenantIndex:
         self.activate()
         return {"tenant_id": self.tenant_id, "faces": len(self.index), "persons": len(self.external_ids),
                 "memory_bytes": self.index.memory_bytes(), "activation_s": round(self.activation_s, 4),
-                "idle_s": round(time.monotonic() - self.last_used, 3), "key_versions": self.store.key_versions_in_use()}
+                "idle_s": round(time.monotonic() - self.last_used, 3), "key_versions": self.store.key_versions_in_use(),
+                "tier": self.index.tier, "placement": placement()}
 
     def pid(self) -> int:
         return os.getpid()
@@ -208,6 +209,14 @@ class TenantIndex:
         if self.store is not None:
             self.store.close()
         self.store = self.index = None  # the decrypted vectors go with them
+
+
+def placement() -> dict:
+    """Where this process runs in the cluster (for operators and placement tests)."""
+    if not ray.is_initialized():
+        return {"pid": os.getpid()}
+    context = ray.get_runtime_context()
+    return {"pid": os.getpid(), "node_id": context.get_node_id(), "gpu_ids": [str(g) for g in ray.get_gpu_ids()]}
 
 
 class KeyServiceDataKeys:

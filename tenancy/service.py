@@ -147,14 +147,16 @@ class TenantService:
         ray.kill(handle, no_restart=True)
         return True
 
-    async def evict_idle(self) -> list[str]:
+    async def evict_idle(self, older_than_s: float | None = None) -> list[str]:
+        """Evict tenants idle for `older_than_s` (default: the configured idle timeout)."""
+        limit = self.idle_evict_s if older_than_s is None else older_than_s
         evicted = []
         for tenant_id, handle in list(self._actors.items()):
             try:
                 idle = await handle.idle_seconds.remote()
             except RayActorError:
                 idle = float("inf")
-            if idle >= self.idle_evict_s:
+            if idle >= limit:
                 await self.evict(tenant_id)
                 evicted.append(tenant_id)
         if evicted:

@@ -315,3 +315,32 @@ def test_tampered_or_moved_rows_fail_with_a_clear_code(http, admin, identity_pho
     conn.close()
     r = http.post("/v1/search", json={"image": b64(identity_photos["obama"][1].read_bytes())}, headers=a["auth"])
     assert r.status_code == 500 and r.json()["error"]["code"] == "corrupt_record"
+
+
+def test_matching_on_centroids(http, admin, identity_photos):
+    """Tenant setting match_on=centroid: search ranks persons by their centroid, verify uses it too."""
+    tenant = new_tenant(http, admin, "centroids", settings={"match_on": "centroid"})
+    persons = {}
+    for who in ("obama", "biden"):
+        persons[who] = create_person(http, tenant, external_id=who)
+        for photo in identity_photos[who][:2]:
+            assert enrol(http, tenant, persons[who], photo).status_code == 201
+    result = search(http, tenant, identity_photos["obama"][2].read_bytes(), top_k=2)
+    top = result["faces"][0]["matches"][0]
+    assert top["external_id"] == "obama" and top["face_id"] is None
+    r = http.post("/v1/verify", json={"image": b64(identity_photos["obama"][3].read_bytes()), "person_id": persons["obama"]},
+                  headers=tenant["auth"]).json()
+    assert r["match"] is True and r["similarity"] == r["centroid_similarity"]
+
+
+def test_idle_tenants_are_evicted_and_their_memory_returned(http, admin, identity_photos):
+    tenant = new_tenant(http, admin, "idle")
+    enrol(http, tenant, create_person(http, tenant), identity_photos["obama"][0])
+    assert tenant["id"] in router().active_tenants.remote().result()
+    time.sleep(0.2)
+    evicted = router().evict_idle.remote(older_than_s=0.1).result()
+    assert tenant["id"] in evicted and tenant["id"] not in router().active_tenants.remote().result()
+    import ray
+
+    with pytest.raises(ValueError):  # the actor is gone, and with it the decrypted vectors
+        ray.get_actor(f"tenant-index:{tenant['id']}", namespace="securegate")
