@@ -473,8 +473,8 @@ def _jsonable(value):
 
 def _model_line(r: dict) -> str:
     m, c = r["model"], r["counts"]
-    return (f"{m['name']} ({m['dim']}-d) + {m['detector']}: {c['identities']} identities, {c['images_used']}/"
-            f"{c['images']} images, {c['genuine_pairs']} genuine / {c['impostor_pairs']} impostor pairs")
+    return (f"{m['name']} ({m['dim']}-d) + {m['detector']}\n{c['identities']} identities, {c['images_used']}/"
+            f"{c['images']} images used, {c['genuine_pairs']} genuine / {c['impostor_pairs']} impostor pairs")
 
 
 def _plot_det(ev: Evaluation, path: Path) -> None:
@@ -494,11 +494,12 @@ def _plot_det(ev: Evaluation, path: Path) -> None:
             label="DET curve (every threshold)")
     ax.axvline(floor_far, color="grey", ls=":", lw=1)
     ax.axhline(floor_frr, color="grey", ls=":", lw=1)
-    ax.text(floor_far * 1.1, 0.9, f"FAR = 0 observed\n(< 1/{imp.size})", fontsize=8, color="dimgrey", va="top")
+    ax.text(floor_far / 1.12, lo * 3, f"FAR = 0 observed (< 1/{imp.size})", fontsize=8, color="dimgrey",
+            rotation=90, ha="right", va="bottom")
     ax.text(lo * 1.3, floor_frr * 1.15, f"FRR = 0 observed (< 1/{gen.size})", fontsize=8, color="dimgrey")
     ax.axvspan(lo, 1.0 / imp.size, color="grey", alpha=0.08, label=f"FAR below 1/{imp.size}: not measurable")
     e = r["eer"]
-    ax.plot(max(e["far"], floor_far), max(e["frr"], floor_frr), "o", ms=10, color="tab:red",
+    ax.plot(max(e["far"], floor_far), max(e["frr"], floor_frr), "o", ms=18, mfc="none", mew=2.5, color="tab:red",
             label=f"EER {e['eer']:.2%} at threshold {e['threshold']:.3f}")
     ch = r["chosen"]
     ax.plot(max(ch["far"], floor_far), max(ch["frr"], floor_frr), "*", ms=16, color="tab:green", mec="black",
@@ -507,8 +508,9 @@ def _plot_det(ev: Evaluation, path: Path) -> None:
     for row in r["target_far"]:
         style = dict(color="tab:orange", ls="--", lw=1) if row["supported"] else dict(color="lightgrey", ls="--", lw=1)
         ax.axvline(row["target_far"], **style)
-        ax.text(row["target_far"] * 1.08, 0.35, f"FAR {row['target_far']:g}" + ("" if row["supported"] else "\n(too few pairs)"),
-                rotation=90, fontsize=8, color=style["color"] if row["supported"] else "grey", va="top")
+        ax.text(row["target_far"] * 1.08, lo * 3, f"target FAR {row['target_far']:g}"
+                + ("" if row["supported"] else " (too few pairs)"),
+                rotation=90, fontsize=8, color=style["color"] if row["supported"] else "grey", va="bottom")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(lo, 1.05)
@@ -537,8 +539,10 @@ def _plot_histogram(ev: Evaluation, path: Path) -> None:
     ax.hist(imp, bins=bins, density=True, alpha=0.55, color="tab:red", label=f"impostor pairs (different people), n={imp.size}")
     ax.hist(gen, bins=bins, density=True, alpha=0.55, color="tab:blue", label=f"genuine pairs (same person), n={gen.size}")
     e, ch = r["eer"], r["chosen"]
-    ax.axvline(e["threshold"], color="black", ls="--", lw=1.5, label=f"EER threshold {e['threshold']:.3f} (EER {e['eer']:.2%})")
-    if abs(ch["threshold"] - e["threshold"]) > 1e-9 or ch["source"] != "eer":
+    same = ch["source"] == "eer"
+    ax.axvline(e["threshold"], color="black", ls="--", lw=1.5,
+               label=f"EER threshold {e['threshold']:.3f} (EER {e['eer']:.2%})" + (" = chosen threshold" if same else ""))
+    if not same:
         ax.axvline(ch["threshold"], color="tab:green", lw=2,
                    label=f"chosen threshold {ch['threshold']:.3f}: FAR {ch['far']:.2%}, FRR {ch['frr']:.2%}")
     default = r["model"].get("default_threshold")

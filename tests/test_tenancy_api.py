@@ -344,3 +344,20 @@ def test_idle_tenants_are_evicted_and_their_memory_returned(http, admin, identit
 
     with pytest.raises(ValueError):  # the actor is gone, and with it the decrypted vectors
         ray.get_actor(f"tenant-index:{tenant['id']}", namespace="securegate")
+
+
+def test_readme_tenancy_snippet_runs(app, http, admin, identity_photos, tmp_path, monkeypatch):
+    """The README's tenancy example, executed as written against the running app."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    snippet = re.search(r"<!-- tenancy-handle-example -->\s*```python\n(.*?)```", text, re.S).group(1)
+    tenant = new_tenant(http, admin, "readme")
+    monkeypatch.setenv("SECUREGATE_API_KEY", tenant["key"])
+    (tmp_path / "alice_1.jpg").write_bytes(identity_photos["rose_leslie"][0].read_bytes())
+    (tmp_path / "alice_2.jpg").write_bytes(identity_photos["rose_leslie"][1].read_bytes())
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(snippet, "README.md", "exec"), namespace)
+    assert namespace["found"]["faces"][0]["matches"][0]["external_id"] == "alice"
