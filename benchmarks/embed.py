@@ -146,12 +146,15 @@ def start_serve(threads: int) -> None:
     serve.start(proxy_location="Disabled", http_options={"host": "127.0.0.1", "port": free_port()})
 
 
-def stop_serve() -> None:
+async def stop_serve() -> None:
+    """Shut down from the loop the handle used: in throughput mode its router lives there."""
     import ray
     from ray import serve
 
-    serve.shutdown()
-    ray.shutdown()
+    try:
+        await serve.shutdown_async()
+    finally:
+        ray.shutdown()
 
 
 def no_spin_embedder():
@@ -222,23 +225,26 @@ async def drive(handle, crops: np.ndarray, callers: int, seconds: float) -> tupl
     return sum(counts), time.perf_counter() - start
 
 
-def measure_paired(embedder: FaceEmbedder, handle, crops: np.ndarray, callers: int, seconds: float, rounds: int) -> dict:
+async def measure_paired(embedder: FaceEmbedder, handle, crops: np.ndarray, callers: int, seconds: float, rounds: int) -> dict:
     """Raw batch 32 and Serve in alternating short rounds, so both see the same host (neighbours on a
-    shared machine come and go within seconds); totals are summed over the rounds."""
+    shared machine come and go within seconds); totals are summed over the rounds. One event loop for
+    everything: in Serve's throughput mode the handle's router lives on the caller's loop."""
+    # Warm-up outside the measurement: ORT arena growth, the first batches' routing set-up.
+    await drive(handle, crops, callers, 2.0)
     slice_s = seconds / rounds
     raw_faces = raw_wall = serve_faces = serve_wall = 0.0
     raw_load, serve_load = [], []
-    handle.reset_batch_stats.remote().result()
+    await handle.reset_batch_stats.remote()
     for _ in range(rounds):
         with HostLoad() as load:
             fps = raw_fps(embedder, crops, 32, slice_s)
         raw_faces, raw_wall = raw_faces + fps * slice_s, raw_wall + slice_s
         raw_load.append(load)
         with HostLoad() as load:
-            faces, wall = asyncio.run(drive(handle, crops, callers, slice_s))
+            faces, wall = await drive(handle, crops, callers, slice_s)
         serve_faces, serve_wall = serve_faces + faces, serve_wall + wall
         serve_load.append(load)
-    stats = handle.batch_stats.remote().result()
+    stats = await handle.batch_stats.remote()
     return {
         "raw_b32_fps": raw_faces / raw_wall,
         "serve_fps": serve_faces / serve_wall,
@@ -246,8 +252,19 @@ def measure_paired(embedder: FaceEmbedder, handle, crops: np.ndarray, callers: i
         "histogram": {int(k): int(v) for k, v in stats["histogram"].items()},
         "foreign_raw": sum(l.foreign_share for l in raw_load) / rounds,
         "foreign_serve": sum(l.foreign_share for l in serve_load) / rounds,
+        "own_cores_raw": sum(l.own_cores for l in raw_load) / rounds,
         "own_cores_serve": sum(l.own_cores for l in serve_load) / rounds,
     }
+
+
+async def serve_session(args: argparse.Namespace, models: str, embedder: FaceEmbedder, crops: np.ndarray) -> dict:
+    """Ray up, Embedder deployed, paired measurement, everything down again: one event loop throughout."""
+    start_serve(args.threads)
+    try:
+        handle = deploy_embedder(models, args.threads, args.callers, args.embedder)
+        return await measure_paired(embedder, handle, crops, args.callers, args.seconds, args.rounds)
+    finally:
+        await stop_serve()
 
 
 # -- report -----------------------------------------------------------------------------------------------
@@ -277,7 +294,7 @@ def print_serve_table(serve_fps: float, ratio: float, histogram: dict[int, int],
 def print_host_load(foreign_small: float, paired: dict) -> None:
     print("\nhost CPU used by processes not ours (shared machine): "
           f"raw b1/b8 {foreign_small:.0%}, raw b32 {paired['foreign_raw']:.0%}, serve {paired['foreign_serve']:.0%}"
-          f"; our process tree during serve: {paired['own_cores_serve']:.2f} cores")
+          f"; our process tree used {paired['own_cores_raw']:.2f} cores in raw b32, {paired['own_cores_serve']:.2f} in serve")
 
 
 def parse_args() -> argparse.Namespace:
@@ -318,20 +335,19 @@ def main() -> None:
     if args.throughput_mode:
         # Read when ray.serve is first imported, here and (inherited through the raylet) in the replica.
         os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
-    start_serve(args.threads)
-    try:
-        handle = deploy_embedder(models, args.threads, args.callers, args.embedder)
-        # Warm-up outside the measurement: ORT arena growth, the first batches' routing set-up.
-        asyncio.run(drive(handle, crops, args.callers, 2.0))
-        paired = measure_paired(embedder, handle, crops, args.callers, args.seconds, args.rounds)
-    finally:
-        stop_serve()
+    paired = asyncio.run(serve_session(args, models, embedder, crops))
 
     raw = {**raw_small, 32: paired["raw_b32_fps"]}
     ratio = paired["serve_fps"] / raw[32]
+    # Faces per CPU-second of our own process tree: what each side gets out of the CPU it was given,
+    # which neighbours on the host cannot distort the way they distort faces/s.
+    raw_per_cpu = raw[32] / max(paired["own_cores_raw"], 1e-9)
+    serve_per_cpu = paired["serve_fps"] / max(paired["own_cores_serve"], 1e-9)
     print_raw_table(raw)
     print_serve_table(paired["serve_fps"], ratio, paired["histogram"], args.callers)
     print_host_load(small_load.foreign_share, paired)
+    print(f"faces per CPU-second of our processes: raw b32 {raw_per_cpu:.1f}, serve {serve_per_cpu:.1f} "
+          f"({serve_per_cpu / raw_per_cpu:.2f}x)")
     figures = {
         "raw_b1_fps": round(raw[1], 1),
         "raw_b8_fps": round(raw[8], 1),
@@ -350,7 +366,13 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "foreign_cpu_raw_b32": round(paired["foreign_raw"], 3),
         "foreign_cpu_serve": round(paired["foreign_serve"], 3),
+        "raw_b32_own_cores": round(paired["own_cores_raw"], 2),
         "serve_own_cores": round(paired["own_cores_serve"], 2),
+        "raw_b32_faces_per_cpu_s": round(raw_per_cpu, 1),
+        "serve_faces_per_cpu_s": round(serve_per_cpu, 1),
+        "serve_vs_raw_per_cpu": round(serve_per_cpu / raw_per_cpu, 3),
+        "embedder": args.embedder,
+        "throughput_mode": args.throughput_mode,
     }
     print(json.dumps(figures))
 

@@ -74,6 +74,8 @@ class VerifyResponse(BaseModel):
     similarity: float
     match: bool
     threshold: float
+    best_face_similarity: float | None = Field(None, description="person form: best over the person's faces")
+    centroid_similarity: float | None = Field(None, description="person form: to the person's centroid")
 
 
 # ---- tenants (admin) -----------------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from securegate import eval_cli
+
 APP_NAME = "securegate"
 
 
@@ -144,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     models_p = sub.add_parser("models", help="show the active model pack: names, dims, providers")
     models_p.add_argument("--models")
     models_p.set_defaults(func=cmd_models)
+
+    eval_cli.add_parser(sub)
 
     keys_p = sub.add_parser("keys", help="key rotation and status (admin API of a running service)")
     keys_p.add_argument("action", choices=["rotate", "status"])

@@ -62,6 +62,9 @@ def cmd_eval(ns: argparse.Namespace) -> int:
 
     if ns.apply:
         chosen = ev.report["chosen"]
+        if chosen["source"] == "eer":
+            print(f"warning: {chosen['why']}; applying the EER threshold instead. Collect more identities "
+                  "for a threshold at a stated FAR.", file=sys.stderr)
         try:
             tenant = apply_threshold(ns.url, ns.apply, chosen["threshold"], token, model=ev.report["model"])
         except ApplyError as exc:
@@ -70,8 +73,9 @@ def cmd_eval(ns: argparse.Namespace) -> int:
         except Exception as exc:  # connection refused, timeouts: say where, not a traceback
             print(f"error: threshold not applied: {type(exc).__name__}: {exc}", file=sys.stderr)
             return 1
-        print(f"applied default_threshold={chosen['threshold']} ({chosen['source'].replace('_', ' ')}) to tenant "
-              f"{ns.apply}: settings now {json.dumps(tenant.get('settings', {}))}")
+        source = "target FAR" if chosen["source"] == "target_far" else "EER"
+        print(f"applied default_threshold={chosen['threshold']} ({source}) to tenant {ns.apply}: "
+              f"settings now {json.dumps(tenant.get('settings', {}))}")
     return 0
 
 

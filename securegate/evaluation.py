@@ -477,6 +477,10 @@ def _model_line(r: dict) -> str:
             f"{c['images']} images used, {c['genuine_pairs']} genuine / {c['impostor_pairs']} impostor pairs")
 
 
+def _source(chosen: dict) -> str:
+    return f"target FAR {chosen['target_far']:g}" if chosen["source"] == "target_far" else "EER"
+
+
 def _plot_det(ev: Evaluation, path: Path) -> None:
     import matplotlib
 
@@ -489,7 +493,7 @@ def _plot_det(ev: Evaluation, path: Path) -> None:
     # Log axes cannot show 0: zero error rates are drawn on a floor line below 1/N, labelled as such.
     floor_far, floor_frr = 0.5 / imp.size, 0.5 / gen.size
     lo = min(floor_far, floor_frr, 1e-4) / 2
-    fig, ax = plt.subplots(figsize=(7.5, 6.5), dpi=110)
+    fig, ax = plt.subplots(figsize=(8, 7.5), dpi=110)
     ax.step(np.maximum(far, floor_far), np.maximum(frr, floor_frr), where="post", color="tab:blue", lw=2,
             label="DET curve (every threshold)")
     ax.axvline(floor_far, color="grey", ls=":", lw=1)
@@ -503,8 +507,7 @@ def _plot_det(ev: Evaluation, path: Path) -> None:
             label=f"EER {e['eer']:.2%} at threshold {e['threshold']:.3f}")
     ch = r["chosen"]
     ax.plot(max(ch["far"], floor_far), max(ch["frr"], floor_frr), "*", ms=16, color="tab:green", mec="black",
-            label=f"chosen threshold {ch['threshold']:.3f} ({ch['source'].replace('_', ' ')})"
-                  f": FAR {ch['far']:.2%}, FRR {ch['frr']:.2%}")
+            label=f"chosen threshold {ch['threshold']:.3f} ({_source(ch)}): FAR {ch['far']:.2%}, FRR {ch['frr']:.2%}")
     for row in r["target_far"]:
         style = dict(color="tab:orange", ls="--", lw=1) if row["supported"] else dict(color="lightgrey", ls="--", lw=1)
         ax.axvline(row["target_far"], **style)
@@ -519,7 +522,8 @@ def _plot_det(ev: Evaluation, path: Path) -> None:
     ax.set_ylabel("False reject rate (FRR): genuine pairs rejected")
     ax.set_title(f"DET curve — lower-left is better\n{_model_line(r)}", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="upper right", fontsize=8, framealpha=0.95)
+    # Below the axes: inside, it would hide part of some curve whatever corner it took.
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.11), fontsize=8.5, ncol=2)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -534,7 +538,7 @@ def _plot_histogram(ev: Evaluation, path: Path) -> None:
     r, gen, imp = ev.report, ev.scores.genuine, ev.scores.impostor
     lo = min(-0.2, float(imp.min()) - 0.05)
     bins = np.linspace(lo, 1.0, 49)
-    fig, ax = plt.subplots(figsize=(8.5, 5), dpi=110)
+    fig, ax = plt.subplots(figsize=(8.5, 6), dpi=110)
     # Densities, not counts: impostor pairs outnumber genuine ones by orders of magnitude.
     ax.hist(imp, bins=bins, density=True, alpha=0.55, color="tab:red", label=f"impostor pairs (different people), n={imp.size}")
     ax.hist(gen, bins=bins, density=True, alpha=0.55, color="tab:blue", label=f"genuine pairs (same person), n={gen.size}")
@@ -552,7 +556,7 @@ def _plot_histogram(ev: Evaluation, path: Path) -> None:
     ax.set_xlabel("cosine similarity of the pair (match if ≥ threshold)")
     ax.set_ylabel("density (each histogram has area 1)")
     ax.set_title(f"Similarity of genuine vs impostor pairs\n{_model_line(r)}", fontsize=10)
-    ax.legend(loc="upper left", fontsize=8, framealpha=0.95)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), fontsize=8.5, ncol=2)
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
@@ -570,8 +574,8 @@ def summary_markdown(r: dict) -> str:
         f"- Model: {r['model']['name']} ({r['model']['dim']}-d), detector {r['model']['detector']}, pack default "
         f"threshold {r['model']['default_threshold']}",
         f"- **EER {e['eer']:.2%}** at threshold {e['threshold']:.4f}",
-        f"- **Chosen threshold {ch['threshold']:.4f}** ({ch['source'].replace('_', ' ')}"
-        + (f"; {ch['why']}" if "why" in ch else f" {ch['target_far']:g}") + f"): FAR {ch['far']:.2%} "
+        f"- **Chosen threshold {ch['threshold']:.4f}** ({_source(ch)}"
+        + (f"; {ch['why']}" if "why" in ch else "") + f"): FAR {ch['far']:.2%} "
         f"({ch['false_accepts']}/{c['impostor_pairs']}), FRR {ch['frr']:.2%} ({ch['false_rejects']}/{c['genuine_pairs']})",
         "",
         "| target FAR | threshold | measured FAR | FRR | note |",

@@ -371,6 +371,13 @@ class FaceIndex:
             return None
         return self._centroid_of(code)
 
+    def person_vectors(self, person_id: str) -> np.ndarray:
+        """The person's current face vectors [faces, dim] (empty when unknown or all removed)."""
+        code = self._code_of_person.get(person_id)
+        if code is None:
+            return np.empty((0, self.dim), dtype=np.float32)
+        return self._vectors[: self._n][self._person_of_row[: self._n] == code]
+
     def _centroid_of(self, code: int) -> np.ndarray:
         total = self._vectors[: self._n][self._person_of_row[: self._n] == code].sum(axis=0, dtype=np.float64)
         norm = np.linalg.norm(total)

@@ -152,3 +152,14 @@ def test_memory_bytes_is_sane() -> None:
     assert 4 * DIM <= per_face <= 4 * DIM + 1024
     ann = FaceIndex.build(face_ids, person_ids, vectors, ann_min_faces=1000)
     assert index.memory_bytes() < ann.memory_bytes() < index.memory_bytes() + 100 * len(ann)
+
+
+def test_person_vectors_follow_adds_and_removes():
+    rng = np.random.default_rng(11)
+    vectors = rng.standard_normal((6, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = FaceIndex.build([f"f{i}" for i in range(6)], ["a", "b", "a", "b", "a", "c"], vectors)
+    np.testing.assert_allclose(np.sort(index.person_vectors("a"), axis=0), np.sort(vectors[[0, 2, 4]], axis=0), atol=1e-6)
+    index.remove(["f0", "f4"])
+    np.testing.assert_allclose(index.person_vectors("a"), vectors[[2]], atol=1e-6)
+    assert index.person_vectors("nobody").shape == (0, 16)
