@@ -1,6 +1,9 @@
 """Embedder benchmark: raw ONNX Runtime throughput against the Embedder deployment behind a Serve handle.
 
     .venv/bin/python benchmarks/embed.py [--threads 2] [--seconds 6] [--callers 64] [--models DIR]
+    # experiments on the Serve side (defaults measure the deployment exactly as it ships):
+    #   --embedder no-spin    prototype Embedder whose ORT session does not spin-wait
+    #   --throughput-mode     RAY_SERVE_THROUGHPUT_OPTIMIZED=1      --no-access-log   no per-request log line
 
 Same model, same crops, same ONNX Runtime thread count on both sides:
   raw    FaceEmbedder.embed() in this process at batch 1, 8 and 32;
@@ -80,8 +83,19 @@ def host_busy_s() -> float:
     return (user + nice + system + irq + softirq + steal) / TICKS
 
 
-def own_tree_cpu_s() -> float:
-    """utime+stime (incl. reaped children) of this process and all its descendants."""
+def process_role(pid: int) -> str:
+    """Which part of the benchmark a process of our tree is: where Serve's overhead is spent."""
+    if pid == os.getpid():
+        return "driver"
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+    except OSError:
+        return "ray-other"
+    return "replica" if cmd.startswith("ray::ServeReplica") else "ray-other"
+
+
+def own_tree_cpu_s() -> dict[str, float]:
+    """utime+stime (incl. reaped children) of this process and all its descendants, by role."""
     parent, cpu = {}, {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -96,7 +110,10 @@ def own_tree_cpu_s() -> float:
     while frontier:
         ours |= frontier
         frontier = {pid for pid, ppid in parent.items() if ppid in frontier} - ours
-    return sum(cpu.get(pid, 0.0) for pid in ours)
+    by_role: dict[str, float] = {"driver": 0.0, "replica": 0.0, "ray-other": 0.0}
+    for pid in ours:
+        by_role[process_role(pid)] += cpu.get(pid, 0.0)
+    return by_role
 
 
 class HostLoad:
@@ -108,7 +125,9 @@ class HostLoad:
 
     def __exit__(self, *exc):
         wall = time.perf_counter() - self._t
-        own = own_tree_cpu_s() - self._own
+        after = own_tree_cpu_s()
+        self.role_cores = {role: (after[role] - self._own.get(role, 0.0)) / wall for role in after}
+        own = sum(self.role_cores.values()) * wall
         foreign = max(0.0, host_busy_s() - self._busy - own)
         self.own_cores = own / wall
         self.foreign_share = foreign / (wall * (os.cpu_count() or 1))
@@ -185,7 +204,7 @@ def disable_spinning(embedder: FaceEmbedder) -> None:
     model.session = ort.InferenceSession(model.model_file, sess_options=opts, providers=embedder.providers)
 
 
-def deploy_embedder(models: str, threads: int, callers: int, variant: str):
+def deploy_embedder(models: str, threads: int, callers: int, variant: str, access_log: bool):
     """Only the Embedder, with the same ORT threads as the raw run and as many CPUs as threads."""
     from ray import serve
 
@@ -204,6 +223,7 @@ def deploy_embedder(models: str, threads: int, callers: int, variant: str):
         max_ongoing_requests=max(64, callers),
         ray_actor_options={"num_cpus": threads},
         user_config={"max_batch_size": SERVE_MAX_BATCH, "batch_wait_timeout_s": SERVE_BATCH_WAIT_S},
+        **({} if access_log else {"logging_config": {"enable_access_log": False}}),
     ).bind(settings)
     return serve.run(app, name="embed-bench", route_prefix=None)
 
@@ -253,6 +273,7 @@ async def measure_paired(embedder: FaceEmbedder, handle, crops: np.ndarray, call
         "foreign_raw": sum(l.foreign_share for l in raw_load) / rounds,
         "foreign_serve": sum(l.foreign_share for l in serve_load) / rounds,
         "own_cores_raw": sum(l.own_cores for l in raw_load) / rounds,
+        "serve_cores_by_role": {role: sum(l.role_cores[role] for l in serve_load) / rounds for role in serve_load[0].role_cores},
         "own_cores_serve": sum(l.own_cores for l in serve_load) / rounds,
     }
 
@@ -261,7 +282,7 @@ async def serve_session(args: argparse.Namespace, models: str, embedder: FaceEmb
     """Ray up, Embedder deployed, paired measurement, everything down again: one event loop throughout."""
     start_serve(args.threads)
     try:
-        handle = deploy_embedder(models, args.threads, args.callers, args.embedder)
+        handle = deploy_embedder(models, args.threads, args.callers, args.embedder, not args.no_access_log)
         return await measure_paired(embedder, handle, crops, args.callers, args.seconds, args.rounds)
     finally:
         await stop_serve()
@@ -295,6 +316,8 @@ def print_host_load(foreign_small: float, paired: dict) -> None:
     print("\nhost CPU used by processes not ours (shared machine): "
           f"raw b1/b8 {foreign_small:.0%}, raw b32 {paired['foreign_raw']:.0%}, serve {paired['foreign_serve']:.0%}"
           f"; our process tree used {paired['own_cores_raw']:.2f} cores in raw b32, {paired['own_cores_serve']:.2f} in serve")
+    roles = ", ".join(f"{role} {cores:.2f}" for role, cores in paired["serve_cores_by_role"].items())
+    print(f"cores used during serve, by process: {roles}")
 
 
 def parse_args() -> argparse.Namespace:
@@ -306,6 +329,8 @@ def parse_args() -> argparse.Namespace:
                         help="deployments/embedder.py as it is, or the prototype with ORT spinning off")
     parser.add_argument("--throughput-mode", action="store_true",
                         help="RAY_SERVE_THROUGHPUT_OPTIMIZED=1: user code and router on the main event loops")
+    parser.add_argument("--no-access-log", action="store_true",
+                        help="deployment logging_config enable_access_log=False (one log line per request)")
     parser.add_argument("--raw-no-spin", action="store_true", help="raw side with ORT spinning off too")
     parser.add_argument("--rounds", type=int, default=3, help="alternating raw-b32/serve rounds")
     parser.add_argument("--models", default=os.environ.get("SECUREGATE_MODELS"), help="model pack directory")
@@ -371,8 +396,10 @@ def main() -> None:
         "raw_b32_faces_per_cpu_s": round(raw_per_cpu, 1),
         "serve_faces_per_cpu_s": round(serve_per_cpu, 1),
         "serve_vs_raw_per_cpu": round(serve_per_cpu / raw_per_cpu, 3),
+        "serve_cores_by_role": {k: round(v, 2) for k, v in paired["serve_cores_by_role"].items()},
         "embedder": args.embedder,
         "throughput_mode": args.throughput_mode,
+        "access_log": not args.no_access_log,
     }
     print(json.dumps(figures))
 

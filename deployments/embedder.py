@@ -14,8 +14,8 @@ from collections import Counter
 import numpy as np
 import ray
 from ray import serve
-from ray.serve.metrics import Histogram
 
+from securegate import metrics
 from securegate.models import FaceEmbedder, onnx_providers, resolve_pack
 from securegate.settings import Settings
 
@@ -31,11 +31,6 @@ class Embedder:
         self._max_batch = self.settings.embedder.max_batch_size
         self._apply_batching(self.settings.embedder.max_batch_size, self.settings.embedder.batch_wait_timeout_s)
         self.batch_sizes: Counter[int] = Counter()
-        self._batch_hist = Histogram(
-            "securegate_embed_batch_size",
-            description="crops per formed embedder batch",
-            boundaries=[1, 2, 4, 8, 16, 24, 32, 64],
-        )
         log.info("Embedder ready: %s dim=%d %s on %s", self.pack.recognizer_name, self.model.dim, self.model.strategy, self.model.providers)
 
     def reconfigure(self, user_config: dict) -> None:
@@ -65,7 +60,7 @@ class Embedder:
         sizes = [len(c) for c in requests]
         total = sum(sizes)
         self.batch_sizes[total] += 1
-        self._batch_hist.observe(total)
+        metrics.embed_batch_size().observe(total)
         vectors = await asyncio.to_thread(self.model.embed, np.concatenate(requests))
         return np.split(vectors, np.cumsum(sizes)[:-1])
 

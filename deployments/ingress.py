@@ -8,6 +8,7 @@ their faces behind the TenantRouter.
 import asyncio
 import functools
 import logging
+import time
 
 import numpy as np
 import pydantic
@@ -22,7 +23,7 @@ import tenancy.registry as registry
 import tenancy.service as tenant_service
 import tenancy.store as store
 from deployments import schemas as s
-from securegate import errors, images
+from securegate import errors, images, metrics
 from securegate.models import DetectedFace
 from securegate.settings import Settings
 from tenancy.quality import assess
@@ -62,16 +63,27 @@ def to_api_error(exc: BaseException) -> errors.ApiError:
 
 
 def api_errors(method):
-    """Python callers get the same typed ApiError (with its code) that HTTP clients get as JSON."""
+    """Python callers get the same typed ApiError (with its code) that HTTP clients get as JSON; every
+    call is counted by endpoint, tenant and outcome."""
 
     @functools.wraps(method)
     async def wrapper(*args, **kwargs):
+        started = time.perf_counter()
+        outcome = "ok"
+        token = metrics.current_tenant.set("-")
         try:
             return await method(*args, **kwargs)
-        except errors.ApiError:
+        except errors.ApiError as exc:
+            outcome = exc.code
             raise
         except Exception as exc:
-            raise to_api_error(exc) from None
+            mapped = to_api_error(exc)
+            outcome = mapped.code
+            raise mapped from None
+        finally:
+            metrics.requests_total().inc(tags={"endpoint": method.__name__, "tenant": metrics.current_tenant.get(), "outcome": outcome})
+            metrics.request_seconds().observe(time.perf_counter() - started, tags={"endpoint": method.__name__})
+            metrics.current_tenant.reset(token)
 
     return wrapper
 
@@ -256,22 +268,22 @@ class Ingress:
     @api_errors
     async def create_person(self, api_key: str, external_id: str | None = None, metadata: dict | None = None) -> dict:
         tenant = await self._tenant(api_key)
-        return await self.tenants.call.remote(tenant, "create_person", external_id, metadata or {})
+        return await self._call(tenant, "create_person", external_id, metadata or {})
 
     @api_errors
     async def list_persons(self, api_key: str, limit: int = 50, cursor: str | None = None) -> dict:
         tenant = await self._tenant(api_key)
-        return await self.tenants.call.remote(tenant, "list_persons", limit, cursor, retry_reads=True)
+        return await self._call(tenant, "list_persons", limit, cursor, retry_reads=True)
 
     @api_errors
     async def get_person(self, api_key: str, person_id: str) -> dict:
         tenant = await self._tenant(api_key)
-        return await self.tenants.call.remote(tenant, "get_person", person_id, retry_reads=True)
+        return await self._call(tenant, "get_person", person_id, retry_reads=True)
 
     @api_errors
     async def delete_person(self, api_key: str, person_id: str) -> None:
         tenant = await self._tenant(api_key)
-        await self.tenants.call.remote(tenant, "delete_person", person_id)
+        await self._call(tenant, "delete_person", person_id)
 
     @api_errors
     async def enrol_face(self, api_key: str, person_id: str, image: bytes, face_index: int | None = None) -> dict:
@@ -288,12 +300,12 @@ class Ingress:
         if not report.passed:
             raise errors.LowQuality("the face is not good enough to enrol", reasons=report.reasons)
         (vector,) = await self._embed([face])
-        return await self.tenants.call.remote(tenant, "add_face", person_id, vector, face.score, report.score)
+        return await self._call(tenant, "add_face", person_id, vector, face.score, report.score)
 
     @api_errors
     async def delete_face(self, api_key: str, person_id: str, face_id: str) -> None:
         tenant = await self._tenant(api_key)
-        await self.tenants.call.remote(tenant, "delete_face", person_id, face_id)
+        await self._call(tenant, "delete_face", person_id, face_id)
 
     @api_errors
     async def search(self, api_key: str, image: bytes, threshold: float | None = None, top_k: int = 1,
@@ -303,18 +315,25 @@ class Ingress:
         faces = await self._faces(image, max_faces)
         vectors = await self._embed(faces)
         threshold = await self._threshold(threshold, tenant)
-        results = await self.tenants.call.remote(tenant, "search", vectors, top_k, threshold,
+        results = await self._call(tenant, "search", vectors, top_k, threshold,
                                                  tenant.settings.match_on, retry_reads=True)
         return {"faces": [{"bbox": f.summary()["bbox"], "score": f.summary()["score"], "matches": matches}
                           for f, matches in zip(faces, results)],
                 "threshold": threshold}
 
     @api_errors
+    async def audit(self, api_key: str, since: float = 0.0, limit: int = 100) -> dict:
+        """The tenant's audit events after `since` (unix time), oldest first."""
+        tenant = await self._tenant(api_key)
+        events = await self.tenants.audit_events.remote(tenant, since, limit)
+        return {"events": events, "next_since": events[-1]["at"] if events else since}
+
+    @api_errors
     async def verify_person(self, api_key: str, image: bytes, person_id: str, threshold: float | None = None) -> dict:
         """The image's largest face against an enrolled person: their faces, or their centroid (tenant setting)."""
         tenant = await self._tenant(api_key)
         (vector,) = await self._embed([largest(await self._faces(image, None))])
-        scores = await self.tenants.call.remote(tenant, "verify_person", vector, person_id, retry_reads=True)
+        scores = await self._call(tenant, "verify_person", vector, person_id, retry_reads=True)
         if scores["faces"] == 0:
             raise errors.NotFound(f"person {person_id} has no enrolled faces")
         threshold = await self._threshold(threshold, tenant)
@@ -327,11 +346,17 @@ class Ingress:
     # ================================================================================== internals
     async def _tenant(self, api_key: str) -> Tenant:
         tenant = await self.tenants.authenticate.remote(api_key)
+        metrics.current_tenant.set(tenant.tenant_id)
+        metrics.current_actor.set(f"key:{registry.parse_api_key(api_key)[0]}")
         model = await self.model_info()
         if tenant.model != model_id(model):
             raise errors.ModelMismatch(
                 f"tenant is bound to model {tenant.model}; this deployment serves {model_id(model)}")
         return tenant
+
+    async def _call(self, tenant: Tenant, method: str, *args, retry_reads: bool = False):
+        """A tenant index call, audited under the API key that made it."""
+        return await self.tenants.call.remote(tenant, method, *args, retry_reads=retry_reads, actor=metrics.current_actor.get())
 
     async def _threshold(self, requested: float | None, tenant: Tenant | None) -> float:
         if requested is not None:
@@ -366,7 +391,7 @@ class Ingress:
     async def http_embed(self, body: s.ImageRequest) -> dict:
         return await self.embed(images.b64decode(body.image), body.max_faces)
 
-    @api.post("/v1/verify", response_model=s.VerifyResponse, responses=TENANT_ERRORS, tags=["faces"])
+    @api.post("/v1/verify", response_model=s.VerifyResponse, response_model_exclude_none=True, responses=TENANT_ERRORS, tags=["faces"])
     async def http_verify(self, body: s.VerifyRequest, authorization: str | None = Header(None)) -> dict:
         if body.person_id is not None:
             return await self.verify_person(bearer(authorization), images.b64decode(body.image), body.person_id, body.threshold)
@@ -441,6 +466,11 @@ class Ingress:
     @api.get("/v1/admin/keys/status", responses=ADMIN_ERRORS, tags=["admin"])
     async def http_key_status(self, authorization: str | None = Header(None)) -> dict:
         return await self.key_status(bearer(authorization))
+
+    @api.get("/v1/audit", response_model=s.AuditPage, responses=TENANT_ERRORS, tags=["audit"])
+    async def http_audit(self, since: float = Query(0.0, ge=0), limit: int = Query(100, ge=1, le=1000),
+                         authorization: str | None = Header(None)) -> dict:
+        return await self.audit(bearer(authorization), since, limit)
 
     @api.get("/v1/healthz", tags=["health"])
     async def http_healthz(self) -> dict:

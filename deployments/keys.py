@@ -7,12 +7,13 @@ failures that are the dependency's fault become 503 `kms_unavailable`; the rest 
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 from ray import serve
 
 import kms
-from securegate import errors
+from securegate import errors, metrics
 from securegate.settings import Settings
 
 log = logging.getLogger("ray.serve")
@@ -30,15 +31,21 @@ def key_config(settings: Settings) -> tuple[dict, str]:
     return config, str(keys_dir / "keystore.db")
 
 
-def _translate(call):
+def _translate(operation: str, call):
+    started = time.perf_counter()
+    outcome = "ok"
     try:
         return call()
     except kms.KmsError as exc:
+        outcome = type(exc).__name__
         if kms.is_transient(exc):
             raise errors.KmsUnavailable(f"key service unavailable: {type(exc).__name__}") from None
         if isinstance(exc, kms.KeyNotFound):
             raise errors.NotFound(f"key not found: {exc}") from None
         raise errors.ApiError(f"key service error: {type(exc).__name__}: {exc}") from None
+    finally:
+        metrics.kms_calls_total().inc(tags={"operation": operation, "outcome": outcome})
+        metrics.kms_call_seconds().observe(time.perf_counter() - started, tags={"operation": operation})
 
 
 @serve.deployment(max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.25})
@@ -49,28 +56,28 @@ class KeyService:
         log.info("KeyService ready: provider %s, keystore %s", config["provider"], keystore)
 
     def create_tenant(self, tenant_id: str) -> None:
-        _translate(lambda: self.service.create_tenant(tenant_id))
+        _translate("create_tenant", lambda: self.service.create_tenant(tenant_id))
 
     def data_key(self, tenant_id: str, purpose: str = "embeddings", version: int | None = None) -> kms.DataKey:
-        return _translate(lambda: self.service.data_key(tenant_id, purpose, version))
+        return _translate("data_key", lambda: self.service.data_key(tenant_id, purpose, version))
 
     def versions(self, tenant_id: str) -> list[int]:
-        return _translate(lambda: self.service.versions(tenant_id))
+        return _translate("versions", lambda: self.service.versions(tenant_id))
 
     def rotate_root(self) -> dict:
-        return _translate(self.service.rotate_root)
+        return _translate("rotate_root", self.service.rotate_root)
 
     def rotate_tenant(self, tenant_id: str) -> int:
-        return _translate(lambda: self.service.rotate_tenant(tenant_id))
+        return _translate("rotate_tenant", lambda: self.service.rotate_tenant(tenant_id))
 
     def retire_version(self, tenant_id: str, version: int) -> None:
-        _translate(lambda: self.service.retire_version(tenant_id, version))
+        _translate("retire_version", lambda: self.service.retire_version(tenant_id, version))
 
     def destroy_tenant(self, tenant_id: str) -> None:
-        _translate(lambda: self.service.destroy_tenant(tenant_id))
+        _translate("destroy_tenant", lambda: self.service.destroy_tenant(tenant_id))
 
     def status(self) -> dict:
-        return _translate(self.service.status)
+        return _translate("status", self.service.status)
 
     def ready(self) -> bool:
         return self.service.ready()

@@ -167,3 +167,17 @@ class SearchedFace(BaseModel):
 class SearchResponse(BaseModel):
     faces: list[SearchedFace]
     threshold: float
+
+
+class AuditEvent(BaseModel):
+    seq: int
+    at: float
+    actor: str = Field(..., description="key:<api key id>, admin, or retention")
+    action: str = Field(..., examples=["face.enrol"])
+    outcome: str = Field(..., description="ok, or the error code")
+    counts: dict[str, float]
+
+
+class AuditPage(BaseModel):
+    events: list[AuditEvent]
+    next_since: float

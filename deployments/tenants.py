@@ -13,6 +13,7 @@ import os
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from securegate import metrics
 from securegate.settings import Settings
 from tenancy.registry import Tenant
 from tenancy.service import TenantService
@@ -31,6 +32,7 @@ class TenantRouter:
             index_actor_options=cfg.tenancy.index_actor_options,
             index_options={"ann_min_faces": cfg.tenancy.ann_min_faces},
         )
+        self.retention_check_s = cfg.tenancy.retention_check_s
         self._evictor: asyncio.Task | None = None
 
     def _ensure_evictor(self) -> None:
@@ -38,13 +40,20 @@ class TenantRouter:
             self._evictor = asyncio.get_running_loop().create_task(self._evict_forever())
 
     async def _evict_forever(self) -> None:
+        """Housekeeping: idle eviction every few seconds, retention every `retention_check_s`."""
         period = max(0.5, min(30.0, self.service.idle_evict_s / 4))
+        next_retention = 0.0
         while True:
             await asyncio.sleep(period)
             try:
+                loop_time = asyncio.get_running_loop().time()
+                if loop_time >= next_retention:
+                    next_retention = loop_time + self.retention_check_s
+                    await self.service.enforce_retention()
                 await self.service.evict_idle()
-            except Exception:  # eviction is housekeeping: log and keep serving
-                log.exception("idle eviction failed")
+                metrics.active_tenants().set(len(self.service.active_tenants()))
+            except Exception:  # housekeeping: log and keep serving
+                log.exception("tenant housekeeping failed")
 
     # ---- credentials and tenants (admin) ------------------------------------------------------------------
     async def check_admin(self, token: str) -> None:
@@ -64,10 +73,10 @@ class TenantRouter:
         return self.service.registry.get(tenant_id).public()
 
     async def update_tenant(self, tenant_id: str, settings: dict) -> dict:
-        return self.service.registry.update_settings(tenant_id, settings).public()
+        return self.service.update_settings(tenant_id, settings).public()
 
     async def rotate_api_key(self, tenant_id: str) -> str:
-        return self.service.registry.rotate_key(tenant_id)
+        return self.service.rotate_api_key(tenant_id)
 
     async def delete_tenant(self, tenant_id: str) -> None:
         await self.service.delete_tenant(tenant_id)
@@ -79,9 +88,18 @@ class TenantRouter:
         return self.service.rotations
 
     # ---- a tenant's faces ------------------------------------------------------------------------------------
-    async def call(self, tenant: Tenant, method: str, *args, retry_reads: bool = False):
+    async def call(self, tenant: Tenant, method: str, *args, retry_reads: bool = False, actor: str = "internal"):
         self._ensure_evictor()
-        return await self.service.call(tenant, method, *args, retry_reads=retry_reads)
+        try:
+            return await self.service.call(tenant, method, *args, retry_reads=retry_reads, actor=actor)
+        finally:
+            metrics.active_tenants().set(len(self.service.active_tenants()))
+
+    async def audit_events(self, tenant: Tenant, since: float, limit: int) -> list[dict]:
+        return self.service.audit_events(tenant.tenant_id, since, limit)
+
+    async def enforce_retention(self, now: float | None = None) -> dict[str, int]:
+        return await self.service.enforce_retention(now)
 
     async def tenant_info(self, tenant: Tenant) -> dict:
         return await self.call(tenant, "info", retry_reads=True)

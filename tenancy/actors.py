@@ -27,6 +27,29 @@ log = logging.getLogger(__name__)
 NAMESPACE = "securegate"
 
 
+class _Metrics:
+    """Search latency by tier and index memory, exported through Ray (only inside a Ray worker)."""
+
+    def __init__(self) -> None:
+        from ray.util.metrics import Gauge, Histogram
+
+        self.search_seconds = Histogram(
+            "securegate_search_seconds", description="index search latency by tier",
+            boundaries=[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1], tag_keys=("tier",))
+        self.index_bytes = Gauge("securegate_index_memory_bytes", description="memory held by a tenant's index",
+                                 tag_keys=("tenant",))
+
+
+def _metrics() -> _Metrics | None:
+    global _METRICS
+    if _METRICS is None and ray.is_initialized():
+        _METRICS = _Metrics()
+    return _METRICS
+
+
+_METRICS: _Metrics | None = None
+
+
 class KeySource(Protocol):
     """Where data keys come from: the KeyService deployment's handle (or anything shaped like it)."""
 
@@ -87,11 +110,16 @@ class TenantIndex:
             if cursor is None:
                 break
         self.activation_s = time.perf_counter() - started
+        self._report_memory()
         log.info("tenant %s active: %d faces in %.2fs", self.tenant_id, len(self.index), self.activation_s)
 
     def _touch(self) -> None:
         self.activate()
         self.last_used = time.monotonic()
+
+    def _report_memory(self) -> None:
+        if (m := _metrics()) is not None and self.index is not None:
+            m.index_bytes.set(self.index.memory_bytes(), tags={"tenant": self.tenant_id})
 
     # ---- persons ------------------------------------------------------------------------------------------
     def create_person(self, external_id: str | None, metadata: dict) -> dict:
@@ -133,6 +161,7 @@ class TenantIndex:
         record = self.store.add_face(person_id, vector[0], cipher, det_score, quality)
         del cipher
         self.index.add([record.face_id], [person_id], vector)
+        self._report_memory()
         return {"face_id": record.face_id, "quality": record.quality}
 
     def delete_face(self, person_id: str, face_id: str) -> None:
@@ -140,16 +169,31 @@ class TenantIndex:
         self.store.delete_face(person_id, face_id)
         self.index.remove([face_id])
 
+    def expire_faces(self, cutoff: float) -> list[str]:
+        """Retention: delete every face created before `cutoff`, exactly as a manual deletion would."""
+        self._touch()
+        expired = self.store.faces_created_before(cutoff)
+        for face in expired:
+            self.store.delete_face(face.person_id, face.face_id)
+        self.index.remove([f.face_id for f in expired])
+        self._report_memory()
+        return [f.face_id for f in expired]
+
     # ---- search -------------------------------------------------------------------------------------------
     def search(self, vectors: np.ndarray, top_k: int, threshold: float, match_on: str = "faces") -> list[list[dict]]:
         """Every face of an image in one call; per face, up to top_k persons at or above threshold."""
         self._touch()
         queries = np.asarray(vectors, np.float32).reshape(-1, self.dim)
+        started = time.perf_counter()
         if match_on == "centroid":
-            return [[self._match(person_id, None, similarity) for person_id, similarity in per_face]
-                    for per_face in self.index.search_centroids(queries, top_k, threshold)]
-        return [[self._match(m.person_id, m.face_id, m.similarity) for m in per_face]
-                for per_face in self.index.search(queries, top_k, threshold)]
+            results = [[self._match(person_id, None, similarity) for person_id, similarity in per_face]
+                       for per_face in self.index.search_centroids(queries, top_k, threshold)]
+        else:
+            results = [[self._match(m.person_id, m.face_id, m.similarity) for m in per_face]
+                       for per_face in self.index.search(queries, top_k, threshold)]
+        if (m := _metrics()) is not None:
+            m.search_seconds.observe(time.perf_counter() - started, tags={"tier": "centroid" if match_on == "centroid" else self.index.tier})
+        return results
 
     def verify_person(self, vector: np.ndarray, person_id: str) -> dict:
         """Similarity of a probe to one person: best over their faces, and to their centroid."""
@@ -206,6 +250,8 @@ class TenantIndex:
         return time.monotonic() - self.last_used
 
     def close(self) -> None:
+        if (m := _metrics()) is not None:
+            m.index_bytes.set(0, tags={"tenant": self.tenant_id})
         if self.store is not None:
             self.store.close()
         self.store = self.index = None  # the decrypted vectors go with them

@@ -351,6 +351,15 @@ class TenantStore:
         )
         return [FaceRecord(*row) for row in rows]
 
+    def faces_created_before(self, cutoff: float) -> list[FaceRecord]:
+        """Faces older than `cutoff` (unix time): what a retention period expires."""
+        rows = self._conn.execute(
+            "SELECT face_id, person_id, key_version, det_score, quality, created_at FROM faces"
+            " WHERE created_at < ? ORDER BY created_at, face_id",
+            (cutoff,),
+        )
+        return [FaceRecord(*row) for row in rows]
+
     def count_faces(self) -> int:
         return self._conn.execute("SELECT count(*) FROM faces").fetchone()[0]
 

@@ -62,12 +62,19 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def ray_cluster():
+def metrics_port() -> int:
+    """Where Ray's metrics agent serves Prometheus text for this node."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(metrics_port):
     import ray
     from ray import serve
 
     # Logical CPUs: replicas mostly wait on each other in tests; 2 real cores do the work.
-    ray.init(num_cpus=16, num_gpus=LOGICAL_GPUS, include_dashboard=False, log_to_driver=False)
+    ray.init(num_cpus=16, num_gpus=LOGICAL_GPUS, include_dashboard=False, log_to_driver=False,
+             _metrics_export_port=metrics_port)
     try:
         yield ray
     finally:

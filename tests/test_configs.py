@@ -65,8 +65,11 @@ def test_gpu_config_places_replicas_on_logical_gpus(ray_cluster, serve_port, mod
             assert all(info["gpu_ids"] for info in infos), infos
             assert all(info["providers"] == ["CPUExecutionProvider"] for info in infos)
         status = serve.status().applications["securegate-gpu"].deployments
-        assert status["Detector"].replica_states.get("RUNNING") == options["Detector"]["num_replicas"]
-        assert status["Embedder"].replica_states.get("RUNNING") == options["Embedder"]["num_replicas"]
+        for name in ("Detector", "Embedder"):
+            expected = options[name].get("num_replicas")
+            if expected in (None, "auto"):
+                expected = options[name]["autoscaling_config"]["min_replicas"]
+            assert status[name].replica_states.get("RUNNING") == expected
         with httpx.Client(base_url=f"http://127.0.0.1:{serve_port}/gpu", timeout=120) as http:
             admin = {"Authorization": f"Bearer {(data_dir / 'admin_token').read_text().strip()}"}
             http.get("/v1/readyz")

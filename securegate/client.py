@@ -1,0 +1,598 @@
+"""A small typed HTTP client for SecureGate (sync, on httpx).
+
+    from securegate.client import SecureGateClient, NoFaceError
+
+    with SecureGateClient("https://securegate.example", api_key="sg_…") as sg:
+        person = sg.create_person(external_id="alice")
+        sg.enrol_face(person.person_id, "alice_1.jpg")          # a path, or the file's bytes
+        found = sg.search("alice_2.jpg", top_k=3)
+        print(found.faces[0].matches[0].external_id)            # alice
+
+Every endpoint of the HTTP API has one method. Images are given as bytes or as a file path (a `str` is a
+path, never base64: encoding is the client's job). Answers come back as frozen dataclasses mirroring the
+response schemas (`deployments/schemas.py`); unknown extra fields in an answer are ignored, so a newer
+server does not break an older client.
+
+Failures raise `SecureGateError` (or a subclass chosen by the error code, else by the HTTP status) with
+`.status`, `.code`, `.message` and `.details` (the error body's other fields, e.g. `reasons` of
+`low_quality`, `faces` of `multiple_faces`). `.code` is always set: the server's stable code when the
+body carries one, else one derived from the status; a request that never got an answer raises
+`SecureGateConnectionError` with code `connection_error` or `timeout` (status None).
+
+Tenant endpoints use `api_key`, admin endpoints `admin_token`; either may be omitted (the server then
+answers `unauthenticated`). TLS/mTLS: `verify` (CA bundle path, `ssl.SSLContext` or bool) and `cert`
+(client certificate, or (cert, key)) are passed to httpx as they are; `transport` replaces httpx's.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+__all__ = [
+    "SecureGateClient",
+    # results
+    "Face", "ModelInfo", "EmbeddedFace", "Embedding", "Verification", "Match", "SearchedFace", "SearchResult",
+    "FaceSummary", "Person", "PersonPage", "PersonCreated", "FaceEnrolled", "TenantCreated", "Tenant",
+    "ApiKeyCreated", "RootKeyRotation", "TenantKeyRotation", "KeyStatus", "Health", "Readiness",
+    # errors
+    "SecureGateError", "SecureGateConnectionError", "InvalidRequestError", "InvalidImageError",
+    "AuthenticationError", "PermissionDeniedError", "NotFoundError", "ConflictError", "PayloadTooLargeError",
+    "ImageTooLargeError", "UnprocessableError", "NoFaceError", "MultipleFacesError", "LowQualityError",
+    "ModelMismatchError", "RateLimitedError", "ServerError", "CorruptRecordError", "ServiceUnavailableError",
+]
+
+ImageInput = bytes | bytearray | memoryview | str | os.PathLike
+T = TypeVar("T")
+
+
+# ============================================================================================== errors
+class SecureGateError(Exception):
+    """An error answer of SecureGate (or no answer at all, see `SecureGateConnectionError`)."""
+
+    def __init__(self, status: int | None, code: str, message: str, details: Mapping[str, Any] | None = None) -> None:
+        super().__init__(f"{status} {code}: {message}" if status is not None else f"{code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details: dict[str, Any] = dict(details or {})
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(status={self.status!r}, code={self.code!r}, message={self.message!r}, details={self.details!r})"
+
+
+class SecureGateConnectionError(SecureGateError):
+    """The request got no HTTP answer (connection refused, TLS failure, timeout)."""
+
+
+class InvalidRequestError(SecureGateError):
+    """400: the request does not match the schema (`invalid_request`), or its image is unusable."""
+
+
+class InvalidImageError(InvalidRequestError):
+    """400 `invalid_image`: undecodable or empty image, bad base64."""
+
+
+class AuthenticationError(SecureGateError):
+    """401 `unauthenticated`: missing, unknown or revoked API key."""
+
+
+class PermissionDeniedError(SecureGateError):
+    """403 `forbidden`: a valid credential without the right (e.g. a tenant key on an admin endpoint)."""
+
+
+class NotFoundError(SecureGateError):
+    """404 `not_found`: unknown person, face or tenant."""
+
+
+class ConflictError(SecureGateError):
+    """409 `conflict`: e.g. a duplicate `external_id`."""
+
+
+class PayloadTooLargeError(SecureGateError):
+    """413 `payload_too_large`: the body is over the server's limit."""
+
+
+class ImageTooLargeError(PayloadTooLargeError):
+    """413 `image_too_large`: too many pixels, refused from the image header."""
+
+
+class UnprocessableError(SecureGateError):
+    """422: a valid request whose image does not meet the operation's preconditions."""
+
+
+class NoFaceError(UnprocessableError):
+    """422 `no_face`."""
+
+
+class MultipleFacesError(UnprocessableError):
+    """422 `multiple_faces`: pass `face_index` (details["faces"] lists the boxes, largest first)."""
+
+
+class LowQualityError(UnprocessableError):
+    """422 `low_quality`: details["reasons"] lists the failed quality gates."""
+
+
+class ModelMismatchError(UnprocessableError):
+    """422 `model_mismatch`: the tenant is bound to another model than the one this deployment serves."""
+
+
+class RateLimitedError(SecureGateError):
+    """429 `rate_limited`."""
+
+
+class ServerError(SecureGateError):
+    """5xx that is not a dependency outage."""
+
+
+class CorruptRecordError(ServerError):
+    """500 `corrupt_record`: a stored record failed authentication; the tenant fails closed."""
+
+
+class ServiceUnavailableError(SecureGateError):
+    """503 `unavailable`, `kms_unavailable`, `not_ready`: a dependency is down; nothing was written. Retry."""
+
+
+_BY_CODE: dict[str, type[SecureGateError]] = {
+    "invalid_request": InvalidRequestError,
+    "invalid_image": InvalidImageError,
+    "unauthenticated": AuthenticationError,
+    "forbidden": PermissionDeniedError,
+    "not_found": NotFoundError,
+    "conflict": ConflictError,
+    "payload_too_large": PayloadTooLargeError,
+    "image_too_large": ImageTooLargeError,
+    "no_face": NoFaceError,
+    "multiple_faces": MultipleFacesError,
+    "low_quality": LowQualityError,
+    "model_mismatch": ModelMismatchError,
+    "rate_limited": RateLimitedError,
+    "corrupt_record": CorruptRecordError,
+    "internal": ServerError,
+    "kms_unavailable": ServiceUnavailableError,
+    "unavailable": ServiceUnavailableError,
+    "not_ready": ServiceUnavailableError,
+}
+# When the body carries no SecureGate error (a proxy's page, a framework default): code and class by status.
+_BY_STATUS: dict[int, tuple[str, type[SecureGateError]]] = {
+    400: ("invalid_request", InvalidRequestError),
+    401: ("unauthenticated", AuthenticationError),
+    403: ("forbidden", PermissionDeniedError),
+    404: ("not_found", NotFoundError),
+    405: ("invalid_request", InvalidRequestError),
+    409: ("conflict", ConflictError),
+    413: ("payload_too_large", PayloadTooLargeError),
+    422: ("invalid_request", UnprocessableError),
+    429: ("rate_limited", RateLimitedError),
+    500: ("internal", ServerError),
+    502: ("unavailable", ServiceUnavailableError),
+    503: ("unavailable", ServiceUnavailableError),
+    504: ("unavailable", ServiceUnavailableError),
+}
+
+
+def error_from_response(response: httpx.Response) -> SecureGateError:
+    """The `SecureGateError` (subclass) for an error answer; the code is always set."""
+    status = response.status_code
+    default_code, default_cls = _BY_STATUS.get(
+        status, (f"http_{status}", ServerError if status >= 500 else SecureGateError))
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict) and isinstance(error.get("code"), str):
+        details = {k: v for k, v in error.items() if k not in ("code", "message")}
+        code, message = error["code"], str(error.get("message", ""))
+        cls = _BY_CODE.get(code, default_cls)
+    else:
+        code, cls, details = default_code, default_cls, {}
+        if isinstance(body, dict) and "detail" in body:  # a framework default, e.g. an unrouted path
+            message, details = str(body["detail"]), {"detail": body["detail"]}
+        else:
+            message = response.text[:500] or response.reason_phrase
+    return cls(status, code, message, details)
+
+
+# ============================================================================================= results
+def _build(cls: type[T], data: Mapping[str, Any], **converted: Any) -> T:
+    """cls from the answer's known fields (extra fields ignored), with some already converted."""
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    kwargs = {k: v for k, v in data.items() if k in names}
+    kwargs.update(converted)
+    return cls(**kwargs)
+
+
+def _box(values) -> tuple[float, ...]:
+    return tuple(float(v) for v in values)
+
+
+@dataclass(frozen=True)
+class Face:
+    """A detected face: bbox (x1, y1, x2, y2), 5 landmarks (x, y), detector score."""
+
+    bbox: tuple[float, ...]
+    landmarks: tuple[tuple[float, ...], ...]
+    score: float
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Face:
+        return _build(cls, d, bbox=_box(d["bbox"]), landmarks=tuple(_box(p) for p in d["landmarks"]))
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    dim: int
+
+
+@dataclass(frozen=True)
+class EmbeddedFace:
+    bbox: tuple[float, ...]
+    score: float
+    embedding: tuple[float, ...]
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> EmbeddedFace:
+        return _build(cls, d, bbox=_box(d["bbox"]), embedding=tuple(d["embedding"]))
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """Answer of `embed`: the model's name and dim, and each face with its unit-length embedding."""
+
+    model: ModelInfo
+    faces: tuple[EmbeddedFace, ...]
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Embedding:
+        return cls(_build(ModelInfo, d["model"]), tuple(EmbeddedFace.from_json(f) for f in d["faces"]))
+
+
+@dataclass(frozen=True)
+class Verification:
+    """Answer of `verify` / `verify_person`; the last two fields are set by the person form only."""
+
+    similarity: float
+    match: bool
+    threshold: float
+    best_face_similarity: float | None = None
+    centroid_similarity: float | None = None
+
+    def __bool__(self) -> bool:  # `if sg.verify(a, b):`
+        return bool(self.match)
+
+
+@dataclass(frozen=True)
+class Match:
+    person_id: str
+    external_id: str | None
+    similarity: float
+    face_id: str | None = None  # None when the tenant matches on centroids
+
+
+@dataclass(frozen=True)
+class SearchedFace:
+    bbox: tuple[float, ...]
+    score: float
+    matches: tuple[Match, ...]  # best first; empty when nothing reaches the threshold
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> SearchedFace:
+        return _build(cls, d, bbox=_box(d["bbox"]), matches=tuple(_build(Match, m) for m in d["matches"]))
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    faces: tuple[SearchedFace, ...]
+    threshold: float
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> SearchResult:
+        return cls(tuple(SearchedFace.from_json(f) for f in d["faces"]), d["threshold"])
+
+
+@dataclass(frozen=True)
+class FaceSummary:
+    face_id: str
+    created_at: float
+    quality: float
+
+
+@dataclass(frozen=True)
+class Person:
+    person_id: str
+    external_id: str | None
+    metadata: dict[str, Any]
+    created_at: float
+    faces: tuple[FaceSummary, ...] = ()
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Person:
+        return _build(cls, d, faces=tuple(_build(FaceSummary, f) for f in d.get("faces", ())))
+
+
+@dataclass(frozen=True)
+class PersonPage:
+    persons: tuple[Person, ...]
+    next_cursor: str | None  # None on the last page
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> PersonPage:
+        return cls(tuple(Person.from_json(p) for p in d["persons"]), d.get("next_cursor"))
+
+
+@dataclass(frozen=True)
+class PersonCreated:
+    person_id: str
+
+
+@dataclass(frozen=True)
+class FaceEnrolled:
+    face_id: str
+    quality: float
+
+
+@dataclass(frozen=True)
+class TenantCreated:
+    tenant_id: str
+    api_key: str = field(repr=False)  # shown once by the server; stored there only as a hash
+
+
+@dataclass(frozen=True)
+class Tenant:
+    tenant_id: str
+    name: str
+    model: ModelInfo
+    settings: dict[str, Any]
+    created_at: float
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Tenant:
+        return _build(cls, d, model=_build(ModelInfo, d["model"]))
+
+
+@dataclass(frozen=True)
+class ApiKeyCreated:
+    api_key: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class RootKeyRotation:
+    """Every tenant key-encryption key re-wrapped under a new org root key (records untouched)."""
+
+    previous_root_id: str | None
+    root_id: str
+    rewrapped: int
+    tenants: int
+
+
+@dataclass(frozen=True)
+class TenantKeyRotation:
+    """A tenant's content-key rotation; records are re-encrypted in the background (`state` running → done)."""
+
+    tenant_id: str
+    version: int
+    state: str
+    remaining: int | None = None
+    total: int | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class KeyStatus:
+    provider: str
+    root_id: str
+    tenant_count: int
+    tenants: dict[str, dict[str, Any]]  # tenant id → {"current_version", "versions", "root_id"}
+    rotations: dict[str, TenantKeyRotation]  # tenant id → its latest content-key rotation
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> KeyStatus:
+        rotations = {t: _build(TenantKeyRotation, r) for t, r in (d.get("rotations") or {}).items()}
+        return _build(cls, d, rotations=rotations)
+
+
+@dataclass(frozen=True)
+class Health:
+    status: str
+
+
+@dataclass(frozen=True)
+class Readiness:
+    ready: bool
+    detector: dict[str, Any]
+    embedder: dict[str, Any]
+    keys: Any
+
+
+# ============================================================================================== client
+class SecureGateClient:
+    """Synchronous client for one SecureGate deployment. Thread-safe as httpx.Client is; use as a context
+    manager or call `close()`."""
+
+    def __init__(self, base_url: str, api_key: str | None = None, admin_token: str | None = None, timeout: float = 60, *,
+                 transport: httpx.BaseTransport | None = None, verify: Any = True, cert: Any = None,
+                 headers: Mapping[str, str] | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key
+        self.admin_token = admin_token
+        kwargs: dict[str, Any] = {"base_url": self.base_url, "timeout": timeout, "verify": verify,
+                                  "headers": {"User-Agent": "securegate-client/0.1", **(headers or {})}}
+        if transport is not None:
+            kwargs["transport"] = transport
+        if cert is not None:
+            kwargs["cert"] = cert
+        self._http = httpx.Client(**kwargs)
+
+    # ---- lifecycle ---------------------------------------------------------------------------------------
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> SecureGateClient:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SecureGateClient({self.base_url!r})"
+
+    # ---- stateless: no credentials ---------------------------------------------------------------------
+    def detect(self, image: ImageInput, max_faces: int | None = None) -> list[Face]:
+        """Faces in the image, largest first."""
+        body = self._request("POST", "/v1/detect", json=_drop_none(image=_b64(image), max_faces=max_faces))
+        return [Face.from_json(f) for f in body["faces"]]
+
+    def embed(self, image: ImageInput, max_faces: int | None = None) -> Embedding:
+        """Each face's embedding, with the model that produced them."""
+        body = self._request("POST", "/v1/embed", json=_drop_none(image=_b64(image), max_faces=max_faces))
+        return Embedding.from_json(body)
+
+    def verify(self, image_a: ImageInput, image_b: ImageInput, threshold: float | None = None) -> Verification:
+        """The largest face of each image: cosine similarity against the threshold (default: the model pack's)."""
+        body = self._request("POST", "/v1/verify", json=_drop_none(image_a=_b64(image_a), image_b=_b64(image_b), threshold=threshold))
+        return _build(Verification, body)
+
+    # ---- a tenant's gallery (api_key) --------------------------------------------------------------------
+    def verify_person(self, image: ImageInput, person_id: str, threshold: float | None = None) -> Verification:
+        """The image's largest face against an enrolled person (their faces or centroid, per tenant setting)."""
+        body = self._request("POST", "/v1/verify", auth=self.api_key,
+                             json=_drop_none(image=_b64(image), person_id=person_id, threshold=threshold))
+        return _build(Verification, body)
+
+    def search(self, image: ImageInput, threshold: float | None = None, top_k: int = 1,
+               max_faces: int | None = None) -> SearchResult:
+        """Every face of the image searched in the tenant's gallery."""
+        body = self._request("POST", "/v1/search", auth=self.api_key,
+                             json=_drop_none(image=_b64(image), threshold=threshold, top_k=top_k, max_faces=max_faces))
+        return SearchResult.from_json(body)
+
+    def create_person(self, external_id: str | None = None, metadata: Mapping[str, Any] | None = None) -> PersonCreated:
+        body = self._request("POST", "/v1/persons", auth=self.api_key,
+                             json=_drop_none(external_id=external_id, metadata=dict(metadata) if metadata is not None else None))
+        return _build(PersonCreated, body)
+
+    def list_persons(self, limit: int = 50, cursor: str | None = None) -> PersonPage:
+        """One page of persons; pass `next_cursor` back for the next one (None on the last page)."""
+        body = self._request("GET", "/v1/persons", auth=self.api_key, params=_drop_none(limit=limit, cursor=cursor))
+        return PersonPage.from_json(body)
+
+    def iter_persons(self, page_size: int = 100) -> Iterator[Person]:
+        """Every person of the tenant, following cursors page by page."""
+        cursor = None
+        while True:
+            page = self.list_persons(limit=page_size, cursor=cursor)
+            yield from page.persons
+            if not page.next_cursor:
+                return
+            cursor = page.next_cursor
+
+    def get_person(self, person_id: str) -> Person:
+        return Person.from_json(self._request("GET", f"/v1/persons/{_seg(person_id)}", auth=self.api_key))
+
+    def delete_person(self, person_id: str) -> None:
+        """The person and every face of theirs; nothing of them stays in the tenant's file."""
+        self._request("DELETE", f"/v1/persons/{_seg(person_id)}", auth=self.api_key)
+
+    def enrol_face(self, person_id: str, image: ImageInput, face_index: int | None = None) -> FaceEnrolled:
+        """One face of the image becomes a reference face of the person (quality gates apply). With several
+        faces in the image, `face_index` picks one (largest first)."""
+        body = self._request("POST", f"/v1/persons/{_seg(person_id)}/faces", auth=self.api_key,
+                             json=_drop_none(image=_b64(image), face_index=face_index))
+        return _build(FaceEnrolled, body)
+
+    def delete_face(self, person_id: str, face_id: str) -> None:
+        self._request("DELETE", f"/v1/persons/{_seg(person_id)}/faces/{_seg(face_id)}", auth=self.api_key)
+
+    # ---- admin (admin_token) -------------------------------------------------------------------------------
+    def create_tenant(self, name: str, settings: Mapping[str, Any] | None = None) -> TenantCreated:
+        """A new tenant bound to the deployment's model, with its first API key (shown only here)."""
+        body = self._request("POST", "/v1/tenants", auth=self.admin_token,
+                             json=_drop_none(name=name, settings=dict(settings) if settings is not None else None))
+        return _build(TenantCreated, body)
+
+    def list_tenants(self) -> list[Tenant]:
+        return [Tenant.from_json(t) for t in self._request("GET", "/v1/tenants", auth=self.admin_token)]
+
+    def get_tenant(self, tenant_id: str) -> Tenant:
+        return Tenant.from_json(self._request("GET", f"/v1/tenants/{_seg(tenant_id)}", auth=self.admin_token))
+
+    def update_tenant(self, tenant_id: str, settings: Mapping[str, Any]) -> Tenant:
+        """Merges `settings` into the tenant's (`quality` is merged key by key)."""
+        body = self._request("PATCH", f"/v1/tenants/{_seg(tenant_id)}", auth=self.admin_token, json={"settings": dict(settings)})
+        return Tenant.from_json(body)
+
+    def delete_tenant(self, tenant_id: str) -> None:
+        """Crypto-shreds the tenant: its keys are destroyed and its files removed. Irreversible."""
+        self._request("DELETE", f"/v1/tenants/{_seg(tenant_id)}", auth=self.admin_token)
+
+    def rotate_api_key(self, tenant_id: str) -> ApiKeyCreated:
+        """A new API key for the tenant; every older key of the tenant is revoked at once."""
+        body = self._request("POST", f"/v1/tenants/{_seg(tenant_id)}/api-keys", auth=self.admin_token)
+        return _build(ApiKeyCreated, body)
+
+    def rotate_root_key(self) -> RootKeyRotation:
+        body = self._request("POST", "/v1/admin/keys/rotate-root", auth=self.admin_token)
+        return _build(RootKeyRotation, body)
+
+    def rotate_tenant_key(self, tenant_id: str) -> TenantKeyRotation:
+        """Starts (or reports, when one is running) a content-key rotation of the tenant; see `key_status`."""
+        body = self._request("POST", f"/v1/tenants/{_seg(tenant_id)}/keys/rotate", auth=self.admin_token)
+        return _build(TenantKeyRotation, body)
+
+    def key_status(self) -> KeyStatus:
+        return KeyStatus.from_json(self._request("GET", "/v1/admin/keys/status", auth=self.admin_token))
+
+    # ---- health ------------------------------------------------------------------------------------------------
+    def healthz(self) -> Health:
+        """The process is up."""
+        return _build(Health, self._request("GET", "/v1/healthz"))
+
+    def readyz(self) -> Readiness:
+        """Models loaded and key provider reachable; raises `ServiceUnavailableError` (`not_ready`) otherwise."""
+        return _build(Readiness, self._request("GET", "/v1/readyz"))
+
+    # ---- plumbing ------------------------------------------------------------------------------------------------
+    def _request(self, method: str, path: str, *, auth: str | None = None, json: Any = None,
+                 params: Mapping[str, Any] | None = None) -> Any:
+        headers = {"Authorization": f"Bearer {auth}"} if auth else None
+        try:
+            response = self._http.request(method, path, json=json, params=params, headers=headers)
+        except httpx.TimeoutException as exc:
+            raise SecureGateConnectionError(None, "timeout", f"{method} {path}: {exc!r}") from exc
+        except httpx.TransportError as exc:
+            raise SecureGateConnectionError(None, "connection_error", f"{method} {path}: {exc!r}") from exc
+        if response.is_error:
+            raise error_from_response(response)
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+
+def _b64(image: ImageInput) -> str:
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        data = bytes(image)
+    elif isinstance(image, (str, os.PathLike)):
+        data = Path(image).read_bytes()
+    else:
+        raise TypeError(f"an image is bytes or a file path, not {type(image).__name__}")
+    return base64.b64encode(data).decode("ascii")
+
+
+def _seg(value: str) -> str:
+    """One URL path segment: ids never contain '/', but a caller's typo must not reach another route."""
+    from urllib.parse import quote
+
+    return quote(str(value), safe="")
+
+
+def _drop_none(**values: Any) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}

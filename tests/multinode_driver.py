@@ -1,0 +1,205 @@
+"""Driver for tests/test_multinode.py: runs configs/cluster.yaml on a two-raylet cluster the test started.
+
+Runs as its own process (env RAY_ADDRESS, RAY_AUTH_MODE=token, SECUREGATE_MODELS), so the pytest
+process's own Ray session is never touched. It talks to the test over stdin/stdout: every result is one
+line `SGRESULT <json>` on stdout.
+
+  1. deploys the app from the config, one replica per deployment, and reports every replica's node;
+  2. creates a tenant and enrols real photos (HTTP and handle), reports where the index actor lives;
+     while this runs the head's whole `securegate_index` capacity is held by a placeholder, so the
+     index actor must start on the worker (the node the test can kill without killing the GCS);
+  3. releases the placeholder, says "ready_to_kill" and waits for the test to write "killed";
+  4. waits until the tenant answers again and reports where it lives now and what it still holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+INDEX_RESOURCE = "securegate_index"
+HEAL_DEADLINE_S = 60
+
+
+def emit(phase: str, **payload) -> None:
+    print("SGRESULT " + json.dumps({"phase": phase, **payload}), flush=True)
+
+
+def wait_for_nodes(ray, count: int, timeout_s: float = 60) -> list[dict]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        alive = [n for n in ray.nodes() if n["Alive"]]
+        if len(alive) >= count or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.5)
+
+
+def replica_nodes(ray, app_name: str) -> dict[str, list[str]]:
+    """{deployment: [node id of each replica]}: asked inside each replica process (no dashboard needed)."""
+    out: dict[str, list[str]] = {}
+    for entry in ray.util.list_named_actors(all_namespaces=True):
+        name = entry["name"]
+        if entry["namespace"] != "serve" or not name.startswith(f"SERVE_REPLICA::{app_name}#"):
+            continue
+        deployment = name.split("#")[1]
+        actor = ray.get_actor(name, namespace="serve")
+        node = ray.get(actor.__ray_call__.remote(lambda _self: ray.get_runtime_context().get_node_id()), timeout=60)
+        out.setdefault(deployment, []).append(node)
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--http-port", type=int, required=True)
+    parser.add_argument("--faces", required=True, help="the shared faces/identities directory")
+    ns = parser.parse_args()
+
+    import httpx
+    import ray
+    from ray import serve
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from graph import build_app
+    from securegate.cli import APP_NAME, load_serve_config
+    from securegate.errors import ApiError
+
+    ray.init(log_to_driver=False)  # address from RAY_ADDRESS: the test's head node
+    nodes = wait_for_nodes(ray, 2)
+    head = next(n for n in nodes if "node:__internal_head__" in n["Resources"])
+    emit("nodes", driver_node=ray.get_runtime_context().get_node_id(),
+         nodes={n["NodeID"]: {"resources": n["Resources"], "raylet_socket": n["RayletSocketName"],
+                               "head": n is head} for n in nodes})
+
+    # ---- 1. the config, as an operator deploys it, with the test's data dir and one replica each -----------
+    args, options, _ = load_serve_config(ns.config)
+    args["data_dir"] = ns.data_dir
+    # No KMS here: the local root-key provider (in data_dir) stands in for the config's AWS KMS.
+    args["keys"] = {"provider": "local"}
+    for opts in options.values():
+        if "autoscaling_config" in opts:  # 2 cores: one replica each; placement is what is tested
+            opts["autoscaling_config"] = {**opts["autoscaling_config"], "min_replicas": 1, "max_replicas": 1}
+    # Both raylets share this host (and so the HTTP port): one proxy, on the head.
+    serve.start(proxy_location="HeadOnly", http_options={"host": "127.0.0.1", "port": ns.http_port})
+    started = time.monotonic()
+    ingress = serve.run(build_app(args, options), name=APP_NAME, route_prefix="/")
+    status = serve.status().applications[APP_NAME].deployments
+    emit("deployed", deploy_s=round(time.monotonic() - started, 1),
+         options={name: opts.get("ray_actor_options", {}) for name, opts in options.items()},
+         index_actor_options=args["tenancy"]["index_actor_options"],
+         running={name: d.replica_states.get("RUNNING", 0) for name, d in status.items()},
+         replicas=replica_nodes(ray, APP_NAME))
+
+    # ---- 2. a tenant, faces enrolled through HTTP and the handle -------------------------------------------
+    head_index = head["Resources"][INDEX_RESOURCE]
+    placeholder = ray.remote(num_cpus=0)(Placeholder).options(
+        resources={INDEX_RESOURCE: head_index},
+        scheduling_strategy=NodeAffinitySchedulingStrategy(head["NodeID"], soft=False)).remote()
+    ray.get(placeholder.node.remote(), timeout=60)
+
+    photos = {p.name: sorted(q for q in p.iterdir() if q.is_file()) for p in sorted(Path(ns.faces).iterdir()) if p.is_dir()}
+    admin = {"Authorization": "Bearer " + (Path(ns.data_dir) / "admin_token").read_text().strip()}
+    http = httpx.Client(base_url=f"http://127.0.0.1:{ns.http_port}", timeout=120)
+    created = http.post("/v1/tenants", json={"name": "multinode"}, headers=admin)
+    created.raise_for_status()
+    tenant_id, api_key = created.json()["tenant_id"], created.json()["api_key"]
+    tenant_auth = {"Authorization": f"Bearer {api_key}"}
+
+    enrolled: dict[str, dict] = {}  # identity -> {person_id, face_ids (acknowledged), probe}
+    for i, (identity, files) in enumerate(photos.items()):
+        refs, probe = [files[0], *files[2:]], files[1]  # every photo but the second is enrolled
+        via_http = i % 2 == 0
+        if via_http:
+            response = http.post("/v1/persons", json={"external_id": identity}, headers=tenant_auth)
+            response.raise_for_status()
+            person_id = response.json()["person_id"]
+        else:
+            person_id = ingress.create_person.remote(api_key, external_id=identity).result(timeout_s=120)["person_id"]
+        face_ids = []
+        for ref in refs:
+            if via_http:
+                response = http.post(f"/v1/persons/{person_id}/faces", headers=tenant_auth,
+                                     json={"image": base64.b64encode(ref.read_bytes()).decode()})
+                response.raise_for_status()
+                face_ids.append(response.json()["face_id"])
+            else:
+                face_ids.append(ingress.enrol_face.remote(api_key, person_id, ref.read_bytes()).result(timeout_s=120)["face_id"])
+        enrolled[identity] = {"person_id": person_id, "face_ids": face_ids, "probe": str(probe)}
+
+    router = serve.get_deployment_handle("TenantRouter", app_name=APP_NAME)
+    tenant = router.authenticate.remote(api_key).result(timeout_s=60)
+    before = router.call.remote(tenant, "info", retry_reads=True).result(timeout_s=60)
+    found_before = {identity: top_match(ingress.search.remote(api_key, Path(e["probe"]).read_bytes()).result(timeout_s=120))
+                    for identity, e in enrolled.items()}
+    emit("enrolled", tenant_id=tenant_id, enrolled=enrolled, info=before, found=found_before)
+
+    # ---- 3. the head may host index actors again; the test kills the worker ----------------------------------
+    ray.kill(placeholder)
+    emit("ready_to_kill")
+    if sys.stdin.readline().strip() != "killed":
+        return 2
+    killed_at = time.monotonic()
+
+    # ---- 4. heal: the tenant answers again, from the surviving node, with every acknowledged face ---------
+    failures: dict[str, int] = {}
+    first = next(iter(enrolled.values()))
+    while True:
+        try:
+            first_search = ingress.search.remote(api_key, Path(first["probe"]).read_bytes()).result(timeout_s=20)
+            break
+        except Exception as exc:  # 503 unavailable while the node is declared dead and the actor restarts
+            kind = f"{exc.code}" if isinstance(exc, ApiError) else type(exc).__name__
+            failures[kind] = failures.get(kind, 0) + 1
+            if time.monotonic() - killed_at > HEAL_DEADLINE_S:
+                emit("healed", ok=False, failures=failures, error=repr(exc)[:500])
+                return 1
+            time.sleep(1.0)
+    heal_s = round(time.monotonic() - killed_at, 1)
+    after = router.call.remote(tenant, "info", retry_reads=True).result(timeout_s=60)
+    listed = ingress.list_persons.remote(api_key, limit=1000).result(timeout_s=60)
+    persons = {p["person_id"]: ingress.get_person.remote(api_key, p["person_id"]).result(timeout_s=60)
+               for p in listed["persons"]}
+    found = {identity: top_match(ingress.search.remote(api_key, Path(e["probe"]).read_bytes()).result(timeout_s=120))
+             for identity, e in enrolled.items()}
+    http_search = http.post("/v1/search", headers=tenant_auth,
+                            json={"image": base64.b64encode(Path(first["probe"]).read_bytes()).decode()})
+    alive = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
+    emit("healed", ok=True, heal_s=heal_s, failures=failures, info=after, alive_nodes=alive,
+         first_search=top_match(first_search), found=found,
+         http_search={"status": http_search.status_code, "match": top_match(http_search.json()) if http_search.is_success else None},
+         listed={p["person_id"]: p["external_id"] for p in listed["persons"]}, next_cursor=listed["next_cursor"],
+         faces={pid: sorted(f["face_id"] for f in p["faces"]) for pid, p in persons.items()},
+         replicas=replica_nodes(ray, APP_NAME))
+    http.close()
+    serve.shutdown()
+    ray.shutdown()
+    return 0
+
+
+class Placeholder:
+    """Holds a node's index capacity while the tenant activates (see the module doc)."""
+
+    def node(self) -> str:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+
+
+def top_match(result: dict) -> str | None:
+    """external_id of the best match of the (single) face in a search answer, None when nothing matched."""
+    faces = result.get("faces") or []
+    if not faces or not faces[0]["matches"]:
+        return None
+    return faces[0]["matches"][0]["external_id"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

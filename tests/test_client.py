@@ -1,0 +1,279 @@
+"""securegate.client.SecureGateClient against the running application, on the real photos.
+
+Every client method runs at least once against the real service; error answers map to typed exceptions
+that always carry the API's code; the docs/client.md example runs as written.
+"""
+
+import base64
+import contextlib
+import io
+import json
+import re
+import shutil
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from securegate import client as sgc
+from securegate.client import SecureGateClient, SecureGateError
+from tests import hostile
+from tests.conftest import free_port
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def admin_token(app, data_dir, http) -> str:
+    assert http.get("/v1/readyz").status_code == 200  # the router has started and written the token
+    return (data_dir / "admin_token").read_text().strip()
+
+
+@pytest.fixture(scope="module")
+def admin(app, admin_token):
+    with SecureGateClient(app[1], admin_token=admin_token) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def tenant(admin):
+    """A tenant of its own (created through the client) and a client holding its API key."""
+    created = admin.create_tenant("client-tests", settings={"match_on": "faces"})
+    assert isinstance(created, sgc.TenantCreated) and created.api_key.startswith("sg_")
+    assert created.api_key not in repr(created)  # the key is never printed by accident
+    with SecureGateClient(admin.base_url, api_key=created.api_key) as client:
+        yield created, client
+
+
+def test_health_and_readiness(admin):
+    assert admin.healthz() == sgc.Health(status="ok")
+    ready = admin.readyz()
+    assert isinstance(ready, sgc.Readiness) and ready.ready is True
+    assert ready.embedder["dim"] == 128
+
+
+def test_detect_embed_and_verify_take_paths_and_bytes(app, identity_photos, faces_root):
+    obama, biden = identity_photos["obama"], identity_photos["biden"]
+    with SecureGateClient(app[1]) as sg:  # stateless endpoints need no credentials
+        (face,) = sg.detect(obama[0])  # a Path
+        assert isinstance(face, sgc.Face) and len(face.bbox) == 4 and len(face.landmarks) == 5 and 0 < face.score <= 1
+        scene = faces_root / "scenes" / "kit_with_rose.jpg"
+        assert len(sg.detect(str(scene))) == 2  # a str is a path
+        assert len(sg.detect(scene.read_bytes(), max_faces=1)) == 1  # bytes
+
+        embedding = sg.embed(bytearray(scene.read_bytes()))
+        assert embedding.model == sgc.ModelInfo(name="mobilefacenet_arcface_w128", dim=128)
+        assert len(embedding.faces) == 2 and all(len(f.embedding) == 128 for f in embedding.faces)
+        assert abs(sum(v * v for v in embedding.faces[0].embedding) - 1) < 1e-3
+
+        same = sg.verify(obama[0], obama[1].read_bytes())
+        other = sg.verify(obama[0], biden[0])
+        assert same.match is True and bool(same) and other.match is False and not other
+        assert same.best_face_similarity is None and same.centroid_similarity is None  # pair form
+        strict = sg.verify(obama[0], obama[1], threshold=0.999)
+        assert strict.threshold == 0.999 and strict.match is False and strict.similarity == same.similarity
+
+
+def test_persons_enrolment_search_and_verify(tenant, identity_photos, faces_root):
+    _, sg = tenant
+    persons = {}
+    for who in ("obama", "biden", "kit_harington"):
+        persons[who] = sg.create_person(external_id=who, metadata={"source": "shared"}).person_id
+    anonymous = sg.create_person()  # both fields are optional
+    enrolled = sg.enrol_face(persons["obama"], identity_photos["obama"][0])
+    assert isinstance(enrolled, sgc.FaceEnrolled) and enrolled.quality > 0
+    sg.enrol_face(persons["biden"], identity_photos["biden"][0].read_bytes())
+    # Two faces in the picture: face_index picks one (largest first); kit is the larger one here.
+    kit = sg.enrol_face(persons["kit_harington"], faces_root / "scenes" / "kit_with_rose.jpg", face_index=0)
+
+    person = sg.get_person(persons["obama"])
+    assert person == sgc.Person(person.person_id, "obama", {"source": "shared"}, person.created_at, person.faces)
+    assert [f.face_id for f in person.faces] == [enrolled.face_id]
+
+    found = sg.search(identity_photos["obama"][1], top_k=2)
+    (face,) = found.faces
+    top = face.matches[0]
+    assert isinstance(top, sgc.Match) and top.person_id == persons["obama"] and top.external_id == "obama"
+    assert top.face_id == enrolled.face_id and top.similarity >= found.threshold
+    assert sg.search(faces_root / "scenes" / "lin_manuel_miranda.png", threshold=0.9).faces[0].matches == ()
+    assert len(sg.search(faces_root / "scenes" / "obama_and_biden.jpg", max_faces=2).faces) == 2
+
+    same = sg.verify_person(identity_photos["obama"][2], persons["obama"])
+    other = sg.verify_person(identity_photos["biden"][1], persons["obama"], threshold=0.5)
+    assert same.match is True and same.similarity == same.best_face_similarity and same.centroid_similarity is not None
+    assert other.match is False and other.threshold == 0.5
+
+    # Pages of one follow the cursor to the end; iter_persons does the same in one loop.
+    seen, cursor = [], None
+    while True:
+        page = sg.list_persons(limit=1, cursor=cursor)
+        assert isinstance(page, sgc.PersonPage) and len(page.persons) <= 1
+        seen += [p.person_id for p in page.persons]
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    everyone = sorted([*persons.values(), anonymous.person_id])
+    assert sorted(seen) == everyone
+    assert sorted(p.person_id for p in sg.iter_persons(page_size=2)) == everyone
+
+    sg.delete_face(persons["kit_harington"], kit.face_id)
+    assert sg.get_person(persons["kit_harington"]).faces == ()
+    sg.delete_person(anonymous.person_id)
+    with pytest.raises(sgc.NotFoundError) as err:
+        sg.get_person(anonymous.person_id)
+    assert err.value.status == 404 and err.value.code == "not_found"
+
+
+def test_no_face_is_a_typed_422(tenant):
+    _, sg = tenant
+    pid = sg.create_person(external_id="faceless").person_id
+    with pytest.raises(sgc.NoFaceError) as err:
+        sg.enrol_face(pid, hostile.faceless_photo())
+    assert (err.value.status, err.value.code, err.value.details.get("field")) == (422, "no_face", "image")
+    assert isinstance(err.value, sgc.UnprocessableError) and isinstance(err.value, SecureGateError)
+    with pytest.raises(sgc.NoFaceError):
+        sg.search(hostile.faceless_photo())
+    with pytest.raises(sgc.NoFaceError) as err:
+        sg.verify(hostile.faceless_photo(), hostile.faceless_photo())
+    assert err.value.code == "no_face" and err.value.details["field"] in ("image_a", "image_b")
+
+
+def test_error_answers_are_typed_and_carry_their_code(tenant, identity_photos, faces_root):
+    created, sg = tenant
+    pid = sg.create_person(external_id="errors").person_id
+
+    with pytest.raises(sgc.MultipleFacesError) as err:
+        sg.enrol_face(pid, faces_root / "scenes" / "kit_with_rose.jpg")
+    assert err.value.code == "multiple_faces" and len(err.value.details["faces"]) == 2
+
+    with pytest.raises(sgc.InvalidImageError) as err:
+        sg.detect(b"this is not an image")
+    assert (err.value.status, err.value.code) == (400, "invalid_image")
+    with pytest.raises(sgc.ImageTooLargeError) as err:
+        sg.detect(hostile.png_header_only(20_000, 20_000))
+    assert (err.value.status, err.value.code) == (413, "image_too_large") and err.value.details["width"] == 20_000
+    with pytest.raises(sgc.InvalidRequestError) as err:
+        sg.search(identity_photos["obama"][0], top_k=0)  # the schema allows 1..100
+    assert (err.value.status, err.value.code) == (400, "invalid_request") and err.value.details["problems"]
+
+    with pytest.raises(sgc.ConflictError) as err:
+        sg.create_person(external_id="errors")
+    assert (err.value.status, err.value.code) == (409, "conflict")
+    for call in (lambda: sg.get_person("0" * 32), lambda: sg.enrol_face("0" * 32, identity_photos["obama"][0]),
+                 lambda: sg.delete_face(pid, "0" * 32), lambda: sg.verify_person(identity_photos["obama"][0], pid)):
+        with pytest.raises(sgc.NotFoundError) as err:
+            call()
+        assert (err.value.status, err.value.code) == (404, "not_found")
+
+    # Credentials: none, unknown, and a tenant key on an admin endpoint.
+    with SecureGateClient(sg.base_url) as anonymous, SecureGateClient(sg.base_url, api_key="sg_nope_nope") as unknown, \
+            SecureGateClient(sg.base_url, admin_token=created.api_key) as impostor:
+        for call in (anonymous.list_persons, unknown.list_persons, anonymous.list_tenants):
+            with pytest.raises(sgc.AuthenticationError) as err:
+                call()
+            assert (err.value.status, err.value.code) == (401, "unauthenticated")
+        with pytest.raises(sgc.PermissionDeniedError) as err:
+            impostor.list_tenants()
+        assert (err.value.status, err.value.code) == (403, "forbidden")
+
+
+def test_no_answer_is_a_connection_error():
+    with SecureGateClient(f"http://127.0.0.1:{free_port()}", timeout=5) as sg:
+        with pytest.raises(sgc.SecureGateConnectionError) as err:
+            sg.healthz()
+    assert err.value.status is None and err.value.code == "connection_error"
+
+
+def test_requests_and_non_json_errors_through_a_transport():
+    """What goes on the wire (base64, auth, nulls left out) and how bodies that are not SecureGate's own map."""
+    sent = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        if request.url.path == "/v1/detect":
+            return httpx.Response(200, json={"faces": [], "future_field": 1})
+        if request.url.path == "/v1/persons":
+            return httpx.Response(502, text="<html>bad gateway</html>")
+        return httpx.Response(404, json={"detail": "Not Found"})
+
+    with SecureGateClient("http://sg.test/", api_key="sg_a_b", transport=httpx.MockTransport(handler)) as sg:
+        assert sg.detect(b"\x89PNG fake") == []
+        with pytest.raises(sgc.ServiceUnavailableError) as err:
+            sg.list_persons(cursor=None)
+        assert (err.value.status, err.value.code) == (502, "unavailable") and "bad gateway" in err.value.message
+        with pytest.raises(sgc.NotFoundError) as err:
+            sg.get_person("a/b")
+        assert err.value.code == "not_found" and err.value.details == {"detail": "Not Found"}
+    detect, persons, person = sent
+    assert json.loads(detect.content) == {"image": base64.b64encode(b"\x89PNG fake").decode()}  # max_faces=None left out
+    assert "authorization" not in detect.headers  # stateless: no key sent
+    assert persons.headers["authorization"] == "Bearer sg_a_b" and dict(persons.url.params) == {"limit": "50"}
+    assert person.url.raw_path == b"/v1/persons/a%2Fb"  # an id is one path segment, whatever it holds
+    with pytest.raises(TypeError):
+        sgc._b64(12345)
+
+
+def test_admin_tenants_and_keys(app, admin, identity_photos):
+    created = admin.create_tenant("client-admin")
+    tid = created.tenant_id
+    assert tid in [t.tenant_id for t in admin.list_tenants()]
+    view = admin.get_tenant(tid)
+    assert isinstance(view, sgc.Tenant) and view.name == "client-admin" and view.model.dim == 128
+    updated = admin.update_tenant(tid, {"default_threshold": 0.5, "quality": {"min_face_px": 20}})
+    assert updated.settings["default_threshold"] == 0.5 and updated.settings["quality"]["min_face_px"] == 20
+    with pytest.raises(sgc.InvalidRequestError) as err:
+        admin.update_tenant(tid, {"match_on": "nonsense"})
+    assert (err.value.status, err.value.code) == (400, "invalid_request")
+
+    with SecureGateClient(app[1], api_key=created.api_key) as old:
+        pid = old.create_person(external_id="alice").person_id
+        old.enrol_face(pid, identity_photos["obama"][0])
+
+        rotation = admin.rotate_tenant_key(tid)
+        assert isinstance(rotation, sgc.TenantKeyRotation) and rotation.tenant_id == tid and rotation.version >= 2
+        deadline = time.monotonic() + 60
+        while True:
+            status = admin.key_status()
+            if status.rotations[tid].state == "done" or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert isinstance(status, sgc.KeyStatus) and status.rotations[tid].state == "done"
+        assert status.tenants[tid]["versions"] == [rotation.version] and status.tenant_count >= 2
+
+        root = admin.rotate_root_key()
+        assert isinstance(root, sgc.RootKeyRotation) and root.root_id != root.previous_root_id
+        assert admin.key_status().root_id == root.root_id
+
+        new_key = admin.rotate_api_key(tid).api_key
+        with pytest.raises(SecureGateError) as err:  # the old key is revoked at once
+            old.list_persons()
+        assert isinstance(err.value, sgc.AuthenticationError)
+        assert (err.value.status, err.value.code) == (401, "unauthenticated")
+
+    with SecureGateClient(app[1], api_key=new_key) as new:
+        assert new.search(identity_photos["obama"][1]).faces[0].matches[0].external_id == "alice"  # re-encrypted, readable
+
+    admin.delete_tenant(tid)
+    with pytest.raises(sgc.NotFoundError) as err:
+        admin.get_tenant(tid)
+    assert (err.value.status, err.value.code) == (404, "not_found")
+    with pytest.raises(sgc.NotFoundError):
+        admin.delete_tenant(tid)
+
+
+def test_docs_example_runs(app, admin, identity_photos, tmp_path, monkeypatch):
+    text = (REPO / "docs" / "client.md").read_text()
+    match = re.search(r"<!-- http-client-example -->\s*```python\n(.*?)```", text, re.S)
+    assert match, "docs/client.md has no <!-- http-client-example --> python block"
+    created = admin.create_tenant("docs-example")
+    for i, photo in enumerate(identity_photos["obama"][:2], start=1):
+        shutil.copy(photo, tmp_path / f"alice_{i}.jpg")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SECUREGATE_URL", app[1])
+    monkeypatch.setenv("SECUREGATE_API_KEY", created.api_key)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(match.group(1), "docs/client.md", "exec"), {"__name__": "__docs__"})
+    assert out.getvalue().split("\n")[:3] == ["True", "alice", "400 invalid_image"], out.getvalue()
+    admin.delete_tenant(created.tenant_id)
