@@ -16,10 +16,12 @@ $(BIN)/securegate: pyproject.toml
 
 setup: $(BIN)/securegate
 
-# SoftHSM2 backs the PKCS#11 tests; installed only when missing.
+# SoftHSM2 backs the PKCS#11 tests, nginx the mTLS front's test; each installed only when missing.
 system-deps:
 	@command -v softhsm2-util >/dev/null 2>&1 || { \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq softhsm2 >/dev/null; }
+	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends nginx >/dev/null; }
 
 serve: setup
 	$(BIN)/securegate serve $(ARGS)

@@ -14,7 +14,7 @@ from securegate.settings import Settings
 log = logging.getLogger("ray.serve")
 
 
-@serve.deployment(max_ongoing_requests=4, ray_actor_options={"num_cpus": 1})
+@serve.deployment(max_ongoing_requests=4, ray_actor_options={"num_cpus": 0.5})
 class Detector:
     def __init__(self, settings: dict) -> None:
         self.settings = Settings.model_validate(settings)

@@ -22,7 +22,7 @@ from securegate.settings import Settings
 log = logging.getLogger("ray.serve")
 
 # max_ongoing_requests must be >= max_batch_size or batches can never fill; the configs set both.
-@serve.deployment(max_ongoing_requests=64, ray_actor_options={"num_cpus": 1})
+@serve.deployment(max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.5})
 class Embedder:
     def __init__(self, settings: dict) -> None:
         self.settings = Settings.model_validate(settings)

@@ -19,6 +19,7 @@ from ray import serve
 from ray.exceptions import RayActorError, RayError
 from ray.serve.handle import DeploymentHandle
 
+import tenancy.ratelimit as ratelimit
 import tenancy.registry as registry
 import tenancy.service as tenant_service
 import tenancy.store as store
@@ -46,6 +47,7 @@ DOMAIN_ERRORS: dict[type[Exception], type[errors.ApiError]] = {
     store.ModelMismatch: errors.ModelMismatch,
     store.CorruptRecord: errors.CorruptRecord,
     pydantic.ValidationError: errors.InvalidRequest,
+    ratelimit.RateLimited: errors.RateLimited,
     RayActorError: errors.ServiceUnavailable,
 }
 
@@ -57,6 +59,8 @@ def to_api_error(exc: BaseException) -> errors.ApiError:
     for kind, api_error in DOMAIN_ERRORS.items():
         if isinstance(cause, kind) or isinstance(exc, kind):
             details = {"face_id": cause.face_id} if isinstance(cause, store.CorruptRecord) else {}
+            if isinstance(cause, ratelimit.RateLimited):
+                details = {"retry_after_s": round(cause.retry_after_s, 3)}
             return api_error(str(cause).splitlines()[0] if str(cause) else api_error.code, **details)
     log.error("unhandled error: %r", exc)
     return errors.ApiError("internal error")
@@ -89,7 +93,10 @@ def api_errors(method):
 
 
 def error_response(exc: errors.ApiError) -> JSONResponse:
-    return JSONResponse(status_code=exc.status, content=exc.body())
+    headers = {}
+    if "retry_after_s" in exc.details:
+        headers["Retry-After"] = ratelimit.retry_after_header(exc.details["retry_after_s"])
+    return JSONResponse(status_code=exc.status, content=exc.body(), headers=headers)
 
 
 @api.exception_handler(RequestValidationError)
@@ -158,13 +165,13 @@ def model_id(model: dict) -> str:
 
 
 STATELESS_ERRORS = {code: {"model": s.ErrorResponse} for code in (400, 413, 422)}
-TENANT_ERRORS = {code: {"model": s.ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 422, 503)}
+TENANT_ERRORS = {code: {"model": s.ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 422, 429, 503)}
 ADMIN_ERRORS = {code: {"model": s.ErrorResponse} for code in (400, 401, 403, 404, 503)}
 
 
 # ------------------------------------------------------------------------------------------ deployment
 # Helpers the class uses are defined above it: Serve pickles the ingress class by value when it is bound.
-@serve.deployment(max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.5})
+@serve.deployment(max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.25})
 @serve.ingress(api)
 class Ingress:
     def __init__(self, settings: dict, detector: DeploymentHandle, embedder: DeploymentHandle,
@@ -345,7 +352,7 @@ class Ingress:
 
     # ================================================================================== internals
     async def _tenant(self, api_key: str) -> Tenant:
-        tenant = await self.tenants.authenticate.remote(api_key)
+        tenant = await self.tenants.authenticate.remote(api_key, 1.0)
         metrics.current_tenant.set(tenant.tenant_id)
         metrics.current_actor.set(f"key:{registry.parse_api_key(api_key)[0]}")
         model = await self.model_info()

@@ -48,7 +48,7 @@ def _translate(operation: str, call):
         metrics.kms_call_seconds().observe(time.perf_counter() - started, tags={"operation": operation})
 
 
-@serve.deployment(max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.25})
+@serve.deployment(max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.1})
 class KeyService:
     def __init__(self, settings: dict) -> None:
         config, keystore = key_config(Settings.model_validate(settings))

@@ -15,13 +15,14 @@ from ray.serve.handle import DeploymentHandle
 
 from securegate import metrics
 from securegate.settings import Settings
+from tenancy.ratelimit import RateLimiter
 from tenancy.registry import Tenant
 from tenancy.service import TenantService
 
 log = logging.getLogger("ray.serve")
 
 
-@serve.deployment(max_ongoing_requests=128, ray_actor_options={"num_cpus": 0.25})
+@serve.deployment(max_ongoing_requests=128, ray_actor_options={"num_cpus": 0.1})
 class TenantRouter:
     def __init__(self, settings: dict, keys: DeploymentHandle) -> None:
         cfg = Settings.model_validate(settings)
@@ -33,6 +34,7 @@ class TenantRouter:
             index_options={"ann_min_faces": cfg.tenancy.ann_min_faces},
         )
         self.retention_check_s = cfg.tenancy.retention_check_s
+        self.rate_limiter = RateLimiter()
         self._evictor: asyncio.Task | None = None
 
     def _ensure_evictor(self) -> None:
@@ -59,8 +61,12 @@ class TenantRouter:
     async def check_admin(self, token: str) -> None:
         self.service.check_admin(token)
 
-    async def authenticate(self, api_key: str) -> Tenant:
-        return self.service.authenticate(api_key)
+    async def authenticate(self, api_key: str, cost: float = 0.0) -> Tenant:
+        """The key's tenant; with `cost`, also spends that many of the tenant's rate-limit tokens."""
+        tenant = self.service.authenticate(api_key)
+        if cost:
+            self.rate_limiter.take(tenant.tenant_id, tenant.settings.rate_limit_per_s, tenant.settings.rate_limit_burst, cost)
+        return tenant
 
     async def create_tenant(self, name: str, model: str, dim: int, settings: dict | None) -> tuple[dict, str]:
         tenant, api_key = await self.service.create_tenant(name, model, dim, settings)

@@ -44,12 +44,14 @@ def cmd_serve(ns: argparse.Namespace) -> int:
     port = ns.port or http.get("port") or 8000
 
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     ray.init(include_dashboard=False)
+    # After ray.init(): Ray's core worker installs its own SIGTERM handler (log + abort) during init.
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         serve.start(http_options={**http, "host": host, "port": port})
         serve.run(build_app(args, deployment_options), name=APP_NAME, route_prefix="/")
-        print(f"SecureGate is ready at http://{host}:{port}/  (API docs: http://{host}:{port}/docs)", flush=True)
+        scheme = "https" if http.get("ssl_certfile") else "http"
+        print(f"SecureGate is ready at {scheme}://{host}:{port}/  (API docs: {scheme}://{host}:{port}/docs)", flush=True)
         while not stop.wait(0.5):
             pass
     except KeyboardInterrupt:

@@ -124,7 +124,15 @@ class ModelMismatchError(UnprocessableError):
 
 
 class RateLimitedError(SecureGateError):
-    """429 `rate_limited`."""
+    """429 `rate_limited`: retry after `retry_after_s` seconds (from the body, else the Retry-After header)."""
+
+    @property
+    def retry_after_s(self) -> float | None:
+        value = self.details.get("retry_after_s", self.details.get("retry_after"))
+        try:
+            return float(value) if value is not None else None
+        except (TypeError, ValueError):
+            return None
 
 
 class ServerError(SecureGateError):
@@ -197,6 +205,8 @@ def error_from_response(response: httpx.Response) -> SecureGateError:
             message, details = str(body["detail"]), {"detail": body["detail"]}
         else:
             message = response.text[:500] or response.reason_phrase
+    if "retry-after" in response.headers and "retry_after_s" not in details:
+        details["retry_after"] = response.headers["retry-after"]
     return cls(status, code, message, details)
 
 

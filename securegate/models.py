@@ -176,6 +176,10 @@ def session_options(threads: int | None):
     if threads:
         opts.intra_op_num_threads = int(threads)
         opts.inter_op_num_threads = 1
+    # ORT's pool threads busy-wait between ops by default; in a Serve replica that steals the CPU the
+    # replica needs to take in the next batch's requests (measured in benchmarks/embed.py).
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
     return opts
 
 

@@ -48,7 +48,7 @@ class KeySettings(Strict):
 class TenancySettings(Strict):
     idle_evict_s: float = Field(900.0, gt=0, description="an idle tenant's index actor is evicted after this")
     ann_min_faces: int = Field(200_000, ge=1, description="tenants this large also get the ANN tier")
-    index_actor_options: dict[str, Any] = Field(default_factory=lambda: {"num_cpus": 0.5})
+    index_actor_options: dict[str, Any] = Field(default_factory=lambda: {"num_cpus": 0.05})
     retention_check_s: float = Field(3600.0, gt=0, description="how often faces past a tenant's retention are deleted")
 
 

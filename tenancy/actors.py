@@ -4,6 +4,17 @@ Activation (on first use, and again after a crash) decrypts the tenant's faces i
 data keys it used are dropped right after. Writes go to the file first (durable when they return), then
 to memory, so a crash between the two heals at the next activation. The actor is sync: Ray runs its
 methods one at a time, which is what keeps the file and the index in step without locks.
+
+Sharded tenants (setting `shards` = N > 1): N actors, `tenant-index:<id>` (shard 0, the primary) and
+`tenant-index:<id>#k`. A face lives in shard `shard_of(face_id, N)`. The primary is the only writer of the
+tenant's file (persons, faces, deletes, re-encryption, retention); after each commit it forwards the index
+change (add vector / remove ids) to the owning shard and waits for it, so a write is searchable everywhere
+when it is acknowledged, and forwards from the one primary reach a shard in order. Each shard activates by
+decrypting only its own rows. Forwards are idempotent (adds skip ids already indexed, removes ignore unknown
+ids, and a shard that is not active ignores them: its activation reads the committed file), so a shard that
+crashes and restarts heals from the file. If the primary itself crashes between a commit and a forward, its
+re-activation reconciles every shard against the file (face ids only, nothing decrypted unless they differ).
+The TenantService scatters searches to all shards and merges (`tenancy.index.merge_search`).
 """
 
 from __future__ import annotations
@@ -19,8 +30,10 @@ import numpy as np
 import ray
 
 from kms import DataKey, RecordCipher
+from ray.exceptions import RayActorError
+
 from tenancy.index import FaceIndex
-from tenancy.store import NotFound, TenantStore
+from tenancy.store import NotFound, TenantStore, shard_of
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +69,19 @@ class KeySource(Protocol):
     def data_key(self, tenant_id: str, purpose: str = "embeddings", version: int | None = None) -> DataKey: ...
 
 
-def actor_name(tenant_id: str) -> str:
-    return f"tenant-index:{tenant_id}"
+def actor_name(tenant_id: str, shard: int = 0) -> str:
+    """Shard 0 (the primary, and the only actor of an unsharded tenant) keeps the historical name."""
+    return f"tenant-index:{tenant_id}" if shard == 0 else f"tenant-index:{tenant_id}#{shard}"
+
+
+def format_match(person_id: str, external_id: str | None, face_id: str | None, similarity: float) -> dict:
+    """A match as the API returns it (similarity rounded only here, after any merge)."""
+    return {"person_id": person_id, "external_id": external_id, "face_id": face_id,
+            "similarity": round(float(similarity), 6)}
+
+
+class NotPrimary(RuntimeError):
+    """A write or person read reached a shard other than the primary (a routing bug, never a client error)."""
 
 
 def tenant_db_path(data_dir: str | Path, tenant_id: str) -> Path:
@@ -68,8 +92,14 @@ class TenantIndex:
     """The logic of an index actor, usable without Ray (tests, tools)."""
 
     def __init__(self, tenant_id: str, data_dir: str, model: str, dim: int,
-                 data_key: Callable[[int | None], DataKey], index_options: dict[str, Any] | None = None) -> None:
+                 data_key: Callable[[int | None], DataKey], index_options: dict[str, Any] | None = None,
+                 shard: int = 0, shards: int = 1) -> None:
+        if not 0 <= shard < shards:
+            raise ValueError(f"shard {shard} out of range for {shards} shards")
         self.tenant_id, self.model, self.dim = tenant_id, model, dim
+        self.shard, self.shards = shard, shards
+        self._shard_handles: dict[int, Any] = {}
+        self._reconciled = False  # set when a (re)activation of the primary reconciled the other shards
         self._path = tenant_db_path(data_dir, tenant_id)
         self._data_key = data_key
         self._index_options = dict(index_options or {})
@@ -78,9 +108,18 @@ class TenantIndex:
         self.activation_s = 0.0
         self.last_used = time.monotonic()
 
+    @property
+    def primary(self) -> bool:
+        return self.shard == 0
+
+    def layout(self) -> tuple[int, int]:
+        """(shard, shards) this actor was created for; does not activate."""
+        return self.shard, self.shards
+
     def activate(self) -> None:
-        """Decrypt the tenant's faces into memory and build the index. Runs on first use, including after
-        Ray restarts a crashed actor; a record that fails authentication fails activation (fail closed)."""
+        """Decrypt the tenant's faces (this shard's only, when sharded) into memory and build the index. Runs on
+        first use, including after Ray restarts a crashed actor; a record that fails authentication fails
+        activation (fail closed)."""
         if self.index is not None:
             return
         started = time.perf_counter()
@@ -94,24 +133,110 @@ class TenantIndex:
             return ciphers[version]
 
         try:
-            loaded = store.load_all(cipher_for)
+            loaded = store.load_all(cipher_for, (self.shard, self.shards) if self.shards > 1 else None)
+            external_ids: dict[str, str | None] = {}
+            wanted = None if self.primary else set(loaded.person_ids)  # a shard names only its own persons
+            cursor = None
+            while True:
+                persons, cursor = store.list_persons(1000, cursor)
+                external_ids.update((p.person_id, p.external_id) for p in persons if wanted is None or p.person_id in wanted)
+                if cursor is None:
+                    break
         except BaseException:
             store.close()
             raise
         finally:
             ciphers.clear()  # key material is not kept beyond activation
         self.index = FaceIndex.build(loaded.face_ids, loaded.person_ids, loaded.vectors.reshape(-1, self.dim), **self._index_options)
-        self.store = store
-        self.external_ids: dict[str, str | None] = {}
-        cursor = None
-        while True:
-            persons, cursor = store.list_persons(1000, cursor)
-            self.external_ids.update((p.person_id, p.external_id) for p in persons)
-            if cursor is None:
-                break
+        self.external_ids = external_ids
+        if self.primary:
+            self.store = store
+        else:
+            store.close()  # one writer per file: a shard only reads it, at activation and reconciliation
         self.activation_s = time.perf_counter() - started
         self._report_memory()
-        log.info("tenant %s active: %d faces in %.2fs", self.tenant_id, len(self.index), self.activation_s)
+        log.info("tenant %s shard %d/%d active: %d faces in %.2fs", self.tenant_id, self.shard, self.shards,
+                 len(self.index), self.activation_s)
+        if self.primary and self.shards > 1 and _reconstructed():
+            # A crash of the primary may have fallen between a commit and its forward: bring every shard in
+            # line with the file before serving.
+            for k in range(1, self.shards):
+                self._forward(k, "reconcile")
+            self._reconciled = True
+
+    def reconcile(self) -> dict:
+        """Shard side: make the in-memory index match this shard's rows in the file (reload when they differ)."""
+        if self.index is None:
+            self.activate()
+            return {"reloaded": True}
+        with TenantStore.open(self._path, self.tenant_id, self.model, self.dim) as store:
+            stored = store.face_ids((self.shard, self.shards))
+        if stored == self.index.face_id_set():
+            return {"reloaded": False}
+        log.warning("tenant %s shard %d out of step with the file: reloading", self.tenant_id, self.shard)
+        self.close()
+        self.activate()
+        return {"reloaded": True}
+
+    # ---- forwarding (primary -> shards) ----------------------------------------------------------------------
+    def _shard_handle(self, k: int):
+        handle = self._shard_handles.get(k)
+        if handle is None:
+            handle = self._shard_handles[k] = ray.get_actor(actor_name(self.tenant_id, k), namespace=NAMESPACE)
+        return handle
+
+    def _forward(self, k: int, method: str, *args) -> Any:
+        """Run `method` on shard k and wait. A dead shard is skipped: Ray restarts it and it re-reads the
+        committed file; a missing one is being evicted with the whole tenant."""
+        try:
+            return ray.get(getattr(self._shard_handle(k), method).remote(*args))
+        except RayActorError as exc:
+            log.warning("tenant %s: shard %d unreachable for %s (%s); it heals from the file", self.tenant_id, k, method, exc)
+        except ValueError:
+            log.warning("tenant %s: shard %d not found for %s (evicted)", self.tenant_id, k, method)
+        return None
+
+    def _apply_add(self, face_id: str, person_id: str, vector: np.ndarray) -> None:
+        owner = shard_of(face_id, self.shards)
+        if owner == self.shard:
+            self.index.add([face_id], [person_id], vector)
+        else:
+            self._forward(owner, "index_add", [face_id], [person_id], [self.external_ids.get(person_id)], vector)
+
+    def _apply_remove(self, face_ids: list[str], forget_person: str | None = None) -> None:
+        by_shard: dict[int, list[str]] = {}
+        for face_id in face_ids:
+            by_shard.setdefault(shard_of(face_id, self.shards), []).append(face_id)
+        self.index.remove(by_shard.pop(self.shard, []))
+        targets = range(1, self.shards) if forget_person is not None else sorted(by_shard)
+        for k in targets:
+            if k != self.shard:
+                self._forward(k, "index_remove", by_shard.get(k, []), [forget_person] if forget_person else [])
+
+    def index_add(self, face_ids: list[str], person_ids: list[str], external_ids: list[str | None], vectors: np.ndarray) -> None:
+        """Shard side of a forwarded enrolment (idempotent; ignored while inactive: activation reads the file)."""
+        if self.index is None:
+            return
+        vectors = np.asarray(vectors, np.float32).reshape(-1, self.dim)
+        fresh = [i for i, face_id in enumerate(face_ids) if face_id not in self.index]
+        if fresh:
+            self.index.add([face_ids[i] for i in fresh], [person_ids[i] for i in fresh], vectors[fresh])
+        for person_id, external_id in zip(person_ids, external_ids):
+            self.external_ids[person_id] = external_id
+        self._report_memory()
+
+    def index_remove(self, face_ids: list[str], forget_persons: list[str] = ()) -> None:
+        """Shard side of a forwarded deletion (unknown ids ignored)."""
+        if self.index is None:
+            return
+        self.index.remove(face_ids)
+        for person_id in forget_persons:
+            self.external_ids.pop(person_id, None)
+        self._report_memory()
+
+    def _require_primary(self, what: str) -> None:
+        if not self.primary:
+            raise NotPrimary(f"{what} goes to the primary of tenant {self.tenant_id}, not shard {self.shard}")
 
     def _touch(self) -> None:
         self.activate()
@@ -123,12 +248,14 @@ class TenantIndex:
 
     # ---- persons ------------------------------------------------------------------------------------------
     def create_person(self, external_id: str | None, metadata: dict) -> dict:
+        self._require_primary("create_person")
         self._touch()
         person = self.store.create_person(external_id, metadata)
         self.external_ids[person.person_id] = person.external_id
         return {"person_id": person.person_id}
 
     def get_person(self, person_id: str) -> dict:
+        self._require_primary("get_person")
         self._touch()
         person = self.store.get_person(person_id)
         if person is None:
@@ -139,6 +266,7 @@ class TenantIndex:
                 "faces": [{"face_id": f.face_id, "created_at": f.created_at, "quality": f.quality} for f in faces]}
 
     def list_persons(self, limit: int, cursor: str | None) -> dict:
+        self._require_primary("list_persons")
         self._touch()
         persons, next_cursor = self.store.list_persons(limit, cursor)
         return {"persons": [{"person_id": p.person_id, "external_id": p.external_id, "metadata": p.metadata,
@@ -146,13 +274,15 @@ class TenantIndex:
                 "next_cursor": next_cursor}
 
     def delete_person(self, person_id: str) -> None:
+        self._require_primary("delete_person")
         self._touch()
         face_ids = self.store.delete_person(person_id)
-        self.index.remove(face_ids)
+        self._apply_remove(face_ids, forget_person=person_id if self.shards > 1 else None)
         self.external_ids.pop(person_id, None)
 
     # ---- faces --------------------------------------------------------------------------------------------
     def add_face(self, person_id: str, embedding: np.ndarray, det_score: float, quality: float) -> dict:
+        self._require_primary("add_face")
         self._touch()
         vector = np.asarray(embedding, np.float32).reshape(1, -1)
         if vector.shape[1] != self.dim:
@@ -160,28 +290,31 @@ class TenantIndex:
         cipher = self._data_key(None).cipher()
         record = self.store.add_face(person_id, vector[0], cipher, det_score, quality)
         del cipher
-        self.index.add([record.face_id], [person_id], vector)
+        self._apply_add(record.face_id, person_id, vector)
         self._report_memory()
         return {"face_id": record.face_id, "quality": record.quality}
 
     def delete_face(self, person_id: str, face_id: str) -> None:
+        self._require_primary("delete_face")
         self._touch()
         self.store.delete_face(person_id, face_id)
-        self.index.remove([face_id])
+        self._apply_remove([face_id])
 
     def expire_faces(self, cutoff: float) -> list[str]:
         """Retention: delete every face created before `cutoff`, exactly as a manual deletion would."""
+        self._require_primary("expire_faces")
         self._touch()
         expired = self.store.faces_created_before(cutoff)
         for face in expired:
             self.store.delete_face(face.person_id, face.face_id)
-        self.index.remove([f.face_id for f in expired])
+        self._apply_remove([f.face_id for f in expired])
         self._report_memory()
         return [f.face_id for f in expired]
 
     # ---- search -------------------------------------------------------------------------------------------
     def search(self, vectors: np.ndarray, top_k: int, threshold: float, match_on: str = "faces") -> list[list[dict]]:
-        """Every face of an image in one call; per face, up to top_k persons at or above threshold."""
+        """Every face of an image in one call; per face, up to top_k persons at or above threshold.
+        On a sharded tenant this covers this actor's shard only: TenantService scatters and merges."""
         self._touch()
         queries = np.asarray(vectors, np.float32).reshape(-1, self.dim)
         started = time.perf_counter()
@@ -195,8 +328,23 @@ class TenantIndex:
             m.search_seconds.observe(time.perf_counter() - started, tags={"tier": "centroid" if match_on == "centroid" else self.index.tier})
         return results
 
+    def search_partial(self, vectors: np.ndarray, top_k: int, threshold: float) -> dict:
+        """This shard's top_k persons per query with unrounded similarities (for an exact merge), the external
+        ids of the persons returned, and whether this call's activation reconciled the other shards (the
+        caller then gathers again: an answer gathered concurrently may predate the reconciliation)."""
+        self._touch()
+        queries = np.asarray(vectors, np.float32).reshape(-1, self.dim)
+        started = time.perf_counter()
+        matches = self.index.search(queries, top_k, threshold)
+        if (m := _metrics()) is not None:
+            m.search_seconds.observe(time.perf_counter() - started, tags={"tier": self.index.tier})
+        persons = {match.person_id for per_face in matches for match in per_face}
+        reconciled, self._reconciled = self._reconciled, False
+        return {"matches": matches, "external_ids": {p: self.external_ids.get(p) for p in persons}, "reconciled": reconciled}
+
     def verify_person(self, vector: np.ndarray, person_id: str) -> dict:
         """Similarity of a probe to one person: best over their faces, and to their centroid."""
+        self._require_primary("verify_person")
         self._touch()
         if self.store.get_person(person_id) is None:
             raise NotFound(f"person {person_id} not found")
@@ -209,14 +357,26 @@ class TenantIndex:
             "centroid_similarity": float(centroid @ probe) if centroid is not None else None,
         }
 
+    def verify_partial(self, vector: np.ndarray, person_id: str) -> dict:
+        """This shard's part of a verification: face count, best-face similarity and the (float64) sum of the
+        person's unit face vectors here. The primary also checks that the person exists."""
+        self._touch()
+        if self.primary and self.store.get_person(person_id) is None:
+            raise NotFound(f"person {person_id} not found")
+        probe = np.asarray(vector, np.float32).reshape(-1)
+        faces = self.index.person_vectors(person_id)
+        return {"faces": int(len(faces)),
+                "best_face_similarity": float(np.max(faces @ probe)) if len(faces) else None,
+                "sum": faces.sum(axis=0, dtype=np.float64) if len(faces) else None}
+
     def _match(self, person_id: str, face_id: str | None, similarity: float) -> dict:
-        return {"person_id": person_id, "external_id": self.external_ids.get(person_id),
-                "face_id": face_id, "similarity": round(float(similarity), 6)}
+        return format_match(person_id, self.external_ids.get(person_id), face_id, similarity)
 
     # ---- key rotation ---------------------------------------------------------------------------------
     def reencrypt_step(self, batch_size: int = 500) -> dict:
         """One batch of a content-key rotation: re-seal up to `batch_size` records under the current key
         version. The router calls this repeatedly, so searches and enrolments run between batches."""
+        self._require_primary("reencrypt_step")
         self._touch()
         current = self._data_key(None)
         ciphers = {current.version: current.cipher()}
@@ -240,8 +400,9 @@ class TenantIndex:
         self.activate()
         return {"tenant_id": self.tenant_id, "faces": len(self.index), "persons": len(self.external_ids),
                 "memory_bytes": self.index.memory_bytes(), "activation_s": round(self.activation_s, 4),
-                "idle_s": round(time.monotonic() - self.last_used, 3), "key_versions": self.store.key_versions_in_use(),
-                "tier": self.index.tier, "placement": placement()}
+                "idle_s": round(time.monotonic() - self.last_used, 3),
+                "key_versions": self.store.key_versions_in_use() if self.store is not None else {},
+                "tier": self.index.tier, "placement": placement(), "shard": self.shard, "shards": self.shards}
 
     def pid(self) -> int:
         return os.getpid()
@@ -255,6 +416,17 @@ class TenantIndex:
         if self.store is not None:
             self.store.close()
         self.store = self.index = None  # the decrypted vectors go with them
+        self._shard_handles.clear()
+
+
+def _reconstructed() -> bool:
+    """True inside an actor that Ray restarted after a crash."""
+    if not ray.is_initialized():
+        return False
+    try:
+        return bool(ray.get_runtime_context().was_current_actor_reconstructed)
+    except Exception:  # not inside an actor
+        return False
 
 
 def placement() -> dict:

@@ -32,6 +32,7 @@ untested here: this machine has no GPU.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import faiss
@@ -67,6 +68,72 @@ def _normalised(vectors: np.ndarray, dim: int, out: np.ndarray | None = None) ->
     if not np.all(norms > 0) or not np.all(np.isfinite(norms)):
         raise ValueError("vectors must be finite and non-zero")
     return np.divide(vectors, norms, out=out)
+
+
+def exact_scores(rows: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Canonical cosine scores of `rows` [c, d] against `query` [d], as float32.
+
+    BLAS (sgemv/sgemm) rounds a row's dot product differently depending on the shape of the matrix it sits in
+    (blocking, thread split, tail kernels), so the same face scored inside a 2M-row index and inside a 500K-row
+    shard can differ in the last bit. The final scores of a search come from here instead: float32 x float32
+    products are exact in float64, and they are summed by a fixed pairwise tree of elementwise adds (each add is
+    one IEEE operation whatever the SIMD width), so the result depends only on the two vectors. That is what
+    makes a sharded search return bit-identical similarities (and the same tie-breaks) as an unsharded one.
+    """
+    rows = np.asarray(rows, dtype=np.float32)
+    if rows.shape[0] == 0:
+        return np.empty(0, dtype=np.float32)
+    products = rows.astype(np.float64) * np.asarray(query, dtype=np.float64)[None, :]
+    width = 1 << max(0, (products.shape[1] - 1).bit_length())
+    if width != products.shape[1]:
+        products = np.pad(products, ((0, 0), (0, width - products.shape[1])))
+    while width > 1:
+        width //= 2
+        products = products[:, :width] + products[:, width : 2 * width]
+    return products[:, 0].astype(np.float32)
+
+
+def score_slack(dim: int) -> float:
+    """A bound on |BLAS float32 score - exact_scores| for unit vectors: gamma_d * sum|a_i q_i| <= d * 2^-24
+    (any summation order), with a safety factor, plus the final float32 rounding of the canonical score."""
+    return 1.1 * max(dim, 1) * 2.0 ** -24 + 2.0 ** -22
+
+
+def rank_order(similarities: np.ndarray, face_ids: Sequence[str]) -> np.ndarray:
+    """Positions sorted by (similarity descending, face id ascending): a total order that does not depend on
+    where a face sits in an index, so every layout breaks ties the same way."""
+    if len(similarities) == 0:
+        return np.empty(0, dtype=np.int64)
+    return np.lexsort((np.asarray(face_ids, dtype=str), -np.asarray(similarities, dtype=np.float64)))
+
+
+def merge_matches(partials: Iterable[Sequence[Match]], top_k: int) -> list[Match]:
+    """Merge the per-shard answers of one query into the global top_k persons.
+
+    Per person keep the best face (highest similarity; ties to the smaller face id), rank persons by
+    (similarity desc, face id asc), cut at top_k. Exact, given that each shard returned its own top_k persons
+    (best face each, >= threshold) under the same order: let P be in the global top_k with best face f held
+    by shard S. Every person ranked above P *within S* has a face in S beating f, hence a global best face
+    beating f, hence is ranked above P globally; so P's rank in S is <= its global rank <= top_k, and S
+    returned P with face f. Persons outside the global top_k can be returned by some shard but are cut,
+    since the top_k persons above them are all present with their true best faces.
+    """
+    best: dict[str, Match] = {}
+    for matches in partials:
+        for m in matches:
+            held = best.get(m.person_id)
+            if held is None or m.similarity > held.similarity or (
+                    m.similarity == held.similarity and m.face_id < held.face_id):
+                best[m.person_id] = m
+    ranked = sorted(best.values(), key=lambda m: (-m.similarity, m.face_id))
+    return ranked[:top_k]
+
+
+def merge_search(per_shard: Sequence[Sequence[Sequence[Match]]], top_k: int) -> list[list[Match]]:
+    """`merge_matches` for a batch: per_shard[s][q] is shard s's answer to query q."""
+    if not per_shard:
+        return []
+    return [merge_matches([shard[q] for shard in per_shard], top_k) for q in range(len(per_shard[0]))]
 
 
 def _pq_subquantizers(dim: int) -> int:
@@ -248,6 +315,12 @@ class FaceIndex:
     def __len__(self) -> int:
         return self._n
 
+    def __contains__(self, face_id: object) -> bool:
+        return face_id in self._row_of_face
+
+    def face_id_set(self) -> set[str]:
+        return set(self._row_of_face)
+
     @property
     def tier(self) -> str:
         return "gpu" if self.use_gpu else "ann" if self._ann is not None else "exact"
@@ -289,28 +362,36 @@ class FaceIndex:
         for start in range(0, len(queries), block):
             scores = self._scores(queries[start : start + block])
             for column in range(scores.shape[1]):
-                results.append(self._top_persons(scores[:, column], top_k, threshold))
+                results.append(self._top_persons(scores[:, column], queries[start + column], top_k, threshold))
         return results
 
-    def _top_persons(self, scores: np.ndarray, top_k: int, threshold: float) -> list[Match]:
+    def _top_persons(self, scores: np.ndarray, query: np.ndarray, top_k: int, threshold: float) -> list[Match]:
         """Exact: the best top_k persons among rows whose score passes the threshold.
 
-        Takes the `fetch` best rows, keeps each person's first; if that yields fewer than top_k persons
-        while more rows pass the threshold, widens. Any person not seen scores below every row fetched,
-        so the answer is exact.
+        `scores` (BLAS, float32) only prune: every row within `slack` of the threshold is a candidate, the
+        `fetch` best candidates are re-scored canonically (`exact_scores`), and thresholding, ranking and the
+        reported similarities use those canonical scores, ties broken by face id. The answer is final once
+        top_k persons are found whose last one scores above anything a row left out could reach (its BLAS
+        score + slack); otherwise the fetch widens. So the result depends only on the set of faces, not on
+        their layout in memory: a shard of the same faces answers with the same bits.
         """
-        above = np.flatnonzero(scores >= threshold)
+        slack = score_slack(self.dim)
+        above = np.flatnonzero(scores >= threshold - slack)
         fetch = top_k * _OVERFETCH
         while True:
             if above.size <= fetch:
-                candidates = above
+                candidates, ceiling = above, None
             else:
                 cut = above.size - fetch
                 candidates = above[np.argpartition(scores[above], cut)[cut:]]
-            order = candidates[np.argsort(-scores[candidates], kind="stable")]
-            best = _best_per_person(order, self._person_of_row, top_k)
-            if len(best) >= top_k or candidates.size == above.size:
-                return self._matches(best, scores[best])
+                ceiling = float(scores[candidates].min()) + slack  # no row left out scores above this
+            exact = exact_scores(self._vectors[candidates], query)
+            passing = exact >= threshold
+            candidates, exact = candidates[passing], exact[passing]
+            order = rank_order(exact, [self._face_ids[row] for row in candidates.tolist()])
+            picked = _best_per_person(order, self._person_of_row[candidates], top_k)
+            if ceiling is None or (len(picked) >= top_k and float(exact[picked[-1]]) > ceiling):
+                return self._matches(candidates[picked], exact[picked])
             fetch *= 4
 
     def _search_ann(self, queries: np.ndarray, top_k: int, threshold: float) -> list[list[Match]]:
@@ -334,7 +415,7 @@ class FaceIndex:
             if len(best) >= top_k or not passing.all() or len(rows) >= self._n:
                 return self._matches(best, self._vectors[best] @ query)
             if fetch >= _ANN_MAX_CANDIDATES:
-                return self._top_persons(self._vectors[: self._n] @ query, top_k, threshold)
+                return self._top_persons(self._vectors[: self._n] @ query, query, top_k, threshold)
             fetch *= 4
             rows = self._ann.candidates(query[None], fetch)[0]
             rows = rows[rows >= 0]

@@ -52,6 +52,10 @@ class TenantSettings(BaseModel):
     default_threshold: float | None = Field(None, ge=-1, le=1, description="None = the model pack's")
     retention_days: int | None = Field(None, ge=1, description="faces older than this are deleted; None = keep")
     match_on: Literal["faces", "centroid"] = "faces"
+    shards: int = Field(1, ge=1, le=64, description="index actors the tenant's faces are split over (by face id); "
+                        "a change takes effect at the next activation")
+    rate_limit_per_s: float | None = Field(None, gt=0, description="steady requests/s for the tenant; None = unlimited")
+    rate_limit_burst: int = Field(20, ge=1, description="requests allowed at once above the steady rate")
     quality: QualityGates = Field(default_factory=QualityGates)
 
 

@@ -2,6 +2,15 @@
 
 It finds or creates a tenant's named index actor on demand, evicts idle ones, and runs the tenant
 lifecycle (create with keys, delete with crypto-shredding). The TenantRouter deployment wraps it.
+
+Sharded tenants (setting `shards` = N > 1, see tenancy/actors.py): `call` stays the single entry point.
+`search` and `verify_person` are scattered to the N shard actors concurrently and merged here (exactly:
+`tenancy.index.merge_search`); `info` is aggregated; everything else goes to the primary, which owns the
+file and forwards index changes to the shards. The layout is fixed per activation: a tenant's actors are
+created for the `shards` in its settings, and when the settings name another layout (PATCH), the next call
+evicts the old actors and activates the new layout from the file (re-sharding = re-activation; each new
+shard decrypts only its rows). Searches with `match_on: centroid` are refused on sharded tenants
+(`ShardedCentroidSearch`): an exact merged centroid needs every person's partial sums from every shard.
 """
 
 from __future__ import annotations
@@ -11,14 +20,18 @@ import hmac
 import logging
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pydantic
 import ray
 from ray.exceptions import RayActorError
 
 from tenancy.audit import AuditLog, audit_path
-from tenancy.actors import NAMESPACE, KeyServiceDataKeys, TenantIndexActor, actor_name, tenant_db_path
+from tenancy.actors import NAMESPACE, KeyServiceDataKeys, TenantIndexActor, actor_name, format_match, tenant_db_path
+from tenancy.index import merge_search
 from tenancy.registry import Tenant, TenantRegistry, TenantSettings, load_or_create_admin_token
 
 log = logging.getLogger(__name__)
@@ -44,6 +57,36 @@ class Forbidden(Exception):
 
 class TenantUnavailable(Exception):
     """The tenant's index actor died while serving the call; the client may retry."""
+
+
+class ShardedCentroidSearch(ValueError):
+    """A `match_on: centroid` search on a tenant with shards > 1: refused (a client error, HTTP 400)."""
+
+
+@dataclass
+class _Layout:
+    """A tenant's live index actors: handles[k] is shard k; handles[0] is the primary."""
+
+    handles: list
+
+    @property
+    def primary(self):
+        return self.handles[0]
+
+    @property
+    def shards(self) -> int:
+        return len(self.handles)
+
+
+def _invalid_settings(message: str, shards: int) -> pydantic.ValidationError:
+    """A settings refusal shaped like pydantic's own, so the API maps it to 400 invalid_request."""
+    return pydantic.ValidationError.from_exception_data(
+        "TenantSettings", [{"type": "value_error", "loc": ("shards",), "input": shards, "ctx": {"error": ValueError(message)}}])
+
+
+def check_layout(settings: TenantSettings) -> None:
+    if settings.shards > 1 and settings.match_on == "centroid":
+        raise _invalid_settings("match_on 'centroid' needs shards = 1 (centroid search is not sharded)", settings.shards)
 
 
 class TenantService:
@@ -84,6 +127,7 @@ class TenantService:
     # ---- tenant lifecycle ----------------------------------------------------------------------------------
     async def create_tenant(self, name: str, model: str, dim: int, settings: dict | None = None) -> tuple[Tenant, str]:
         parsed = TenantSettings.model_validate(settings or {})
+        check_layout(parsed)
         tenant, api_key = self.registry.create(name, model, dim, parsed)
         try:
             await self.keys.create_tenant.remote(tenant.tenant_id)
@@ -95,6 +139,15 @@ class TenantService:
         return tenant, api_key
 
     def update_settings(self, tenant_id: str, patch: dict) -> Tenant:
+        """A change of `shards` takes effect at the tenant's next activation: the next call finds its actors
+        built for another layout, evicts them and re-activates with the new one."""
+        current = self.registry.get(tenant_id).settings.model_dump()
+        for key, value in patch.items():
+            if key == "quality" and isinstance(value, dict):
+                current["quality"].update(value)
+            else:
+                current[key] = value
+        check_layout(TenantSettings.model_validate(current))
         tenant = self.registry.update_settings(tenant_id, patch)
         self.audit(tenant_id).record("admin", "tenant.update", "ok")
         return tenant
@@ -149,23 +202,49 @@ class TenantService:
 
     # ---- index actors --------------------------------------------------------------------------------------
     async def actor(self, tenant: Tenant):
-        """The tenant's index actor: found by name, else created (which activates the tenant)."""
-        handle = self._actors.get(tenant.tenant_id)
-        if handle is not None:
-            return handle
+        """The tenant's (primary) index actor: found by name, else created (which activates the tenant)."""
+        return (await self.layout(tenant)).primary
+
+    async def layout(self, tenant: Tenant) -> _Layout:
+        """The tenant's index actors for the layout its settings ask for, activated; an older layout is
+        evicted first (re-sharding happens at activation)."""
+        wanted = tenant.settings.shards
+        layout = self._actors.get(tenant.tenant_id)
+        if layout is not None and layout.shards == wanted:
+            return layout
         lock = self._locks.setdefault(tenant.tenant_id, asyncio.Lock())
         async with lock:
-            if tenant.tenant_id not in self._actors:
-                handle = TenantIndexActor.options(
-                    name=actor_name(tenant.tenant_id), namespace=NAMESPACE, get_if_exists=True, **self.actor_options
-                ).remote(tenant.tenant_id, str(self.data_dir), tenant.model, tenant.dim,
-                         KeyServiceDataKeys(self.keys, tenant.tenant_id), self.index_options)
-                await handle.info.remote()  # activation finished (or raised)
-                self._actors[tenant.tenant_id] = handle
+            layout = self._actors.get(tenant.tenant_id)
+            if layout is None or layout.shards != wanted:
+                if layout is not None:
+                    log.info("tenant %s: re-sharding %d -> %d shards", tenant.tenant_id, layout.shards, wanted)
+                    await self.evict(tenant.tenant_id)
+                self._actors[tenant.tenant_id] = await self._open(tenant, wanted)
         return self._actors[tenant.tenant_id]
 
+    def _spawn(self, tenant: Tenant, shard: int, shards: int):
+        return TenantIndexActor.options(
+            name=actor_name(tenant.tenant_id, shard), namespace=NAMESPACE, get_if_exists=True, **self.actor_options
+        ).remote(tenant.tenant_id, str(self.data_dir), tenant.model, tenant.dim,
+                 KeyServiceDataKeys(self.keys, tenant.tenant_id), self.index_options, shard, shards)
+
+    async def _open(self, tenant: Tenant, shards: int) -> _Layout:
+        handles = [self._spawn(tenant, k, shards) for k in range(shards)]
+        found = await asyncio.gather(*(h.layout.remote() for h in handles))
+        if any(tuple(f) != (k, shards) for k, f in enumerate(found)):
+            # Actors alive under these names were built for another layout (another router replica, or a
+            # previous run): evict them all and start over.
+            log.info("tenant %s: live index actors have another layout %s; re-activating", tenant.tenant_id, found)
+            await self.evict(tenant.tenant_id)
+            handles = [self._spawn(tenant, k, shards) for k in range(shards)]
+        # The primary first (it may create the file's schema), then the shards, each decrypting its own rows.
+        await handles[0].info.remote()  # activation finished (or raised)
+        if shards > 1:
+            await asyncio.gather(*(h.info.remote() for h in handles[1:]))
+        return _Layout(handles)
+
     async def call(self, tenant: Tenant, method: str, *args, retry_reads: bool = False, actor: str = "internal"):
-        """Run `method` on the tenant's index actor, audited when it changes or reveals faces. Reads may be
+        """Run `method` on the tenant's index actor(s), audited when it changes or reveals faces. Reads may be
         retried once after an actor crash (Ray restarts it and it reactivates from the file); writes are
         not: the caller never got an ack."""
         outcome, result = "error", None
@@ -182,13 +261,58 @@ class TenantService:
 
     async def _call(self, tenant: Tenant, method: str, *args, retry_reads: bool):
         for attempt in (0, 1):
-            actor = await self.actor(tenant)
+            layout = await self.layout(tenant)
             try:
-                return await getattr(actor, method).remote(*args)
+                if layout.shards > 1 and method in _SCATTERED:
+                    return await _SCATTERED[method](self, layout, *args)
+                return await getattr(layout.primary, method).remote(*args)
             except RayActorError as exc:
                 if not retry_reads or attempt:
                     raise TenantUnavailable(f"tenant index restarted during {method}; retry") from exc
                 await asyncio.sleep(0.2)
+
+    # ---- scatter-gather over shards -------------------------------------------------------------------------
+    async def _search(self, layout: _Layout, vectors, top_k: int, threshold: float, match_on: str = "faces") -> list[list[dict]]:
+        if match_on == "centroid":
+            raise ShardedCentroidSearch("match_on 'centroid' is not available on a sharded tenant (shards > 1)")
+        if top_k < 1:
+            raise ValueError("top_k must be >= 1")
+        queries = np.asarray(vectors, np.float32)
+        for _ in range(2):
+            partials = await asyncio.gather(*(h.search_partial.remote(queries, top_k, threshold) for h in layout.handles))
+            if not partials[0]["reconciled"]:
+                break
+            # The primary has just come back from a crash and reconciled the shards during this call: answers
+            # gathered concurrently may predate that, so gather once more.
+        external_ids: dict[str, str | None] = {}
+        for partial in partials:
+            external_ids.update(partial["external_ids"])
+        merged = merge_search([p["matches"] for p in partials], top_k)
+        return [[format_match(m.person_id, external_ids.get(m.person_id), m.face_id, m.similarity) for m in per_face]
+                for per_face in merged]
+
+    async def _verify_person(self, layout: _Layout, vector, person_id: str) -> dict:
+        probe = np.asarray(vector, np.float32).reshape(-1)
+        partials = await asyncio.gather(*(h.verify_partial.remote(probe, person_id) for h in layout.handles))
+        faces = sum(p["faces"] for p in partials)
+        bests = [p["best_face_similarity"] for p in partials if p["best_face_similarity"] is not None]
+        sums = [p["sum"] for p in partials if p["sum"] is not None]
+        centroid_similarity = None
+        if sums:
+            total = np.sum(sums, axis=0)
+            norm = np.linalg.norm(total)
+            if norm > 0:
+                centroid_similarity = float((total / norm).astype(np.float32) @ probe)
+        return {"faces": faces, "best_face_similarity": max(bests) if bests else None,
+                "centroid_similarity": centroid_similarity}
+
+    async def _info(self, layout: _Layout) -> dict:
+        infos = await asyncio.gather(*(h.info.remote() for h in layout.handles))
+        merged = dict(infos[0])
+        merged.update(faces=sum(i["faces"] for i in infos), memory_bytes=sum(i["memory_bytes"] for i in infos),
+                      activation_s=max(i["activation_s"] for i in infos), idle_s=min(i["idle_s"] for i in infos),
+                      shards=layout.shards, shard_info=infos)
+        return merged
 
     # ---- retention ------------------------------------------------------------------------------------------
     async def enforce_retention(self, now: float | None = None) -> dict[str, int]:
@@ -199,33 +323,56 @@ class TenantService:
             days = tenant.settings.retention_days
             if days is None:
                 continue
-            face_ids = await self._call(tenant, "expire_faces", now - days * 86400, retry_reads=False)
+            face_ids = await self._call(tenant, "expire_faces", now - days * 86400, retry_reads=False)  # primary
             for _ in face_ids:
                 self.audit(tenant.tenant_id).record("retention", "face.expire", "ok", {"deleted": 1})
             expired[tenant.tenant_id] = len(face_ids)
         return expired
 
     async def evict(self, tenant_id: str) -> bool:
-        handle = self._actors.pop(tenant_id, None)
-        if handle is None:
-            try:
-                handle = ray.get_actor(actor_name(tenant_id), namespace=NAMESPACE)
-            except ValueError:
-                return False
+        """Close and kill every index actor of the tenant (all shards, whatever layout they were built for)."""
+        layout = self._actors.pop(tenant_id, None)
+        handles = list(layout.handles) if layout is not None else []
+        prefix = actor_name(tenant_id)
         try:
-            await handle.close.remote()
-        except RayActorError:
-            pass
-        ray.kill(handle, no_restart=True)
+            names = {entry["name"] for entry in ray.util.list_named_actors(all_namespaces=True)
+                     if entry["namespace"] == NAMESPACE and (entry["name"] == prefix or entry["name"].startswith(prefix + "#"))}
+        except Exception:  # listing is best effort; the primary's name is always tried
+            names = {prefix}
+        names.add(prefix)
+        for name in sorted(names):
+            try:
+                handles.append(ray.get_actor(name, namespace=NAMESPACE))
+            except ValueError:
+                pass
+        if not handles:
+            return False
+        unique = list({h._actor_id: h for h in handles}.values())
+        for handle in unique:
+            try:
+                await handle.close.remote()
+            except RayActorError:
+                pass
+            ray.kill(handle, no_restart=True)
+        # Names are released once the kills land; wait so the next activation creates fresh actors.
+        deadline = time.monotonic() + 10
+        for name in sorted(names):
+            while time.monotonic() < deadline:
+                try:
+                    ray.get_actor(name, namespace=NAMESPACE)
+                except ValueError:
+                    break
+                await asyncio.sleep(0.05)
         return True
 
     async def evict_idle(self, older_than_s: float | None = None) -> list[str]:
         """Evict tenants idle for `older_than_s` (default: the configured idle timeout)."""
         limit = self.idle_evict_s if older_than_s is None else older_than_s
         evicted = []
-        for tenant_id, handle in list(self._actors.items()):
+        for tenant_id, layout in list(self._actors.items()):
             try:
-                idle = await handle.idle_seconds.remote()
+                # A sharded tenant's primary takes part in every search and write, so it is the idle clock.
+                idle = await layout.primary.idle_seconds.remote()
             except RayActorError:
                 idle = float("inf")
             if idle >= limit:
@@ -237,3 +384,7 @@ class TenantService:
 
     def active_tenants(self) -> list[str]:
         return list(self._actors)
+
+
+# Methods that a sharded tenant answers from every shard (merged here); all others go to the primary.
+_SCATTERED = {"search": TenantService._search, "verify_person": TenantService._verify_person, "info": TenantService._info}

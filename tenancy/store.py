@@ -20,6 +20,7 @@ import logging
 import struct
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -93,6 +94,19 @@ class LoadedFaces:
     face_ids: list[str]
     person_ids: list[str]
     vectors: np.ndarray  # float32 [n, dim]
+
+
+def shard_of(face_id: str, shards: int) -> int:
+    """The shard (0 = the primary) holding a face in a tenant index split `shards` ways; stable for a face id.
+
+    Face ids are uuid4 hex, whose first 32 bits are random: `int(face_id[:8], 16) % shards`. Ids that are
+    not hex (never written by this store) fall back to a CRC32 of the id, still stable."""
+    if shards <= 1:
+        return 0
+    try:
+        return int(face_id[:8], 16) % shards
+    except ValueError:
+        return zlib.crc32(face_id.encode("utf-8")) % shards
 
 
 def record_aad(tenant_id: str, face_id: str, model: str) -> bytes:
@@ -182,6 +196,7 @@ class TenantStore:
         conn = apsw.Connection(str(path))
         try:
             conn.set_busy_timeout(_BUSY_TIMEOUT_MS)
+            conn.create_scalar_function("sg_shard", shard_of, 2, deterministic=True)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA secure_delete=ON")
@@ -368,17 +383,23 @@ class TenantStore:
 
     # ------------------------------------------------------------------ bulk decrypt / rotation
 
-    def load_all(self, cipher_for_version: Callable[[int], RecordCipher]) -> LoadedFaces:
-        """Decrypt every embedding into one float32 [n, dim] array (for building the in-memory index)."""
+    def load_all(
+        self, cipher_for_version: Callable[[int], RecordCipher], shard: tuple[int, int] | None = None
+    ) -> LoadedFaces:
+        """Decrypt every embedding into one float32 [n, dim] array (for building the in-memory index).
+
+        `shard=(k, n)` keeps only the faces with `shard_of(face_id, n) == k`; the filter runs in SQL, before
+        anything is decrypted, so a shard never opens (or holds) another shard's vectors."""
         ciphers: dict[int, RecordCipher] = {}
         row_bytes = self.dim * VECTOR_DTYPE.itemsize
+        where, params = self._shard_filter(shard)
         with self._conn:  # one read snapshot: the count and the rows agree even with concurrent writers
-            n = self._conn.execute("SELECT count(*) FROM faces").fetchone()[0]
+            n = self._conn.execute(f"SELECT count(*) FROM faces{where}", params).fetchone()[0]
             buffer = bytearray(n * row_bytes)
             view = memoryview(buffer)
             face_ids: list[str] = [""] * n
             person_ids: list[str] = [""] * n
-            rows = self._conn.execute("SELECT face_id, person_id, nonce, ciphertext, key_version FROM faces")
+            rows = self._conn.execute(f"SELECT face_id, person_id, nonce, ciphertext, key_version FROM faces{where}", params)
             for i, (face_id, person_id, nonce, ciphertext, key_version) in enumerate(rows):
                 cipher = ciphers.get(key_version)
                 if cipher is None:
@@ -394,6 +415,20 @@ class TenantStore:
                 person_ids[i] = person_id
         vectors = np.frombuffer(buffer, dtype=VECTOR_DTYPE).reshape(n, self.dim)
         return LoadedFaces(face_ids, person_ids, vectors)
+
+    def face_ids(self, shard: tuple[int, int] | None = None) -> set[str]:
+        """Ids of the stored faces (of one shard when given); nothing is decrypted."""
+        where, params = self._shard_filter(shard)
+        return {row[0] for row in self._conn.execute(f"SELECT face_id FROM faces{where}", params)}
+
+    @staticmethod
+    def _shard_filter(shard: tuple[int, int] | None) -> tuple[str, tuple]:
+        if shard is None or shard[1] <= 1:
+            return "", ()
+        k, n = shard
+        if not 0 <= k < n:
+            raise ValueError(f"shard {k} out of range for {n} shards")
+        return " WHERE sg_shard(face_id, ?) = ?", (n, k)
 
     def _face_aad(self, face_id: str) -> bytes:
         """Same bytes as record_aad(tenant_id, face_id, model), from a precomputed prefix and suffix."""

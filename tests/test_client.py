@@ -193,8 +193,13 @@ def test_requests_and_non_json_errors_through_a_transport():
         sent.append(request)
         if request.url.path == "/v1/detect":
             return httpx.Response(200, json={"faces": [], "future_field": 1})
-        if request.url.path == "/v1/persons":
+        if request.url.path == "/v1/persons" and request.method == "GET":
             return httpx.Response(502, text="<html>bad gateway</html>")
+        if request.url.path == "/v1/persons":
+            return httpx.Response(429, headers={"Retry-After": "2"},
+                                  json={"error": {"code": "rate_limited", "message": "slow down", "retry_after_s": 1.5}})
+        if request.url.path == "/v1/healthz":
+            return httpx.Response(429, headers={"Retry-After": "3"}, text="slow down")
         return httpx.Response(404, json={"detail": "Not Found"})
 
     with SecureGateClient("http://sg.test/", api_key="sg_a_b", transport=httpx.MockTransport(handler)) as sg:
@@ -205,7 +210,13 @@ def test_requests_and_non_json_errors_through_a_transport():
         with pytest.raises(sgc.NotFoundError) as err:
             sg.get_person("a/b")
         assert err.value.code == "not_found" and err.value.details == {"detail": "Not Found"}
-    detect, persons, person = sent
+        with pytest.raises(sgc.RateLimitedError) as err:
+            sg.create_person(external_id="x")
+        assert (err.value.status, err.value.code, err.value.retry_after_s) == (429, "rate_limited", 1.5)
+        with pytest.raises(sgc.RateLimitedError) as err:
+            sg.healthz()
+        assert (err.value.code, err.value.retry_after_s) == ("rate_limited", 3.0)
+    detect, persons, person, *_ = sent
     assert json.loads(detect.content) == {"image": base64.b64encode(b"\x89PNG fake").decode()}  # max_faces=None left out
     assert "authorization" not in detect.headers  # stateless: no key sent
     assert persons.headers["authorization"] == "Bearer sg_a_b" and dict(persons.url.params) == {"limit": "50"}

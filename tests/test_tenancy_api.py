@@ -407,3 +407,45 @@ def test_retention_deletes_old_faces_for_real(http, admin, identity_photos, data
     assert face_id.encode() not in db_bytes(data_dir, tenant["id"])
     events = http.get("/v1/audit", headers=tenant["auth"]).json()["events"]
     assert ("retention", "face.expire", "ok") in [(e["actor"], e["action"], e["outcome"]) for e in events]
+
+
+def test_rate_limited_tenant_gets_429_with_retry_after(http, admin):
+    tenant = new_tenant(http, admin, "limited", settings={"rate_limit_per_s": 0.2, "rate_limit_burst": 3})
+    statuses = [http.get("/v1/persons", headers=tenant["auth"]) for _ in range(5)]
+    assert [r.status_code for r in statuses[:3]] == [200, 200, 200]
+    limited = statuses[3]
+    assert limited.status_code == 429 and limited.json()["error"]["code"] == "rate_limited"
+    assert int(limited.headers["Retry-After"]) >= 1
+    other = new_tenant(http, admin, "unlimited")
+    assert all(http.get("/v1/persons", headers=other["auth"]).status_code == 200 for _ in range(5))
+
+
+@pytest.mark.parametrize(
+    "path, body, code",
+    [
+        ("/v1/search", {"image": "aGk=", "top_k": 10**9}, "invalid_request"),
+        ("/v1/search", {"image": "aGk=", "top_k": "five"}, "invalid_request"),
+        ("/v1/search", {"image": "aGk=", "threshold": -5}, "invalid_request"),
+        ("/v1/search", {"image": ["not", "a", "string"]}, "invalid_request"),
+        ("/v1/persons", {"external_id": "x" * 10_000}, "invalid_request"),
+        ("/v1/persons", {"external_id": ""}, "invalid_request"),
+        ("/v1/persons", {"metadata": "not an object"}, "invalid_request"),
+        ("/v1/persons", {"unexpected": 1}, "invalid_request"),
+    ],
+    ids=["huge-top_k", "top_k-type", "negative-threshold", "image-type", "long-external_id", "empty-external_id",
+         "metadata-type", "unknown-field"],
+)
+def test_hostile_tenant_requests_get_400(http, gallery, path, body, code):
+    tenant, _ = gallery
+    r = http.post(path, json=body, headers=tenant["auth"])
+    assert r.status_code == 400 and r.json()["error"]["code"] == code, r.text
+
+
+def test_unicode_external_id_and_metadata_round_trip(http, gallery):
+    tenant, _ = gallery
+    external_id = "José-李-😀-" + "ü" * 100
+    metadata = {"名前": "テスト", "nested": {"emoji": "👩‍💻", "list": [1, 2.5, None, True]}}
+    pid = create_person(http, tenant, external_id=external_id, metadata=metadata)
+    view = http.get(f"/v1/persons/{pid}", headers=tenant["auth"]).json()
+    assert view["external_id"] == external_id and view["metadata"] == metadata
+    assert http.delete(f"/v1/persons/{pid}", headers=tenant["auth"]).status_code == 204

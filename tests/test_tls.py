@@ -184,6 +184,7 @@ def test_serve_https_from_tls_config(tmp_path, models_dir):
         with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
             httpx.get(f"{base}/v1/healthz", timeout=10)
     finally:
+        # SIGTERM (what operators and process managers send): the CLI runs serve.shutdown() and ray.shutdown().
         code = stop_process(proc, signal.SIGTERM, timeout=60)
         deadline = time.monotonic() + 10
         while processes_of(str(ray_tmp)) and time.monotonic() < deadline:
@@ -256,14 +257,14 @@ def test_ray_internal_grpc_tls(tmp_path):
         plain = subprocess.Popen([sys.executable, str(tmp_path / "driver.py"), address], env=plain_env,
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
-            out, _ = plain.communicate(timeout=15)
+            out, _ = plain.communicate(timeout=10)
         except subprocess.TimeoutExpired:
             plain.kill()
             out, _ = plain.communicate()
         assert "RESULT" not in out, f"a driver without TLS ran a task on the TLS cluster:\n{out}"
         assert "Connected to Ray cluster" not in out
     finally:
-        stop_pids(processes_of(str(temp_dir)))
+        stop_pids(processes_of(str(temp_dir)), grace=3)
         shutil.rmtree(temp_dir, ignore_errors=True)
     assert not processes_of(str(temp_dir))
 

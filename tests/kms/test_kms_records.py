@@ -25,3 +25,25 @@ def test_sealed_record_is_a_normal_frozen_dataclass():
     with pytest.raises(ValueError):
         cipher.seal(b"x", aad=b"")
     assert "key" not in repr(cipher).replace("key_version", "")
+
+
+def test_bulk_seal_and_open_round_trip_and_refuse_tampering():
+    import os
+
+    import pytest
+
+    from kms.records import InvalidRecord, RecordCipher
+
+    cipher = RecordCipher(os.urandom(32), 3)
+    plaintexts = [os.urandom(64) for _ in range(5)]
+    aads = [f"face-{i}".encode() for i in range(5)]
+    sealed = cipher.seal_many(plaintexts, aads)
+    rows = [(r.nonce, r.ciphertext, r.key_version) for r in sealed]
+    assert cipher.open_many(rows, aads) == plaintexts
+    assert [cipher.open(r, aad=a) for r, a in zip(sealed, aads)] == plaintexts  # same format as seal()
+    with pytest.raises(InvalidRecord, match="record 1"):
+        cipher.open_many(rows, [aads[0], aads[0], *aads[2:]])  # a record moved to another place
+    with pytest.raises(InvalidRecord, match="key version"):
+        RecordCipher(os.urandom(32), 4).open_many(rows, aads)
+    with pytest.raises(ValueError):
+        cipher.seal_many(plaintexts, [b""] * 5)
