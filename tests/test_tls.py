@@ -155,7 +155,6 @@ def test_serve_https_from_tls_config(tmp_path, models_dir):
     env = base_env(
         RAY_ADDRESS="local",            # a fresh local Ray even if another cluster is discoverable
         RAY_TMPDIR=str(ray_tmp),        # its session (and so its processes' command lines) under a unique dir
-        RAY_OVERRIDE_RESOURCES='{"CPU": 4}',  # configs/*.yaml ask for 3 CPUs; the test machine may have 2
     )
     cmd = [sys.executable, "-m", "securegate.cli", "serve", "--config", str(config_path), "--port", str(port),
            "--models", str(models_dir), "--data-dir", str(tmp_path / "data")]

@@ -164,7 +164,7 @@ def test_sharded_tenant_through_the_service(app, tmp_path) -> None:
         assert await shard_counts(3) == owned(3) and min(owned(3)) > 0
         for top_k, threshold in ((1, 0.2), (5, 0.2), (10, -1.0), (3, 0.5)):
             assert await search(top_k, threshold) == expected(top_k, threshold)
-        assert any(len(per_face) == 5 for per_face in await search())
+        assert all(len(per_face) == 5 for per_face in await search(5, -1.0))
         info = await service.call(tenant, "info")
         assert info["faces"] == len(faces) and info["shards"] == 3
 
