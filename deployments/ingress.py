@@ -15,6 +15,7 @@ import pydantic
 from fastapi import FastAPI, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from ray import serve
 from ray.exceptions import RayActorError, RayError
 from ray.serve.handle import DeploymentHandle
@@ -105,6 +106,14 @@ async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONRespo
     return error_response(errors.InvalidRequest("request body does not match the schema", problems=problems))
 
 
+@api.exception_handler(StarletteHTTPException)
+async def _framework_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """The framework's own refusals (a body that is not UTF-8 JSON, an unknown route or method) in our shape."""
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "invalid_request")
+    return JSONResponse(status_code=exc.status_code, content={"error": {"code": code, "message": str(exc.detail)}},
+                        headers=getattr(exc, "headers", None))
+
+
 @api.exception_handler(errors.ApiError)
 async def _api_error(_: Request, exc: errors.ApiError) -> JSONResponse:
     return error_response(exc)
@@ -164,9 +173,11 @@ def model_id(model: dict) -> str:
     return f"{model['name']}/{model['dim']}"
 
 
-STATELESS_ERRORS = {code: {"model": s.ErrorResponse} for code in (400, 413, 422)}
-TENANT_ERRORS = {code: {"model": s.ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 422, 429, 503)}
-ADMIN_ERRORS = {code: {"model": s.ErrorResponse} for code in (400, 401, 403, 404, 503)}
+# Every status a route can answer with, documented with our error body (422 replaces FastAPI's default
+# validation schema, which we never send: validation errors are 400 invalid_request).
+STATELESS_ERRORS = {code: {"model": s.ErrorResponse} for code in (400, 413, 422, 503)}
+TENANT_ERRORS = {code: {"model": s.ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 422, 429, 500, 503)}
+ADMIN_ERRORS = {code: {"model": s.ErrorResponse} for code in (400, 401, 403, 404, 413, 422, 503)}
 
 
 # ------------------------------------------------------------------------------------------ deployment
@@ -329,11 +340,11 @@ class Ingress:
                 "threshold": threshold}
 
     @api_errors
-    async def audit(self, api_key: str, since: float = 0.0, limit: int = 100) -> dict:
-        """The tenant's audit events after `since` (unix time), oldest first."""
+    async def audit(self, api_key: str, since: int = 0, limit: int = 100) -> dict:
+        """The tenant's audit events after sequence number `since`, oldest first; page with `next_since`."""
         tenant = await self._tenant(api_key)
         events = await self.tenants.audit_events.remote(tenant, since, limit)
-        return {"events": events, "next_since": events[-1]["at"] if events else since}
+        return {"events": events, "next_since": events[-1]["seq"] if events else since}
 
     @api_errors
     async def verify_person(self, api_key: str, image: bytes, person_id: str, threshold: float | None = None) -> dict:
@@ -462,28 +473,29 @@ class Ingress:
     async def http_rotate_api_key(self, tenant_id: str, authorization: str | None = Header(None)) -> dict:
         return await self.rotate_api_key(bearer(authorization), tenant_id)
 
-    @api.post("/v1/admin/keys/rotate-root", responses=ADMIN_ERRORS, tags=["admin"])
+    @api.post("/v1/admin/keys/rotate-root", response_model=s.RootKeyRotation, responses=ADMIN_ERRORS, tags=["admin"])
     async def http_rotate_root_key(self, authorization: str | None = Header(None)) -> dict:
         return await self.rotate_root_key(bearer(authorization))
 
-    @api.post("/v1/tenants/{tenant_id}/keys/rotate", status_code=202, responses=ADMIN_ERRORS, tags=["admin"])
+    @api.post("/v1/tenants/{tenant_id}/keys/rotate", status_code=202, response_model=s.KeyRotation, responses=ADMIN_ERRORS, tags=["admin"])
     async def http_rotate_tenant_key(self, tenant_id: str, authorization: str | None = Header(None)) -> dict:
         return await self.rotate_tenant_key(bearer(authorization), tenant_id)
 
-    @api.get("/v1/admin/keys/status", responses=ADMIN_ERRORS, tags=["admin"])
+    @api.get("/v1/admin/keys/status", response_model=s.KeyStatus, responses=ADMIN_ERRORS, tags=["admin"])
     async def http_key_status(self, authorization: str | None = Header(None)) -> dict:
         return await self.key_status(bearer(authorization))
 
     @api.get("/v1/audit", response_model=s.AuditPage, responses=TENANT_ERRORS, tags=["audit"])
-    async def http_audit(self, since: float = Query(0.0, ge=0), limit: int = Query(100, ge=1, le=1000),
+    async def http_audit(self, since: int = Query(0, ge=0, description="sequence number of the last event seen"),
+                         limit: int = Query(100, ge=1, le=1000),
                          authorization: str | None = Header(None)) -> dict:
         return await self.audit(bearer(authorization), since, limit)
 
-    @api.get("/v1/healthz", tags=["health"])
+    @api.get("/v1/healthz", response_model=s.Health, tags=["health"])
     async def http_healthz(self) -> dict:
         return {"status": "ok"}
 
-    @api.get("/v1/readyz", responses={503: {"model": s.ErrorResponse}}, tags=["health"])
+    @api.get("/v1/readyz", response_model=s.Readiness, responses={503: {"model": s.ErrorResponse}}, tags=["health"])
     async def http_readyz(self):
         try:
             return await asyncio.wait_for(self.ready(), timeout=5.0)

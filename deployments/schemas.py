@@ -180,4 +180,40 @@ class AuditEvent(BaseModel):
 
 class AuditPage(BaseModel):
     events: list[AuditEvent]
-    next_since: float
+    next_since: int = Field(..., description="pass as `since` for the next page")
+
+
+# ---- keys and health ----------------------------------------------------------------------------------------
+class RootKeyRotation(BaseModel):
+    previous_root_id: str
+    root_id: str
+    rewrapped: int
+    tenants: int
+
+
+class KeyRotation(BaseModel):
+    tenant_id: str
+    version: int
+    state: str = Field(..., description="running, done or failed")
+    remaining: int | None
+    total: int | None
+    error: str | None = None
+
+
+class KeyStatus(BaseModel):
+    provider: str
+    root_id: str
+    tenant_count: int
+    tenants: dict[str, dict[str, Any]]
+    rotations: dict[str, KeyRotation]
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    ready: bool
+    detector: dict[str, Any]
+    embedder: dict[str, Any]
+    keys: bool

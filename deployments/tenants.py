@@ -101,7 +101,7 @@ class TenantRouter:
         finally:
             metrics.active_tenants().set(len(self.service.active_tenants()))
 
-    async def audit_events(self, tenant: Tenant, since: float, limit: int) -> list[dict]:
+    async def audit_events(self, tenant: Tenant, since: int, limit: int) -> list[dict]:
         return self.service.audit_events(tenant.tenant_id, since, limit)
 
     async def enforce_retention(self, now: float | None = None) -> dict[str, int]:

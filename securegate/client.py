@@ -40,7 +40,7 @@ __all__ = [
     # results
     "Face", "ModelInfo", "EmbeddedFace", "Embedding", "Verification", "Match", "SearchedFace", "SearchResult",
     "FaceSummary", "Person", "PersonPage", "PersonCreated", "FaceEnrolled", "TenantCreated", "Tenant",
-    "ApiKeyCreated", "RootKeyRotation", "TenantKeyRotation", "KeyStatus", "Health", "Readiness",
+    "ApiKeyCreated", "RootKeyRotation", "TenantKeyRotation", "KeyStatus", "AuditEvent", "AuditPage", "Health", "Readiness",
     # errors
     "SecureGateError", "SecureGateConnectionError", "InvalidRequestError", "InvalidImageError",
     "AuthenticationError", "PermissionDeniedError", "NotFoundError", "ConflictError", "PayloadTooLargeError",
@@ -411,6 +411,26 @@ class KeyStatus:
 
 
 @dataclass(frozen=True)
+class AuditEvent:
+    seq: int
+    at: float  # unix time
+    actor: str  # key:<api key id>, admin, or retention
+    action: str  # e.g. face.enrol
+    outcome: str  # ok, or the error code
+    counts: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    events: tuple[AuditEvent, ...]  # oldest first
+    next_since: int  # pass back as `since` for the next page
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> AuditPage:
+        return cls(tuple(_build(AuditEvent, e) for e in d["events"]), d["next_since"])
+
+
+@dataclass(frozen=True)
 class Health:
     status: str
 
@@ -521,6 +541,19 @@ class SecureGateClient:
 
     def delete_face(self, person_id: str, face_id: str) -> None:
         self._request("DELETE", f"/v1/persons/{_seg(person_id)}/faces/{_seg(face_id)}", auth=self.api_key)
+
+    def audit(self, since: int = 0, limit: int = 100) -> AuditPage:
+        """The tenant's audit events after sequence number `since`, oldest first."""
+        return AuditPage.from_json(self._request("GET", "/v1/audit", auth=self.api_key, params={"since": since, "limit": limit}))
+
+    def iter_audit(self, since: int = 0, page_size: int = 100) -> Iterator[AuditEvent]:
+        """Every audit event after `since`, page by page."""
+        while True:
+            page = self.audit(since=since, limit=page_size)
+            yield from page.events
+            if len(page.events) < page_size:
+                return
+            since = page.next_since
 
     # ---- admin (admin_token) -------------------------------------------------------------------------------
     def create_tenant(self, name: str, settings: Mapping[str, Any] | None = None) -> TenantCreated:

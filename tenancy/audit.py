@@ -35,9 +35,10 @@ class AuditLog:
             self._db.execute("INSERT INTO events (at, actor, action, outcome, counts) VALUES (?,?,?,?,?)",
                              (time.time(), actor, action, outcome, json.dumps(safe)))
 
-    def events(self, since: float = 0.0, limit: int = 100) -> list[dict]:
+    def events(self, since: int = 0, limit: int = 100) -> list[dict]:
+        """Events after sequence number `since` (sequence numbers never repeat, timestamps may)."""
         rows = self._db.execute(
-            "SELECT seq, at, actor, action, outcome, counts FROM events WHERE at > ? ORDER BY seq LIMIT ?", (since, limit)
+            "SELECT seq, at, actor, action, outcome, counts FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (since, limit)
         ).fetchall()
         return [{"seq": r[0], "at": r[1], "actor": r[2], "action": r[3], "outcome": r[4], "counts": json.loads(r[5])}
                 for r in rows]

@@ -89,6 +89,9 @@ def check_layout(settings: TenantSettings) -> None:
         raise _invalid_settings("match_on 'centroid' needs shards = 1 (centroid search is not sharded)", settings.shards)
 
 
+READ_RETRY_S = 15.0
+
+
 class TenantService:
     def __init__(self, data_dir: str, keys, *, admin_token: str | None = None, idle_evict_s: float = 900.0,
                  index_actor_options: dict[str, Any] | None = None, index_options: dict[str, Any] | None = None) -> None:
@@ -121,7 +124,7 @@ class TenantService:
             self._audits[tenant_id] = AuditLog(audit_path(self.data_dir, tenant_id))
         return self._audits[tenant_id]
 
-    def audit_events(self, tenant_id: str, since: float = 0.0, limit: int = 100) -> list[dict]:
+    def audit_events(self, tenant_id: str, since: int = 0, limit: int = 100) -> list[dict]:
         return self.audit(tenant_id).events(since, limit)
 
     # ---- tenant lifecycle ----------------------------------------------------------------------------------
@@ -260,14 +263,17 @@ class TenantService:
                 self.audit(tenant.tenant_id).record(actor, AUDITED[method], outcome, audit_counts(method, result))
 
     async def _call(self, tenant: Tenant, method: str, *args, retry_reads: bool):
-        for attempt in (0, 1):
+        # Reads retry while Ray restarts a crashed actor (each of a sharded tenant's actors restarts on its
+        # own), for up to READ_RETRY_S; writes never: the caller got no ack.
+        deadline = time.monotonic() + READ_RETRY_S
+        while True:
             layout = await self.layout(tenant)
             try:
                 if layout.shards > 1 and method in _SCATTERED:
                     return await _SCATTERED[method](self, layout, *args)
                 return await getattr(layout.primary, method).remote(*args)
             except RayActorError as exc:
-                if not retry_reads or attempt:
+                if not retry_reads or time.monotonic() > deadline:
                     raise TenantUnavailable(f"tenant index restarted during {method}; retry") from exc
                 await asyncio.sleep(0.2)
 

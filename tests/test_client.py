@@ -117,6 +117,14 @@ def test_persons_enrolment_search_and_verify(tenant, identity_photos, faces_root
     assert sorted(seen) == everyone
     assert sorted(p.person_id for p in sg.iter_persons(page_size=2)) == everyone
 
+    events = sg.audit(limit=1000).events
+    assert events and all(isinstance(e, sgc.AuditEvent) for e in events)
+    enrolments = [e for e in events if e.action == "face.enrol"]
+    assert len(enrolments) == 3 and all(e.actor.startswith("key:") and e.outcome == "ok" for e in enrolments)
+    assert [e.seq for e in sg.iter_audit(page_size=2)] == [e.seq for e in events]
+    page = sg.audit(since=events[0].seq, limit=1)
+    assert [e.seq for e in page.events] == [events[1].seq] and page.next_since == events[1].seq
+
     sg.delete_face(persons["kit_harington"], kit.face_id)
     assert sg.get_person(persons["kit_harington"]).faces == ()
     sg.delete_person(anonymous.person_id)

@@ -383,7 +383,7 @@ def test_audit_log_records_who_did_what(http, admin, identity_photos, data_dir):
         ("face.enrol", "NotFound"), ("face.delete", "ok"), ("tenant.update", "ok")]
     assert {e["actor"] for e in events if e["action"] != "tenant.create" and e["action"] != "tenant.update"} == {f"key:{key_id}"}
     assert events[3]["counts"] == {"faces": 1, "matches": 1}
-    later = http.get("/v1/audit", params={"since": events[4]["at"]}, headers=tenant["auth"]).json()["events"]
+    later = http.get("/v1/audit", params={"since": events[4]["seq"]}, headers=tenant["auth"]).json()["events"]
     assert [e["seq"] for e in later] == [e["seq"] for e in events[5:]]
     # Never an image or a vector: the audit file holds no embedding bytes and no image bytes.
     audit_bytes = (data_dir / "tenants" / tenant["id"] / "audit.db").read_bytes()

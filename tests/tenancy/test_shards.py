@@ -53,12 +53,12 @@ def as_tuples(results: list[list[Match]]) -> list[list[tuple]]:
 
 @pytest.mark.parametrize("dim", [64, 512])
 def test_sharded_search_is_identical_to_unsharded(dim: int) -> None:
-    face_ids, person_ids, vectors = clustered(persons=700, dim=dim, seed=dim)
+    face_ids, person_ids, vectors = clustered(persons=500, dim=dim, seed=dim)
     single = FaceIndex.build(face_ids, person_ids, vectors)
     layouts = {n: build_shards(face_ids, person_ids, vectors, n, seed=n) for n in (2, 4)}
     # The data really spreads persons over shards (else the merge would be trivial).
     spread = Counter(p for f, p in {(shard_of(f, 4), p) for f, p in zip(face_ids, person_ids)})
-    assert sum(1 for c in spread.values() if c > 1) > 200
+    assert sum(1 for c in spread.values() if c > 1) > 150
 
     rng = np.random.default_rng(1)
     sources = rng.choice(len(face_ids), 40, replace=False)
@@ -66,14 +66,14 @@ def test_sharded_search_is_identical_to_unsharded(dim: int) -> None:
     strangers = unit(rng.standard_normal((10, dim)))
     queries = np.vstack([probes, strangers])
     nonempty = 0
-    for top_k in (1, 3, 10, 60):
-        for threshold in (-1.0, 0.0, 0.3, 0.5, 0.7):
+    for top_k in (1, 4, 40):
+        for threshold in (-1.0, 0.3, 0.6):
             expected = as_tuples(single.search(queries, top_k, threshold))
             nonempty += sum(1 for e in expected if e)
             for n, shards in layouts.items():
                 merged = merge_search([s.search(queries, top_k, threshold) for s in shards], top_k)
                 assert as_tuples(merged) == expected, (n, top_k, threshold)
-    assert nonempty > 500
+    assert nonempty > 250
     # Top-1 of the clustered probes is their source person (the data is what the benchmark uses).
     top1 = [m[0].person_id for m in single.search(probes, 1, 0.2)]
     assert np.mean([t == person_ids[s] for t, s in zip(top1, sources)]) > 0.95
@@ -197,11 +197,12 @@ def test_sharded_tenant_through_the_service(app, tmp_path) -> None:
         # An enrolment while a shard is down is durable, and searchable once it is back.
         old_pid = await shard_actor(tid, 1).pid.remote()
         os.kill(old_pid, signal.SIGKILL)
+        alive = next(i for i, p in enumerate(persons) if p != spread)
         deadline = time.monotonic() + 30
         while True:
-            v = unit(centres[1:2] + 0.3 * unit(rng.standard_normal((1, DIM))))[0]
-            face = await service.call(tenant, "add_face", persons[1], v, 0.9, 0.5)
-            faces[face["face_id"]] = (persons[1], v)
+            v = unit(centres[alive : alive + 1] + 0.3 * unit(rng.standard_normal((1, DIM))))[0]
+            face = await service.call(tenant, "add_face", persons[alive], v, 0.9, 0.5)
+            faces[face["face_id"]] = (persons[alive], v)
             if shard_of(face["face_id"], 3) == 1 or time.monotonic() > deadline:
                 break
         assert await search(10, -1.0) == expected(10, -1.0)
