@@ -1,7 +1,7 @@
 """securegate.client.SecureGateClient against the running application, on the real photos.
 
 Every client method runs at least once against the real service; error answers map to typed exceptions
-that always carry the API's code; the docs/client.md example runs as written.
+that always carry the API's code; the README example runs as written.
 """
 
 import base64
@@ -281,10 +281,10 @@ def test_admin_tenants_and_keys(app, admin, identity_photos):
         admin.delete_tenant(tid)
 
 
-def test_docs_example_runs(app, admin, identity_photos, tmp_path, monkeypatch):
-    text = (REPO / "docs" / "client.md").read_text()
+def test_readme_example_runs(app, admin, identity_photos, tmp_path, monkeypatch):
+    text = (REPO / "README.md").read_text()
     match = re.search(r"<!-- http-client-example -->\s*```python\n(.*?)```", text, re.S)
-    assert match, "docs/client.md has no <!-- http-client-example --> python block"
+    assert match, "README.md has no <!-- http-client-example --> python block"
     created = admin.create_tenant("docs-example")
     for i, photo in enumerate(identity_photos["obama"][:2], start=1):
         shutil.copy(photo, tmp_path / f"alice_{i}.jpg")
@@ -293,6 +293,6 @@ def test_docs_example_runs(app, admin, identity_photos, tmp_path, monkeypatch):
     monkeypatch.setenv("SECUREGATE_API_KEY", created.api_key)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        exec(compile(match.group(1), "docs/client.md", "exec"), {"__name__": "__docs__"})
+        exec(compile(match.group(1), "README.md", "exec"), {"__name__": "__docs__"})
     assert out.getvalue().split("\n")[:3] == ["True", "alice", "400 invalid_image"], out.getvalue()
     admin.delete_tenant(created.tenant_id)
