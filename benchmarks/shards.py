@@ -207,7 +207,7 @@ def main() -> int:
         one = results.get(1, base)
         summary = {
             "faces": ns.faces, "dim": ns.dim, "tier": "exact", "top_k": ns.top_k, "threshold": ns.threshold,
-            "cores": os.cpu_count(), "blas_threads_per_actor": one["per_shard"][0]["blas_threads"],
+            "cores": os.cpu_count(), "blas_threads_per_actor": one["per_shard"][0]["blas_threads"] or one["per_shard"][0]["omp_env"],
             "p50_ms": {str(n): r["single"]["p50_ms"] for n, r in results.items()},
             "p99_ms": {str(n): r["single"]["p99_ms"] for n, r in results.items()},
             "qps": {str(n): r["single"]["qps"] for n, r in results.items()},

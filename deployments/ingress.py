@@ -47,6 +47,8 @@ DOMAIN_ERRORS: dict[type[Exception], type[errors.ApiError]] = {
     store.DuplicateExternalId: errors.Conflict,
     store.ModelMismatch: errors.ModelMismatch,
     store.CorruptRecord: errors.CorruptRecord,
+    store.InvalidCursor: errors.InvalidRequest,
+    tenant_service.ShardedCentroidSearch: errors.InvalidRequest,
     pydantic.ValidationError: errors.InvalidRequest,
     ratelimit.RateLimited: errors.RateLimited,
     RayActorError: errors.ServiceUnavailable,

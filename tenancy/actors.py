@@ -50,7 +50,7 @@ class _Metrics:
             "securegate_search_seconds", description="index search latency by tier",
             boundaries=[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1], tag_keys=("tier",))
         self.index_bytes = Gauge("securegate_index_memory_bytes", description="memory held by a tenant's index",
-                                 tag_keys=("tenant",))
+                                 tag_keys=("tenant", "shard"))
 
 
 def _metrics() -> _Metrics | None:
@@ -244,7 +244,7 @@ class TenantIndex:
 
     def _report_memory(self) -> None:
         if (m := _metrics()) is not None and self.index is not None:
-            m.index_bytes.set(self.index.memory_bytes(), tags={"tenant": self.tenant_id})
+            m.index_bytes.set(self.index.memory_bytes(), tags={"tenant": self.tenant_id, "shard": str(self.shard)})
 
     # ---- persons ------------------------------------------------------------------------------------------
     def create_person(self, external_id: str | None, metadata: dict) -> dict:
@@ -412,7 +412,7 @@ class TenantIndex:
 
     def close(self) -> None:
         if (m := _metrics()) is not None:
-            m.index_bytes.set(0, tags={"tenant": self.tenant_id})
+            m.index_bytes.set(0, tags={"tenant": self.tenant_id, "shard": str(self.shard)})
         if self.store is not None:
             self.store.close()
         self.store = self.index = None  # the decrypted vectors go with them

@@ -17,6 +17,9 @@ class RateLimited(Exception):
         super().__init__(f"rate limit exceeded; retry after {retry_after_s:.2f}s")
         self.retry_after_s = retry_after_s
 
+    def __reduce__(self):  # crosses Ray processes with its number, not its message
+        return (RateLimited, (self.retry_after_s,))
+
 
 @dataclass
 class TokenBucket:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pydantic
 import ray
-from ray.exceptions import RayActorError
+from ray.exceptions import ActorUnavailableError, RayActorError
 
 from tenancy.audit import AuditLog, audit_path
 from tenancy.actors import NAMESPACE, KeyServiceDataKeys, TenantIndexActor, actor_name, format_match, tenant_db_path
@@ -49,6 +49,10 @@ def audit_counts(method: str, result) -> dict:
     if method in ("add_face", "verify_person"):
         return {"faces": 1}
     return {}
+
+
+# How long a tenant's activation may take before callers get a 503 (1M faces activate in ~20 s).
+ACTIVATION_TIMEOUT_S = 120.0
 
 
 class Forbidden(Exception):
@@ -241,9 +245,13 @@ class TenantService:
             await self.evict(tenant.tenant_id)
             handles = [self._spawn(tenant, k, shards) for k in range(shards)]
         # The primary first (it may create the file's schema), then the shards, each decrypting its own rows.
-        await handles[0].info.remote()  # activation finished (or raised)
-        if shards > 1:
-            await asyncio.gather(*(h.info.remote() for h in handles[1:]))
+        # Bounded: an actor Ray cannot place (no free resources) must give a 503, not hang every call.
+        try:
+            await asyncio.wait_for(handles[0].info.remote(), ACTIVATION_TIMEOUT_S)
+            if shards > 1:
+                await asyncio.wait_for(asyncio.gather(*(h.info.remote() for h in handles[1:])), ACTIVATION_TIMEOUT_S)
+        except asyncio.TimeoutError as exc:
+            raise TenantUnavailable(f"tenant {tenant.tenant_id} could not be activated in time; retry") from exc
         return _Layout(handles)
 
     async def call(self, tenant: Tenant, method: str, *args, retry_reads: bool = False, actor: str = "internal"):
@@ -379,6 +387,8 @@ class TenantService:
             try:
                 # A sharded tenant's primary takes part in every search and write, so it is the idle clock.
                 idle = await layout.primary.idle_seconds.remote()
+            except ActorUnavailableError:  # Ray is restarting it (e.g. after a node loss): not idle
+                continue
             except RayActorError:
                 idle = float("inf")
             if idle >= limit:

@@ -161,12 +161,16 @@ def _encode_cursor(created_at: float, person_id: str) -> str:
     return f"{created_at.hex()}:{person_id}"  # float.hex round-trips exactly, unlike str()
 
 
+class InvalidCursor(StoreError, ValueError):
+    """A pagination cursor this store did not hand out."""
+
+
 def _decode_cursor(cursor: str) -> tuple[float, str]:
     created_hex, _, person_id = cursor.partition(":")
     try:
         return float.fromhex(created_hex), person_id
     except ValueError as exc:
-        raise ValueError(f"malformed pagination cursor {cursor!r}") from exc
+        raise InvalidCursor(f"malformed pagination cursor {cursor[:64]!r}") from exc
 
 
 def _person_from_row(row: tuple) -> Person:

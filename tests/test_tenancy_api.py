@@ -449,3 +449,15 @@ def test_unicode_external_id_and_metadata_round_trip(http, gallery):
     view = http.get(f"/v1/persons/{pid}", headers=tenant["auth"]).json()
     assert view["external_id"] == external_id and view["metadata"] == metadata
     assert http.delete(f"/v1/persons/{pid}", headers=tenant["auth"]).status_code == 204
+
+
+def test_framework_level_refusals_use_our_error_shape(http, gallery):
+    tenant, _ = gallery
+    r = http.get("/v1/persons", params={"cursor": "not-a-cursor"}, headers=tenant["auth"])
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request"
+    r = http.post("/v1/detect", content=b"\x08\xe9", headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request"
+    r = http.put("/v1/detect")
+    assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
+    r = http.get("/v1/nowhere")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
