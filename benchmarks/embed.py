@@ -2,7 +2,6 @@
 
     .venv/bin/python benchmarks/embed.py [--threads 2] [--seconds 6] [--callers 64] [--models DIR]
     # experiments on the Serve side (defaults measure the deployment exactly as it ships):
-    #   --embedder no-spin    prototype Embedder whose ORT session does not spin-wait
     #   --throughput-mode     RAY_SERVE_THROUGHPUT_OPTIMIZED=1      --no-access-log   no per-request log line
 
 Same model, same crops, same ONNX Runtime thread count on both sides:
@@ -176,42 +175,11 @@ async def stop_serve() -> None:
         ray.shutdown()
 
 
-def no_spin_embedder():
-    """PROTOTYPE of a proposed change to deployments/embedder.py (not applied there): the same Embedder,
-    but its ORT session does not spin-wait. By default ORT's intra-op threads busy-spin after each op
-    waiting for the next; in a replica on 2 cores that spinning takes the CPU that Serve's own threads
-    (request intake, serialization, the batch loop) need."""
-    from deployments.embedder import Embedder
-
-    class NoSpinEmbedder(Embedder.func_or_class):
-        def __init__(self, settings: dict) -> None:
-            super().__init__(settings)
-            disable_spinning(self.model)
-
-    return Embedder.options(func_or_class=NoSpinEmbedder)
-
-
-def disable_spinning(embedder: FaceEmbedder) -> None:
-    """Rebuild the embedder's ORT session with the same threads and spinning off."""
-    import onnxruntime as ort
-
-    from securegate.models import session_options
-
-    model = embedder._model
-    opts = session_options(embedder._threads)
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    model.session = ort.InferenceSession(model.model_file, sess_options=opts, providers=embedder.providers)
-
-
-def deploy_embedder(models: str, threads: int, callers: int, variant: str, access_log: bool):
+def deploy_embedder(models: str, threads: int, callers: int, access_log: bool):
     """Only the Embedder, with the same ORT threads as the raw run and as many CPUs as threads."""
     from ray import serve
 
     from deployments.embedder import Embedder
-
-    if variant == "no-spin":
-        Embedder = no_spin_embedder()  # noqa: N806
 
     settings = {
         "models": models,
@@ -282,7 +250,7 @@ async def serve_session(args: argparse.Namespace, models: str, embedder: FaceEmb
     """Ray up, Embedder deployed, paired measurement, everything down again: one event loop throughout."""
     start_serve(args.threads)
     try:
-        handle = deploy_embedder(models, args.threads, args.callers, args.embedder, not args.no_access_log)
+        handle = deploy_embedder(models, args.threads, args.callers, not args.no_access_log)
         return await measure_paired(embedder, handle, crops, args.callers, args.seconds, args.rounds)
     finally:
         await stop_serve()
@@ -325,13 +293,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="ORT intra-op threads (both sides)")
     parser.add_argument("--seconds", type=float, default=6.0, help="measurement time per figure")
     parser.add_argument("--callers", type=int, default=64, help="concurrent Serve callers")
-    parser.add_argument("--embedder", choices=["current", "no-spin"], default="current",
-                        help="deployments/embedder.py as it is, or the prototype with ORT spinning off")
     parser.add_argument("--throughput-mode", action="store_true",
                         help="RAY_SERVE_THROUGHPUT_OPTIMIZED=1: user code and router on the main event loops")
     parser.add_argument("--no-access-log", action="store_true",
                         help="deployment logging_config enable_access_log=False (one log line per request)")
-    parser.add_argument("--raw-no-spin", action="store_true", help="raw side with ORT spinning off too")
     parser.add_argument("--rounds", type=int, default=3, help="alternating raw-b32/serve rounds")
     parser.add_argument("--models", default=os.environ.get("SECUREGATE_MODELS"), help="model pack directory")
     parser.add_argument("--faces", type=Path, default=FACES_DIR, help="face photos with manifest.csv")
@@ -353,8 +318,6 @@ def main() -> None:
           f"threads={args.threads}, {args.seconds:g}s per figure, {args.callers} callers")
 
     embedder = FaceEmbedder(pack, CPU, threads=args.threads)
-    if args.raw_no_spin:
-        disable_spinning(embedder)
     with HostLoad() as small_load:
         raw_small = {b: raw_fps(embedder, crops, b, args.seconds) for b in (1, 8)}
     if args.throughput_mode:
@@ -397,7 +360,6 @@ def main() -> None:
         "serve_faces_per_cpu_s": round(serve_per_cpu, 1),
         "serve_vs_raw_per_cpu": round(serve_per_cpu / raw_per_cpu, 3),
         "serve_cores_by_role": {k: round(v, 2) for k, v in paired["serve_cores_by_role"].items()},
-        "embedder": args.embedder,
         "throughput_mode": args.throughput_mode,
         "access_log": not args.no_access_log,
     }

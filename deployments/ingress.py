@@ -29,7 +29,7 @@ from securegate import errors, images, metrics
 from securegate.models import DetectedFace
 from securegate.settings import Settings
 from tenancy.quality import assess
-from tenancy.registry import QualityGates, Tenant
+from tenancy.registry import Tenant
 
 log = logging.getLogger("ray.serve")
 

@@ -1,7 +1,6 @@
 """Model packs and inference, without Ray: the same classes the deployments run."""
 
 import os
-from pathlib import Path
 
 import cv2
 import numpy as np

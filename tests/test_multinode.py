@@ -26,6 +26,7 @@ from pathlib import Path
 import yaml
 
 from tests.conftest import REPO, free_port
+from tests.processes import kill_pids, process_tree, stop_tree
 
 CONFIG = REPO / "configs" / "cluster.yaml"
 RAY = str(Path(sys.executable).parent / "ray")
@@ -37,65 +38,6 @@ HEAD_CPUS = 8
 # GCS declares a silent raylet dead after period x threshold; the defaults take ~15 s, too long for the budget.
 FAST_HEALTH_CHECKS = {"RAY_health_check_period_ms": "1000", "RAY_health_check_timeout_ms": "1000",
                       "RAY_health_check_failure_threshold": "3"}
-
-
-# ---------------------------------------------------------------------------------- processes by PID
-def _processes() -> dict[int, tuple[int, str]]:
-    """pid -> (ppid, command line) for every process we can read."""
-    out = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                cmdline = fh.read().replace(b"\0", b" ").decode(errors="replace")
-        except (OSError, ValueError, IndexError):
-            continue
-        out[int(entry)] = (ppid, cmdline)
-    return out
-
-
-def process_tree(marker: str) -> set[int]:
-    """Processes whose command line contains `marker` (a temp dir of ours), and all their descendants
-    (Ray's agents and workers rename themselves, e.g. `ray::TenantIndex.search`)."""
-    procs = _processes()
-    found = {pid for pid, (_, cmd) in procs.items() if marker in cmd and pid != os.getpid()}
-    grew = True
-    while grew:
-        children = {pid for pid, (ppid, _) in procs.items() if ppid in found} - found
-        found |= children
-        grew = bool(children)
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def kill_pids(pids: set[int], sig: signal.Signals, wait_s: float) -> set[int]:
-    """Send `sig` to each PID; return those still alive after `wait_s`."""
-    for pid in pids:
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline and any(_alive(p) for p in pids):
-        time.sleep(0.1)
-    return {p for p in pids if _alive(p)}
-
-
-def stop_tree(marker: str) -> None:
-    pids = process_tree(marker)
-    left = kill_pids(pids, signal.SIGTERM, 5)
-    left |= process_tree(marker) - pids  # anything started meanwhile
-    kill_pids(left, signal.SIGKILL, 5)
 
 
 # ----------------------------------------------------------------------------------------- the driver

@@ -151,7 +151,7 @@ def test_tenants_never_see_each_other(app, http, admin, identity_photos):
     photos = [p for ps in identity_photos.values() for p in ps]
     for _ in range(24):
         i = rng.randrange(2)
-        me, other = tenants[i], tenants[1 - i]
+        me = tenants[i]
         op = rng.choice(["create", "enrol", "search", "peek", "delete"])
         if op == "create" or not owned[i]:
             owned[i].add(create_person(http, me, metadata={"round": _}))

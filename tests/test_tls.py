@@ -28,6 +28,7 @@ import pytest
 import yaml
 
 from tests.certs import CertificateAuthority
+from tests.processes import process_tree, stop_pids
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -45,66 +46,6 @@ def short_tmpdir() -> Path:
 
 
 # ------------------------------------------------------------------------------------ process helpers
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _children(pid: int) -> list[int]:
-    out: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            out += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            pass
-    return out
-
-
-def processes_of(marker: str) -> list[int]:
-    """PIDs whose command line mentions `marker` (a unique temp dir), plus all their descendants: Ray's
-    workers rename themselves (`ray::IDLE`), but they are children of the raylet."""
-    me = os.getpid()
-    roots = [int(p.name) for p in Path("/proc").iterdir()
-             if p.name.isdigit() and int(p.name) != me and marker in _cmdline(int(p.name))]
-    seen: list[int] = []
-    todo = list(roots)
-    while todo:
-        pid = todo.pop()
-        if pid not in seen:
-            seen.append(pid)
-            todo += _children(pid)
-    return seen
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie (exited, not yet reaped by its parent) counts as gone.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def stop_pids(pids: list[int], grace: float = 5.0) -> None:
-    """SIGTERM, then SIGKILL whatever is still alive after `grace` seconds."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and any(_alive(p) for p in pids):
-            time.sleep(0.2)
-        if not any(_alive(p) for p in pids):
-            return
-
-
 def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 60) -> int | None:
     if proc.poll() is None:
         proc.send_signal(sig)
@@ -186,9 +127,9 @@ def test_serve_https_from_tls_config(tmp_path, models_dir):
         # SIGTERM (what operators and process managers send): the CLI runs serve.shutdown() and ray.shutdown().
         code = stop_process(proc, signal.SIGTERM, timeout=60)
         deadline = time.monotonic() + 10
-        while processes_of(str(ray_tmp)) and time.monotonic() < deadline:
+        while process_tree(str(ray_tmp)) and time.monotonic() < deadline:
             time.sleep(0.5)
-        leftovers = processes_of(str(ray_tmp))
+        leftovers = process_tree(str(ray_tmp))
         stop_pids(leftovers)
         shutil.rmtree(ray_tmp, ignore_errors=True)
     assert code == 0, f"securegate serve did not stop cleanly on SIGTERM ({code}):\n{tail(log)}"
@@ -263,9 +204,9 @@ def test_ray_internal_grpc_tls(tmp_path):
         assert "RESULT" not in out, f"a driver without TLS ran a task on the TLS cluster:\n{out}"
         assert "Connected to Ray cluster" not in out
     finally:
-        stop_pids(processes_of(str(temp_dir)), grace=3)
+        stop_pids(process_tree(str(temp_dir)), grace=3)
         shutil.rmtree(temp_dir, ignore_errors=True)
-    assert not processes_of(str(temp_dir))
+    assert not process_tree(str(temp_dir))
 
 
 # -------------------------------------------------------------------------------------- 3. nginx mTLS
