@@ -37,10 +37,12 @@ class VerifyRequest(Body):
 
     @model_validator(mode="after")
     def one_form(self):
-        pair = self.image_a is not None and self.image_b is not None
-        person = self.image is not None and self.person_id is not None
-        if pair == person:
-            raise ValueError("give either image_a and image_b, or image and person_id")
+        pair = (self.image_a, self.image_b)
+        person = (self.image, self.person_id)
+        complete_pair = all(v is not None for v in pair) and all(v is None for v in person)
+        complete_person = all(v is not None for v in person) and all(v is None for v in pair)
+        if not (complete_pair or complete_person):
+            raise ValueError("give either image_a and image_b, or image and person_id (not both forms)")
         return self
 
 

@@ -180,3 +180,14 @@ def test_reconfigure_changes_the_batching_policy(app):
         assert max(int(k) for k in stats["histogram"]) <= 8
     finally:
         embedder.reconfigure.remote({"max_batch_size": 32, "batch_wait_timeout_s": 0.05}).result()
+
+
+@pytest.mark.parametrize("body", [
+    {"image_a": "aGk=", "image_b": "aGk=", "person_id": "p"},
+    {"image": "aGk=", "image_b": "aGk="},
+    {"image_a": "aGk="},
+    {"person_id": "p"},
+], ids=["pair-plus-person", "mixed", "half-pair", "person-without-image"])
+def test_verify_takes_exactly_one_form(http, body):
+    r = http.post("/v1/verify", json=body)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request", r.text
