@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/embed.py [--threads 2] [--seconds 6] [--callers 64] [--models DIR]
     # experiments on the Serve side (defaults measure the deployment exactly as it ships):
-    #   --throughput-mode     RAY_SERVE_THROUGHPUT_OPTIMIZED=1      --no-access-log   no per-request log line
+    #   --throughput-mode     RAY_SERVE_THROUGHPUT_OPTIMIZED=1 (Serve runs user code on its main event loops)
 
 Same model, same crops, same ONNX Runtime thread count on both sides:
   raw    FaceEmbedder.embed() in this process at batch 1, 8 and 32;
@@ -175,7 +175,7 @@ async def stop_serve() -> None:
         ray.shutdown()
 
 
-def deploy_embedder(models: str, threads: int, callers: int, access_log: bool):
+def deploy_embedder(models: str, threads: int, callers: int):
     """Only the Embedder, with the same ORT threads as the raw run and as many CPUs as threads."""
     from ray import serve
 
@@ -191,7 +191,6 @@ def deploy_embedder(models: str, threads: int, callers: int, access_log: bool):
         max_ongoing_requests=max(64, callers),
         ray_actor_options={"num_cpus": threads},
         user_config={"max_batch_size": SERVE_MAX_BATCH, "batch_wait_timeout_s": SERVE_BATCH_WAIT_S},
-        **({} if access_log else {"logging_config": {"enable_access_log": False}}),
     ).bind(settings)
     return serve.run(app, name="embed-bench", route_prefix=None)
 
@@ -250,7 +249,7 @@ async def serve_session(args: argparse.Namespace, models: str, embedder: FaceEmb
     """Ray up, Embedder deployed, paired measurement, everything down again: one event loop throughout."""
     start_serve(args.threads)
     try:
-        handle = deploy_embedder(models, args.threads, args.callers, not args.no_access_log)
+        handle = deploy_embedder(models, args.threads, args.callers)
         return await measure_paired(embedder, handle, crops, args.callers, args.seconds, args.rounds)
     finally:
         await stop_serve()
@@ -295,8 +294,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--callers", type=int, default=64, help="concurrent Serve callers")
     parser.add_argument("--throughput-mode", action="store_true",
                         help="RAY_SERVE_THROUGHPUT_OPTIMIZED=1: user code and router on the main event loops")
-    parser.add_argument("--no-access-log", action="store_true",
-                        help="deployment logging_config enable_access_log=False (one log line per request)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating raw-b32/serve rounds")
     parser.add_argument("--models", default=os.environ.get("SECUREGATE_MODELS"), help="model pack directory")
     parser.add_argument("--faces", type=Path, default=FACES_DIR, help="face photos with manifest.csv")
@@ -361,7 +358,6 @@ def main() -> None:
         "serve_vs_raw_per_cpu": round(serve_per_cpu / raw_per_cpu, 3),
         "serve_cores_by_role": {k: round(v, 2) for k, v in paired["serve_cores_by_role"].items()},
         "throughput_mode": args.throughput_mode,
-        "access_log": not args.no_access_log,
     }
     print(json.dumps(figures))
 

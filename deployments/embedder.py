@@ -22,7 +22,10 @@ from securegate.settings import Settings
 log = logging.getLogger("ray.serve")
 
 # max_ongoing_requests must be >= max_batch_size or batches can never fill; the configs set both.
-@serve.deployment(max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.5})
+# No access log: callers are the Ingress and Python callers, one line per crop costs CPU the batches need
+# (benchmarks/embed.py) and the Ingress already logs every client request.
+@serve.deployment(max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.5},
+                  logging_config={"enable_access_log": False})
 class Embedder:
     def __init__(self, settings: dict) -> None:
         self.settings = Settings.model_validate(settings)
