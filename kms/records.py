@@ -20,7 +20,13 @@ KEY_BYTES = 32
 
 
 class InvalidRecord(Exception):
-    """The record was tampered with, moved, or sealed under another key or associated data."""
+    """The record was tampered with, moved, or sealed under another key or associated data.
+
+    From `open_many`, `index` says which record of the batch failed."""
+
+    def __init__(self, message: str, index: int | None = None) -> None:
+        super().__init__(message)
+        self.index = index
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,10 +89,13 @@ class RecordCipher:
     def seal_many(self, plaintexts: Sequence[bytes], aads: Sequence[bytes]) -> list[SealedRecord]:
         if len(plaintexts) != len(aads) or not all(aads):
             raise ValueError("one non-empty associated data per record is required")
-        encrypt, urandom, new, version = self._encrypt, _urandom, _new_record, self.key_version
+        encrypt, new, version = self._encrypt, _new_record, self.key_version
+        # One read of the OS CSPRNG for every nonce of the batch: each 12-byte slice is as random as a
+        # separate read, without a syscall per record.
+        pool = _urandom(NONCE_BYTES * len(plaintexts))
         out = []
-        for plaintext, aad in zip(plaintexts, aads):
-            nonce = urandom(NONCE_BYTES)
+        for i, (plaintext, aad) in enumerate(zip(plaintexts, aads)):
+            nonce = pool[i * NONCE_BYTES : (i + 1) * NONCE_BYTES]
             record = new(SealedRecord)
             _set_nonce(record, nonce)
             _set_ciphertext(record, encrypt(nonce, plaintext, aad))
@@ -101,10 +110,11 @@ class RecordCipher:
         try:
             for (nonce, ciphertext, key_version), aad in zip(rows, aads, strict=True):
                 if key_version != version:
-                    raise InvalidRecord(f"record {len(out)} is sealed under key version {key_version}, cipher holds {version}")
+                    raise InvalidRecord(f"record {len(out)} is sealed under key version {key_version}, cipher holds {version}",
+                                        len(out))
                 out.append(decrypt(nonce, ciphertext, aad))
         except InvalidTag as exc:
-            raise InvalidRecord(f"record {len(out)} failed authentication (tampered, moved, or wrong key)") from exc
+            raise InvalidRecord(f"record {len(out)} failed authentication (tampered, moved, or wrong key)", len(out)) from exc
         return out
 
     def __repr__(self) -> str:  # never show key material

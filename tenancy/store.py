@@ -23,6 +23,7 @@ import uuid
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from itertools import islice
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,10 @@ VECTOR_DTYPE = np.dtype("<f4")
 _AAD_DOMAIN = b"securegate.tenancy.face.v1"
 _BUSY_TIMEOUT_MS = 5_000
 _MMAP_BYTES = 1 << 34
+
+
+# Rows decrypted per bulk call during activation.
+_DECRYPT_CHUNK = 4096
 
 
 class StoreError(Exception):
@@ -404,19 +409,29 @@ class TenantStore:
             face_ids: list[str] = [""] * n
             person_ids: list[str] = [""] * n
             rows = self._conn.execute(f"SELECT face_id, person_id, nonce, ciphertext, key_version FROM faces{where}", params)
-            for i, (face_id, person_id, nonce, ciphertext, key_version) in enumerate(rows):
-                cipher = ciphers.get(key_version)
-                if cipher is None:
-                    cipher = ciphers[key_version] = cipher_for_version(key_version)
-                try:
-                    plaintext = cipher.open(SealedRecord(nonce, ciphertext, key_version), aad=self._face_aad(face_id))
-                except InvalidRecord as exc:
-                    raise CorruptRecord(face_id) from exc
-                if len(plaintext) != row_bytes:
-                    raise CorruptRecord(face_id)
-                view[i * row_bytes : (i + 1) * row_bytes] = plaintext
-                face_ids[i] = face_id
-                person_ids[i] = person_id
+            i = 0
+            while chunk := list(islice(rows, _DECRYPT_CHUNK)):
+                # Bulk decryption per key version (one version, outside a rotation).
+                by_version: dict[int, list[int]] = {}
+                for j, row in enumerate(chunk):
+                    by_version.setdefault(row[4], []).append(j)
+                for key_version, positions in by_version.items():
+                    cipher = ciphers.get(key_version)
+                    if cipher is None:
+                        cipher = ciphers[key_version] = cipher_for_version(key_version)
+                    try:
+                        plaintexts = cipher.open_many([(chunk[j][2], chunk[j][3], key_version) for j in positions],
+                                                      [self._face_aad(chunk[j][0]) for j in positions])
+                    except InvalidRecord as exc:
+                        raise CorruptRecord(chunk[positions[exc.index or 0]][0]) from exc
+                    for j, plaintext in zip(positions, plaintexts):
+                        if len(plaintext) != row_bytes:
+                            raise CorruptRecord(chunk[j][0])
+                        view[(i + j) * row_bytes : (i + j + 1) * row_bytes] = plaintext
+                for j, row in enumerate(chunk):
+                    face_ids[i + j] = row[0]
+                    person_ids[i + j] = row[1]
+                i += len(chunk)
         vectors = np.frombuffer(buffer, dtype=VECTOR_DTYPE).reshape(n, self.dim)
         return LoadedFaces(face_ids, person_ids, vectors)
 
