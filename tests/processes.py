@@ -1,4 +1,4 @@
-"""Finding and stopping the processes a test started, by PID (never `ray stop`: that would kill every
+"""Finding and stopping the processes a test started, by PID (never Ray's stop command: that would kill every
 Ray process on the host, including clusters that are not ours)."""
 
 import os

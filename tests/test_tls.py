@@ -5,7 +5,7 @@
 2. Ray's internal gRPC TLS (RAY_USE_TLS=1 ...) on a `ray start` cluster of its own, stopped by PID.
 3. mTLS: configs/nginx-mtls.conf in front of the session's Serve app.
 
-Every process started here is stopped here, by PID (never `ray stop`: it would kill other clusters on the host).
+Every process started here is stopped here, by PID (never Ray's stop command: it would kill other clusters on the host).
 """
 
 from __future__ import annotations
