@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -40,6 +41,15 @@ def cmd_serve(ns: argparse.Namespace) -> int:
         args["models"] = str(Path(ns.models).expanduser().resolve())
     if ns.data_dir:
         args["data_dir"] = str(Path(ns.data_dir).expanduser().resolve())
+    # The admin token is generated here on first start (not in a replica) so it can be shown once, on the
+    # operator's terminal rather than in logs.
+    from securegate.settings import Settings
+    from tenancy.registry import load_or_create_admin_token
+
+    data_dir = Settings.from_args(args).data_dir
+    token, created = load_or_create_admin_token(data_dir, os.environ.get("SECUREGATE_ADMIN_TOKEN"))
+    if created:
+        print(f"Admin token (generated now, stored in {Path(data_dir) / 'admin_token'}, mode 0600):\n  {token}", flush=True)
     host = ns.host or http.get("host") or "127.0.0.1"
     port = ns.port or http.get("port") or 8000
 
@@ -79,8 +89,6 @@ def cmd_models(ns: argparse.Namespace) -> int:
 def admin_client(ns: argparse.Namespace):
     """httpx client for the admin API. The token: --admin-token, $SECUREGATE_ADMIN_TOKEN, or the one the
     service generated into its data dir."""
-    import os
-
     import httpx
 
     from securegate.settings import default_data_dir
@@ -125,8 +133,6 @@ def cmd_tenants(ns: argparse.Namespace) -> int:
 
 
 def _admin_options(parser: argparse.ArgumentParser) -> None:
-    import os
-
     parser.add_argument("--url", default=os.environ.get("SECUREGATE_URL", "http://127.0.0.1:8000"))
     parser.add_argument("--admin-token")
     parser.add_argument("--data-dir", help="where to find the generated admin token")
