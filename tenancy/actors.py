@@ -88,6 +88,28 @@ def tenant_db_path(data_dir: str | Path, tenant_id: str) -> Path:
     return Path(data_dir) / "tenants" / tenant_id / "embeddings.db"
 
 
+class CipherCache:
+    """Record ciphers by key version for one operation (an activation, a rotation step), fetched from the
+    key source once each; `clear()` drops the key material when the operation ends."""
+
+    def __init__(self, data_key: Callable[[int | None], DataKey]) -> None:
+        self._data_key = data_key
+        self._ciphers: dict[int, RecordCipher] = {}
+
+    def get(self, version: int) -> RecordCipher:
+        if version not in self._ciphers:
+            self._ciphers[version] = self._data_key(version).cipher()
+        return self._ciphers[version]
+
+    def current(self) -> RecordCipher:
+        cipher = self._data_key(None).cipher()
+        self._ciphers[cipher.key_version] = cipher
+        return cipher
+
+    def clear(self) -> None:
+        self._ciphers.clear()
+
+
 class TenantIndex:
     """The logic of an index actor, usable without Ray (tests, tools)."""
 
@@ -125,15 +147,9 @@ class TenantIndex:
         started = time.perf_counter()
         self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         store = TenantStore.open(self._path, self.tenant_id, self.model, self.dim)
-        ciphers: dict[int, RecordCipher] = {}
-
-        def cipher_for(version: int) -> RecordCipher:
-            if version not in ciphers:
-                ciphers[version] = self._data_key(version).cipher()
-            return ciphers[version]
-
+        ciphers = CipherCache(self._data_key)
         try:
-            loaded = store.load_all(cipher_for, (self.shard, self.shards) if self.shards > 1 else None)
+            loaded = store.load_all(ciphers.get, (self.shard, self.shards) if self.shards > 1 else None)
             external_ids: dict[str, str | None] = {}
             wanted = None if self.primary else set(loaded.person_ids)  # a shard names only its own persons
             cursor = None
@@ -378,22 +394,16 @@ class TenantIndex:
         version. The router calls this repeatedly, so searches and enrolments run between batches."""
         self._require_primary("reencrypt_step")
         self._touch()
-        current = self._data_key(None)
-        ciphers = {current.version: current.cipher()}
-
-        def cipher_for(version: int) -> RecordCipher:
-            if version not in ciphers:
-                ciphers[version] = self._data_key(version).cipher()
-            return ciphers[version]
-
-        steps = self.store.reencrypt(cipher_for, ciphers[current.version], batch_size)
+        ciphers = CipherCache(self._data_key)
+        current = ciphers.current()
+        steps = self.store.reencrypt(ciphers.get, current, batch_size)
         next(steps, None)
         versions = self.store.key_versions_in_use()
-        remaining = sum(n for version, n in versions.items() if version != current.version)
+        remaining = sum(n for version, n in versions.items() if version != current.key_version)
         if remaining == 0:
             next(steps, None)  # lets the store finish: it truncates the WAL that held the old records
         ciphers.clear()
-        return {"version": current.version, "remaining": remaining, "total": sum(versions.values())}
+        return {"version": current.key_version, "remaining": remaining, "total": sum(versions.values())}
 
     # ---- lifecycle ----------------------------------------------------------------------------------------
     def info(self) -> dict:
