@@ -111,8 +111,8 @@ async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONRespo
 @api.exception_handler(StarletteHTTPException)
 async def _framework_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
     """The framework's own refusals (a body that is not UTF-8 JSON, an unknown route or method) in our shape."""
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "invalid_request")
-    return JSONResponse(status_code=exc.status_code, content={"error": {"code": code, "message": str(exc.detail)}},
+    kind = {404: errors.NotFound, 405: errors.MethodNotAllowed}.get(exc.status_code, errors.InvalidRequest)
+    return JSONResponse(status_code=exc.status_code, content=kind(str(exc.detail)).body(),
                         headers=getattr(exc, "headers", None))
 
 

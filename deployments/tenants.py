@@ -107,9 +107,6 @@ class TenantRouter:
     async def enforce_retention(self, now: float | None = None) -> dict[str, int]:
         return await self.service.enforce_retention(now)
 
-    async def tenant_info(self, tenant: Tenant) -> dict:
-        return await self.call(tenant, "info", retry_reads=True)
-
     async def evict(self, tenant_id: str) -> bool:
         return await self.service.evict(tenant_id)
 

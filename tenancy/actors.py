@@ -320,12 +320,11 @@ class TenantIndex:
         """Retention: delete every face created before `cutoff`, exactly as a manual deletion would."""
         self._require_primary("expire_faces")
         self._touch()
-        expired = self.store.faces_created_before(cutoff)
-        for face in expired:
-            self.store.delete_face(face.person_id, face.face_id)
-        self._apply_remove([f.face_id for f in expired])
+        expired = [f.face_id for f in self.store.faces_created_before(cutoff)]
+        self.store.delete_faces(expired)
+        self._apply_remove(expired)
         self._report_memory()
-        return [f.face_id for f in expired]
+        return expired
 
     # ---- search -------------------------------------------------------------------------------------------
     def search(self, vectors: np.ndarray, top_k: int, threshold: float, match_on: str = "faces") -> list[list[dict]]:

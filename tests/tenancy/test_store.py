@@ -188,6 +188,18 @@ def test_delete_leaves_no_trace_in_file_bytes(store: TenantStore, cipher: Record
     assert b"to-be-forgotten-42" not in file_bytes(store)
 
 
+def test_bulk_delete_for_retention_leaves_no_trace(store: TenantStore, cipher: RecordCipher) -> None:
+    person = store.create_person(None, {})
+    faces = store.add_faces(person.person_id, unit_vectors(4, seed=5), cipher, [0.9] * 4, [0.9] * 4)
+    store.checkpoint()
+    assert {f.face_id for f in store.faces_created_before(faces[-1].created_at + 1)} == {f.face_id for f in faces}
+    store.delete_faces([f.face_id for f in faces[:3]])
+    store.delete_faces([])  # nothing to expire is fine
+    raw = file_bytes(store)
+    assert [f.face_id for f in store.faces_of(person.person_id)] == [faces[3].face_id]
+    assert all(f.face_id.encode() not in raw for f in faces[:3])
+
+
 def test_list_persons_keyset_pagination(store: TenantStore) -> None:
     created = [store.create_person(f"ext-{i}", {"i": i}) for i in range(23)]
     seen, cursor = [], None
