@@ -1,4 +1,4 @@
-"""`securegate eval`: the argparse wiring for securegate.evaluation (cli.py calls `add_parser`)."""
+"""`securegate eval`: the argparse wiring for the evaluation package (cli.py calls `add_parser`)."""
 
 from __future__ import annotations
 
@@ -44,7 +44,9 @@ def _probability(text: str) -> float:
 
 
 def cmd_eval(ns: argparse.Namespace) -> int:
-    from securegate.evaluation import ApplyError, apply_threshold, evaluate, summary_markdown, write_report
+    from evaluation.apply import ApplyError, apply_threshold
+    from evaluation.report import summary_markdown, write_report
+    from evaluation.run import evaluate
 
     token = ns.admin_token or os.environ.get("SECUREGATE_ADMIN_TOKEN")
     if ns.apply and not token:  # fail before minutes of inference, not after

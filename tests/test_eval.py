@@ -18,12 +18,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from securegate import eval_cli, evaluation
-from securegate.evaluation import (
-    ApplyError,
-    Evaluation,
-    apply_threshold,
-    build_report,
+from evaluation import metrics as evaluation_metrics
+from evaluation import run as evaluation_run
+from evaluation.apply import ApplyError, apply_threshold
+from evaluation.metrics import (
     eer,
     far_frr,
     far_upper_bound,
@@ -31,8 +29,9 @@ from securegate.evaluation import (
     identification_accuracy,
     pair_scores,
     threshold_at_far,
-    write_report,
 )
+from evaluation.report import Evaluation, build_report, write_report
+from securegate import eval_cli
 from securegate.models import FaceDetector, FaceEmbedder, load_pack, onnx_providers
 
 GROUPS = {"obama": "A", "biden": "A", "kit_harington": "B", "rose_leslie": "B", "alex_lacamoire": "B"}
@@ -117,7 +116,7 @@ def test_pair_scores_forms_each_pair_once_and_splits_by_identity(monkeypatch):
     for i, j in itertools.combinations(range(7), 2):
         (expect_gen if labels[i] == labels[j] else expect_imp).append(float(emb[i] @ emb[j]))
     for block in (2048, 3):  # also across row blocks
-        monkeypatch.setattr(evaluation, "_BLOCK", block)
+        monkeypatch.setattr(evaluation_metrics, "_BLOCK", block)
         ps = pair_scores(emb, labels)
         assert ps.genuine.size == 3 + 3 and ps.impostor.size == 21 - 6
         np.testing.assert_allclose(np.sort(ps.genuine), np.sort(expect_gen), atol=1e-6)
@@ -250,14 +249,15 @@ class _Recorder(BaseHTTPRequestHandler):
         entry = self._record()
         if entry["auth"] != f"Bearer {ADMIN_TOKEN}":
             return self._reply(403, {"error": {"code": "forbidden", "message": "not an admin token"}})
-        self._reply(200, {"tenant_id": "t1", "name": "acme", "model": type(self).tenant_model, "settings": {}})
+        self._reply(200, {"tenant_id": "t1", "name": "acme", "model": type(self).tenant_model, "settings": {},
+                          "created_at": 0.0})
 
     def do_PATCH(self):  # noqa: N802
         entry = self._record()
         if entry["auth"] != f"Bearer {ADMIN_TOKEN}":
             return self._reply(403, {"error": {"code": "forbidden", "message": "not an admin token"}})
         self._reply(200, {"tenant_id": "t1", "name": "acme", "model": type(self).tenant_model,
-                          "settings": entry["body"]["settings"]})
+                          "settings": entry["body"]["settings"], "created_at": 0.0})
 
     def log_message(self, *args):  # keep pytest output clean
         pass
@@ -293,7 +293,7 @@ def test_apply_reports_a_refused_token(admin_server):
 
 def test_apply_without_a_token_fails_before_running_the_models(monkeypatch, capsys):
     monkeypatch.delenv("SECUREGATE_ADMIN_TOKEN", raising=False)
-    monkeypatch.setattr(evaluation, "evaluate", lambda *a, **k: pytest.fail("evaluate ran without a token"))
+    monkeypatch.setattr(evaluation_run, "evaluate", lambda *a, **k: pytest.fail("evaluate ran without a token"))
     assert eval_cli.main(["eval", "/nonexistent", "--apply", "t1"]) == 2
     assert "SECUREGATE_ADMIN_TOKEN" in capsys.readouterr().err
 
@@ -451,7 +451,7 @@ def test_images_without_exactly_one_face_are_listed(faces_root, models_dir, tmp_
     (tmp_path / "biden" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     (tmp_path / "biden" / "notes.txt").write_text("not an image")
 
-    ev = evaluation.evaluate(tmp_path, models=str(models_dir))
+    ev = evaluation_run.evaluate(tmp_path, models=str(models_dir))
     skipped = {Path(s["path"]).name: s for s in ev.report["dataset"]["skipped"]}
     assert set(skipped) == {"kit_with_rose.jpg", "blank.png", "corrupt.jpg"}
     assert skipped["kit_with_rose.jpg"]["reason"] == "several_faces" and skipped["kit_with_rose.jpg"]["faces"] == 2
