@@ -228,6 +228,13 @@ class FaceDetector:
     def detect(self, image_bgr: np.ndarray, max_faces: int = 0) -> list[DetectedFace]:
         from insightface.utils.face_align import norm_crop
 
+        # SCRFD fits the long side to its input square and truncates the short side, which becomes 0 px
+        # from an aspect ratio of side:1 on (cv2.resize then asserts). A strip under a pixel high holds no
+        # face, so such an image gets the normal no-face answer without running the model.
+        height, width = image_bgr.shape[:2]
+        side = min(min(size) for size in (getattr(self._model, "input_sizes", None) or [self._model.input_size]))
+        if min(height, width) * side <= max(height, width):
+            return []
         boxes, kps = self._model.detect(image_bgr, max_num=max_faces)
         size = self.pack.recognizer_input_size
         faces = []
