@@ -24,15 +24,19 @@ tables, which is a >= 10x speed-up at 1M with no recall loss after re-ranking.
 Adds append codes (no retraining); removals tombstone the code and the index is rebuilt (retrained) once
 tombstones exceed a fraction of it.
 
-GPU: when faiss reports GPUs (or use_gpu=True), the exact tier's scoring runs on a GPU IndexFlatIP
-(brute force on a GPU beats any CPU tier) and the ANN tier is not built. That path exists but is
-untested here: this machine has no GPU.
+GPU tier: when faiss reports GPUs (or use_gpu=True), a FAISS flat inner-product index on the GPU(s) mirrors
+the rows and returns the top candidates of each query (k <= 2048: FAISS GPU's k-selection refuses more), so
+only k scores per query come back to the host. The candidates are re-scored canonically on the host
+(`exact_scores`) and de-duplicated by person; k widens x4 while the persons found are not provably the top_k
+(the same pruning bound as the exact tier), and a query that would need k > 2048 is scored by the exact tier
+on the host. The ANN tier is not built (brute force on a GPU beats it). The device index is built by
+`flat_index(dim)`; tests inject a CPU `faiss.IndexFlatIP` with the same k limit to run this path without a GPU.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import faiss
@@ -49,6 +53,9 @@ _ANN_DROP_FRACTION = 0.8
 _ANN_TRAIN_SAMPLE = 65_536
 # Bound the [n, q] score matrix of a batched exact search to ~256 MB.
 _SCORE_BLOCK_ELEMENTS = 64 * 1024 * 1024
+# FAISS GPU selects at most this many neighbours per query (GPU_MAX_SELECTION_K); it refuses a larger k.
+GPU_MAX_K = 2048
+_GPU_MIN_CANDIDATES = 64
 _PYTHON_ID_BYTES = sys.getsizeof("0" * 32) + 8 + 100  # str object + list slot + dict entry, approx.
 
 
@@ -177,6 +184,11 @@ class _AnnTier:
         return self.index.ntotal * self.index.code_size + self.row_of_label.nbytes
 
 
+def gpu_flat_index(dim: int):
+    """Exact inner-product index on every visible GPU (needs a faiss build with GPU support)."""
+    return faiss.index_cpu_to_all_gpus(faiss.IndexFlatIP(dim))
+
+
 class FaceIndex:
     """Top-k persons by cosine similarity of their best face, plus per-person centroids."""
 
@@ -186,10 +198,12 @@ class FaceIndex:
         ann_min_faces: int = 200_000,
         use_gpu: bool | None = None,
         initial_capacity: int = 1024,
+        flat_index: Callable[[int], object] = gpu_flat_index,
     ) -> None:
         self.dim = dim
         self.ann_min_faces = ann_min_faces
         self.use_gpu = faiss.get_num_gpus() > 0 if use_gpu is None else use_gpu
+        self._flat_index = flat_index
         self._n = 0
         self._vectors = np.empty((initial_capacity, dim), dtype=np.float32)
         self._person_of_row = np.empty(initial_capacity, dtype=np.int64)  # person code per row
@@ -200,7 +214,7 @@ class FaceIndex:
         self._code_of_person: dict[str, int] = {}
         self._faces_per_person = np.zeros(0, dtype=np.int64)
         self._ann: _AnnTier | None = None
-        self._gpu_flat = None  # GPU IndexFlatIP mirroring the rows, rebuilt lazily after changes
+        self._gpu_flat = None  # device flat index mirroring the rows: appended on add, rebuilt lazily after removes
         self._centroids: np.ndarray | None = None  # cached [persons, dim], built on first centroid search
         self._stale_centroids: set[int] = set()
 
@@ -259,7 +273,8 @@ class FaceIndex:
         np.add.at(self._faces_per_person, codes, 1)
         self._n = stop
         self._mark_centroids_stale(codes)
-        self._gpu_flat = None
+        if self._gpu_flat is not None:
+            self._gpu_flat.add(unit)  # rows are appended in order, so device labels stay row numbers
         if self._ann is not None:
             self._ann_label_of_row[start:stop] = self._ann.add(unit, np.arange(start, stop))
         elif not self.use_gpu and self._n >= self.ann_min_faces:
@@ -294,7 +309,7 @@ class FaceIndex:
         if not touched:
             return
         self._mark_centroids_stale(np.array(touched))
-        self._gpu_flat = None
+        self._gpu_flat = None  # removals move rows: the device copy is rebuilt at the next search
         if self._ann is not None:
             if self._n < self.ann_min_faces * _ANN_DROP_FRACTION:
                 self._ann = None
@@ -344,14 +359,14 @@ class FaceIndex:
         unit = _normalised(np.atleast_2d(queries), self.dim)
         if self._n == 0:
             return [[] for _ in unit]
-        if self._ann is not None and not self.use_gpu:
+        if self.use_gpu:
+            return self._search_gpu(unit, top_k, threshold)
+        if self._ann is not None:
             return self._search_ann(unit, top_k, threshold)
         return self._search_exact(unit, top_k, threshold)
 
     def _scores(self, queries: np.ndarray) -> np.ndarray:
-        """[n, q] exact cosine scores (GPU path computes them with a flat index)."""
-        if self.use_gpu:
-            return self._gpu_scores(queries)
+        """[n, q] cosine scores (BLAS, float32)."""
         if len(queries) == 1:  # matrix-vector (sgemv) beats a one-column sgemm
             return (self._vectors[: self._n] @ queries[0])[:, None]
         return self._vectors[: self._n] @ queries.T
@@ -427,17 +442,45 @@ class FaceIndex:
             for row, sim in zip(rows.tolist(), similarities.tolist())
         ]
 
-    def _gpu_scores(self, queries: np.ndarray) -> np.ndarray:  # untested: no GPU on the dev machine
+    def _device_flat(self):
         if self._gpu_flat is None:
-            flat = faiss.IndexFlatIP(self.dim)
+            flat = self._flat_index(self.dim)
             flat.add(self._vectors[: self._n])
-            self._gpu_flat = faiss.index_cpu_to_all_gpus(flat)
-        # Full scores so person de-duplication stays exact; the GPU does the O(n d) part.
-        distances, labels = self._gpu_flat.search(queries, self._n)
-        scores = np.empty((self._n, len(queries)), dtype=np.float32)
-        for column in range(len(queries)):
-            scores[labels[column], column] = distances[column]
-        return scores
+            self._gpu_flat = flat
+        return self._gpu_flat
+
+    def _search_gpu(self, queries: np.ndarray, top_k: int, threshold: float) -> list[list[Match]]:
+        flat = self._device_flat()
+        k = min(self._n, GPU_MAX_K, max(_GPU_MIN_CANDIDATES, top_k * _OVERFETCH))
+        scores, rows = flat.search(queries, k)  # one device call for every face of the image
+        return [self._gpu_top_persons(flat, query, scores[i], rows[i], k, top_k, threshold)
+                for i, query in enumerate(queries)]
+
+    def _gpu_top_persons(self, flat, query: np.ndarray, scores: np.ndarray, rows: np.ndarray, k: int,
+                         top_k: int, threshold: float) -> list[Match]:
+        """Exact re-rank of the device's k best rows, as `_top_persons` does with BLAS scores: device scores only
+        prune (within `slack` of the canonical ones); rows left out score at most the k-th device score, so the
+        answer is final once k covers every row, or the k-th score + slack is below the threshold, or top_k
+        persons are found and the last beats k-th + slack. Otherwise k widens; past GPU_MAX_K the host scores
+        the query (the device cannot select more)."""
+        slack = score_slack(self.dim)
+        while True:
+            found = rows >= 0
+            scores, rows = scores[found], rows[found]
+            ceiling = None if k >= self._n or len(rows) == 0 else float(scores[-1]) + slack
+            candidates = rows[scores >= threshold - slack]
+            exact = exact_scores(self._vectors[candidates], query)
+            passing = exact >= threshold
+            candidates, exact = candidates[passing], exact[passing]
+            order = rank_order(exact, [self._face_ids[row] for row in candidates.tolist()])
+            picked = _best_per_person(order, self._person_of_row[candidates], top_k)
+            if ceiling is None or ceiling < threshold or (len(picked) >= top_k and float(exact[picked[-1]]) > ceiling):
+                return self._matches(candidates[picked], exact[picked])
+            if k >= GPU_MAX_K:
+                return self._top_persons(self._vectors[: self._n] @ query, query, top_k, threshold)
+            k = min(self._n, GPU_MAX_K, k * 4)
+            found_scores, found_rows = flat.search(query[None], k)
+            scores, rows = found_scores[0], found_rows[0]
 
     # ------------------------------------------------------------------ centroids
 

@@ -28,16 +28,10 @@ import pytest
 import yaml
 
 from tests.certs import CertificateAuthority
+from tests.conftest import REPO, free_port
 from tests.processes import process_tree, stop_pids
 
-REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def short_tmpdir() -> Path:

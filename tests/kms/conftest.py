@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import uuid
 
 import pytest
+
+from tests.conftest import free_port
 
 SOFTHSM_TOKEN_LABEL = "securegate-test"
 SOFTHSM_PIN = "1234"
@@ -96,6 +97,4 @@ def local_provider(tmp_path):
 @pytest.fixture
 def closed_port() -> int:
     """A local port with nothing listening (connection refused at once)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_port()

@@ -1,11 +1,12 @@
-"""FaceIndex against a brute-force numpy reference."""
+"""FaceIndex against a brute-force numpy reference; its GPU path against the exact tier (CPU faiss injected)."""
 
 from __future__ import annotations
 
+import faiss
 import numpy as np
 import pytest
 
-from tenancy.index import FaceIndex, Match
+from tenancy.index import GPU_MAX_K, FaceIndex, Match
 
 DIM = 64
 
@@ -163,3 +164,82 @@ def test_person_vectors_follow_adds_and_removes():
     index.remove(["f0", "f4"])
     np.testing.assert_allclose(index.person_vectors("a"), vectors[[2]], atol=1e-6)
     assert index.person_vectors("nobody").shape == (0, 16)
+
+
+# ---------------------------------------------------------------------------------------------- GPU tier on CPU
+
+
+class CpuFlatStandIn:
+    """Stand-in for FAISS's GPU flat index, so FaceIndex's GPU path runs here: a real CPU faiss.IndexFlatIP
+    behind the calls FaceIndex makes (add, search), refusing k > GPU_MAX_K as FAISS GPU does. Records each k."""
+
+    def __init__(self, dim: int) -> None:
+        self.flat = faiss.IndexFlatIP(dim)
+        self.ks: list[int] = []
+        self.adds: list[int] = []
+        CpuFlatStandIn.last = self
+
+    def add(self, vectors: np.ndarray) -> None:
+        self.adds.append(len(vectors))
+        self.flat.add(vectors)
+
+    def search(self, queries: np.ndarray, k: int):
+        if k > GPU_MAX_K:
+            raise RuntimeError(f"k {k} > {GPU_MAX_K}: FAISS GPU refuses this")
+        self.ks.append(k)
+        return self.flat.search(queries, k)
+
+
+def gpu_and_exact(face_ids, person_ids, vectors) -> tuple[FaceIndex, FaceIndex]:
+    gpu = FaceIndex.build(face_ids, person_ids, vectors, use_gpu=True, flat_index=CpuFlatStandIn)
+    exact = FaceIndex.build(face_ids, person_ids, vectors, use_gpu=False)
+    assert gpu.tier == "gpu" and exact.tier == "exact"
+    return gpu, exact
+
+
+def test_gpu_path_matches_exact_tier_on_a_10k_tenant() -> None:
+    face_ids, person_ids, vectors = gallery(10_000, persons=2_500, seed=5)
+    gpu, exact = gpu_and_exact(face_ids, person_ids, vectors)
+    rng = np.random.default_rng(6)
+    probes = unit(0.7 * vectors[rng.choice(10_000, 24, replace=False)] + 0.7 * unit(rng.standard_normal((24, DIM))))
+    for top_k, threshold in [(1, 0.3), (10, 0.0), (50, -1.0), (200, 0.1)]:
+        # Same faces, persons and bit-identical similarities as the exact tier.
+        assert gpu.search(probes, top_k, threshold) == exact.search(probes, top_k, threshold)
+    device = CpuFlatStandIn.last
+    assert max(device.ks) <= GPU_MAX_K and device.ks[0] == 64  # top candidates, not all 10K scores
+    assert device.adds == [10_000]
+
+
+def test_gpu_path_widens_while_one_person_holds_the_nearest_faces() -> None:
+    rng = np.random.default_rng(7)
+    query = unit(rng.standard_normal((1, DIM)))[0]
+    for crowd in (300, 3_000):  # widened within GPU_MAX_K; beyond it (the host scores that query)
+        near = unit(query + 0.05 * rng.standard_normal((crowd, DIM)))
+        far = unit(rng.standard_normal((10_000 - crowd, DIM)))
+        vectors = np.vstack([near, far])
+        face_ids = [f"f{i}" for i in range(len(vectors))]
+        person_ids = ["crowd"] * crowd + [f"p{i}" for i in range(len(far))]
+        gpu, exact = gpu_and_exact(face_ids, person_ids, vectors)
+        matches = gpu.search(query[None], 3, -1.0)[0]
+        assert matches == exact.search(query[None], 3, -1.0)[0]
+        assert as_pairs(matches) == reference(face_ids, person_ids, vectors, query, 3, -1.0)
+        assert matches[0].person_id == "crowd" and len(matches) == 3
+        ks = CpuFlatStandIn.last.ks
+        assert ks[0] == 64 and len(ks) > 1 and max(ks) <= GPU_MAX_K
+        assert (max(ks) == GPU_MAX_K) == (crowd > GPU_MAX_K)
+
+
+def test_gpu_path_follows_adds_and_removes() -> None:
+    face_ids, person_ids, vectors = gallery(10_000, persons=2_000, seed=8)
+    gpu, exact = gpu_and_exact(face_ids[:9_000], person_ids[:9_000], vectors[:9_000])
+    probes = vectors[::500]
+    assert gpu.search(probes, 5, 0.0) == exact.search(probes, 5, 0.0)
+    device = CpuFlatStandIn.last
+    for index in (gpu, exact):
+        index.add(face_ids[9_000:], person_ids[9_000:], vectors[9_000:])
+    assert gpu.search(probes, 5, 0.0) == exact.search(probes, 5, 0.0)
+    assert CpuFlatStandIn.last is device and device.adds == [9_000, 1_000]  # appended, not rebuilt
+    for index in (gpu, exact):
+        index.remove(face_ids[::3])
+    assert gpu.search(probes, 5, 0.0) == exact.search(probes, 5, 0.0)
+    assert CpuFlatStandIn.last is not device and CpuFlatStandIn.last.adds == [len(gpu)]  # rebuilt after removes
