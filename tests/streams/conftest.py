@@ -1,0 +1,27 @@
+"""Camera test media, built once per session from the real photos into a temporary directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streams import testmedia
+
+
+@pytest.fixture(scope="session")
+def scenes(faces_root) -> dict[str, testmedia.Scene]:
+    return testmedia.default_scenes(faces_root)
+
+
+@pytest.fixture(scope="session")
+def face_cuts(models_dir, faces_root, scenes) -> testmedia.FaceCuts:
+    photos = [a.photo for s in scenes.values() for a in s.appearances]
+    return testmedia.FaceCuts.from_photos(models_dir, photos)
+
+
+@pytest.fixture(scope="session")
+def videos(tmp_path_factory, scenes, face_cuts) -> dict[str, Path]:
+    """camera name -> MP4 (H.264) of its scene."""
+    folder = tmp_path_factory.mktemp("camera-media")
+    return {name: testmedia.write_video(scene, face_cuts, folder / f"{name}.mp4") for name, scene in scenes.items()}
