@@ -1,6 +1,8 @@
 """Model packs and inference, without Ray: the same classes the deployments run."""
 
+import logging
 import os
+import socket
 
 import cv2
 import numpy as np
@@ -8,6 +10,8 @@ import pytest
 
 from securegate import models
 from securegate.models import FaceDetector, FaceEmbedder, ModelPackError, load_pack, onnx_providers
+
+from tests.model_packs import LANDMARK_AND_ATTRIBUTE, PACKS, build_pack, synthetic_standin_model
 
 
 @pytest.fixture(scope="module")
@@ -53,19 +57,27 @@ def test_directory_without_models_is_a_clear_error(tmp_path):
         load_pack(tmp_path / "missing")
 
 
-def test_offline_without_models_says_how_to_fix(tmp_path, monkeypatch):
-    """No SECUREGATE_MODELS, no antelopev2 on disk, and the fetch fails (offline): the error names the fix."""
+def closed_port() -> int:
+    """A 127.0.0.1 port nothing listens on: the stand-in for an unreachable model zoo."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_failed_download_is_one_line_with_the_fixes(tmp_path, monkeypatch):
+    """No SECUREGATE_MODELS, no antelopev2 on disk, and insightface's own download fails (its URL points at
+    a closed local port, a stand-in for the zoo being unreachable): one line naming where to put the
+    files and buffalo_l as the alternative."""
     import insightface.utils.storage as storage
 
     monkeypatch.delenv("SECUREGATE_MODELS", raising=False)
     monkeypatch.setattr(models, "INSIGHTFACE_ROOT", tmp_path)
-
-    def offline(*_a, **_k):
-        raise ConnectionError("network is unreachable")
-
-    monkeypatch.setattr(storage, "ensure_available", offline)
-    with pytest.raises(ModelPackError, match="SECUREGATE_MODELS"):
+    monkeypatch.setattr(storage, "MODEL_ZOO_RELEASE_DOWNLOAD_URL", f"http://127.0.0.1:{closed_port()}/")
+    with pytest.raises(ModelPackError) as err:
         models.resolve_pack(None)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith("could not download model pack antelopev2 (ConnectionError")
+    assert str(tmp_path / "models" / "antelopev2") in message and "SECUREGATE_MODELS=buffalo_l" in message
 
 
 def test_env_var_points_at_the_pack(models_dir, monkeypatch):
@@ -138,3 +150,89 @@ def test_dynamic_copy_of_batch1_graph_batches(batch1_pack, tmp_path):
     batched = dynamic.get_feat(crops)
     assert batched.shape == (5, 128)
     np.testing.assert_allclose(batched, np.concatenate([original.get_feat([c]) for c in crops]), atol=1e-4)
+
+
+# ---- packs as InsightFace ships them ---------------------------------------------------------------------
+LANDMARK_AND_ATTRIBUTE_REASONS = {
+    "1k3d68.onnx": "landmark model (landmark_3d_68)",
+    "2d106det.onnx": "landmark model (landmark_2d_106)",
+    "genderage.onnx": "attribute model (genderage)",
+}
+
+
+@pytest.mark.parametrize("pack_name,dim", [("antelopev2", 512), ("buffalo_l", 128), ("buffalo_s", 128)])
+def test_insightface_packs_load_detector_and_recognizer_only(pack_name, dim, models_dir, tmp_path, caplog):
+    """Exact file names and signatures of the published packs: the landmark models sort first by name and
+    are square and >= 112 px, yet only the SCRFD detector and the ArcFace recognizer are used; the rest
+    are listed with insightface's task for them."""
+    build_pack(tmp_path / pack_name, pack_name, models_dir)
+    with caplog.at_level(logging.WARNING, logger="securegate.models"):
+        pack = load_pack(tmp_path / pack_name)
+    detector, recognizer = PACKS[pack_name]
+    assert (pack.name, pack.detector_path.name, pack.recognizer_path.name) == (pack_name, detector, recognizer)
+    assert pack.embedding_dim == dim and pack.recognizer_input_size == 112 and pack.recognizer_fixed_batch is None
+    reasons = {i.file: i.reason for i in pack.ignored}
+    assert set(reasons) == set(LANDMARK_AND_ATTRIBUTE)
+    for file, kind in LANDMARK_AND_ATTRIBUTE_REASONS.items():
+        assert reasons[file].startswith(kind), reasons[file]
+    guessed = [r for r in caplog.records if "is a guess" in r.getMessage()]
+    if pack_name == "antelopev2":  # a known recognizer keeps its threshold, silently
+        assert pack.threshold_is_known and pack.default_threshold == 0.6 and not guessed
+    else:  # InsightFace publishes no threshold for w600k_*: the fallback is logged as a guess
+        assert not pack.threshold_is_known and pack.default_threshold == models.FALLBACK_THRESHOLD
+        assert len(guessed) == 1 and recognizer.removesuffix(".onnx") in guessed[0].getMessage()
+
+
+@pytest.mark.parametrize("pack_name,dim", [("antelopev2", 512), ("buffalo_s", 128)])
+def test_routed_pack_detects_and_embeds_a_real_photo(pack_name, dim, models_dir, manifest, tmp_path):
+    """The routed models run: the (real) detector finds the face, the recognizer gives `dim`-d unit vectors
+    (antelopev2's glintr100 is the synthetic stand-in, so only its shape is meaningful)."""
+    pack = load_pack(build_pack(tmp_path / pack_name, pack_name, models_dir))
+    row = next(r for r in manifest if r["faces"] == 1)
+    faces = FaceDetector(pack, onnx_providers(False), threads=1).detect(cv2.imread(str(row["file"])))
+    vectors = FaceEmbedder(pack, onnx_providers(False), threads=1).embed([f.crop for f in faces])
+    assert len(faces) == 1 and vectors.shape == (1, dim)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_pack_with_only_landmark_and_attribute_models_is_refused(models_dir, tmp_path):
+    """antelopev2 without glintr100: its other square-input models are not recognizers."""
+    pack_dir = build_pack(tmp_path / "antelopev2", "antelopev2", models_dir, recognizer=False)
+    with pytest.raises(ModelPackError, match="holds no recognition model") as err:
+        load_pack(pack_dir)
+    for file, kind in LANDMARK_AND_ATTRIBUTE_REASONS.items():
+        assert f"{file}: {kind}" in str(err.value)
+
+
+def test_unloadable_files_and_unused_recognizers_are_listed(models_dir, tmp_path):
+    pack_dir = build_pack(tmp_path / "buffalo_s", "buffalo_s", models_dir)
+    (pack_dir / "half_downloaded.onnx").write_bytes(b"\x08\x07not a whole model")
+    synthetic_standin_model(pack_dir / "zz_second_recognizer.onnx", 112, 64)
+    pack = load_pack(pack_dir)
+    reasons = {i.file: i.reason for i in pack.ignored}
+    assert pack.recognizer_name == "w600k_mbf"  # both batch dynamically: the first by name
+    assert set(reasons) == {*LANDMARK_AND_ATTRIBUTE, "half_downloaded.onnx", "zz_second_recognizer.onnx"}
+    assert reasons["half_downloaded.onnx"].startswith("insightface could not load it")
+    assert reasons["zz_second_recognizer.onnx"] == "another recognizer is used (w600k_mbf.onnx)"
+
+
+def test_nested_pack_folder_as_antelopev2_zip_unpacks(models_dir, tmp_path, monkeypatch):
+    """antelopev2.zip unpacks to antelopev2/antelopev2/*.onnx: the models are found there, by path and as
+    the default pack in ~/.insightface, without a download."""
+    import insightface.utils.storage as storage
+
+    nested = build_pack(tmp_path / "models" / "antelopev2" / "antelopev2", "antelopev2", models_dir)
+    assert load_pack(tmp_path / "models" / "antelopev2").root == nested
+
+    def no_download(*_a, **_k):
+        raise AssertionError("the pack is on disk: nothing may be downloaded")
+
+    monkeypatch.setattr(storage, "download", no_download)
+    monkeypatch.setattr(models, "INSIGHTFACE_ROOT", tmp_path)
+    monkeypatch.delenv("SECUREGATE_MODELS", raising=False)
+    pack = models.resolve_pack(None)
+    assert pack.root == nested and pack.recognizer_name == "glintr100" and pack.embedding_dim == 512
+    # A pack name instead of a path: the alternative the download error suggests.
+    build_pack(tmp_path / "models" / "buffalo_l", "buffalo_l", models_dir)
+    monkeypatch.setenv("SECUREGATE_MODELS", "buffalo_l")
+    assert models.resolve_pack(None).recognizer_name == "w600k_r50"
