@@ -1,13 +1,13 @@
 """KeyService deployment: the only process that talks to AWS KMS or the HSM.
 
-Thin: `kms.KeyService` does the work (hierarchy, cache, bounded provider calls, metrics). Here provider
-failures that are the dependency's fault become 503 `kms_unavailable`; the rest keep their meaning.
+Thin: `kms.KeyManager` does the work (hierarchy, cache, bounded provider calls). Here its timing hook feeds
+the Prometheus metrics, and provider failures that are the dependency's fault become 503 `kms_unavailable`;
+the rest keep their meaning.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 from ray import serve
@@ -20,7 +20,7 @@ log = logging.getLogger("ray.serve")
 
 
 def key_config(settings: Settings) -> tuple[dict, str]:
-    """(kms.KeyService config, keystore path) from SecureGate settings; the local root key lives in data_dir."""
+    """(kms.KeyManager config, keystore path) from SecureGate settings; the local root key lives in data_dir."""
     keys_dir = Path(settings.data_dir) / "keys"
     keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     config = {"provider": settings.keys.provider, **settings.keys.options,
@@ -31,56 +31,53 @@ def key_config(settings: Settings) -> tuple[dict, str]:
     return config, str(keys_dir / "keystore.db")
 
 
-def _translate(operation: str, call):
-    started = time.perf_counter()
-    outcome = "ok"
+def _record(operation: str, seconds: float, error: str | None) -> None:
+    """kms.KeyManager's observer: service operations and provider calls (`provider.<op>`) as Ray metrics."""
+    metrics.kms_calls_total().inc(tags={"operation": operation, "outcome": error or "ok"})
+    metrics.kms_call_seconds().observe(seconds, tags={"operation": operation})
+
+
+def _translate(call):
     try:
         return call()
     except kms.KmsError as exc:
-        outcome = type(exc).__name__
         if kms.is_transient(exc):
             raise errors.KmsUnavailable(f"key service unavailable: {type(exc).__name__}") from None
         if isinstance(exc, kms.KeyNotFound):
             raise errors.NotFound(f"key not found: {exc}") from None
         raise errors.ApiError(f"key service error: {type(exc).__name__}: {exc}") from None
-    finally:
-        metrics.kms_calls_total().inc(tags={"operation": operation, "outcome": outcome})
-        metrics.kms_call_seconds().observe(time.perf_counter() - started, tags={"operation": operation})
 
 
 @serve.deployment(max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.1})
 class KeyService:
     def __init__(self, settings: dict) -> None:
         config, keystore = key_config(Settings.model_validate(settings))
-        self.service = kms.KeyService(config, keystore)
+        self.manager = kms.KeyManager(config, keystore, observe=_record)
         log.info("KeyService ready: provider %s, keystore %s", config["provider"], keystore)
 
     def create_tenant(self, tenant_id: str) -> None:
-        _translate("create_tenant", lambda: self.service.create_tenant(tenant_id))
+        _translate(lambda: self.manager.create_tenant(tenant_id))
 
     def data_key(self, tenant_id: str, purpose: str = "embeddings", version: int | None = None) -> kms.DataKey:
-        return _translate("data_key", lambda: self.service.data_key(tenant_id, purpose, version))
+        return _translate(lambda: self.manager.data_key(tenant_id, purpose, version))
 
     def versions(self, tenant_id: str) -> list[int]:
-        return _translate("versions", lambda: self.service.versions(tenant_id))
+        return _translate(lambda: self.manager.versions(tenant_id))
 
     def rotate_root(self) -> dict:
-        return _translate("rotate_root", self.service.rotate_root)
+        return _translate(self.manager.rotate_root)
 
     def rotate_tenant(self, tenant_id: str) -> int:
-        return _translate("rotate_tenant", lambda: self.service.rotate_tenant(tenant_id))
+        return _translate(lambda: self.manager.rotate_tenant(tenant_id))
 
     def retire_version(self, tenant_id: str, version: int) -> None:
-        _translate("retire_version", lambda: self.service.retire_version(tenant_id, version))
+        _translate(lambda: self.manager.retire_version(tenant_id, version))
 
     def destroy_tenant(self, tenant_id: str) -> None:
-        _translate("destroy_tenant", lambda: self.service.destroy_tenant(tenant_id))
+        _translate(lambda: self.manager.destroy_tenant(tenant_id))
 
     def status(self) -> dict:
-        return _translate("status", self.service.status)
+        return _translate(self.manager.status)
 
     def ready(self) -> bool:
-        return self.service.ready()
-
-    def metrics(self) -> dict:
-        return self.service.metrics()
+        return self.manager.ready()

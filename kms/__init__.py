@@ -4,7 +4,7 @@ This package imports nothing else of SecureGate's: it can be audited, tested and
 
     org root key (OEK, in a KeyProvider) -> tenant TEK -> tenant CEK v1, v2, ... -> per-call data key
 
-Entry points: `KeyService` (service wrapper), `Keyring` (hierarchy), `build_provider` (config),
+Entry points: `KeyManager` (service wrapper), `Keyring` (hierarchy), `build_provider` (config),
 `RecordCipher` (record encryption) and the typed errors in `kms.errors`.
 """
 
@@ -20,7 +20,7 @@ from kms.errors import (
 )
 from kms.keyring import DataKey, Keyring
 from kms.records import InvalidRecord, RecordCipher, SealedRecord
-from kms.service import KeyService
+from kms.manager import KeyManager
 
 __all__ = [
     "DataKey",
@@ -28,7 +28,7 @@ __all__ = [
     "InvalidRecord",
     "KeyDisabled",
     "KeyNotFound",
-    "KeyService",
+    "KeyManager",
     "Keyring",
     "KmsError",
     "ProviderUnavailable",

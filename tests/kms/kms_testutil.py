@@ -13,3 +13,19 @@ def read_keystore_bytes(path: Path) -> bytes:
         if candidate.exists():
             data += candidate.read_bytes()
     return data
+
+
+class CallLog:
+    """A KeyManager observer that keeps what it is told: calls, error types and latency per operation."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, int] = {}
+        self.errors: dict[str, dict[str, int]] = {}
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, operation: str, seconds: float, error: str | None) -> None:
+        self.calls[operation] = self.calls.get(operation, 0) + 1
+        self.seconds[operation] = self.seconds.get(operation, 0.0) + seconds
+        if error:
+            by_type = self.errors.setdefault(operation, {})
+            by_type[error] = by_type.get(error, 0) + 1

@@ -8,8 +8,9 @@ import time
 import pytest
 from moto.server import ThreadedMotoServer
 
-from kms import Keyring, KeyService, ProviderUnavailable
+from kms import KeyManager, Keyring, ProviderUnavailable
 from kms.providers.aws import AwsKmsProvider
+from kms_testutil import CallLog
 
 FAST_FAIL = {"max_attempts": 2, "base_delay_s": 0.01, "connect_timeout_s": 0.5, "read_timeout_s": 1.0}
 
@@ -77,14 +78,14 @@ def test_cache_rides_out_a_short_outage(moto_endpoint, tmp_path):
 
 
 def test_service_ready_reflects_outage(closed_port, tmp_path, moto_endpoint):
-    service = KeyService(
+    log = CallLog()
+    service = KeyManager(
         {"provider": "aws", "region": "us-east-1", "endpoint_url": f"http://127.0.0.1:{closed_port}", **FAST_FAIL},
-        str(tmp_path / "keystore.db"),
+        str(tmp_path / "keystore.db"), observe=log,
     )
     assert service.ready() is False
     with pytest.raises(ProviderUnavailable):
         service.create_tenant("acme")
-    metrics = service.metrics()
-    assert metrics["errors"]["create_tenant"] == {"ProviderUnavailable": 1}
-    assert metrics["errors"]["provider.generate_data_key"] == {"ProviderUnavailable": 1}
+    assert log.errors["create_tenant"] == {"ProviderUnavailable": 1}
+    assert log.errors["provider.generate_data_key"] == {"ProviderUnavailable": 1}
     service.close()

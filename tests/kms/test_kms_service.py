@@ -1,4 +1,4 @@
-"""KeyService: config building, concurrency bound, metrics, readiness."""
+"""KeyManager: config building, concurrency bound, its timing hook, readiness."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import time
 
 import pytest
 
-from kms import KeyService, build_provider
+from kms import KeyManager, build_provider
 from kms.providers.local import LocalKeyProvider
+from kms_testutil import CallLog
 
 
 def test_build_provider_validates_config(tmp_path):
@@ -20,18 +21,19 @@ def test_build_provider_validates_config(tmp_path):
 
 
 def test_service_round_trip_metrics_and_ready(tmp_path):
-    service = KeyService({"provider": "local", "root_key_path": str(tmp_path / "root.json")}, str(tmp_path / "ks.db"))
+    log = CallLog()
+    service = KeyManager({"provider": "local", "root_key_path": str(tmp_path / "root.json")}, str(tmp_path / "ks.db"),
+                         observe=log)
     assert service.ready() is True
     service.create_tenant("acme")
     for _ in range(5):
         key = service.data_key("acme")
     assert service.rotate_tenant("acme") == 2 and service.versions("acme") == [1, 2]
     assert service.status()["tenant_count"] == 1
-    metrics = service.metrics()
-    assert metrics["calls"]["data_key"] == 5
-    assert metrics["calls"]["provider.generate_data_key"] == 1
-    assert "provider.unwrap" not in metrics["calls"]  # the TTL cache absorbed the burst
-    assert metrics["latency"]["data_key"]["count"] == 5 and metrics["latency"]["data_key"]["sum_s"] > 0
+    assert log.calls["data_key"] == 5
+    assert log.calls["provider.generate_data_key"] == 1
+    assert "provider.unwrap" not in log.calls  # the TTL cache absorbed the burst
+    assert log.seconds["data_key"] > 0
     assert key.version == 1
     service.close()
 
@@ -57,8 +59,9 @@ class SlowProvider(LocalKeyProvider):
 
 def test_service_bounds_concurrent_provider_calls(tmp_path):
     provider = SlowProvider(tmp_path / "root.json")
-    service = KeyService(
-        {"max_concurrent_provider_calls": 2, "cache_ttl_s": 0}, str(tmp_path / "ks.db"), provider=provider
+    log = CallLog()
+    service = KeyManager(
+        {"max_concurrent_provider_calls": 2, "cache_ttl_s": 0}, str(tmp_path / "ks.db"), provider=provider, observe=log
     )
     tenants = [f"t{n}" for n in range(8)]
     for tenant in tenants:
@@ -69,5 +72,5 @@ def test_service_bounds_concurrent_provider_calls(tmp_path):
     for thread in threads:
         thread.join()
     assert SlowProvider.peak == 2
-    assert service.metrics()["calls"]["provider.unwrap"] == 8
+    assert log.calls["provider.unwrap"] == 8
     service.close()

@@ -1,14 +1,13 @@
-"""`KeyService`: the key hierarchy as a service object, wrapped thinly by the Ray Serve deployment.
+"""`KeyManager`: the key hierarchy as a service object, wrapped thinly by the KeyService Serve deployment.
 
 Plain Python (no Ray import). Adds what a shared service needs around `Keyring`: a bound on concurrent
-provider calls (KMS quotas and HSM sessions are scarce), metrics, and a readiness probe.
+provider calls (KMS quotas and HSM sessions are scarce), a timing hook per call, and a readiness probe.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -20,49 +19,34 @@ from kms.providers.base import EncryptionContext, KeyProvider
 T = TypeVar("T")
 
 
-class _Metrics:
-    """Thread-safe counters: calls, errors by type, latency sum/count per operation."""
+# What a KeyManager reports after each operation: (operation, seconds, error type name or None). The
+# deployment turns these into the service's Prometheus metrics; kms itself keeps no metrics system.
+Observer = Callable[[str, float, "str | None"], None]
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._calls: dict[str, int] = defaultdict(int)
-        self._errors: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        self._latency_sum: dict[str, float] = defaultdict(float)
 
-    def timed(self, operation: str, call: Callable[[], T]) -> T:
-        start = time.perf_counter()
-        error: str | None = None
-        try:
-            return call()
-        except Exception as exc:
-            error = type(exc).__name__
-            raise
-        finally:
-            elapsed = time.perf_counter() - start
-            with self._lock:
-                self._calls[operation] += 1
-                self._latency_sum[operation] += elapsed
-                if error:
-                    self._errors[operation][error] += 1
+def _ignore(operation: str, seconds: float, error: str | None) -> None:
+    pass
 
-    def snapshot(self) -> dict:
-        with self._lock:
-            return {
-                "calls": dict(self._calls),
-                "errors": {op: dict(by_type) for op, by_type in self._errors.items()},
-                "latency": {
-                    op: {"sum_s": self._latency_sum[op], "count": count} for op, count in self._calls.items()
-                },
-            }
+
+def _timed(observe: Observer, operation: str, call: Callable[[], T]) -> T:
+    start = time.perf_counter()
+    error: str | None = None
+    try:
+        return call()
+    except Exception as exc:
+        error = type(exc).__name__
+        raise
+    finally:
+        observe(operation, time.perf_counter() - start, error)
 
 
 class _BoundedProvider:
     """Provider proxy: at most N provider calls in flight; each call timed under `provider.<op>`."""
 
-    def __init__(self, inner: KeyProvider, metrics: _Metrics, max_concurrent: int, queue_timeout_s: float) -> None:
+    def __init__(self, inner: KeyProvider, observe: Observer, max_concurrent: int, queue_timeout_s: float) -> None:
         self.inner = inner
         self.name = inner.name
-        self._metrics = metrics
+        self._observe = observe
         self._slots = threading.BoundedSemaphore(max_concurrent)
         self._queue_timeout_s = queue_timeout_s
 
@@ -76,7 +60,7 @@ class _BoundedProvider:
             finally:
                 self._slots.release()
 
-        return self._metrics.timed(f"provider.{operation}", run)
+        return _timed(self._observe, f"provider.{operation}", run)
 
     def current_root_id(self) -> str:
         return self._bounded("current_root_id", self.inner.current_root_id)
@@ -97,8 +81,8 @@ class _BoundedProvider:
         self._bounded("check", self.inner.check)
 
 
-class KeyService:
-    """Owns the provider and the Keyring; every public method is counted in `metrics()`.
+class KeyManager:
+    """Owns the provider and the Keyring; every public method and provider call is reported to `observe`.
 
     config: {"provider": ..., <provider options>} plus optional service keys
     `max_concurrent_provider_calls` (default 8), `provider_queue_timeout_s` (default 5.0),
@@ -107,44 +91,45 @@ class KeyService:
 
     _SERVICE_KEYS = ("max_concurrent_provider_calls", "provider_queue_timeout_s", "cache_ttl_s")
 
-    def __init__(self, config: Mapping[str, Any], keystore_path: str, *, provider: KeyProvider | None = None) -> None:
+    def __init__(self, config: Mapping[str, Any], keystore_path: str, *, provider: KeyProvider | None = None,
+                 observe: Observer = _ignore) -> None:
         provider_config = {k: v for k, v in config.items() if k not in self._SERVICE_KEYS}
         max_concurrent = int(config.get("max_concurrent_provider_calls", 8))
         if max_concurrent < 1:
             raise ValueError("max_concurrent_provider_calls must be >= 1")
-        self._metrics = _Metrics()
+        self._observe = observe
         inner = provider if provider is not None else build_provider(provider_config)
         self._provider = _BoundedProvider(
-            inner, self._metrics, max_concurrent, float(config.get("provider_queue_timeout_s", 5.0))
+            inner, observe, max_concurrent, float(config.get("provider_queue_timeout_s", 5.0))
         )
         self.keyring = Keyring(self._provider, keystore_path, cache_ttl_s=float(config.get("cache_ttl_s", 60.0)))
 
     def create_tenant(self, tenant_id: str) -> None:
-        self._metrics.timed("create_tenant", lambda: self.keyring.create_tenant(tenant_id))
+        _timed(self._observe, "create_tenant", lambda: self.keyring.create_tenant(tenant_id))
 
     def data_key(self, tenant_id: str, purpose: str = "embeddings", version: int | None = None) -> DataKey:
-        return self._metrics.timed("data_key", lambda: self.keyring.data_key(tenant_id, purpose, version))
+        return _timed(self._observe, "data_key", lambda: self.keyring.data_key(tenant_id, purpose, version))
 
     def current_version(self, tenant_id: str) -> int:
-        return self._metrics.timed("current_version", lambda: self.keyring.current_version(tenant_id))
+        return _timed(self._observe, "current_version", lambda: self.keyring.current_version(tenant_id))
 
     def versions(self, tenant_id: str) -> list[int]:
-        return self._metrics.timed("versions", lambda: self.keyring.versions(tenant_id))
+        return _timed(self._observe, "versions", lambda: self.keyring.versions(tenant_id))
 
     def rotate_root(self) -> dict:
-        return self._metrics.timed("rotate_root", self.keyring.rotate_root)
+        return _timed(self._observe, "rotate_root", self.keyring.rotate_root)
 
     def rotate_tenant(self, tenant_id: str) -> int:
-        return self._metrics.timed("rotate_tenant", lambda: self.keyring.rotate_tenant(tenant_id))
+        return _timed(self._observe, "rotate_tenant", lambda: self.keyring.rotate_tenant(tenant_id))
 
     def retire_version(self, tenant_id: str, version: int) -> None:
-        self._metrics.timed("retire_version", lambda: self.keyring.retire_version(tenant_id, version))
+        _timed(self._observe, "retire_version", lambda: self.keyring.retire_version(tenant_id, version))
 
     def destroy_tenant(self, tenant_id: str) -> None:
-        self._metrics.timed("destroy_tenant", lambda: self.keyring.destroy_tenant(tenant_id))
+        _timed(self._observe, "destroy_tenant", lambda: self.keyring.destroy_tenant(tenant_id))
 
     def status(self) -> dict:
-        return self._metrics.timed("status", self.keyring.status)
+        return _timed(self._observe, "status", self.keyring.status)
 
     def ready(self) -> bool:
         """Readiness: the provider answers a cheap probe. Never raises."""
@@ -153,9 +138,6 @@ class KeyService:
             return True
         except KmsError:
             return False
-
-    def metrics(self) -> dict:
-        return self._metrics.snapshot()
 
     def close(self) -> None:
         self.keyring.close()
