@@ -2,6 +2,6 @@
 photos, through the service's own image decoding, detector and embedder.
 
 One module per concern: `metrics` (pure maths), `dataset` (the photo folder), `run` (inference over it),
-`report` (report.json and its Markdown), `plots` (DET curve, histograms), `apply` (write a threshold
+`report` (the numbers and their Markdown), `plots` (DET curve, histograms), `files` (what is written), `apply` (write a threshold
 through the admin API).
 """

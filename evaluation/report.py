@@ -1,11 +1,9 @@
 """The evaluation result: every number of report.json that follows from the scores (no models needed),
-its Markdown summary, and the files `securegate eval` writes."""
+and its Markdown summary."""
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,28 +136,12 @@ def _groups(scores: PairScores, embeddings: np.ndarray, labels: np.ndarray, grou
     return out
 
 
-def write_report(evaluation: Evaluation, out_dir: str | os.PathLike) -> dict[str, Path]:
-    """report.json, report.md, det.png and histogram.png into out_dir; returns their paths."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    r = evaluation.report
-    files = {"json": out / "report.json", "md": out / "report.md", "det": out / "det.png",
-             "histogram": out / "histogram.png"}
-    from evaluation import plots  # matplotlib loads only when a report is written
-
-    files["json"].write_text(json.dumps(_jsonable(r), indent=2) + "\n")
-    plots.plot_det(evaluation, files["det"])
-    plots.plot_histogram(evaluation, files["histogram"])
-    files["md"].write_text(summary_markdown(r))
-    return files
-
-
-def _jsonable(value):
+def jsonable(value):
     """NaN/inf are not JSON: write them as null."""
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value

@@ -45,7 +45,8 @@ def _probability(text: str) -> float:
 
 def cmd_eval(ns: argparse.Namespace) -> int:
     from evaluation.apply import ApplyError, apply_threshold
-    from evaluation.report import summary_markdown, write_report
+    from evaluation.files import write_report
+    from evaluation.report import summary_markdown
     from evaluation.run import evaluate
 
     token = ns.admin_token or os.environ.get("SECUREGATE_ADMIN_TOKEN")

@@ -30,7 +30,8 @@ from evaluation.metrics import (
     pair_scores,
     threshold_at_far,
 )
-from evaluation.report import Evaluation, build_report, write_report
+from evaluation.files import write_report
+from evaluation.report import Evaluation, build_report
 from securegate import eval_cli
 from securegate.models import FaceDetector, FaceEmbedder, load_pack, onnx_providers
 
