@@ -31,14 +31,23 @@ def load_serve_config(path: str | None) -> tuple[dict[str, Any], dict[str, dict]
 
 
 def cmd_serve(ns: argparse.Namespace) -> int:
+    from securegate.models import resolve_pack
+
+    args, deployment_options, http = load_serve_config(ns.config)
+    if ns.models:
+        args["models"] = ns.models
+    # The pack is found (and fetched, with progress, if missing) here, before Ray starts: a missing pack is
+    # one clear error on the terminal rather than every replica retrying, and replicas get its directory.
+    pack = resolve_pack(args.get("models"))
+    args["models"] = str(pack.root)
+    ignored = f"{len(pack.ignored)} other file{'' if len(pack.ignored) == 1 else 's'} ignored"
+    print(f"Model pack: {pack.root} (detector {pack.detector_path.name}, recognizer {pack.recognizer_path.name}, "
+          f"{ignored}: see `securegate models`)", flush=True)
+
     import ray
     from ray import serve
 
     from graph import build_app
-
-    args, deployment_options, http = load_serve_config(ns.config)
-    if ns.models:
-        args["models"] = str(Path(ns.models).expanduser().resolve())
     if ns.data_dir:
         args["data_dir"] = str(Path(ns.data_dir).expanduser().resolve())
     # The admin token is generated here on first start (not in a replica) so it can be shown once, on the
@@ -79,8 +88,10 @@ def cmd_models(ns: argparse.Namespace) -> int:
     from securegate.models import resolve_pack
 
     pack = resolve_pack(ns.models)
-    info = {**pack.describe(), "root": str(pack.root), "detector": pack.detector_path.name,
-            "recognizer": pack.recognizer_path.name, "available_providers": ort.get_available_providers()}
+    info = {**pack.describe(), "threshold_is_guess": not pack.threshold_is_known, "root": str(pack.root),
+            "detector": pack.detector_path.name, "recognizer": pack.recognizer_path.name,
+            "ignored": [{"file": i.file, "reason": i.reason} for i in pack.ignored],
+            "available_providers": ort.get_available_providers()}
     print(json.dumps(info, indent=2))
     return 0
 
@@ -147,12 +158,13 @@ def main(argv: list[str] | None = None) -> int:
     serve_p.add_argument("--config", help="Serve config file (e.g. configs/local.yaml)")
     serve_p.add_argument("--host")
     serve_p.add_argument("--port", type=int)
-    serve_p.add_argument("--models", help="model pack directory (default: $SECUREGATE_MODELS, then antelopev2)")
+    serve_p.add_argument("--models", help="model pack directory or InsightFace pack name, e.g. buffalo_l "
+                         "(default: $SECUREGATE_MODELS, then antelopev2)")
     serve_p.add_argument("--data-dir", help="where tenant data lives (default: $SECUREGATE_DATA_DIR or ~/.securegate)")
     serve_p.set_defaults(func=cmd_serve)
 
     models_p = sub.add_parser("models", help="show the active model pack: names, dims, providers")
-    models_p.add_argument("--models")
+    models_p.add_argument("--models", help="model pack directory or InsightFace pack name (default as for serve)")
     models_p.set_defaults(func=cmd_models)
 
     eval_cli.add_parser(sub)
@@ -177,7 +189,13 @@ def main(argv: list[str] | None = None) -> int:
     tenants_p.set_defaults(func=cmd_tenants)
 
     ns = parser.parse_args(argv)
-    return ns.func(ns)
+    from securegate.models import ModelPackError
+
+    try:
+        return ns.func(ns)
+    except ModelPackError as exc:  # its message says how to fix it: one line, no traceback
+        print(f"securegate: {exc}", file=sys.stderr, flush=True)
+        return 2
 
 
 if __name__ == "__main__":

@@ -137,14 +137,28 @@ def _one_line(exc: BaseException, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _root_cause(exc: BaseException) -> BaseException:
+    """The innermost error (requests wraps urllib3 wraps the socket error that says what happened)."""
+    while True:
+        inner = getattr(exc, "reason", None) or exc.__cause__
+        if inner is None and exc.args and isinstance(exc.args[0], BaseException):
+            inner = exc.args[0]
+        if not isinstance(inner, BaseException) or inner is exc:
+            return exc
+        exc = inner
+
+
 def find_model_dir(directory: Path) -> Path | None:
     """The folder holding the pack's .onnx files: `directory` itself, or its one subfolder that does
     (antelopev2.zip unpacks to antelopev2/antelopev2/*.onnx)."""
     if any(directory.glob("*.onnx")):
         return directory
-    nested = sorted(d for d in directory.iterdir() if d.is_dir() and any(d.glob("*.onnx"))) if directory.is_dir() else []
+    if not directory.is_dir():
+        return None
+    nested = sorted(d for d in directory.iterdir() if d.is_dir() and any(d.glob("*.onnx")))
     if len(nested) > 1:
-        raise ModelPackError(f"{directory} holds several model folders ({', '.join(d.name for d in nested)}); point at one")
+        names = ", ".join(d.name for d in nested)
+        raise ModelPackError(f"{directory} holds several model folders ({names}); point at one of them")
     return nested[0] if nested else None
 
 
@@ -175,8 +189,10 @@ def load_pack(directory: str | os.PathLike, recognizer: str | None = None) -> Mo
     else:
         chosen = sorted(recognizers, key=lambda r: (r.facts["batch"] is not None, r.path.name))
     rec = chosen[0]
-    ignored += [IgnoredModel(d.path.name, f"another detector is used ({detectors[0].path.name})") for d in detectors[1:]]
-    ignored += [IgnoredModel(r.path.name, f"another recognizer is used ({rec.path.name})") for r in recognizers if r is not rec]
+    ignored += [IgnoredModel(d.path.name, f"another detector is used ({detectors[0].path.name})")
+                for d in detectors[1:]]
+    ignored += [IgnoredModel(r.path.name, f"another recognizer is used ({rec.path.name})")
+                for r in recognizers if r is not rec]
     pack = ModelPack(
         name=root.name,
         root=root,
@@ -222,9 +238,11 @@ def fetch_pack(name: str, pack_dir: Path) -> None:
         if find_model_dir(pack_dir) is None:
             raise ModelPackError(f"the downloaded {name}.zip holds no .onnx files")
     except Exception as exc:
+        cause = _root_cause(exc)
         alternative = "" if name == "buffalo_l" else ", or use buffalo_l instead (SECUREGATE_MODELS=buffalo_l)"
         raise ModelPackError(
-            f"could not download model pack {name} ({type(exc).__name__}: {_one_line(exc)}); place its .onnx "
+            f"could not download model pack {name} from {storage.model_zoo_download_url(name + '.zip')} "
+            f"({type(cause).__name__}: {_one_line(cause)}); place its .onnx "
             f"files in {pack_dir} by hand, or point SECUREGATE_MODELS (or --models) at a pack directory "
             f"(offline development: SECUREGATE_MODELS=../shared/models){alternative}"
         ) from exc

@@ -72,11 +72,14 @@ def test_failed_download_is_one_line_with_the_fixes(tmp_path, monkeypatch):
 
     monkeypatch.delenv("SECUREGATE_MODELS", raising=False)
     monkeypatch.setattr(models, "INSIGHTFACE_ROOT", tmp_path)
-    monkeypatch.setattr(storage, "MODEL_ZOO_RELEASE_DOWNLOAD_URL", f"http://127.0.0.1:{closed_port()}/")
+    port = closed_port()
+    monkeypatch.setattr(storage, "MODEL_ZOO_RELEASE_DOWNLOAD_URL", f"http://127.0.0.1:{port}/")
     with pytest.raises(ModelPackError) as err:
         models.resolve_pack(None)
     message = str(err.value)
-    assert "\n" not in message and message.startswith("could not download model pack antelopev2 (ConnectionError")
+    assert "\n" not in message
+    assert message.startswith(f"could not download model pack antelopev2 from http://127.0.0.1:{port}/antelopev2.zip "
+                              "(ConnectionRefusedError: [Errno 111] Connection refused)")
     assert str(tmp_path / "models" / "antelopev2") in message and "SECUREGATE_MODELS=buffalo_l" in message
 
 
