@@ -100,11 +100,10 @@ class _Routed:
 def _route(path: Path) -> _Routed:
     """What insightface's model_zoo router makes of one file: SCRFD with keypoints → detector, ArcFaceONNX
     with an [N, D] output → recognizer, anything else (landmark, attribute, swapper, unroutable) → ignored."""
+    import onnxruntime as ort
     from insightface.model_zoo import get_model
     from insightface.model_zoo.arcface_onnx import ArcFaceONNX
     from insightface.model_zoo.scrfd import SCRFD
-
-    import onnxruntime as ort
 
     # insightface routes on a live ORT session's inputs/outputs (ModelRouter); a cheap one, dropped after.
     opts = ort.SessionOptions()
