@@ -8,15 +8,34 @@ TEST_MODELS ?= $(abspath ../shared/models)
 
 .PHONY: setup system-deps serve test bench
 
-$(BIN)/securegate: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+# CPU build by default; GPU=1 (`make serve GPU=1`, `make test GPU=1`) installs the [gpu] extra instead. The CPU and
+# GPU builds of ONNX Runtime and FAISS install the same modules (last one wins), so a venv holds exactly one set:
+# switching removes both sets before installing, and a GPU install removes the CPU onnxruntime that insightface
+# pulls in, then lays onnxruntime-gpu's files down again (same version, no deps).
+IS_GPU    = $(filter 1 yes true,$(GPU))
+FLAVOUR   = $(if $(IS_GPU),gpu,cpu)
+OWN_SET   = $(if $(IS_GPU),onnxruntime-gpu faiss-gpu-cu12,onnxruntime faiss-cpu)
+OTHER_SET = $(if $(IS_GPU),onnxruntime faiss-cpu,onnxruntime-gpu faiss-gpu-cu12)
+INSTALLED = $(VENV)/.securegate-$(FLAVOUR)
+
+$(INSTALLED): pyproject.toml
+	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	@other=$$($(BIN)/python -c "import importlib.metadata as m, sys; print(*(d for d in sys.argv[1:] if list(m.distributions(name=d))))" $(OTHER_SET)); \
+	if [ -n "$$other" ]; then echo "removing $$other and $(OWN_SET) (switching build)"; \
+	  $(BIN)/pip uninstall -q -y $$other $(OWN_SET); fi
+	$(BIN)/pip install -q -e '.[$(FLAVOUR),test]'
+ifneq ($(IS_GPU),)
+	$(BIN)/pip uninstall -q -y onnxruntime
+	$(BIN)/pip install -q --force-reinstall --no-deps "onnxruntime-gpu==$$($(BIN)/python -c 'from importlib.metadata import version; print(version("onnxruntime-gpu"))')"
+endif
+	rm -f $(VENV)/.securegate-*
 	touch $@
 
-setup: $(BIN)/securegate
+setup: $(INSTALLED)
 
-# SoftHSM2 backs the PKCS#11 tests, nginx the mTLS front's test; each installed only when missing.
+# SoftHSM2 backs the PKCS#11 tests, nginx the mTLS front's test, chromium + chromium-driver the console's
+# browser tests; each installed only when missing.
 system-deps:
 	@command -v softhsm2-util >/dev/null 2>&1 || { \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq softhsm2 >/dev/null; }
@@ -30,4 +49,5 @@ test: setup system-deps
 	SECUREGATE_MODELS=$${SECUREGATE_MODELS:-$(TEST_MODELS)} $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: setup
+	$(BIN)/pip install -q -e '.[$(FLAVOUR),bench]'
 	SECUREGATE_MODELS=$${SECUREGATE_MODELS:-$(TEST_MODELS)} $(BIN)/python benchmarks/embed.py

@@ -15,6 +15,7 @@ from deployments.detector import Detector
 from deployments.embedder import Embedder
 from deployments.ingress import Ingress
 from deployments.keys import KeyService
+from deployments.streams import StreamRouter
 from deployments.tenants import TenantRouter
 from securegate.settings import Settings
 
@@ -33,7 +34,8 @@ def build_app(args: dict[str, Any] | None = None, deployment_options: dict[str, 
     embedder = configured(Embedder).bind(settings)
     keys = configured(KeyService).bind(settings)
     tenants = configured(TenantRouter).bind(settings, keys)
-    return configured(Ingress).bind(settings, detector, embedder, tenants, keys)
+    streams = configured(StreamRouter).bind(settings, keys, tenants, detector, embedder)
+    return configured(Ingress).bind(settings, detector, embedder, tenants, keys, streams)
 
 
 app = build_app()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+
+import numpy as np
 
 import ray
 from ray import serve
@@ -27,11 +30,16 @@ class Detector:
             det_thresh=cfg.det_thresh,
             threads=cfg.threads,
         )
+        # Camera frames get their own (smaller) input square: faces at a door are large in a 640x360 frame,
+        # and a smaller square is what lets one CPU hold several cameras (benchmarks/streams.py).
+        self.frame_model = FaceDetector(self.pack, self.model.providers, det_size=self.settings.streams.det_size,
+                                        det_thresh=cfg.det_thresh, threads=cfg.threads)
         log.info("Detector ready: %s on %s (GPUs %s)", self.pack.detector_path.name, self.model.providers, ray.get_gpu_ids())
 
     def reconfigure(self, user_config: dict) -> None:
         if "det_thresh" in user_config:
             self.model.set_threshold(float(user_config["det_thresh"]))
+            self.frame_model.set_threshold(float(user_config["det_thresh"]))
 
     def detect(self, image: bytes, max_faces: int | None = None) -> list[DetectedFace]:
         """Faces largest-first after SCRFD's own ranking; at most `max_faces` (the configured limit)."""
@@ -40,6 +48,25 @@ class Detector:
         faces = self.model.detect(pixels, max_faces=limit)
         if faces:  # Ray counters refuse increments of 0
             metrics.faces_detected_total().inc(len(faces))
+        return faces
+
+    async def detect_frame(self, frame: np.ndarray, max_faces: int | None = None) -> list[DetectedFace]:
+        """A decoded camera frame (BGR) → faces. Frames from all cameras are gathered into one batch per
+        replica call (SCRFD through insightface runs one image at a time, so the batch saves the per-request
+        hops and keeps one inference thread busy, not a batched tensor)."""
+        return await self._detect_frames((frame, max_faces))
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005)
+    async def _detect_frames(self, items: list[tuple[np.ndarray, int | None]]) -> list[list[DetectedFace]]:
+        limit = self.settings.limits.max_faces
+
+        def run() -> list[list[DetectedFace]]:
+            return [self.frame_model.detect(frame, max_faces=min(n or limit, limit)) for frame, n in items]
+
+        faces = await asyncio.to_thread(run)
+        total = sum(len(f) for f in faces)
+        if total:
+            metrics.faces_detected_total().inc(total)
         return faces
 
     def info(self) -> dict:

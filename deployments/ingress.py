@@ -25,6 +25,7 @@ import tenancy.registry as registry
 import tenancy.service as tenant_service
 import tenancy.store as store
 from deployments import schemas as s
+from deployments.routes import streams as stream_routes
 from securegate import errors, images, metrics
 from securegate.models import DetectedFace
 from securegate.settings import Settings
@@ -34,6 +35,7 @@ from tenancy.registry import Tenant
 log = logging.getLogger("ray.serve")
 
 api = FastAPI(title="SecureGate", version="0.1.0", description="Multi-tenant face recognition on Ray Serve.")
+api.include_router(stream_routes.router)  # cameras, events, webhooks: deployments/routes/streams.py
 
 
 # --------------------------------------------------------------------------------------- error mapping
@@ -186,11 +188,12 @@ ADMIN_ERRORS = {code: {"model": s.ErrorResponse} for code in (400, 401, 403, 404
 # Helpers the class uses are defined above it: Serve pickles the ingress class by value when it is bound.
 @serve.deployment(max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.25})
 @serve.ingress(api)
-class Ingress:
+class Ingress(stream_routes.StreamRoutes):
     def __init__(self, settings: dict, detector: DeploymentHandle, embedder: DeploymentHandle,
-                 tenants: DeploymentHandle, keys: DeploymentHandle) -> None:
+                 tenants: DeploymentHandle, keys: DeploymentHandle, streams: DeploymentHandle | None = None) -> None:
         self.settings = Settings.model_validate(settings)
         self.detector, self.embedder, self.tenants, self.keys = detector, embedder, tenants, keys
+        self.streams = streams  # StreamRouter: cameras and events (deployments/stream_api.py)
         self._model: dict | None = None
         api.add_middleware(BodyLimit, max_bytes=self.settings.limits.max_body_bytes)
 
@@ -259,6 +262,8 @@ class Ingress:
     @api_errors
     async def delete_tenant(self, admin_token: str, tenant_id: str) -> None:
         await self.tenants.check_admin.remote(admin_token)
+        if self.streams is not None:
+            await self._streams_before_tenant_delete(tenant_id)
         await self.tenants.delete_tenant.remote(tenant_id)
 
     @api_errors
@@ -304,6 +309,8 @@ class Ingress:
     async def delete_person(self, api_key: str, person_id: str) -> None:
         tenant = await self._tenant(api_key)
         await self._call(tenant, "delete_person", person_id)
+        if self.streams is not None:
+            await self._streams_after_person_delete(tenant.tenant_id, person_id)
 
     @api_errors
     async def enrol_face(self, api_key: str, person_id: str, image: bytes, face_index: int | None = None) -> dict:

@@ -75,6 +75,10 @@ class TenantRouter:
     async def list_tenants(self) -> list[dict]:
         return [t.public() for t in self.service.registry.list()]
 
+    async def tenant(self, tenant_id: str) -> Tenant:
+        """The tenant itself (for internal callers such as camera workers, which hold no API key)."""
+        return self.service.registry.get(tenant_id)
+
     async def get_tenant(self, tenant_id: str) -> dict:
         return self.service.registry.get(tenant_id).public()
 

@@ -48,8 +48,24 @@ class KeySettings(Strict):
 class TenancySettings(Strict):
     idle_evict_s: float = Field(900.0, gt=0, description="an idle tenant's index actor is evicted after this")
     ann_min_faces: int = Field(200_000, ge=1, description="tenants this large also get the ANN tier")
-    index_actor_options: dict[str, Any] = Field(default_factory=lambda: {"num_cpus": 0.05})
+    # Ray sets OMP_NUM_THREADS from num_cpus (=> 1 BLAS thread at 0.05); an exact search needs the cores, so
+    # the default says its threads explicitly (configs/local.yaml explains; README "Search as deployed").
+    index_actor_options: dict[str, Any] = Field(default_factory=lambda: {
+        "num_cpus": 0.05, "runtime_env": {"env_vars": {"OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"}}})
     retention_check_s: float = Field(3600.0, gt=0, description="how often faces past a tenant's retention are deleted")
+
+
+class StreamSettings(Strict):
+    """Cameras (streams/): detection size for frames, the per-camera frame queue, workers and webhooks."""
+
+    det_size: int = Field(320, ge=64, description="SCRFD input square for camera frames (faces of ~40 px and up at 640x360)")
+    queue_frames: int = Field(2, ge=1, description="frames a camera may have waiting; older ones are dropped")
+    worker_options: dict[str, Any] = Field(default_factory=lambda: {"num_cpus": 0.1},
+                                           description="Ray options of each camera's stream worker actor")
+    max_streams_per_tenant: int = Field(64, ge=1)
+    webhook_max_attempts: int = Field(6, ge=1, description="deliveries failing this often go to the dead-letter list")
+    webhook_backoff_s: float = Field(1.0, gt=0, description="first retry delay; doubles per attempt")
+    webhook_timeout_s: float = Field(5.0, gt=0)
 
 
 def default_data_dir() -> str:
@@ -65,6 +81,7 @@ class Settings(Strict):
     embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
     keys: KeySettings = Field(default_factory=KeySettings)
     tenancy: TenancySettings = Field(default_factory=TenancySettings)
+    streams: StreamSettings = Field(default_factory=StreamSettings)
 
     @classmethod
     def from_args(cls, args: dict[str, Any] | None = None) -> "Settings":

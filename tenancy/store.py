@@ -9,8 +9,11 @@ Guarantees:
 - Deletion is real: secure_delete zeroes freed cells and pages, and delete paths truncate the WAL so the
   old page images (which still hold the ciphertext, face id and external id) do not linger there.
 
-The file is opened with apsw because the stdlib sqlite3 module cannot load extensions on every machine,
-and the rest of `tenancy` (sqlite-vec benchmarks) needs one SQLite build throughout.
+The file is opened with apsw for its transactions: `with conn:` really begins one (a SAVEPOINT) and nests, so
+`transaction()` groups calls into one commit and a read takes one snapshot (`with conn:` around a SELECT),
+where the stdlib sqlite3 module only commits or rolls back on exit and begins implicitly before writes alone;
+and apsw bundles a current SQLite, so JSON CHECKs, secure_delete and WAL behave the same on every host,
+whatever libsqlite3 the system has. (No SQLite extension is loaded: sqlite-vec is only a benchmark baseline.)
 """
 
 from __future__ import annotations

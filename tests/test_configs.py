@@ -32,6 +32,61 @@ def test_config_is_valid_for_serve_and_securegate(path):
             assert d["max_ongoing_requests"] >= d["user_config"]["max_batch_size"]
 
 
+def index_actor_options(path: Path) -> dict:
+    """What TenantService passes to every index actor for this config (config args over Settings defaults)."""
+    args, _, _ = load_serve_config(str(path))
+    return Settings.from_args(args).tenancy.index_actor_options
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_index_actors_get_their_blas_threads_explicitly(path):
+    """Ray would set OMP_NUM_THREADS from the actor's small num_cpus (one thread): every config (and the default
+    it falls back to) names the index's BLAS/OpenMP threads instead."""
+    env = index_actor_options(path).get("runtime_env", {}).get("env_vars", {})
+    assert int(env["OMP_NUM_THREADS"]) >= 2 and int(env["OPENBLAS_NUM_THREADS"]) >= 2, env
+    assert Settings().tenancy.index_actor_options["runtime_env"]["env_vars"]["OPENBLAS_NUM_THREADS"] == "2"
+
+
+@pytest.mark.parametrize("name", ["local.yaml", "tls.yaml"])
+def test_one_machine_configs_reserve_at_most_two_cores(name):
+    """The minimum replicas of every deployment plus four active tenants' index actors fit a 2-core laptop."""
+    _, options, _ = load_serve_config(str(REPO / "configs" / name))
+    reserved = 0.0
+    for deployment in DEPLOYMENTS:
+        opts = options.get(deployment, {})
+        replicas = opts.get("num_replicas") or opts.get("autoscaling_config", {}).get("min_replicas", 1)
+        reserved += replicas * opts.get("ray_actor_options", {}).get("num_cpus", 0.1)  # 0.1: code defaults
+    reserved += 4 * index_actor_options(REPO / "configs" / name)["num_cpus"]
+    assert reserved <= 2.0, reserved
+
+
+def test_index_actor_created_as_local_yaml_says_runs_blas_on_its_threads(ray_cluster, tmp_path):
+    """A real TenantIndexActor created with local.yaml's options, as TenantService does: the BLAS and OpenMP
+    pools loaded in it (threadpoolctl) have the configured threads, not the one Ray derives from num_cpus."""
+    import ray
+
+    from tenancy.actors import NAMESPACE, TenantIndexActor
+
+    def pools(actor_state) -> dict:
+        import numpy  # noqa: F401  (numpy's OpenBLAS is what the exact tier runs on)
+        from threadpoolctl import threadpool_info
+
+        import tenancy.index  # noqa: F401  (faiss: its OpenBLAS and OpenMP)
+
+        return {(p["internal_api"], p["filepath"]): p["num_threads"] for p in threadpool_info()}
+
+    options = index_actor_options(REPO / "configs" / "local.yaml")
+    wanted = int(options["runtime_env"]["env_vars"]["OPENBLAS_NUM_THREADS"])
+    actor = TenantIndexActor.options(name="tenant-index:threads-check", namespace=NAMESPACE, **options).remote(
+        "threads-check", str(tmp_path), "synthetic", 8, None, None)
+    try:
+        seen = ray.get(actor.__ray_call__.remote(pools), timeout=120)
+    finally:
+        ray.kill(actor)
+    assert {api for api, _ in seen} >= {"openblas", "openmp"}, seen
+    assert set(seen.values()) == {wanted}, seen
+
+
 def test_serve_build_accepts_the_graph(tmp_path):
     out = tmp_path / "built.yaml"
     subprocess.run([str(Path(sys.executable).parent / "serve"), "build", "graph:app", "-o", str(out)],

@@ -1,0 +1,1 @@
+"""HTTP routes, one module per resource (see deployments/ingress.py for how they are included)."""

@@ -1,0 +1,158 @@
+"""The cameras' handle API, mixed into the Ingress: plain async methods that Python callers use through the
+ingress's Serve handle and that the HTTP routes (deployments/routes/streams.py) call. The tenant always
+comes from the API key; the StreamRouter deployment does the work.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+
+from securegate import errors
+
+
+def api_errors(method):
+    """The Ingress's error mapping and request metrics (deployments.ingress.api_errors), looked up at call
+    time: ingress.py imports this module, so it cannot be imported here at import time."""
+
+    @functools.wraps(method)
+    async def wrapper(*args, **kwargs):
+        from deployments.ingress import api_errors as ingress_api_errors
+
+        return await ingress_api_errors(method)(*args, **kwargs)
+
+    return wrapper
+
+
+EVENT_KINDS = ("person_seen", "unknown_seen")
+
+
+class StreamApi:
+    """Needs from the Ingress: `self.streams` (StreamRouter handle), `self._tenant`, `self._call`."""
+
+    # ---- streams ----------------------------------------------------------------------------------------
+    @api_errors
+    async def create_stream(self, api_key: str, name: str, url: str | None = None, fps: float = 5.0,
+                            cooldown_s: float = 60.0, loop: bool = False, enabled: bool = True) -> dict:
+        """A camera: `url` (rtsp://, http(s):// MJPEG or video, a server-side file) is pulled; without a URL
+        the stream takes pushed frames (`push_frame`)."""
+        tenant = await self._tenant(api_key)
+        config = {"fps": fps, "cooldown_s": cooldown_s, "loop": loop, "enabled": enabled}
+        return await self.streams.create_stream.remote(tenant.tenant_id, name, url, config)
+
+    @api_errors
+    async def list_streams(self, api_key: str) -> dict:
+        tenant = await self._tenant(api_key)
+        return {"streams": await self.streams.list_streams.remote(tenant.tenant_id)}
+
+    @api_errors
+    async def get_stream(self, api_key: str, stream_id: str) -> dict:
+        tenant = await self._tenant(api_key)
+        return await self.streams.get_stream.remote(tenant.tenant_id, stream_id)
+
+    @api_errors
+    async def update_stream(self, api_key: str, stream_id: str, **changes) -> dict:
+        tenant = await self._tenant(api_key)
+        return await self.streams.update_stream.remote(tenant.tenant_id, stream_id, changes)
+
+    @api_errors
+    async def delete_stream(self, api_key: str, stream_id: str) -> None:
+        tenant = await self._tenant(api_key)
+        await self.streams.delete_stream.remote(tenant.tenant_id, stream_id)
+
+    @api_errors
+    async def push_frame(self, api_key: str, stream_id: str, jpeg: bytes, captured_at: float | None = None) -> dict:
+        """One frame (JPEG bytes) from an edge device or browser; `captured_at` in epoch seconds (default: now).
+        Frames are never stored; when the camera's pipeline is behind, the oldest waiting frame is dropped."""
+        tenant = await self._tenant(api_key)
+        if not jpeg:
+            raise errors.InvalidImage("empty frame")
+        return await self.streams.push_frame.remote(tenant.tenant_id, stream_id, jpeg, captured_at)
+
+    # ---- events -----------------------------------------------------------------------------------------
+    @api_errors
+    async def events(self, api_key: str, since: int = 0, limit: int = 100, camera: str | None = None,
+                     person: str | None = None, kind: str | None = None) -> dict:
+        """Events after sequence number `since`, oldest first; `person` is a person id, external id or
+        anonymous id. Page with `next_since`."""
+        tenant = await self._tenant(api_key)
+        if kind is not None and kind not in EVENT_KINDS:
+            raise errors.InvalidRequest(f"kind is one of {', '.join(EVENT_KINDS)}")
+        found = await self.streams.events.remote(tenant.tenant_id, since, limit, camera, person, kind)
+        return {"events": found, "next_since": found[-1]["seq"] if found else since}
+
+    async def event_feed(self, api_key: str, since: int = 0, timeout_s: float = 15.0):
+        """Live events for Server-Sent Events: (tenant id, an async iterator of event lists; [] = keep-alive)."""
+        tenant = await self._tenant(api_key)
+
+        async def feed():
+            cursor = since
+            while True:
+                batch = await self.streams.wait_events.remote(tenant.tenant_id, cursor, timeout_s)
+                if batch:
+                    cursor = batch[-1]["seq"]
+                yield batch
+
+        return feed()
+
+    @api_errors
+    async def attendance(self, api_key: str, date: str | None = None) -> dict:
+        """First-in / last-out per person on `date` (YYYY-MM-DD, UTC; default today)."""
+        tenant = await self._tenant(api_key)
+        try:
+            day = dt.date.fromisoformat(date) if date else dt.datetime.now(dt.timezone.utc).date()
+        except ValueError:
+            raise errors.InvalidRequest("date is YYYY-MM-DD") from None
+        return {"date": day.isoformat(), "persons": await self.streams.attendance.remote(tenant.tenant_id, day)}
+
+    # ---- unknowns ---------------------------------------------------------------------------------------
+    @api_errors
+    async def list_unknowns(self, api_key: str) -> dict:
+        tenant = await self._tenant(api_key)
+        return {"unknowns": await self.streams.list_unknowns.remote(tenant.tenant_id)}
+
+    @api_errors
+    async def promote_unknown(self, api_key: str, unknown_id: str, external_id: str | None = None,
+                              metadata: dict | None = None) -> dict:
+        """The anonymous id becomes a person: its camera samples become the person's faces and its events
+        name the person."""
+        tenant = await self._tenant(api_key)
+        vectors = await self.streams.take_unknown.remote(tenant.tenant_id, unknown_id)
+        person = await self._call(tenant, "create_person", external_id, metadata or {})
+        for vector in vectors:
+            # Camera samples passed the quality gates when they were embedded; their scores are not kept.
+            await self._call(tenant, "add_face", person["person_id"], vector, 0.0, 0.0)
+        relinked = await self.streams.promoted.remote(tenant.tenant_id, unknown_id, person["person_id"], external_id)
+        return {"person_id": person["person_id"], "external_id": external_id, "faces": len(vectors), "events": relinked}
+
+    # ---- webhooks ---------------------------------------------------------------------------------------
+    @api_errors
+    async def create_webhook(self, api_key: str, url: str, kinds: list[str] | None = None) -> dict:
+        """Events POSTed to `url`, signed with the returned secret (shown once)."""
+        tenant = await self._tenant(api_key)
+        return await self.streams.add_webhook.remote(tenant.tenant_id, url, list(kinds or []))
+
+    @api_errors
+    async def list_webhooks(self, api_key: str) -> dict:
+        tenant = await self._tenant(api_key)
+        return {"webhooks": await self.streams.list_webhooks.remote(tenant.tenant_id)}
+
+    @api_errors
+    async def delete_webhook(self, api_key: str, webhook_id: str) -> None:
+        tenant = await self._tenant(api_key)
+        await self.streams.delete_webhook.remote(tenant.tenant_id, webhook_id)
+
+    @api_errors
+    async def webhook_deliveries(self, api_key: str, webhook_id: str, state: str | None = None, limit: int = 100) -> dict:
+        """Delivery status: pending (with attempts and the next try), delivered, or dead (the dead-letter list)."""
+        tenant = await self._tenant(api_key)
+        return {"deliveries": await self.streams.deliveries.remote(tenant.tenant_id, webhook_id, state, limit)}
+
+    # ---- hooks the Ingress calls from its own operations --------------------------------------------------
+    async def _streams_before_tenant_delete(self, tenant_id: str) -> None:
+        """A tenant's cameras stop before its keys and files go."""
+        await self.streams.stop_tenant.remote(tenant_id)
+
+    async def _streams_after_person_delete(self, tenant_id: str, person_id: str) -> None:
+        """A deleted person's events are deleted with them (events, not just their links)."""
+        await self.streams.forget_person.remote(tenant_id, person_id)

@@ -1,0 +1,549 @@
+"""StreamService: a tenant's cameras, their workers, the event log, re-identification and webhooks.
+
+The StreamRouter deployment wraps it (one replica: it is the one writer of every tenant's events.db).
+
+- Streams are persisted with the tenant (`streams.store.CameraStore`, URL sealed) and each runs in a
+  detached, named `StreamWorker` actor; at start the service resumes every persisted, enabled stream.
+- `record_sighting` applies the cooldown per (identity, camera): a sighting within `cooldown_s` of the
+  last one of the same identity on the same camera extends that event instead of adding one.
+- Unknown faces get an anonymous id per tenant (`unk_…`): a track's mean vector is matched against the
+  tenant's unknowns (cosine, the tenant's threshold); the same stranger gets the same id on every camera
+  and every visit. Vectors are sealed like faces and follow the tenant's retention and deletion.
+- Live events: `wait_events` long-polls (the Ingress turns it into Server-Sent Events); webhooks get each
+  new event as a JSON body signed with HMAC-SHA256 (`X-SecureGate-Signature: sha256=<hex>`), retried with
+  exponential backoff, then dead-lettered after `webhook_max_attempts`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray
+
+from kms.records import RecordCipher
+from streams.sources import redact_text, redact_url, source_kind
+from streams.store import CameraStore, events_path
+from streams.worker import NAMESPACE, StreamWorkerActor, worker_name
+
+log = logging.getLogger(__name__)
+
+EVENT_KINDS = ("person_seen", "unknown_seen")
+KEY_PURPOSE = "events"
+
+
+class StreamNotFound(LookupError):
+    """No such stream (or webhook, unknown) for this tenant."""
+
+
+class InvalidStream(ValueError):
+    """A stream configuration that cannot work (bad URL, push-only operation on a pulled stream...)."""
+
+
+class TooManyStreams(ValueError):
+    """The tenant has `max_streams_per_tenant` streams already."""
+
+
+class _Ciphers:
+    """Record ciphers of one operation, by key version, fetched from the KeyService once each; dropped with
+    the operation (as the face store does)."""
+
+    def __init__(self, keys, tenant_id: str) -> None:
+        self.keys, self.tenant_id = keys, tenant_id
+        self._by_version: dict[int, RecordCipher] = {}
+        self.current: RecordCipher | None = None
+
+    async def load(self, versions: set[int] = frozenset(), current: bool = True) -> "_Ciphers":
+        if current:
+            key = await self.keys.data_key.remote(self.tenant_id, KEY_PURPOSE, None)
+            self.current = self._by_version[key.version] = key.cipher()
+        for version in versions - set(self._by_version):
+            key = await self.keys.data_key.remote(self.tenant_id, KEY_PURPOSE, version)
+            self._by_version[version] = key.cipher()
+        return self
+
+    def __call__(self, version: int) -> RecordCipher:
+        return self._by_version[version]
+
+
+class StreamService:
+    def __init__(self, data_dir: str, keys, tenants, detector, embedder, router_handle, settings) -> None:
+        self.data_dir = Path(data_dir)
+        self.keys, self.tenants, self.detector, self.embedder = keys, tenants, detector, embedder
+        self.router_handle = router_handle
+        self.settings = settings  # securegate.settings.Settings
+        self.cfg = settings.streams
+        self._stores: dict[str, CameraStore] = {}
+        self._workers: dict[tuple[str, str], Any] = {}
+        self._cooldown: dict[tuple[str, str, str], tuple[int, float]] = {}  # (tenant, camera, identity) -> (seq, last_seen)
+        self._unknowns: dict[str, dict[str, dict]] = {}  # tenant -> unknown id -> {vectors, ...}
+        self._new_event: dict[str, asyncio.Condition] = {}
+        self._deliver_now = asyncio.Event()
+        self._background: list[asyncio.Task] = []
+        self._model_threshold: float | None = None
+
+    # ---- plumbing ---------------------------------------------------------------------------------------
+    def store(self, tenant_id: str) -> CameraStore:
+        if tenant_id not in self._stores:
+            self._stores[tenant_id] = CameraStore(events_path(self.data_dir, tenant_id), tenant_id)
+        return self._stores[tenant_id]
+
+    async def ciphers(self, tenant_id: str, *, read: bool = True) -> _Ciphers:
+        versions = self.store(tenant_id).key_versions() if read else set()
+        return await _Ciphers(self.keys, tenant_id).load(versions)
+
+    def _condition(self, tenant_id: str) -> asyncio.Condition:
+        return self._new_event.setdefault(tenant_id, asyncio.Condition())
+
+    def start_background(self) -> None:
+        if not self._background:
+            loop = asyncio.get_running_loop()
+            self._background = [loop.create_task(self._resume_all()), loop.create_task(self._deliver_forever())]
+
+    # ---- streams ------------------------------------------------------------------------------------------
+    def _check_config(self, url: str | None, fps: float) -> None:
+        if url is not None:
+            try:
+                kind = source_kind(url)
+            except ValueError as exc:
+                raise InvalidStream(str(exc)) from None
+            if kind == "file" and not Path(url.removeprefix("file://")).is_file():
+                raise InvalidStream(f"no such video file on the server: {redact_url(url)}")
+        if not 0 < fps <= 30:
+            raise InvalidStream("fps must be in (0, 30]")
+
+    async def create_stream(self, tenant_id: str, name: str, url: str | None, config: dict) -> dict:
+        store = self.store(tenant_id)
+        ciphers = await self.ciphers(tenant_id)
+        if len(store.streams(ciphers)) >= self.cfg.max_streams_per_tenant:
+            raise TooManyStreams(f"a tenant has at most {self.cfg.max_streams_per_tenant} streams")
+        self._check_config(url, config["fps"])
+        stream_id = store.add_stream(ciphers.current, name, url or "", config)
+        if config.get("enabled", True):
+            await self._ensure_worker(tenant_id, stream_id)
+        return await self.get_stream(tenant_id, stream_id)
+
+    async def _stream(self, tenant_id: str, stream_id: str) -> dict:
+        ciphers = await self.ciphers(tenant_id)
+        for stream in self.store(tenant_id).streams(ciphers):
+            if stream["stream_id"] == stream_id:
+                return stream
+        raise StreamNotFound(f"stream {stream_id} not found")
+
+    def _view(self, stream: dict, status: dict | None) -> dict:
+        url = stream["url"] or None
+        return {"stream_id": stream["stream_id"], "name": stream["name"],
+                "url": redact_url(url) if url else None, "source": source_kind(url) if url else "push",
+                **{k: stream["config"].get(k) for k in ("fps", "cooldown_s", "loop", "enabled")},
+                "created_at": stream["created_at"], "status": status or {"state": "disabled"}}
+
+    async def get_stream(self, tenant_id: str, stream_id: str) -> dict:
+        stream = await self._stream(tenant_id, stream_id)
+        return self._view(stream, await self._status(tenant_id, stream))
+
+    async def list_streams(self, tenant_id: str) -> list[dict]:
+        ciphers = await self.ciphers(tenant_id)
+        streams = self.store(tenant_id).streams(ciphers)
+        statuses = await asyncio.gather(*(self._status(tenant_id, s) for s in streams))
+        return [self._view(s, st) for s, st in zip(streams, statuses)]
+
+    async def update_stream(self, tenant_id: str, stream_id: str, changes: dict) -> dict:
+        stream = await self._stream(tenant_id, stream_id)
+        url = changes.pop("url", None) or stream["url"]
+        name = changes.pop("name", None) or stream["name"]
+        config = {**stream["config"], **{k: v for k, v in changes.items() if v is not None}}
+        self._check_config(url or None, config["fps"])
+        ciphers = await self.ciphers(tenant_id)
+        self.store(tenant_id).put_stream(ciphers.current, stream_id, name, url, config, stream["created_at"])
+        await self._stop_worker(tenant_id, stream_id)
+        if config.get("enabled", True):
+            await self._ensure_worker(tenant_id, stream_id)
+        return await self.get_stream(tenant_id, stream_id)
+
+    async def delete_stream(self, tenant_id: str, stream_id: str) -> None:
+        await self._stream(tenant_id, stream_id)
+        await self._stop_worker(tenant_id, stream_id)
+        self.store(tenant_id).delete_stream(stream_id)
+        for key in [k for k in self._cooldown if k[0] == tenant_id and k[1] == stream_id]:
+            del self._cooldown[key]
+
+    async def push_frame(self, tenant_id: str, stream_id: str, jpeg: bytes, captured_at: float | None) -> dict:
+        stream = await self._stream(tenant_id, stream_id)
+        if stream["url"]:
+            raise InvalidStream("this stream pulls from its URL; frames can be pushed to streams created without one")
+        if not stream["config"].get("enabled", True):
+            raise InvalidStream("the stream is disabled")
+        worker = await self._ensure_worker(tenant_id, stream_id)
+        return await worker.push_frame.remote(jpeg, captured_at)
+
+    async def worker_config(self, tenant_id: str, stream_id: str) -> dict | None:
+        """What a (re)started worker needs: the decrypted URL, the tenant, threshold and quality gates."""
+        try:
+            stream = await self._stream(tenant_id, stream_id)
+        except (StreamNotFound, FileNotFoundError):
+            return None
+        tenant = await self.tenants.tenant.remote(tenant_id)
+        threshold = tenant.settings.default_threshold
+        if threshold is None:
+            threshold = self.settings.verify_threshold
+        if threshold is None:
+            if self._model_threshold is None:
+                self._model_threshold = float((await self.embedder.info.remote())["default_threshold"])
+            threshold = self._model_threshold
+        return {**stream["config"], "url": stream["url"] or None, "tenant": tenant, "threshold": threshold,
+                "match_on": tenant.settings.match_on, "gates": tenant.settings.quality}
+
+    async def _status(self, tenant_id: str, stream: dict) -> dict | None:
+        if not stream["config"].get("enabled", True):
+            return None
+        worker = self._workers.get((tenant_id, stream["stream_id"]))
+        if worker is None:
+            return {"state": "stopped"}
+        try:
+            return await asyncio.wait_for(worker.status.remote(), 3.0)
+        except Exception:  # restarting (Ray brings it back) or slow: say so
+            return {"state": "restarting"}
+
+    async def _ensure_worker(self, tenant_id: str, stream_id: str):
+        key = (tenant_id, stream_id)
+        worker = self._workers.get(key)
+        if worker is None:
+            worker = StreamWorkerActor.options(name=worker_name(tenant_id, stream_id), namespace=NAMESPACE,
+                                               get_if_exists=True, lifetime="detached", **self.cfg.worker_options
+                                               ).remote(tenant_id, stream_id, self.router_handle, self.detector,
+                                                        self.embedder, self.tenants, self.cfg.queue_frames)
+            self._workers[key] = worker
+        await worker.start.remote()
+        return worker
+
+    async def _stop_worker(self, tenant_id: str, stream_id: str) -> None:
+        worker = self._workers.pop((tenant_id, stream_id), None)
+        if worker is None:
+            try:
+                worker = ray.get_actor(worker_name(tenant_id, stream_id), namespace=NAMESPACE)
+            except ValueError:
+                return
+        try:
+            await asyncio.wait_for(worker.stop.remote(), 10)
+        except Exception:
+            pass
+        ray.kill(worker, no_restart=True)
+
+    async def _resume_all(self) -> None:
+        """At start: every persisted, enabled stream of every tenant gets its worker (found if still alive)."""
+        await asyncio.sleep(1.0)  # let the application finish deploying
+        for path in sorted((self.data_dir / "tenants").glob("*/events.db")):
+            tenant_id = path.parent.name
+            try:
+                for stream in self.store(tenant_id).streams(await self.ciphers(tenant_id)):
+                    if stream["config"].get("enabled", True):
+                        await self._ensure_worker(tenant_id, stream["stream_id"])
+            except Exception:
+                log.exception("could not resume the streams of tenant %s", tenant_id)
+
+    async def stop_tenant(self, tenant_id: str) -> int:
+        """Before a tenant is deleted: stop its streams and close its file (the tenant's directory goes next)."""
+        names = {k[1] for k in self._workers if k[0] == tenant_id}
+        try:
+            names |= {e["name"].split(":", 2)[2] for e in ray.util.list_named_actors(all_namespaces=True)
+                      if e["namespace"] == NAMESPACE and e["name"].startswith(f"stream:{tenant_id}:")}
+        except Exception:
+            pass
+        for stream_id in names:
+            await self._stop_worker(tenant_id, stream_id)
+        store = self._stores.pop(tenant_id, None)
+        if store is not None:
+            store.close()
+        self._unknowns.pop(tenant_id, None)
+        for key in [k for k in self._cooldown if k[0] == tenant_id]:
+            del self._cooldown[key]
+        return len(names)
+
+    # ---- sightings → events ----------------------------------------------------------------------------
+    async def record_sighting(self, tenant_id: str, stream_id: str, kind: str, sighting: dict) -> int:
+        """A track's decided identity. Returns the sequence number of the event it counts towards."""
+        store = self.store(tenant_id)
+        ciphers = await self.ciphers(tenant_id)
+        if kind == "unknown":
+            unknown_id = await self._reidentify(tenant_id, ciphers, sighting.pop("vector"), sighting["last_seen"])
+            identity, event_kind = unknown_id, "unknown_seen"
+            payload = {"unknown_id": unknown_id}
+        else:
+            identity, event_kind = sighting["person_id"], "person_seen"
+            payload = {"person_id": sighting["person_id"], "external_id": sighting.get("external_id")}
+        config = (await self._stream(tenant_id, stream_id))["config"]
+        key = (tenant_id, stream_id, identity)
+        previous = self._cooldown.get(key)
+        if previous is not None and sighting["first_seen"] - previous[1] <= config.get("cooldown_s", 60):
+            seq = previous[0]
+            current = store.event(ciphers, seq)
+            if current is not None:
+                store.update_event(ciphers.current, ciphers, seq, sighting["last_seen"], {
+                    "tracks": current.get("tracks", 1) + 1,
+                    "track_length": current.get("track_length", 0) + sighting["track_length"],
+                    "best_similarity": _max(current.get("best_similarity"), sighting.get("best_similarity")),
+                    "last_offset_s": sighting["last_offset_s"]})
+                self._cooldown[key] = (seq, sighting["last_seen"])
+                return seq
+        payload.update(best_similarity=_round(sighting.get("best_similarity")), track_length=sighting["track_length"],
+                       tracks=1, first_offset_s=sighting["first_offset_s"], last_offset_s=sighting["last_offset_s"],
+                       latency_s=round(time.time() - sighting["first_seen"], 4))
+        event = store.add_event(ciphers.current, event_kind, stream_id, sighting["first_seen"], sighting["last_seen"], payload)
+        self._cooldown[key] = (event["seq"], sighting["last_seen"])
+        for webhook in store.webhooks(ciphers):
+            if not webhook["kinds"] or event_kind in webhook["kinds"]:
+                store.add_delivery(webhook["webhook_id"], event["seq"])
+        self._deliver_now.set()
+        condition = self._condition(tenant_id)
+        async with condition:
+            condition.notify_all()
+        return event["seq"]
+
+    async def close_sighting(self, tenant_id: str, stream_id: str, seq: int | None, final: dict) -> None:
+        """A track ended: its event's last_seen and track figures are brought up to date."""
+        if seq is None or tenant_id not in self._stores and not events_path(self.data_dir, tenant_id).exists():
+            return
+        store = self.store(tenant_id)
+        ciphers = await self.ciphers(tenant_id)
+        current = store.event(ciphers, seq)
+        if current is None:
+            return
+        store.update_event(ciphers.current, ciphers, seq, final["last_seen"], {
+            "best_similarity": _round(_max(current.get("best_similarity"), final.get("best_similarity"))),
+            "last_offset_s": max(current.get("last_offset_s", 0), final["last_offset_s"]),
+            "track_length": max(current.get("track_length", 0), final["track_length"])})
+        for key, (s, last) in list(self._cooldown.items()):
+            if s == seq and key[0] == tenant_id:
+                self._cooldown[key] = (seq, max(last, final["last_seen"]))
+
+    # ---- re-identification of unknowns ------------------------------------------------------------------
+    async def _unknown_index(self, tenant_id: str, ciphers: _Ciphers) -> dict[str, dict]:
+        if tenant_id not in self._unknowns:
+            self._unknowns[tenant_id] = self.store(tenant_id).unknowns(ciphers)
+        return self._unknowns[tenant_id]
+
+    async def _reidentify(self, tenant_id: str, ciphers: _Ciphers, vector: np.ndarray, seen_at: float) -> str:
+        config = await self.worker_config_threshold(tenant_id)
+        unknowns = await self._unknown_index(tenant_id, ciphers)
+        vector = np.asarray(vector, np.float32)
+        best_id, best = None, -2.0
+        for unknown_id, entry in unknowns.items():
+            similarity = float(np.max(entry["vectors"] @ vector))
+            if similarity > best:
+                best_id, best = unknown_id, similarity
+        if best_id is not None and best >= config:
+            entry = unknowns[best_id]
+            entry["vectors"] = np.vstack([entry["vectors"], vector[None]])[-8:]
+            entry["last_seen"] = seen_at
+        else:
+            best_id = "unk_" + uuid.uuid4().hex[:16]
+            entry = unknowns[best_id] = {"unknown_id": best_id, "created_at": time.time(), "last_seen": seen_at,
+                                         "vectors": vector[None]}
+        self.store(tenant_id).put_unknown(ciphers.current, best_id, entry["vectors"], entry["created_at"], seen_at)
+        return best_id
+
+    async def worker_config_threshold(self, tenant_id: str) -> float:
+        tenant = await self.tenants.tenant.remote(tenant_id)
+        if tenant.settings.default_threshold is not None:
+            return tenant.settings.default_threshold
+        if self.settings.verify_threshold is not None:
+            return self.settings.verify_threshold
+        if self._model_threshold is None:
+            self._model_threshold = float((await self.embedder.info.remote())["default_threshold"])
+        return self._model_threshold
+
+    async def list_unknowns(self, tenant_id: str) -> list[dict]:
+        ciphers = await self.ciphers(tenant_id)
+        unknowns = await self._unknown_index(tenant_id, ciphers)
+        return [{"unknown_id": u["unknown_id"], "created_at": u["created_at"], "last_seen": u["last_seen"],
+                 "samples": len(u["vectors"])} for u in sorted(unknowns.values(), key=lambda u: u["created_at"])]
+
+    async def take_unknown(self, tenant_id: str, unknown_id: str) -> np.ndarray:
+        """The unknown's vectors (for promotion); raises StreamNotFound when there is no such unknown."""
+        ciphers = await self.ciphers(tenant_id)
+        unknowns = await self._unknown_index(tenant_id, ciphers)
+        if unknown_id not in unknowns:
+            raise StreamNotFound(f"unknown {unknown_id} not found")
+        return unknowns[unknown_id]["vectors"]
+
+    async def promoted(self, tenant_id: str, unknown_id: str, person_id: str, external_id: str | None) -> int:
+        """After promotion: the anonymous id is gone; its events now name the person."""
+        ciphers = await self.ciphers(tenant_id)
+        store = self.store(tenant_id)
+        relinked = 0
+        for event in store.events(ciphers, 0, 10**9, person=unknown_id):
+            store.update_event(ciphers.current, ciphers, event["seq"], event["last_seen"],
+                               {"person_id": person_id, "external_id": external_id})
+            relinked += 1
+        store.delete_unknown(unknown_id)
+        self._unknowns.get(tenant_id, {}).pop(unknown_id, None)
+        for key in [k for k in self._cooldown if k[0] == tenant_id and k[2] == unknown_id]:
+            self._cooldown[(key[0], key[1], person_id)] = self._cooldown.pop(key)
+        return relinked
+
+    async def forget_person(self, tenant_id: str, person_id: str) -> int:
+        """A person was deleted: their events are deleted too (not just unlinked)."""
+        if not events_path(self.data_dir, tenant_id).exists():
+            return 0
+        ciphers = await self.ciphers(tenant_id)
+        for key in [k for k in self._cooldown if k[0] == tenant_id and k[2] == person_id]:
+            del self._cooldown[key]
+        return self.store(tenant_id).delete_events_of(ciphers, "person_id", person_id)
+
+    # ---- reading events -------------------------------------------------------------------------------------
+    async def events(self, tenant_id: str, since: int = 0, limit: int = 100, camera: str | None = None,
+                     person: str | None = None, kind: str | None = None) -> list[dict]:
+        if not events_path(self.data_dir, tenant_id).exists():
+            return []
+        ciphers = await self.ciphers(tenant_id)
+        return self.store(tenant_id).events(ciphers, since, limit, camera, kind, person)
+
+    async def wait_events(self, tenant_id: str, since: int, timeout_s: float = 15.0, limit: int = 100) -> list[dict]:
+        """Events after `since`, waiting up to `timeout_s` for the first one (long poll behind SSE)."""
+        found = await self.events(tenant_id, since, limit)
+        if found:
+            return found
+        condition = self._condition(tenant_id)
+        try:
+            async with condition:
+                await asyncio.wait_for(condition.wait(), timeout_s)
+        except asyncio.TimeoutError:
+            return []
+        return await self.events(tenant_id, since, limit)
+
+    async def attendance(self, tenant_id: str, day: dt.date) -> list[dict]:
+        """First-in / last-out per person on `day` (UTC), over their person_seen events on every camera."""
+        start = dt.datetime.combine(day, dt.time(), tzinfo=dt.timezone.utc).timestamp()
+        if not events_path(self.data_dir, tenant_id).exists():
+            return []
+        ciphers = await self.ciphers(tenant_id)
+        rows: dict[str, dict] = {}
+        for event in self.store(tenant_id).events(ciphers, 0, 10**9, kind="person_seen", day_start=start, day_end=start + 86400):
+            entry = rows.setdefault(event["person_id"], {"person_id": event["person_id"], "external_id": event.get("external_id"),
+                                                         "first_in": event["first_seen"], "last_out": event["last_seen"],
+                                                         "first_camera": event["camera"], "last_camera": event["camera"],
+                                                         "events": 0})
+            if event["first_seen"] < entry["first_in"]:
+                entry.update(first_in=event["first_seen"], first_camera=event["camera"])
+            if event["last_seen"] > entry["last_out"]:
+                entry.update(last_out=event["last_seen"], last_camera=event["camera"])
+            entry["events"] += 1
+        return sorted(rows.values(), key=lambda r: r["first_in"])
+
+    # ---- retention ---------------------------------------------------------------------------------------------
+    async def enforce_retention(self, tenant_id: str, retention_days: float, now: float | None = None) -> dict:
+        cutoff = (time.time() if now is None else now) - retention_days * 86400
+        store = self.store(tenant_id)
+        expired = store.unknowns_last_seen_before(cutoff)
+        for unknown_id in expired:
+            store.delete_unknown(unknown_id)
+            self._unknowns.get(tenant_id, {}).pop(unknown_id, None)
+        return {"events": store.delete_events_before(cutoff), "unknowns": len(expired)}
+
+    # ---- webhooks ---------------------------------------------------------------------------------------------
+    async def add_webhook(self, tenant_id: str, url: str, kinds: list[str]) -> dict:
+        if source_kind(url) != "http":
+            raise InvalidStream("a webhook URL is http:// or https://")
+        secret = secrets.token_urlsafe(32)
+        ciphers = await self.ciphers(tenant_id, read=False)
+        webhook_id = self.store(tenant_id).add_webhook(ciphers.current, url, secret, kinds)
+        return {"webhook_id": webhook_id, "url": redact_url(url), "kinds": kinds, "secret": secret}
+
+    async def list_webhooks(self, tenant_id: str) -> list[dict]:
+        ciphers = await self.ciphers(tenant_id)
+        out = []
+        for w in self.store(tenant_id).webhooks(ciphers):
+            counts: dict[str, int] = {}
+            for d in self.store(tenant_id).deliveries(w["webhook_id"], limit=10**9):
+                counts[d["state"]] = counts.get(d["state"], 0) + 1
+            out.append({"webhook_id": w["webhook_id"], "url": redact_url(w["url"]), "kinds": w["kinds"],
+                        "created_at": w["created_at"], "deliveries": counts})
+        return out
+
+    async def delete_webhook(self, tenant_id: str, webhook_id: str) -> None:
+        if not self.store(tenant_id).delete_webhook(webhook_id):
+            raise StreamNotFound(f"webhook {webhook_id} not found")
+
+    async def deliveries(self, tenant_id: str, webhook_id: str, state: str | None, limit: int) -> list[dict]:
+        if webhook_id not in {w["webhook_id"] for w in await self.list_webhooks(tenant_id)}:
+            raise StreamNotFound(f"webhook {webhook_id} not found")
+        return self.store(tenant_id).deliveries(webhook_id, state, limit)
+
+    async def _deliver_forever(self) -> None:
+        import httpx
+
+        async with httpx.AsyncClient(timeout=self.cfg.webhook_timeout_s) as client:
+            while True:
+                try:
+                    await asyncio.wait_for(self._deliver_now.wait(), 0.5)
+                except asyncio.TimeoutError:
+                    pass
+                self._deliver_now.clear()
+                for tenant_id in list(self._stores):
+                    try:
+                        await self._deliver_due(client, tenant_id)
+                    except Exception:
+                        log.exception("webhook deliveries of %s failed", tenant_id)
+
+    async def _deliver_due(self, client, tenant_id: str) -> None:
+        store = self._stores.get(tenant_id)
+        if store is None:
+            return
+        due = store.due_deliveries(time.time())
+        if not due:
+            return
+        ciphers = await self.ciphers(tenant_id)
+        hooks = {w["webhook_id"]: w for w in store.webhooks(ciphers)}
+
+        async def deliver(delivery: dict) -> None:
+            hook = hooks.get(delivery["webhook_id"])
+            event = store.event(ciphers, delivery["seq"])
+            if hook is None or event is None:
+                store.update_delivery(delivery["delivery_id"], "dropped", delivery["attempts"], 0, None, "event or webhook deleted")
+                return
+            body = json.dumps({"delivery_id": delivery["delivery_id"], "event": event}, sort_keys=True).encode()
+            signature = hmac.new(hook["secret"].encode(), body, hashlib.sha256).hexdigest()
+            attempts = delivery["attempts"] + 1
+            status, error = None, None
+            try:
+                response = await client.post(hook["url"], content=body, headers={
+                    "Content-Type": "application/json", "X-SecureGate-Signature": f"sha256={signature}",
+                    "X-SecureGate-Delivery": delivery["delivery_id"], "X-SecureGate-Event": event["kind"]})
+                status = response.status_code
+                if 200 <= status < 300:
+                    store.update_delivery(delivery["delivery_id"], "delivered", attempts, 0, status, None)
+                    return
+                error = f"HTTP {status}"
+            except Exception as exc:
+                error = redact_text(f"{type(exc).__name__}: {exc}", hook["url"])[:300]
+            if attempts >= self.cfg.webhook_max_attempts:
+                store.update_delivery(delivery["delivery_id"], "dead", attempts, 0, status, error)
+            else:
+                delay = self.cfg.webhook_backoff_s * 2 ** (attempts - 1)
+                store.update_delivery(delivery["delivery_id"], "pending", attempts, time.time() + delay, status, error)
+
+        await asyncio.gather(*(deliver(d) for d in due))
+
+
+def _max(a, b):
+    values = [v for v in (a, b) if v is not None]
+    return max(values) if values else None
+
+
+def _round(value):
+    return None if value is None else round(float(value), 6)
+
+
+def signature(secret: str, body: bytes) -> str:
+    """What a webhook receiver computes to check `X-SecureGate-Signature` (sha256=<this>)."""
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()

@@ -1,0 +1,277 @@
+"""A tenant's camera data at rest: `{data_dir}/tenants/{id}/events.db`, beside its faces, removed with them.
+
+Tables: `streams` (camera registrations; the URL, which may hold credentials, sealed), `events` (sightings;
+who/what sealed), `unknowns` (anonymous re-identification vectors, sealed like faces), `webhooks` (URL and
+signing secret sealed) and `deliveries` (webhook delivery state, no payload: it is rebuilt from the event).
+Every sealed column is AES-256-GCM under the tenant's content key (KeyService purpose `events`), with
+associated data binding it to (tenant, table, row id): a row moved elsewhere does not open.
+
+In clear, only what the queries need and nothing personal: row ids, times, the event kind and the camera
+id. Which person an event is about is inside the sealed payload, so `person=` filters and person deletion
+decrypt and scan (events are few per person-day; the scan costs ~1 µs per event).
+
+One writer: the StreamRouter deployment (keep it at one replica; like registry.db). WAL, synchronous=FULL,
+secure_delete so deleted events leave no trace in the file.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from kms.records import RecordCipher, SealedRecord
+
+VECTOR_DTYPE = np.dtype("<f4")
+MAX_UNKNOWN_SAMPLES = 8  # vectors kept per anonymous id (the newest); enough to re-identify across photos
+
+CipherFor = Callable[[int], RecordCipher]
+
+
+def events_path(data_dir: str | Path, tenant_id: str) -> Path:
+    return Path(data_dir) / "tenants" / tenant_id / "events.db"
+
+
+def _aad(tenant_id: str, table: str, row_id: str) -> bytes:
+    parts = [b"securegate.streams.v1", tenant_id.encode(), table.encode(), row_id.encode()]
+    return b"".join(len(p).to_bytes(4, "big") + p for p in parts)
+
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS streams (stream_id TEXT PRIMARY KEY, name TEXT NOT NULL, config TEXT NOT NULL,
+    created_at REAL NOT NULL, key_version INTEGER NOT NULL, nonce BLOB NOT NULL, sealed_url BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT UNIQUE NOT NULL,
+    kind TEXT NOT NULL, stream_id TEXT NOT NULL, created_at REAL NOT NULL, first_seen REAL NOT NULL,
+    last_seen REAL NOT NULL, key_version INTEGER NOT NULL, nonce BLOB NOT NULL, payload BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS events_first_seen ON events(first_seen);
+CREATE TABLE IF NOT EXISTS unknowns (unknown_id TEXT PRIMARY KEY, created_at REAL NOT NULL, last_seen REAL NOT NULL,
+    samples INTEGER NOT NULL, key_version INTEGER NOT NULL, nonce BLOB NOT NULL, vectors BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS webhooks (webhook_id TEXT PRIMARY KEY, created_at REAL NOT NULL, kinds TEXT NOT NULL,
+    key_version INTEGER NOT NULL, nonce BLOB NOT NULL, sealed BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS deliveries (delivery_id TEXT PRIMARY KEY, webhook_id TEXT NOT NULL, seq INTEGER NOT NULL,
+    state TEXT NOT NULL, attempts INTEGER NOT NULL, next_attempt_at REAL NOT NULL, last_status INTEGER,
+    last_error TEXT, updated_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(state, next_attempt_at);
+"""
+
+
+class CameraStore:
+    def __init__(self, path: str | Path, tenant_id: str) -> None:
+        self.path, self.tenant_id = Path(path), tenant_id
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        for pragma in ("journal_mode=WAL", "synchronous=FULL", "secure_delete=ON", "busy_timeout=5000"):
+            self._db.execute(f"PRAGMA {pragma}")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # ---- sealing ------------------------------------------------------------------------------------------
+    def _seal(self, cipher: RecordCipher, table: str, row_id: str, plaintext: bytes) -> SealedRecord:
+        return cipher.seal(plaintext, aad=_aad(self.tenant_id, table, row_id))
+
+    def _open(self, cipher_for: CipherFor, table: str, row_id: str, version: int, nonce: bytes, ciphertext: bytes) -> bytes:
+        return cipher_for(version).open(SealedRecord(nonce, ciphertext, version), aad=_aad(self.tenant_id, table, row_id))
+
+    def key_versions(self) -> set[int]:
+        with self._lock:
+            rows = self._db.execute("SELECT key_version FROM streams UNION SELECT key_version FROM events"
+                                    " UNION SELECT key_version FROM unknowns UNION SELECT key_version FROM webhooks").fetchall()
+        return {r[0] for r in rows}
+
+    # ---- streams ------------------------------------------------------------------------------------------
+    def add_stream(self, cipher: RecordCipher, name: str, url: str, config: dict) -> str:
+        stream_id = "cam_" + uuid.uuid4().hex[:16]
+        self.put_stream(cipher, stream_id, name, url, config, time.time())
+        return stream_id
+
+    def put_stream(self, cipher: RecordCipher, stream_id: str, name: str, url: str, config: dict, created_at: float) -> None:
+        sealed = self._seal(cipher, "streams", stream_id, url.encode())
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO streams VALUES (?,?,?,?,?,?,?)",
+                             (stream_id, name, json.dumps(config), created_at, sealed.key_version, sealed.nonce, sealed.ciphertext))
+
+    def streams(self, cipher_for: CipherFor) -> list[dict]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM streams ORDER BY created_at").fetchall()
+        return [{"stream_id": r[0], "name": r[1], "config": json.loads(r[2]), "created_at": r[3],
+                 "url": self._open(cipher_for, "streams", r[0], r[4], r[5], r[6]).decode()} for r in rows]
+
+    def delete_stream(self, stream_id: str) -> bool:
+        with self._lock:
+            return self._db.execute("DELETE FROM streams WHERE stream_id = ?", (stream_id,)).rowcount > 0
+
+    # ---- events ---------------------------------------------------------------------------------------------
+    def add_event(self, cipher: RecordCipher, kind: str, stream_id: str, first_seen: float, last_seen: float, payload: dict) -> dict:
+        event_id = "evt_" + uuid.uuid4().hex[:20]
+        created = time.time()
+        sealed = self._seal(cipher, "events", event_id, json.dumps(payload).encode())
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT INTO events (event_id, kind, stream_id, created_at, first_seen, last_seen, key_version, nonce, payload)"
+                " VALUES (?,?,?,?,?,?,?,?,?)",
+                (event_id, kind, stream_id, created, first_seen, last_seen, sealed.key_version, sealed.nonce, sealed.ciphertext))
+        return self._view(cur.lastrowid, event_id, kind, stream_id, created, first_seen, last_seen, payload)
+
+    def update_event(self, cipher: RecordCipher, cipher_for: CipherFor, seq: int, last_seen: float, changes: dict) -> dict | None:
+        """Extend an event (a track went on, or the same person came back within the cooldown)."""
+        with self._lock:
+            row = self._db.execute("SELECT * FROM events WHERE seq = ?", (seq,)).fetchone()
+            if row is None:
+                return None
+            payload = json.loads(self._open(cipher_for, "events", row[1], row[7], row[8], row[9]))
+            payload.update(changes)
+            last_seen = max(last_seen, row[6])
+            sealed = self._seal(cipher, "events", row[1], json.dumps(payload).encode())
+            self._db.execute("UPDATE events SET last_seen = ?, key_version = ?, nonce = ?, payload = ? WHERE seq = ?",
+                             (last_seen, sealed.key_version, sealed.nonce, sealed.ciphertext, seq))
+        return self._view(seq, row[1], row[2], row[3], row[4], row[5], last_seen, payload)
+
+    def events(self, cipher_for: CipherFor, since: int = 0, limit: int = 100, stream_id: str | None = None,
+               kind: str | None = None, person: str | None = None, day_start: float | None = None,
+               day_end: float | None = None) -> list[dict]:
+        """Events after sequence number `since`, oldest first, filtered. `person` is a person id, an external
+        id or an anonymous id (matched inside the sealed payload)."""
+        where, args = ["seq > ?"], [since]
+        if stream_id:
+            where.append("stream_id = ?"); args.append(stream_id)  # noqa: E702
+        if kind:
+            where.append("kind = ?"); args.append(kind)  # noqa: E702
+        if day_start is not None:
+            where.append("last_seen >= ? AND first_seen < ?"); args += [day_start, day_end]  # noqa: E702
+        out: list[dict] = []
+        cursor = since
+        while len(out) < limit:
+            with self._lock:
+                rows = self._db.execute(f"SELECT * FROM events WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?",
+                                        [cursor, *args[1:], 500]).fetchall()
+            if not rows:
+                break
+            for r in rows:
+                payload = json.loads(self._open(cipher_for, "events", r[1], r[7], r[8], r[9]))
+                if person is None or person in (payload.get("person_id"), payload.get("external_id"), payload.get("unknown_id")):
+                    out.append(self._view(r[0], r[1], r[2], r[3], r[4], r[5], r[6], payload))
+                    if len(out) == limit:
+                        break
+            cursor = rows[-1][0]
+        return out
+
+    def delete_events_of(self, cipher_for: CipherFor, key: str, value: str) -> int:
+        """Delete every event whose payload has `key` == value (a person's or an unknown's events)."""
+        doomed = [e["seq"] for e in self.events(cipher_for, 0, 10**9) if e.get(key) == value]
+        with self._lock:
+            self._db.executemany("DELETE FROM events WHERE seq = ?", [(s,) for s in doomed])
+            self._db.executemany("DELETE FROM deliveries WHERE seq = ?", [(s,) for s in doomed])
+            if doomed:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return len(doomed)
+
+    def delete_events_before(self, cutoff: float) -> int:
+        with self._lock:
+            n = self._db.execute("DELETE FROM events WHERE last_seen < ?", (cutoff,)).rowcount
+            if n:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return n
+
+    def event(self, cipher_for: CipherFor, seq: int) -> dict | None:
+        found = self.events(cipher_for, seq - 1, 1)
+        return found[0] if found and found[0]["seq"] == seq else None
+
+    @staticmethod
+    def _view(seq, event_id, kind, stream_id, created, first_seen, last_seen, payload) -> dict:
+        return {"seq": seq, "event_id": event_id, "kind": kind, "camera": stream_id, "created_at": created,
+                "first_seen": first_seen, "last_seen": last_seen, **payload}
+
+    # ---- unknowns (anonymous re-identification) ------------------------------------------------------------
+    def unknowns(self, cipher_for: CipherFor) -> dict[str, dict]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM unknowns").fetchall()
+        out = {}
+        for r in rows:
+            vectors = np.frombuffer(self._open(cipher_for, "unknowns", r[0], r[4], r[5], r[6]), VECTOR_DTYPE)
+            out[r[0]] = {"unknown_id": r[0], "created_at": r[1], "last_seen": r[2], "samples": r[3],
+                         "vectors": vectors.reshape(r[3], -1).astype(np.float32)}
+        return out
+
+    def put_unknown(self, cipher: RecordCipher, unknown_id: str, vectors: np.ndarray, created_at: float, last_seen: float) -> None:
+        vectors = np.asarray(vectors, np.float32)[-MAX_UNKNOWN_SAMPLES:]
+        sealed = self._seal(cipher, "unknowns", unknown_id, vectors.astype(VECTOR_DTYPE).tobytes())
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO unknowns VALUES (?,?,?,?,?,?,?)",
+                             (unknown_id, created_at, last_seen, len(vectors), sealed.key_version, sealed.nonce, sealed.ciphertext))
+
+    def delete_unknown(self, unknown_id: str) -> bool:
+        with self._lock:
+            n = self._db.execute("DELETE FROM unknowns WHERE unknown_id = ?", (unknown_id,)).rowcount
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return n > 0
+
+    def unknowns_last_seen_before(self, cutoff: float) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT unknown_id FROM unknowns WHERE last_seen < ?", (cutoff,))]
+
+    # ---- webhooks -------------------------------------------------------------------------------------------
+    def add_webhook(self, cipher: RecordCipher, url: str, secret: str, kinds: list[str]) -> str:
+        webhook_id = "whk_" + uuid.uuid4().hex[:16]
+        sealed = self._seal(cipher, "webhooks", webhook_id, json.dumps({"url": url, "secret": secret}).encode())
+        with self._lock:
+            self._db.execute("INSERT INTO webhooks VALUES (?,?,?,?,?,?)",
+                             (webhook_id, time.time(), json.dumps(kinds), sealed.key_version, sealed.nonce, sealed.ciphertext))
+        return webhook_id
+
+    def webhooks(self, cipher_for: CipherFor) -> list[dict]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM webhooks ORDER BY created_at").fetchall()
+        out = []
+        for r in rows:
+            secret = json.loads(self._open(cipher_for, "webhooks", r[0], r[3], r[4], r[5]))
+            out.append({"webhook_id": r[0], "created_at": r[1], "kinds": json.loads(r[2]), **secret})
+        return out
+
+    def delete_webhook(self, webhook_id: str) -> bool:
+        with self._lock:
+            self._db.execute("DELETE FROM deliveries WHERE webhook_id = ?", (webhook_id,))
+            return self._db.execute("DELETE FROM webhooks WHERE webhook_id = ?", (webhook_id,)).rowcount > 0
+
+    def add_delivery(self, webhook_id: str, seq: int) -> str:
+        delivery_id = "dlv_" + uuid.uuid4().hex[:16]
+        now = time.time()
+        with self._lock:
+            self._db.execute("INSERT INTO deliveries VALUES (?,?,?,?,?,?,?,?,?)",
+                             (delivery_id, webhook_id, seq, "pending", 0, now, None, None, now))
+        return delivery_id
+
+    def due_deliveries(self, now: float, limit: int = 50) -> list[dict]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM deliveries WHERE state = 'pending' AND next_attempt_at <= ?"
+                                    " ORDER BY next_attempt_at LIMIT ?", (now, limit)).fetchall()
+        return [self._delivery(r) for r in rows]
+
+    def update_delivery(self, delivery_id: str, state: str, attempts: int, next_attempt_at: float,
+                        last_status: int | None, last_error: str | None) -> None:
+        with self._lock:
+            self._db.execute("UPDATE deliveries SET state=?, attempts=?, next_attempt_at=?, last_status=?, last_error=?,"
+                             " updated_at=? WHERE delivery_id=?",
+                             (state, attempts, next_attempt_at, last_status, last_error, time.time(), delivery_id))
+
+    def deliveries(self, webhook_id: str, state: str | None = None, limit: int = 100) -> list[dict]:
+        sql, args = "SELECT * FROM deliveries WHERE webhook_id = ?", [webhook_id]
+        if state:
+            sql += " AND state = ?"; args.append(state)  # noqa: E702
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY seq LIMIT ?", [*args, limit]).fetchall()
+        return [self._delivery(r) for r in rows]
+
+    @staticmethod
+    def _delivery(r) -> dict:
+        return {"delivery_id": r[0], "webhook_id": r[1], "seq": r[2], "state": r[3], "attempts": r[4],
+                "next_attempt_at": r[5], "last_status": r[6], "last_error": r[7], "updated_at": r[8]}

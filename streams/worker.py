@@ -1,0 +1,199 @@
+"""One Ray actor per camera: frames in, sightings out.
+
+    reader thread (PyAV) ─► FrameQueue (bounded, drops oldest) ─► detect (Detector, batched across cameras)
+        ─► ByteTrack ─► embed the tracks' best faces (Embedder) ─► search the tenant's gallery (TenantRouter)
+        ─► vote per track ─► StreamRouter.record_sighting (cooldown, encrypted event log, SSE, webhooks)
+
+Pushed frames (`POST /v1/streams/{id}/frames`) enter the same queue. The actor is detached and named
+`stream:<tenant>:<stream>` in the `securegate` namespace; Ray restarts it after a crash (max_restarts=-1)
+and it resumes: it asks the StreamRouter for its stream's configuration (the URL is decrypted there and
+never stored in the actor's creation arguments) and reconnects. Frames are never stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import cv2
+import numpy as np
+import ray
+
+from streams.sources import Frame, FrameQueue, StreamReader, redact_url
+from streams.tracking import FaceTracks, Track
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "securegate"
+
+
+def worker_name(tenant_id: str, stream_id: str) -> str:
+    return f"stream:{tenant_id}:{stream_id}"
+
+
+class StreamWorker:
+    def __init__(self, tenant_id: str, stream_id: str, router, detector, embedder, tenants, queue_frames: int = 2) -> None:
+        self.tenant_id, self.stream_id = tenant_id, stream_id
+        self.router, self.detector, self.embedder, self.tenants = router, detector, embedder, tenants
+        self.queue = FrameQueue(queue_frames)
+        self.reader: StreamReader | None = None
+        self.config: dict | None = None
+        self.tracks: FaceTracks | None = None
+        self.frames_processed = 0
+        self.pushed = 0
+        self.lag_s: float | None = None
+        self.state = "starting"
+        self.last_error: str | None = None
+        self.events = 0
+        self._push_origin: float | None = None
+        self._last_frame: tuple[float, float] | None = None  # (wall, offset) of the last processed frame
+        self._task: asyncio.Task | None = None
+        self._stopping = False
+
+    # ---- control ----------------------------------------------------------------------------------------
+    async def start(self) -> dict:
+        """Idempotent: the router calls it after creating (or finding) the actor."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        return await self.status()
+
+    async def ping(self) -> bool:
+        if self._task is None:  # restarted by Ray: nobody called start() in this incarnation
+            await self.start()
+        return True
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self.reader is not None:
+            await asyncio.to_thread(self.reader.stop)
+        self.queue.close()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, 5)
+            except (asyncio.TimeoutError, Exception):
+                self._task.cancel()
+
+    async def reconfigure(self, config: dict) -> None:
+        """fps/cooldown/url changes: restart the reader with the new configuration."""
+        if self.reader is not None:
+            await asyncio.to_thread(self.reader.stop)
+            self.reader = None
+        self.queue = FrameQueue(self.queue._capacity)
+        self._apply(config)
+
+    async def push_frame(self, jpeg: bytes, captured_at: float | None = None) -> dict:
+        """A pushed JPEG frame; decoded here, queued like a decoded one (dropped when the queue is full)."""
+        if self._task is None:
+            await self.start()
+        image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            raise ValueError("frame is not a decodable image")
+        captured_at = time.time() if captured_at is None else float(captured_at)
+        if self._push_origin is None:
+            self._push_origin = captured_at
+        self.pushed += 1
+        dropped_before = self.queue.dropped
+        self.queue.put(Frame(image, captured_at, captured_at - self._push_origin))
+        return {"queued": True, "dropped": self.queue.dropped - dropped_before}
+
+    async def status(self) -> dict:
+        reader = self.reader.status() if self.reader is not None else {}
+        state = reader.get("state", self.state) if self.state == "running" else self.state
+        return {"state": state,
+                "frames_read": reader.get("frames_read", 0) + self.pushed,
+                "frames_processed": self.frames_processed,
+                "frames_dropped": self.queue.dropped,
+                "lag_s": None if self.lag_s is None else round(self.lag_s, 4),
+                "reconnects": reader.get("reconnects", 0),
+                "last_error": reader.get("last_error") or self.last_error,
+                "tracks_active": len(self.tracks.tracks) if self.tracks else 0,
+                "events": self.events}
+
+    # ---- the loop ---------------------------------------------------------------------------------------
+    def _apply(self, config: dict) -> None:
+        self.config = config
+        self.tracks = FaceTracks(config["fps"], config["gates"], lost_after_s=config.get("lost_after_s", 1.5))
+        if config.get("url"):
+            self.reader = StreamReader(config["url"], self.queue, config["fps"], loop=config.get("loop", False),
+                                       realtime=config.get("realtime", True)).start()
+        self.state = "running"
+
+    async def _run(self) -> None:
+        try:
+            config = await self.router.worker_config.remote(self.tenant_id, self.stream_id)
+        except Exception as exc:
+            self.state, self.last_error = "failed", f"{type(exc).__name__}: {exc}"
+            log.exception("stream %s: no configuration", self.stream_id)
+            return
+        if config is None:  # the stream was deleted while we restarted
+            self.state = "stopped"
+            return
+        self._apply(config)
+        log.info("stream %s of %s: %s at %s fps", self.stream_id, self.tenant_id,
+                 redact_url(config["url"]) if config.get("url") else "pushed frames", config["fps"])
+        while not self._stopping:
+            frame = await asyncio.to_thread(self.queue.get, 0.25)
+            try:
+                if frame is None:
+                    await self._idle()
+                    continue
+                await self._process(frame)
+            except Exception as exc:  # a failed dependency: keep the camera going, show the error
+                self.last_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500]
+                log.warning("stream %s: frame failed: %s", self.stream_id, self.last_error)
+                await asyncio.sleep(0.2)
+        await self._finish(self.tracks.close_all())
+
+    async def _idle(self) -> None:
+        """No frame: end tracks by wall time (a camera that stopped, a push client that went away)."""
+        if self._last_frame is not None and self.tracks.tracks:
+            wall, offset = self._last_frame
+            await self._finish(self.tracks.ended(offset + (time.time() - wall)))
+        if self.reader is not None and self.reader.state == "ended" and not len(self.queue):
+            await self._finish(self.tracks.close_all())
+
+    async def _process(self, frame: Frame) -> None:
+        faces = await self.detector.detect_frame.remote(frame.image)
+        wanted = self.tracks.observe(faces, frame.captured_at, frame.offset_s)
+        if wanted:
+            vectors = await self.embedder.embed.remote(np.stack([w.face.crop for w in wanted]))
+            results = await self.tenants.call.remote(self.config["tenant"], "search", vectors, 1, self.config["threshold"],
+                                                     self.config["match_on"], retry_reads=True, actor=f"stream:{self.stream_id}")
+            for item, vector, matches in zip(wanted, vectors, results):
+                self.tracks.vote(item.track_id, vector, matches[0] if matches else None)
+        for track in self.tracks.decided():
+            await self._report(track)
+        await self._finish(self.tracks.ended(frame.offset_s))
+        self.frames_processed += 1
+        self.lag_s = time.time() - frame.captured_at
+        self._last_frame = (time.time(), frame.offset_s)
+
+    async def _report(self, track: Track) -> None:
+        kind, person_id, external_id = track.identity
+        sighting = {"track_id": track.track_id, "first_seen": track.first_seen, "last_seen": track.last_seen,
+                    "first_offset_s": round(track.first_offset_s, 3), "last_offset_s": round(track.last_offset_s, 3),
+                    "track_length": track.frames, "best_similarity": track.best_similarity,
+                    "votes": len(track.votes), "decided_at": time.time()}
+        if kind == "person":
+            sighting.update(person_id=person_id, external_id=external_id)
+        else:
+            sighting["vector"] = track.unknown_vector()
+        track.event = await self.router.record_sighting.remote(self.tenant_id, self.stream_id, kind, sighting)
+        track.reported = True
+        self.events += 1
+
+    async def _finish(self, ended: list[Track]) -> None:
+        for track in ended:
+            if track.identity is None:
+                continue
+            if not track.reported:
+                await self._report(track)
+            await self.router.close_sighting.remote(self.tenant_id, self.stream_id, track.event, {
+                "last_seen": track.last_seen, "last_offset_s": round(track.last_offset_s, 3),
+                "track_length": track.frames, "best_similarity": track.best_similarity})
+
+
+# Detached (outlives the router replica that created it), restarted by Ray after a crash; calls in flight
+# are not retried (a pushed frame that failed was never acknowledged).
+StreamWorkerActor = ray.remote(max_restarts=-1, max_task_retries=0, max_concurrency=64)(StreamWorker)
