@@ -7,12 +7,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from securegate.cli import load_serve_config
 from securegate.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(p for p in (REPO / "configs").glob("*.yaml"))
 DEPLOYMENTS = {"Ingress", "Detector", "Embedder", "KeyService", "TenantRouter"}
+
+
+def app_config(path: Path) -> tuple[dict, dict[str, dict]]:
+    """(app args, {deployment: options}) of the config's one application, as Serve reads the file."""
+    (app,) = yaml.safe_load(path.read_text())["applications"]
+    return dict(app.get("args") or {}), {d["name"]: {k: v for k, v in d.items() if k != "name"} for d in app.get("deployments", [])}
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
@@ -34,7 +39,7 @@ def test_config_is_valid_for_serve_and_securegate(path):
 
 def index_actor_options(path: Path) -> dict:
     """What TenantService passes to every index actor for this config (config args over Settings defaults)."""
-    args, _, _ = load_serve_config(str(path))
+    args, _ = app_config(path)
     return Settings.from_args(args).tenancy.index_actor_options
 
 
@@ -50,7 +55,7 @@ def test_index_actors_get_their_blas_threads_explicitly(path):
 @pytest.mark.parametrize("name", ["local.yaml", "tls.yaml"])
 def test_one_machine_configs_reserve_at_most_two_cores(name):
     """The minimum replicas of every deployment plus four active tenants' index actors fit a 2-core laptop."""
-    _, options, _ = load_serve_config(str(REPO / "configs" / name))
+    _, options = app_config(REPO / "configs" / name)
     reserved = 0.0
     for deployment in DEPLOYMENTS:
         opts = options.get(deployment, {})
@@ -96,6 +101,8 @@ def test_serve_build_accepts_the_graph(tmp_path):
 
 
 def test_cli_reads_a_config_like_serve_run():
+    from cli.serve import load_serve_config
+
     args, options, http = load_serve_config(str(REPO / "configs" / "local.yaml"))
     assert options["Embedder"]["user_config"]["max_batch_size"] == 32
     assert http["port"] == 8000 and "limits" in args
@@ -109,7 +116,7 @@ def test_gpu_config_places_replicas_on_logical_gpus(ray_cluster, serve_port, mod
 
     from graph import build_app
 
-    args, options, _ = load_serve_config(str(REPO / "configs" / "gpu.yaml"))
+    args, options = app_config(REPO / "configs" / "gpu.yaml")
     data_dir = tmp_path_factory.mktemp("gpu-app")
     args.update(models=str(models_dir), data_dir=str(data_dir))
     serve.run(build_app(args, options), name="securegate-gpu", route_prefix="/gpu")
