@@ -26,6 +26,7 @@ import tenancy.service as tenant_service
 import tenancy.store as store
 from deployments import schemas as s
 from deployments.routes import streams as stream_routes
+from deployments.routes import console as console_routes
 from securegate import errors, images, metrics
 from securegate.models import DetectedFace
 from securegate.settings import Settings
@@ -36,6 +37,7 @@ log = logging.getLogger("ray.serve")
 
 api = FastAPI(title="SecureGate", version="0.1.0", description="Multi-tenant face recognition on Ray Serve.")
 api.include_router(stream_routes.router)  # cameras, events, webhooks: deployments/routes/streams.py
+api.include_router(console_routes.router)  # the web console at /console (static files)
 
 
 # --------------------------------------------------------------------------------------- error mapping

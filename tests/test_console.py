@@ -1,0 +1,285 @@
+"""The web console in a real browser: Debian's Chromium driven by Selenium through /usr/bin/chromedriver,
+against the running service on the shared models and photos. One browser session walks the whole flow;
+screenshots of every page land in reports/console/ (git-ignored) for a person to look at.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHOTS = REPO / "reports" / "console"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; "
+       "media-src 'self' blob:; frame-ancestors 'none'")
+WAIT_S = 60  # enrolment and search run the real models on 2 busy cores
+
+
+@pytest.fixture(scope="module")
+def admin_token(app, data_dir, http) -> str:
+    http.get("/v1/readyz")  # the router has started and written the token
+    return (data_dir / "admin_token").read_text().strip()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    for exe in (CHROMIUM, CHROMEDRIVER):
+        if not exe.is_file():
+            pytest.fail(f"{exe} is missing: `make system-deps` installs Debian's chromium and chromium-driver", pytrace=False)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.selenium_manager import SeleniumManager
+
+    def no_download(*_, **__):
+        raise AssertionError("selenium-manager was asked for a driver: nothing may be downloaded in tests")
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", "--window-size=1280,1000",
+                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(SeleniumManager, "binary_paths", no_download)
+        driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+    driver.set_script_timeout(30)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+class Console:
+    """The browser, with the few moves the flow needs."""
+
+    def __init__(self, driver, base_url: str) -> None:
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        self.driver, self.base_url = driver, base_url
+        self.wait = WebDriverWait(driver, WAIT_S, poll_frequency=0.1)
+
+    def find(self, css: str):
+        from selenium.webdriver.common.by import By
+
+        return self.driver.find_element(By.CSS_SELECTOR, css)
+
+    def all(self, css: str):
+        from selenium.webdriver.common.by import By
+
+        return self.driver.find_elements(By.CSS_SELECTOR, css)
+
+    def until(self, css: str, text: str | None = None):
+        """The first visible element matching css (and containing text), waiting for it."""
+        def found(_):
+            for el in self.all(css):
+                if el.is_displayed() and (text is None or text in el.text):
+                    return el
+            return False
+        return self.wait.until(found, f"no visible {css!r}" + (f" with {text!r}" if text else ""))
+
+    def type(self, css: str, value: str) -> None:
+        el = self.until(css)
+        el.clear()
+        el.send_keys(value)
+
+    def go(self, page: str):
+        self.until(f"#nav-{page}").click()
+        return self.until(f"#page-{page}")
+
+    def upload(self, css: str, *paths: Path) -> None:
+        self.find(css).send_keys("\n".join(str(p) for p in paths))
+
+    def storage(self) -> dict:
+        return self.driver.execute_script(
+            "const dump = (s) => Object.fromEntries(Object.keys(s).map((k) => [k, s.getItem(k)]));"
+            "return {session: dump(sessionStorage), local: dump(localStorage)};")
+
+    def shot(self, name: str) -> Path:
+        """The whole page, not just the window: the window grows to the page's height for the picture."""
+        path = SHOTS / f"{name}.png"
+        size = self.driver.get_window_size()
+        height = self.driver.execute_script("return document.documentElement.scrollHeight")
+        self.driver.set_window_size(size["width"], min(max(height + 40, size["height"]), 4000))
+        try:
+            self.driver.save_screenshot(str(path))
+        finally:
+            self.driver.set_window_size(size["width"], size["height"])
+        return path
+
+    def sign_in(self, kind: str, token: str) -> None:
+        self.until("#sign-in-form")
+        self.find(f"#kind-{kind}").click()
+        self.type("#credential", token)
+        self.find("#sign-in").click()
+        self.until("#sign-out")
+
+
+def test_console_files_are_served_with_a_strict_csp(http):
+    r = http.get("/console", follow_redirects=False)
+    assert r.status_code == 308 and r.headers["location"] == "console/"
+    page = http.get("/console/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert page.headers["content-security-policy"] == CSP
+    assert "<script" in page.text and "<script>" not in page.text and "style=" not in page.text  # nothing inline
+    module = http.get("/console/js/main.js")
+    assert module.headers["content-type"].startswith("text/javascript") and module.headers["x-content-type-options"] == "nosniff"
+    for outside in ("/console/../graph.py", "/console/%2e%2e/graph.py", "/console/__init__.py", "/console/nope.js"):
+        r = http.get(outside)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", outside
+
+
+def test_console_flow_in_a_real_browser(browser, app, http, admin_token, identity_photos, faces_root, tmp_path):
+    console = Console(browser, app[1])
+    browser.get(f"{app[1]}/console")
+    assert browser.current_url.endswith("/console/")
+    console.until("#sign-in-form")
+    console.shot("01-sign-in")
+
+    # ---- admin: wrong token refused with the API's own error, then the real one ----------------------------
+    console.until("#sign-in-form")
+    console.find("#kind-admin").click()
+    console.type("#credential", "not-the-token")
+    console.find("#sign-in").click()
+    refusal = console.until("#sign-in-form .error")
+    assert refusal.find_element("css selector", ".code").text == "forbidden"
+    assert console.storage()["session"] == {}
+
+    console.sign_in("admin", admin_token)
+    console.until("#page-admin")
+    stored = json.loads(console.storage()["session"]["securegate.credential"])
+    assert stored == {"kind": "admin", "token": admin_token} and console.storage()["local"] == {}
+    assert admin_token not in browser.current_url
+
+    tenant_name = f"console-{secrets.token_hex(3)}"
+    console.type("#tenant-name", tenant_name)
+    console.find("#create-tenant").click()
+    api_key = console.until("#new-api-key").get_attribute("value")
+    assert api_key.startswith("sg_")
+    console.until("#tenant-list td", tenant_name)
+    console.until("#key-status", "Provider")
+    console.until("#health dd.state-ok", "ready")
+    console.shot("02-admin")
+    # the key shown is a working key of that tenant
+    assert http.get("/v1/persons", headers={"Authorization": f"Bearer {api_key}"}).status_code == 200
+
+    console.find("#sign-out").click()
+    console.until("#sign-in-form")
+    assert console.storage() == {"session": {}, "local": {}}
+
+    # ---- tenant: people, enrolment, a refused non-image ----------------------------------------------------
+    console.sign_in("tenant", api_key)
+    console.until("#page-people")
+    persons = {}
+    for who in ("kit_harington", "rose_leslie"):
+        console.type("#new-external-id", who)
+        console.find("#create-person").click()
+        console.until("#person-detail h2", who)
+        persons[who] = console.until("#person-id").text
+        console.upload("input[name=enrol-photo]", identity_photos[who][0])
+        console.until("#enrol-status .ok", "Enrolled")
+        assert len(console.all("#person-detail td[data-col=face_id]")) == 1
+
+    not_an_image = tmp_path / "notes.txt"
+    not_an_image.write_text("these are meeting notes, not a photo\n")
+    console.upload("input[name=enrol-photo]", not_an_image)
+    shown = console.until("#enrol-status .error")
+    api = http.post(f"/v1/persons/{persons['rose_leslie']}/faces", json={"image": base64.b64encode(not_an_image.read_bytes()).decode()},
+                    headers={"Authorization": f"Bearer {api_key}"}).json()["error"]
+    assert shown.find_element("css selector", ".code").text == api["code"] == "invalid_image"
+    assert shown.find_element("css selector", ".message").text == api["message"]
+    # A photo whose face is too small and blurry: the quality gates' reasons are shown, each by name.
+    import cv2
+
+    small = tmp_path / "kit_small.jpg"
+    photo = cv2.imread(str(identity_photos["kit_harington"][0]))
+    cv2.imwrite(str(small), cv2.resize(photo, None, fx=0.15, fy=0.15, interpolation=cv2.INTER_AREA))
+    console.upload("input[name=enrol-photo]", small)
+    refused = console.until("#enrol-status .error[data-code=low_quality]")
+    reasons = [li.text for li in refused.find_elements("css selector", ".reasons li")]
+    assert any(r.startswith("face too small (face_size:") for r in reasons), reasons
+    console.shot("03-people")
+
+    from selenium.webdriver.common.keys import Keys
+
+    console.type("#person-query", "rose")
+    console.find("#person-query").send_keys(Keys.ENTER)
+    console.wait.until(lambda _: [td.text for td in console.all("#person-list td[data-col=external_id]")] == ["rose_leslie"])
+
+    # ---- identify: the right name on the right box -------------------------------------------------------
+    console.go("identify")
+    console.upload("input[name=identify-photo]", faces_root / "scenes" / "kit_with_rose.jpg")
+    console.wait.until(lambda _: len([b for b in console.all(".box") if b.is_displayed()]) == 2)
+    image = console.find("#identify-image").rect
+    where = {}
+    for box in console.all(".box"):
+        r = box.rect
+        where[box.get_attribute("data-name")] = ((r["x"] + r["width"] / 2 - image["x"]) / image["width"],
+                                                  (r["y"] + r["height"] / 2 - image["y"]) / image["height"])
+        assert box.get_attribute("data-name") in box.text
+    # In the photo Rose Leslie stands on the left, Kit Harington on the right; both faces in the top third.
+    assert set(where) == {"kit_harington", "rose_leslie"}, where
+    assert where["rose_leslie"][0] < 0.45 < 0.5 < where["kit_harington"][0], where
+    assert all(y < 0.35 for _, y in where.values()), where
+    console.shot("04-identify")
+    shutil.copyfile(SHOTS / "04-identify.png", SHOTS / "identify.png")
+
+    console.find("#threshold").send_keys(Keys.END)  # the keyboard moves the slider to 1.00: nobody reaches it
+    console.wait.until(lambda _: [b.get_attribute("data-name") for b in console.all(".box")] == ["unknown", "unknown"])
+    assert console.find("#threshold-value").text == "1.00"
+    console.shot("04b-identify-threshold")
+
+    # ---- verify, audit, cameras, calibration ------------------------------------------------------------
+    console.go("verify")
+    kit = identity_photos["kit_harington"]
+    console.upload("input[name=verify-a]", kit[0])
+    console.upload("input[name=verify-b]", kit[1])
+    assert console.until("#verdict").text.startswith("Same person")
+    console.shot("05-verify")
+
+    console.go("audit")
+    console.until("#audit-list td[data-col=action]", "face.enrol")
+    console.shot("06-audit")
+
+    console.go("cameras")
+    if http.get("/v1/streams", headers={"Authorization": f"Bearer {api_key}"}).status_code == 404:
+        console.until("#cameras-unavailable", "not available")
+    else:
+        console.until("#camera-list")
+    console.shot("07-cameras")
+
+    console.go("calibration")
+    report = REPO / "docs" / "eval"
+    console.upload("#report-files", report / "report.json", report / "det.png", report / "histogram.png")
+    console.until("#report-facts", "EER")
+    console.wait.until(lambda _: len(console.all("img.report-image")) == 2 and all(
+        browser.execute_script("return arguments[0].naturalWidth", img) > 0 for img in console.all("img.report-image")))
+    console.shot("08-calibration")
+
+    # ---- tablet width: nothing wider than the screen --------------------------------------------------
+    browser.set_window_size(800, 1100)
+    console.go("people")
+    console.until("#person-list td")
+    assert browser.execute_script("return document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+    console.shot("09-people-tablet")
+    browser.set_window_size(1280, 1000)
+
+    # ---- sign out: the key is gone from storage ---------------------------------------------------------
+    console.find("#sign-out").click()
+    console.until("#sign-in-form")
+    after = console.storage()
+    assert after == {"session": {}, "local": {}} and api_key not in json.dumps(after)
+    assert api_key not in browser.current_url
+
+    # The console never broke its own CSP (Chromium logs every refused inline script or style).
+    violations = [e["message"] for e in browser.get_log("browser") if "Content Security Policy" in e["message"]]
+    assert violations == []
