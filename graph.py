@@ -20,10 +20,16 @@ from deployments.tenants import TenantRouter
 from securegate.settings import Settings
 
 
-def build_app(args: dict[str, Any] | None = None, deployment_options: dict[str, dict] | None = None) -> Application:
-    """Serve application builder. `args` are SecureGate settings (a Serve config's `args`);
-    `deployment_options` ({deployment name: Serve options}) is how the CLI applies a config file's
-    `deployments:` section; `serve run` applies that section itself."""
+def build_app(args: dict[str, Any]) -> Application:
+    """Serve's application builder (`import_path: graph:build_app`): exactly one parameter, the config's
+    `args` (SecureGate settings), as Serve requires; Serve applies the config's `deployments:` itself."""
+    return bind_app(args)
+
+
+def bind_app(args: dict[str, Any] | None = None, deployment_options: dict[str, dict] | None = None) -> Application:
+    """The application for Python callers that run it with `serve.run` (tests, benchmarks): `args` are
+    SecureGate settings, `deployment_options` ({deployment name: Serve options}) a config's `deployments:`
+    section (`cli.serve.load_serve_config` reads both from a config file)."""
     settings = Settings.from_args(args).model_dump()
     options = deployment_options or {}
 
@@ -38,4 +44,4 @@ def build_app(args: dict[str, Any] | None = None, deployment_options: dict[str, 
     return configured(Ingress).bind(settings, detector, embedder, tenants, keys, streams)
 
 
-app = build_app()
+app = bind_app()

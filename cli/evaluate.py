@@ -1,4 +1,4 @@
-"""`securegate eval`: the argparse wiring for the evaluation package (cli.py calls `add_parser`)."""
+"""`securegate eval`: the argparse wiring for the evaluation package (cli.main calls `add_parser`)."""
 
 from __future__ import annotations
 
@@ -80,15 +80,3 @@ def cmd_eval(ns: argparse.Namespace) -> int:
         print(f"applied default_threshold={chosen['threshold']} ({source}) to tenant {ns.apply}: "
               f"settings now {json.dumps(tenant.get('settings', {}))}")
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Standalone entry point (`python -m securegate.eval_cli eval DIR ...`) until cli.py registers it."""
-    parser = argparse.ArgumentParser(prog="securegate")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    ns = parser.parse_args(argv)
-    return ns.func(ns)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

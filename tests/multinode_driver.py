@@ -68,8 +68,8 @@ def main() -> int:
     from ray import serve
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from graph import build_app
-    from securegate.cli import APP_NAME, load_serve_config
+    from graph import bind_app
+    from cli.serve import APP_NAME, load_serve_config
     from securegate.errors import ApiError
 
     ray.init(log_to_driver=False)  # address from RAY_ADDRESS: the test's head node
@@ -90,7 +90,7 @@ def main() -> int:
     # Both raylets share this host (and so the HTTP port): one proxy, on the head.
     serve.start(proxy_location="HeadOnly", http_options={"host": "127.0.0.1", "port": ns.http_port})
     started = time.monotonic()
-    ingress = serve.run(build_app(args, options), name=APP_NAME, route_prefix="/")
+    ingress = serve.run(bind_app(args, options), name=APP_NAME, route_prefix="/")
     status = serve.status().applications[APP_NAME].deployments
     emit("deployed", deploy_s=round(time.monotonic() - started, 1),
          options={name: opts.get("ray_actor_options", {}) for name, opts in options.items()},

@@ -14,7 +14,7 @@ import time
 import zipfile
 from pathlib import Path
 
-from securegate import cli
+from cli import main as cli
 from tests.model_packs import LANDMARK_AND_ATTRIBUTE, build_pack
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,7 +40,7 @@ def test_models_reports_the_active_pack(models_dir):
 # (insightface.utils.storage.MODEL_ZOO_RELEASE_DOWNLOAD_URL) is replaced by a 127.0.0.1 address of the test's.
 RUN_WITH_STANDIN_ZOO = (
     "import sys, insightface.utils.storage as zoo; zoo.MODEL_ZOO_RELEASE_DOWNLOAD_URL = sys.argv[1]; "
-    "from securegate.cli import main; sys.exit(main(sys.argv[2:]))"
+    "from cli.main import main; sys.exit(main(sys.argv[2:]))"
 )
 
 

@@ -114,12 +114,12 @@ def test_gpu_config_places_replicas_on_logical_gpus(ray_cluster, serve_port, mod
     import httpx
     from ray import serve
 
-    from graph import build_app
+    from graph import bind_app
 
     args, options = app_config(REPO / "configs" / "gpu.yaml")
     data_dir = tmp_path_factory.mktemp("gpu-app")
     args.update(models=str(models_dir), data_dir=str(data_dir))
-    serve.run(build_app(args, options), name="securegate-gpu", route_prefix="/gpu")
+    serve.run(bind_app(args, options), name="securegate-gpu", route_prefix="/gpu")
     try:
         for name in ("Detector", "Embedder"):
             handle = serve.get_deployment_handle(name, app_name="securegate-gpu")

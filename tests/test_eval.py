@@ -32,7 +32,7 @@ from evaluation.metrics import (
 )
 from evaluation.files import write_report
 from evaluation.report import Evaluation, build_report
-from securegate import eval_cli
+from cli import main as cli
 from securegate.models import FaceDetector, FaceEmbedder, load_pack, onnx_providers
 
 GROUPS = {"obama": "A", "biden": "A", "kit_harington": "B", "rose_leslie": "B", "alex_lacamoire": "B"}
@@ -295,7 +295,7 @@ def test_apply_reports_a_refused_token(admin_server):
 def test_apply_without_a_token_fails_before_running_the_models(monkeypatch, capsys):
     monkeypatch.delenv("SECUREGATE_ADMIN_TOKEN", raising=False)
     monkeypatch.setattr(evaluation_run, "evaluate", lambda *a, **k: pytest.fail("evaluate ran without a token"))
-    assert eval_cli.main(["eval", "/nonexistent", "--apply", "t1"]) == 2
+    assert cli.main(["eval", "/nonexistent", "--apply", "t1"]) == 2
     assert "SECUREGATE_ADMIN_TOKEN" in capsys.readouterr().err
 
 
@@ -310,7 +310,7 @@ def real_run(faces_root, models_dir, admin_server, tmp_path_factory):
     url, recorder = admin_server
     before = len(recorder.requests)
     with mock.patch.dict(os.environ, {"SECUREGATE_ADMIN_TOKEN": ADMIN_TOKEN}):
-        code = eval_cli.main(["eval", str(faces_root / "identities"), "--out", str(out), "--models", str(models_dir),
+        code = cli.main(["eval", str(faces_root / "identities"), "--out", str(out), "--models", str(models_dir),
                               "--groups", str(groups_csv), "--apply", "t1", "--url", url + "/", "--no-progress"])
     assert code == 0
     report = json.loads((out / "report.json").read_text())

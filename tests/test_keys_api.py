@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from securegate import cli, errors
+from cli import main as cli
+from securegate import errors
 
 
 def b64(data: bytes) -> str:
@@ -124,11 +125,11 @@ def test_deleted_tenant_is_crypto_shredded(app, http, admin_token, identity_phot
 def test_app_restart_loses_nothing(app, http, admin_token, identity_photos, models_dir, data_dir):
     from ray import serve
 
-    from graph import build_app
+    from graph import bind_app
 
     tenant, persons = tenant_with_faces(http, admin_token, identity_photos, "restarted")
     serve.delete("securegate")
-    serve.run(build_app({"models": str(models_dir), "data_dir": str(data_dir)}), name="securegate", route_prefix="/")
+    serve.run(bind_app({"models": str(models_dir), "data_dir": str(data_dir)}), name="securegate", route_prefix="/")
     assert top_match(http, tenant, identity_photos["rose_leslie"][1]) == "rose_leslie"
     listed = http.get("/v1/persons", headers=tenant["auth"]).json()["persons"]
     assert {p["person_id"] for p in listed} == set(persons.values())
@@ -185,7 +186,7 @@ def aws_app(ray_cluster, serve_port, models_dir, tmp_path_factory):
     from moto.server import ThreadedMotoServer
     from ray import serve
 
-    from graph import build_app
+    from graph import bind_app
 
     creds = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -206,7 +207,7 @@ def aws_app(ray_cluster, serve_port, models_dir, tmp_path_factory):
             "connect_timeout_s": 1.0, "read_timeout_s": 2.0}},
     }
     options = {"KeyService": {"ray_actor_options": {"num_cpus": 0.25, "runtime_env": {"env_vars": creds}}}}
-    serve.run(build_app(args, options), name="securegate-aws", route_prefix="/aws")
+    serve.run(bind_app(args, options), name="securegate-aws", route_prefix="/aws")
     import httpx
 
     with httpx.Client(base_url=f"http://127.0.0.1:{serve_port}/aws", timeout=120) as client:

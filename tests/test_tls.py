@@ -91,7 +91,7 @@ def test_serve_https_from_tls_config(tmp_path, models_dir):
         RAY_ADDRESS="local",            # a fresh local Ray even if another cluster is discoverable
         RAY_TMPDIR=str(ray_tmp),        # its session (and so its processes' command lines) under a unique dir
     )
-    cmd = [sys.executable, "-m", "securegate.cli", "serve", "--config", str(config_path), "--port", str(port),
+    cmd = [sys.executable, "-m", "cli.main", "serve", "--config", str(config_path), "--port", str(port),
            "--models", str(models_dir), "--data-dir", str(tmp_path / "data")]
     base = f"https://127.0.0.1:{port}"
     with open(log, "wb") as out:

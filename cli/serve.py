@@ -1,0 +1,137 @@
+"""`securegate serve`: start a local Ray + Serve and deploy SecureGate from a Serve config, the way
+`serve run CONFIG` does, so every option an operator writes (proxy_location, http/grpc options, import_path,
+runtime_env, deployments) takes effect."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import threading
+from pathlib import Path
+
+import yaml
+from ray.serve.schema import ServeApplicationSchema, ServeDeploySchema
+
+APP_NAME = "securegate"
+# What `securegate serve` runs without --config: the graph's builder with embedded defaults.
+DEFAULT_CONFIG = {
+    "proxy_location": "HeadOnly",
+    "http_options": {"host": "127.0.0.1", "port": 8000},
+    "applications": [{"name": APP_NAME, "route_prefix": "/", "import_path": "graph:build_app", "args": {}}],
+}
+
+
+def read_config(path: str | os.PathLike | None) -> ServeDeploySchema:
+    """A Serve config file validated by Serve's own schema (the defaults above when `path` is None)."""
+    raw = yaml.safe_load(Path(path).read_text()) if path else DEFAULT_CONFIG
+    return ServeDeploySchema.model_validate(raw or {})
+
+
+def securegate_app(config: ServeDeploySchema) -> ServeApplicationSchema:
+    """The application named `securegate` in the config, or its only application."""
+    apps = config.applications
+    named = [a for a in apps if a.name == APP_NAME]
+    if named:
+        return named[0]
+    if len(apps) == 1:
+        return apps[0]
+    raise ValueError(f"the config has {len(apps)} applications and none is named {APP_NAME!r}")
+
+
+def deployment_options(app: ServeApplicationSchema) -> dict[str, dict]:
+    """{deployment name: the options the config sets for it}."""
+    return {d.name: d.model_dump(exclude_unset=True, exclude={"name"}) for d in app.deployments}
+
+
+def load_serve_config(path: str | os.PathLike | None) -> tuple[dict, dict[str, dict], dict]:
+    """(app args, {deployment: options}, http_options) of the securegate app, read through Serve's schema:
+    for Python callers that run the app with `serve.run(graph.build_app(args, options))` (tests, benchmarks)."""
+    config = read_config(path)
+    app = securegate_app(config)
+    return dict(app.args or {}), deployment_options(app), config.http_options.model_dump(exclude_unset=True)
+
+
+def deploy(config: ServeDeploySchema, timeout_s: float = 600) -> None:
+    """Start Serve with the config's proxy/HTTP/gRPC options and deploy its applications; returns once
+    they run (raises if one fails to deploy). Needs `ray.init()` first."""
+    import time
+
+    from ray import serve
+    from ray.serve._private import api as serve_api
+    from ray.serve.config import gRPCOptions
+
+    # Serve has no public in-process "deploy this config" call; these are the calls `serve run CONFIG` makes.
+    client = serve_api.serve_start(http_options=config.http_options.model_dump(), proxy_location=config.proxy_location,
+                                   grpc_options=gRPCOptions(**config.grpc_options.model_dump()),
+                                   controller_options=config.controller_options)
+    client.deploy_apps(config)
+    deadline = time.monotonic() + timeout_s
+    names = {a.name for a in config.applications}
+    while True:
+        statuses = serve.status().applications
+        states = {n: statuses[n].status for n in names if n in statuses}
+        failed = {n: statuses[n].message for n, s in states.items() if s == "DEPLOY_FAILED"}
+        if failed:
+            raise RuntimeError(f"deploying {', '.join(failed)} failed: {next(iter(failed.values()))}")
+        if len(states) == len(names) and all(s == "RUNNING" for s in states.values()):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"applications not running after {timeout_s:.0f}s: {states}")
+        time.sleep(0.5)
+
+
+def cmd_serve(ns: argparse.Namespace) -> int:
+    from securegate.models import resolve_pack
+
+    config = read_config(ns.config)
+    app = securegate_app(config)
+    args = dict(app.args or {})
+    if ns.models:
+        args["models"] = ns.models
+    # The pack is found (and fetched, with progress, if missing) here, before Ray starts: a missing pack is
+    # one clear error on the terminal rather than every replica retrying, and replicas get its directory.
+    pack = resolve_pack(args.get("models"))
+    args["models"] = str(pack.root)
+    ignored = f"{len(pack.ignored)} other file{'' if len(pack.ignored) == 1 else 's'} ignored"
+    print(f"Model pack: {pack.root} (detector {pack.detector_path.name}, recognizer {pack.recognizer_path.name}, "
+          f"{ignored}: see `securegate models`)", flush=True)
+    if ns.data_dir:
+        args["data_dir"] = str(Path(ns.data_dir).expanduser().resolve())
+    # The admin token is generated here on first start (not in a replica) so it can be shown once, on the
+    # operator's terminal rather than in logs.
+    from securegate.settings import Settings
+    from tenancy.registry import load_or_create_admin_token
+
+    data_dir = Settings.from_args(args).data_dir
+    token, created = load_or_create_admin_token(data_dir, os.environ.get("SECUREGATE_ADMIN_TOKEN"))
+    if created:
+        print(f"Admin token (generated now, stored in {Path(data_dir) / 'admin_token'}, mode 0600):\n  {token}", flush=True)
+    app.args = args
+    if ns.host:
+        config.http_options.host = ns.host
+    if ns.port:
+        config.http_options.port = ns.port
+    http = config.http_options
+
+    import ray
+    from ray import serve
+
+    stop = threading.Event()
+    ray.init(include_dashboard=False)
+    # After ray.init(): Ray's core worker installs its own SIGTERM handler (log + abort) during init.
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        deploy(config)
+        scheme = "https" if http.ssl_certfile else "http"
+        base = f"{scheme}://{http.host}:{http.port}{app.route_prefix.rstrip('/')}"
+        print(f"SecureGate is ready at {base}/  (API docs: {base}/docs)", flush=True)
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("shutting down", flush=True)
+        serve.shutdown()
+        ray.shutdown()
+    return 0
