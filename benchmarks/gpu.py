@@ -318,7 +318,7 @@ def check_serve(models: str, timeout_s: float) -> dict:
     from ray import serve
     from ray.util.state import list_actors
 
-    from graph import build_app
+    from graph import bind_app
 
     (app,) = yaml.safe_load((REPO / "configs" / "gpu.yaml").read_text())["applications"]
     args = dict(app.get("args") or {})
@@ -326,11 +326,11 @@ def check_serve(models: str, timeout_s: float) -> dict:
     data_dir = tempfile.mkdtemp(prefix="securegate-gpu-check-")
     args.update(models=models, data_dir=data_dir)
     port = _free_port()
-    ray.init(address="local", include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", include_dashboard=True, log_to_driver=False)  # list_actors (replica PIDs) needs it
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         started = time.perf_counter()
-        serve.run(build_app(args, options), name="securegate", route_prefix="/")
+        serve.run(bind_app(args, options), name="securegate", route_prefix="/")
         ready = httpx.get(f"http://127.0.0.1:{port}/v1/readyz", timeout=timeout_s).status_code
         result: dict = {"start_s": round(time.perf_counter() - started, 1), "readyz": ready, "deployments": {}}
         smi = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
