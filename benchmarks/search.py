@@ -5,7 +5,9 @@ mixed with orthogonal noise to cosine 0.7 with their source (a same-identity cap
 queries, top-10, threshold 0.3 for our tiers. Recall@1 is measured against the exact top-1.
 Also measures activation: TenantStore.load_all (decrypt) + FaceIndex.build from an encrypted DB.
 
-    .venv/bin/python benchmarks/search.py [--quick]
+    .venv/bin/python benchmarks/search.py [--quick]     # needs the [bench] extra (sqlite-vec): make bench
+
+Measured in this process with every core; the deployed tier runs in an index actor: benchmarks/search_deployed.py.
 
 Prints a table and, last, one JSON line with the headline numbers.
 """

@@ -152,6 +152,7 @@ def main() -> int:
     options = Settings.from_args(app.get("args")).tenancy.index_actor_options  # what TenantService gets
     ray_default = {k: v for k, v in options.items() if k != "runtime_env"}
     began = time.perf_counter()
+    load_before = os.getloadavg()[0]
 
     face_ids, vectors, queries = gallery_and_probes(ns.faces, ns.dim, ns.probes, ns.seed)
     driver_index = FaceIndex.build(face_ids, face_ids, vectors, ann_min_faces=ns.faces + 1, use_gpu=False)
@@ -195,6 +196,7 @@ def main() -> int:
         "ray_default_vs_driver": round(default.p(50) / driver.p(50), 2),
         "blas_threads": {name: openblas_threads(p.threads) for name, p in placements.items()},
         "same_answers": same_answers,
+        "load_avg_1m": [round(load_before, 1), round(os.getloadavg()[0], 1)],  # before, after: others' work on the host
     }))
     return 0 if same_answers else 1
 

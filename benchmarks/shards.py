@@ -7,8 +7,9 @@ Data: identity-clustered synthetic gallery (persons with 2 faces each around a c
 the sphere, cosine ~0.8 to it); probes are gallery faces mixed with noise to cosine ~0.7 with their
 source. Face ids are uuid4-style hex, assigned to shards by `tenancy.store.shard_of` exactly as a sharded
 tenant does. The gallery is generated once into /dev/shm and each shard actor (a Ray actor holding a
-`FaceIndex` built from its rows of that in-memory array, placed with the default index actor options
-`num_cpus: 0.5`) keeps only its own faces: the SQLite/decryption path is not part of this measurement (at
+`FaceIndex` built from its rows of that in-memory array, placed with `num_cpus: 0.5` and no thread env, so
+Ray gives it ONE BLAS thread; the shipped index actor options set 2, see benchmarks/search_deployed.py) keeps
+only its own faces: the SQLite/decryption path is not part of this measurement (at
 2M faces it would measure activation, not search). The exact tier throughout (ann_min_faces above n).
 
 Per layout: single-probe queries and batched queries (8 faces per call, as one image of a crowd would be),
