@@ -463,6 +463,8 @@ class FaceIndex:
         answer is final once k covers every row, or the k-th score + slack is below the threshold, or top_k
         persons are found and the last beats k-th + slack. Otherwise k widens; past GPU_MAX_K the host scores
         the query (the device cannot select more)."""
+        # FAISS GPU's GEMM is full float32 (its cuBLAS handle disallows reduced precision: no TF32), so the
+        # BLAS error bound holds for device scores too.
         slack = score_slack(self.dim)
         while True:
             found = rows >= 0
