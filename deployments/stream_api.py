@@ -127,10 +127,11 @@ class StreamApi:
 
     # ---- webhooks ---------------------------------------------------------------------------------------
     @api_errors
-    async def create_webhook(self, api_key: str, url: str, kinds: list[str] | None = None) -> dict:
-        """Events POSTed to `url`, signed with the returned secret (shown once)."""
+    async def create_webhook(self, api_key: str, url: str, kinds: list[str] | None = None, max_attempts: int | None = None) -> dict:
+        """Events POSTed to `url`, signed with the returned secret (shown once); a delivery failing
+        `max_attempts` times (default: the server's setting) goes to the dead-letter list."""
         tenant = await self._tenant(api_key)
-        return await self.streams.add_webhook.remote(tenant.tenant_id, url, list(kinds or []))
+        return await self.streams.add_webhook.remote(tenant.tenant_id, url, list(kinds or []), max_attempts)
 
     @api_errors
     async def list_webhooks(self, api_key: str) -> dict:

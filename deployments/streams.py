@@ -136,8 +136,8 @@ class StreamRouter:
 
     # webhooks
     @translated
-    async def add_webhook(self, tenant_id: str, url: str, kinds: list[str]) -> dict:
-        return await self._started().add_webhook(tenant_id, url, kinds)
+    async def add_webhook(self, tenant_id: str, url: str, kinds: list[str], max_attempts: int | None = None) -> dict:
+        return await self._started().add_webhook(tenant_id, url, kinds, max_attempts)
 
     @translated
     async def list_webhooks(self, tenant_id: str) -> list[dict]:

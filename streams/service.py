@@ -451,13 +451,14 @@ class StreamService:
         return {"events": store.delete_events_before(cutoff), "unknowns": len(expired)}
 
     # ---- webhooks ---------------------------------------------------------------------------------------------
-    async def add_webhook(self, tenant_id: str, url: str, kinds: list[str]) -> dict:
+    async def add_webhook(self, tenant_id: str, url: str, kinds: list[str], max_attempts: int | None = None) -> dict:
         if source_kind(url) != "http":
             raise InvalidStream("a webhook URL is http:// or https://")
         secret = secrets.token_urlsafe(32)
         ciphers = await self.ciphers(tenant_id, read=False)
-        webhook_id = self.store(tenant_id).add_webhook(ciphers.current, url, secret, kinds)
-        return {"webhook_id": webhook_id, "url": redact_url(url), "kinds": kinds, "secret": secret}
+        max_attempts = max_attempts or self.cfg.webhook_max_attempts
+        webhook_id = self.store(tenant_id).add_webhook(ciphers.current, url, secret, kinds, max_attempts)
+        return {"webhook_id": webhook_id, "url": redact_url(url), "kinds": kinds, "max_attempts": max_attempts, "secret": secret}
 
     async def list_webhooks(self, tenant_id: str) -> list[dict]:
         ciphers = await self.ciphers(tenant_id)
@@ -467,7 +468,7 @@ class StreamService:
             for d in self.store(tenant_id).deliveries(w["webhook_id"], limit=10**9):
                 counts[d["state"]] = counts.get(d["state"], 0) + 1
             out.append({"webhook_id": w["webhook_id"], "url": redact_url(w["url"]), "kinds": w["kinds"],
-                        "created_at": w["created_at"], "deliveries": counts})
+                        "max_attempts": w["max_attempts"], "created_at": w["created_at"], "deliveries": counts})
         return out
 
     async def delete_webhook(self, tenant_id: str, webhook_id: str) -> None:
@@ -526,7 +527,7 @@ class StreamService:
                 error = f"HTTP {status}"
             except Exception as exc:
                 error = redact_text(f"{type(exc).__name__}: {exc}", hook["url"])[:300]
-            if attempts >= self.cfg.webhook_max_attempts:
+            if attempts >= hook["max_attempts"]:
                 store.update_delivery(delivery["delivery_id"], "dead", attempts, 0, status, error)
             else:
                 delay = self.cfg.webhook_backoff_s * 2 ** (attempts - 1)

@@ -188,8 +188,9 @@ class StreamReader:
         import av
 
         # Small probe: a live source should deliver its first frame in well under a second, not after
-        # FFmpeg's default 5 s of analysis.
-        options = {"analyzeduration": "500000", "probesize": "500000", "fflags": "nobuffer"}
+        # FFmpeg's default 5 s of analysis. (`fflags nobuffer` would be lower still, but it loses an MP4's
+        # first GOP.)
+        options = {"analyzeduration": "500000", "probesize": "500000"}
         if self.kind == "rtsp":
             options["rtsp_transport"] = "tcp"
         if self.kind == "http":

@@ -53,7 +53,7 @@ CREATE INDEX IF NOT EXISTS events_first_seen ON events(first_seen);
 CREATE TABLE IF NOT EXISTS unknowns (unknown_id TEXT PRIMARY KEY, created_at REAL NOT NULL, last_seen REAL NOT NULL,
     samples INTEGER NOT NULL, key_version INTEGER NOT NULL, nonce BLOB NOT NULL, vectors BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS webhooks (webhook_id TEXT PRIMARY KEY, created_at REAL NOT NULL, kinds TEXT NOT NULL,
-    key_version INTEGER NOT NULL, nonce BLOB NOT NULL, sealed BLOB NOT NULL);
+    max_attempts INTEGER NOT NULL, key_version INTEGER NOT NULL, nonce BLOB NOT NULL, sealed BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS deliveries (delivery_id TEXT PRIMARY KEY, webhook_id TEXT NOT NULL, seq INTEGER NOT NULL,
     state TEXT NOT NULL, attempts INTEGER NOT NULL, next_attempt_at REAL NOT NULL, last_status INTEGER,
     last_error TEXT, updated_at REAL NOT NULL);
@@ -220,12 +220,12 @@ class CameraStore:
             return [r[0] for r in self._db.execute("SELECT unknown_id FROM unknowns WHERE last_seen < ?", (cutoff,))]
 
     # ---- webhooks -------------------------------------------------------------------------------------------
-    def add_webhook(self, cipher: RecordCipher, url: str, secret: str, kinds: list[str]) -> str:
+    def add_webhook(self, cipher: RecordCipher, url: str, secret: str, kinds: list[str], max_attempts: int) -> str:
         webhook_id = "whk_" + uuid.uuid4().hex[:16]
         sealed = self._seal(cipher, "webhooks", webhook_id, json.dumps({"url": url, "secret": secret}).encode())
         with self._lock:
-            self._db.execute("INSERT INTO webhooks VALUES (?,?,?,?,?,?)",
-                             (webhook_id, time.time(), json.dumps(kinds), sealed.key_version, sealed.nonce, sealed.ciphertext))
+            self._db.execute("INSERT INTO webhooks VALUES (?,?,?,?,?,?,?)",
+                             (webhook_id, time.time(), json.dumps(kinds), max_attempts, sealed.key_version, sealed.nonce, sealed.ciphertext))
         return webhook_id
 
     def webhooks(self, cipher_for: CipherFor) -> list[dict]:
@@ -233,8 +233,8 @@ class CameraStore:
             rows = self._db.execute("SELECT * FROM webhooks ORDER BY created_at").fetchall()
         out = []
         for r in rows:
-            secret = json.loads(self._open(cipher_for, "webhooks", r[0], r[3], r[4], r[5]))
-            out.append({"webhook_id": r[0], "created_at": r[1], "kinds": json.loads(r[2]), **secret})
+            secret = json.loads(self._open(cipher_for, "webhooks", r[0], r[4], r[5], r[6]))
+            out.append({"webhook_id": r[0], "created_at": r[1], "kinds": json.loads(r[2]), "max_attempts": r[3], **secret})
         return out
 
     def delete_webhook(self, webhook_id: str) -> bool:

@@ -11,18 +11,18 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from deployments.schemas import ErrorResponse
+from deployments.schemas import SEQ_MAX, Body, ErrorResponse
 from deployments.stream_api import StreamApi
 from securegate import errors
 
 router = APIRouter()
 
-ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 422, 429, 503)}
+ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 414, 422, 429, 503)}
 Kind = Literal["person_seen", "unknown_seen"]
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Body(Body):
+    """Request bodies: extra fields forbidden, and only what a response can carry back (schemas.Body)."""
 
 
 # ---- schemas ------------------------------------------------------------------------------------------------
@@ -142,12 +142,14 @@ class Promoted(BaseModel):
 class WebhookCreate(_Body):
     url: str = Field(..., max_length=4096)
     kinds: list[Kind] = Field(default_factory=list, description="event kinds to deliver; empty = all")
+    max_attempts: int | None = Field(None, ge=1, le=20, description="then the delivery is dead-lettered; default: server setting")
 
 
 class WebhookCreated(BaseModel):
     webhook_id: str
     url: str
     kinds: list[str]
+    max_attempts: int
     secret: str = Field(..., description="HMAC-SHA256 key of X-SecureGate-Signature; shown once")
 
 
@@ -155,6 +157,7 @@ class WebhookView(BaseModel):
     webhook_id: str
     url: str
     kinds: list[str]
+    max_attempts: int
     created_at: float
     deliveries: dict[str, int] = Field(..., description="count per state")
 
@@ -211,22 +214,23 @@ class StreamRoutes(StreamApi):
     @router.post("/v1/streams/{stream_id}/frames", status_code=202, response_model=FrameAccepted, responses=ERRORS,
                  tags=["cameras"], openapi_extra={"requestBody": {"required": True, "content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}}}})
     async def http_push_frame(self, stream_id: str, request: Request,
-                              ts: float | None = Query(None, description="capture time, epoch seconds (default: arrival)"),
+                              ts: float | None = Query(None, ge=0, le=1e10, description="capture time, epoch seconds (default: arrival)"),
                               authorization: str | None = Header(None)) -> dict:
         return await self.push_frame(_bearer(authorization), stream_id, await request.body(), ts)
 
     @router.get("/v1/events", response_model=EventPage, responses=ERRORS, tags=["events"])
-    async def http_events(self, since: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=1000),
+    async def http_events(self, since: int = Query(0, ge=0, le=SEQ_MAX), limit: int = Query(100, ge=1, le=1000),
                           camera: str | None = Query(None, max_length=64), person: str | None = Query(None, max_length=256),
                           kind: Kind | None = Query(None), authorization: str | None = Header(None)) -> dict:
         return await self.events(_bearer(authorization), since, limit, camera, person, kind)
 
     @router.get("/v1/events/stream", responses={200: {"content": {"text/event-stream": {}}}, **ERRORS}, tags=["events"])
-    async def http_event_stream(self, since: int = Query(0, ge=0), authorization: str | None = Header(None),
+    async def http_event_stream(self, since: int = Query(0, ge=0, le=SEQ_MAX), authorization: str | None = Header(None),
                                 last_event_id: str | None = Header(None)):
         """Server-Sent Events: `id` = seq, `event` = kind, `data` = the event as JSON; a comment every 15 s keeps
         the connection open. Reconnecting clients send Last-Event-ID and miss nothing."""
-        if last_event_id and last_event_id.isdigit():
+        # Others are ignored like any malformed value (isdigit alone passes "²", which int() refuses).
+        if last_event_id and last_event_id.isascii() and last_event_id.isdigit() and int(last_event_id) <= SEQ_MAX:
             since = int(last_event_id)
         try:
             feed = await self.event_feed(_bearer(authorization), since)
@@ -262,7 +266,7 @@ class StreamRoutes(StreamApi):
 
     @router.post("/v1/webhooks", status_code=201, response_model=WebhookCreated, responses=ERRORS, tags=["events"])
     async def http_create_webhook(self, body: WebhookCreate, authorization: str | None = Header(None)) -> dict:
-        return await self.create_webhook(_bearer(authorization), body.url, body.kinds)
+        return await self.create_webhook(_bearer(authorization), body.url, body.kinds, body.max_attempts)
 
     @router.get("/v1/webhooks", response_model=WebhookList, responses=ERRORS, tags=["events"])
     async def http_list_webhooks(self, authorization: str | None = Header(None)) -> dict:

@@ -25,3 +25,25 @@ def videos(tmp_path_factory, scenes, face_cuts) -> dict[str, Path]:
     """camera name -> MP4 (H.264) of its scene."""
     folder = tmp_path_factory.mktemp("camera-media")
     return {name: testmedia.write_video(scene, face_cuts, folder / f"{name}.mp4") for name, scene in scenes.items()}
+
+
+LIVE_TAIL_S = 10.0
+
+
+@pytest.fixture(scope="session")
+def live_videos(tmp_path_factory, scenes, face_cuts) -> dict[str, Path]:
+    """The clips followed by LIVE_TAIL_S of empty scene: what the live servers (RTSP, MJPEG) play, so a test
+    sees one play of the clip before the source ends and reconnects (which replays it)."""
+    import dataclasses
+
+    folder = tmp_path_factory.mktemp("camera-media-live")
+    return {name: testmedia.write_video(dataclasses.replace(scene, duration_s=scene.duration_s + LIVE_TAIL_S), face_cuts,
+                                        folder / f"{name}.mp4") for name, scene in scenes.items()}
+
+
+@pytest.fixture(scope="session")
+def live_jpegs(scenes, face_cuts) -> dict[str, list]:
+    import dataclasses
+
+    return {name: testmedia.jpeg_frames(dataclasses.replace(scene, duration_s=scene.duration_s + LIVE_TAIL_S), face_cuts)
+            for name, scene in scenes.items()}

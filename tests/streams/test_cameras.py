@@ -123,12 +123,236 @@ def check_against_timeline(events: list[dict], scene: testmedia.Scene, cooldown_
 # ---------------------------------------------------------------------------------------------- sources
 def test_file_stream_reports_each_appearance_once_per_cooldown(http, site, videos, scenes):
     tenant, persons = site
-    stream = create_stream(http, tenant, name="door (file)", url=str(videos["door"]), cooldown_s=1.0)
+    stream = create_stream(http, tenant, name="door (file)", url=str(videos["door"]), cooldown_s=2.0)
     assert stream["source"] == "file" and stream["status"]["state"] in ("starting", "connecting", "connected", "running")
     wait_until(lambda: settled(http, tenant, stream["stream_id"]), 60, "the file to play")
     events = events_of(http, tenant, stream["stream_id"])
-    seen = check_against_timeline(events, scenes["door"], cooldown_s=1.0)
+    seen = check_against_timeline(events, scenes["door"], cooldown_s=2.0)
     assert len(seen["obama"]) == 2  # left and came back: two appearances, two events
     assert all(e["person_id"] == persons[e["external_id"]] for e in events if e["kind"] == "person_seen")
     status = stream_status(http, tenant, stream["stream_id"])
     assert status["frames_processed"] > 0 and status["frames_read"] >= status["frames_processed"]
+
+
+class RtspServer:
+    """GStreamer's RTSP server (system python3 + Debian packages) serving one clip at rtsp://…/<mount>."""
+
+    def __init__(self, clip: Path, mount: str, user: str = "camera", password: str = "s3cret-pw", port: int | None = None) -> None:
+        self.clip, self.mount, self.user, self.password = clip, mount, user, password
+        self.port = port or free_port()
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "RtspServer":
+        assert Path(SYSTEM_PYTHON).exists() and shutil.which("gst-inspect-1.0") or True
+        self.process = subprocess.Popen([SYSTEM_PYTHON, str(RTSP_SERVER), str(self.port), str(self.clip), f"/{self.mount}",
+                                         self.user, self.password], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        line = self.process.stdout.readline().strip()
+        assert line == "READY", f"RTSP server did not start: {line} {self.process.stdout.read() if self.process.poll() is not None else ''}"
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    @property
+    def url(self) -> str:
+        return f"rtsp://{self.user}:{self.password}@127.0.0.1:{self.port}/{self.mount}"
+
+
+def test_rtsp_and_mjpeg_cameras_and_one_anonymous_id_for_the_stranger(http, site, live_videos, live_jpegs, scenes, ray_cluster):
+    """Two cameras at once: "door" over RTSP (with credentials), "hall" as MJPEG over HTTP (token in the
+    query). The stranger walks past both: one anonymous id, the same as in the file test (another visit)."""
+    tenant, _ = site
+    rtsp = RtspServer(live_videos["door"], "door").start()
+    try:
+        with MjpegServer({"hall": live_jpegs["hall"]}, scenes["hall"].fps, token="tok-123") as mjpeg:
+            door = create_stream(http, tenant, name="door (rtsp)", url=rtsp.url, cooldown_s=2.0)
+            hall = create_stream(http, tenant, name="hall (mjpeg)", url=mjpeg.url("hall"), cooldown_s=2.0)
+            # Credentials never come back: not in the answer, not in the listing.
+            assert door["url"] == f"rtsp://***@127.0.0.1:{rtsp.port}/door" and door["source"] == "rtsp"
+            assert hall["url"].endswith("/hall.mjpg?token=***") and hall["source"] == "http"
+            listing = http.get("/v1/streams", headers=tenant["auth"]).text
+            assert rtsp.password not in listing and "tok-123" not in listing
+            # Live sources do not end: wait for the events of the whole clip (the servers play an empty tail after it).
+            expected = {"door": len(scenes["door"].timeline()), "hall": len(scenes["hall"].timeline())}
+
+            def complete():
+                got = {name: events_of(http, tenant, s["stream_id"]) for name, s in (("door", door), ("hall", hall))}
+                return got if all(len(got[n]) >= expected[n] and stream_status(http, tenant, s["stream_id"])["tracks_active"] == 0
+                                  for n, s in (("door", door), ("hall", hall))) else None
+
+            got = wait_until(complete, 60, "the events of both clips", step=0.5)
+            for name in ("door", "hall"):
+                s = door if name == "door" else hall
+                http.patch(f"/v1/streams/{s['stream_id']}", json={"enabled": False}, headers=tenant["auth"])
+            check_against_timeline(events_of(http, tenant, door["stream_id"]), scenes["door"], cooldown_s=2.0)
+            check_against_timeline(events_of(http, tenant, hall["stream_id"]), scenes["hall"], cooldown_s=2.0)
+    finally:
+        rtsp.stop()
+    unknown_ids = {e["unknown_id"] for e in events_of(http, tenant, kind="unknown_seen")}
+    assert len(unknown_ids) == 1, unknown_ids  # file test, RTSP door and MJPEG hall: one stranger
+    unknowns = http.get("/v1/unknowns", headers=tenant["auth"]).json()["unknowns"]
+    assert [u["unknown_id"] for u in unknowns] == list(unknown_ids)
+    # Nothing in the worker or router logs holds the credentials.
+    logs = Path(ray_cluster._private.worker.global_worker.node.get_session_dir_path()) / "logs"
+    for path in logs.glob("*"):
+        if path.is_file():
+            text = path.read_text(errors="ignore")
+            assert rtsp.password not in text and "tok-123" not in text, path
+
+
+def test_rtsp_camera_cut_mid_stream_reconnects(http, site, videos):
+    tenant, _ = site
+    rtsp = RtspServer(videos["hall"], "hall").start()
+    stream = create_stream(http, tenant, name="hall (rtsp, cut)", url=rtsp.url, cooldown_s=60)
+    sid = stream["stream_id"]
+    try:
+        wait_until(lambda: stream_status(http, tenant, sid)["frames_read"] >= 5, 30, "frames over RTSP")
+        rtsp.stop()  # the camera goes away mid-stream
+        down = wait_until(lambda: (s := stream_status(http, tenant, sid))["state"] == "reconnecting" and s, 30, "reconnecting")
+        assert down["last_error"] and rtsp.password not in down["last_error"]
+        read_before = stream_status(http, tenant, sid)["frames_read"]
+        rtsp = RtspServer(videos["hall"], "hall", port=rtsp.port).start()  # back on the same address
+        up = wait_until(lambda: (s := stream_status(http, tenant, sid))["state"] == "connected" and s["frames_read"] > read_before + 3 and s,
+                        30, "the stream to reconnect")
+        assert up["reconnects"] >= 1
+    finally:
+        rtsp.stop()
+        assert http.delete(f"/v1/streams/{sid}", headers=tenant["auth"]).status_code == 204
+    assert http.get(f"/v1/streams/{sid}", headers=tenant["auth"]).status_code == 404
+
+
+def test_pushed_frames_produce_the_timeline_events(http, site, scenes, face_cuts):
+    tenant, _ = site
+    stream = create_stream(http, tenant, name="hall (pushed)", cooldown_s=2.0)
+    assert stream["url"] is None and stream["source"] == "push"
+    scene = scenes["hall"]
+    origin = time.time()
+    started = time.monotonic()
+    for t, jpeg in testmedia.jpeg_frames(scene, face_cuts)[:: max(1, scene.fps // 5)]:  # a 5 fps edge device
+        delay = started + t - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        r = http.post(f"/v1/streams/{stream['stream_id']}/frames", params={"ts": origin + t}, content=jpeg,
+                      headers={**tenant["auth"], "Content-Type": "image/jpeg"})
+        assert r.status_code == 202, r.text
+    wait_until(lambda: stream_status(http, tenant, stream["stream_id"])["tracks_active"] == 0, 20, "tracks to end")
+    check_against_timeline(events_of(http, tenant, stream["stream_id"]), scene, cooldown_s=2.0)
+    # Bad input: not an image → 400; a burst faster than the pipeline → frames dropped, never queued without bound.
+    r = http.post(f"/v1/streams/{stream['stream_id']}/frames", content=b"not a jpeg", headers={**tenant["auth"], "Content-Type": "image/jpeg"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_image"
+    burst = testmedia.jpeg_frames(scene, face_cuts)[10:40]
+    for _, jpeg in burst:
+        assert http.post(f"/v1/streams/{stream['stream_id']}/frames", content=jpeg,
+                         headers={**tenant["auth"], "Content-Type": "image/jpeg"}).status_code == 202
+    status = stream_status(http, tenant, stream["stream_id"])
+    assert status["frames_dropped"] > 0
+    assert status["frames_read"] - status["frames_dropped"] - status["frames_processed"] <= 2 + 1  # queue of 2 (+1 in hand)
+    r = http.post(f"/v1/streams/{stream['stream_id']}/frames", content=burst[0][1], headers={"Content-Type": "image/jpeg"})
+    assert r.status_code == 401
+
+
+class WebhookReceiver:
+    """A real HTTP endpoint on 127.0.0.1 that fails its first `fail_first` deliveries with a 500."""
+
+    def __init__(self, fail_first: int = 1) -> None:
+        self.received: list[tuple[dict, bytes]] = []
+        self.fail_first = fail_first
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if receiver.fail_first > 0:
+                    receiver.fail_first -= 1
+                    self.send_response(500)
+                    self.end_headers()
+                    return
+                receiver.received.append((dict(self.headers), body))
+                self.send_response(204)
+                self.end_headers()
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
+
+
+def test_sse_webhooks_attendance_promotion_and_deletion(http, admin, faces_root, videos, scenes, app, ray_cluster):
+    """A fresh tenant watches the "hall" clip from a file: the events arrive over SSE and signed webhooks
+    (one retried after a 500, one dead-lettered), attendance shows first-in/last-out, the stranger is
+    promoted to a person, deleting a person deletes their events, deleting the tenant stops its cameras."""
+    tenant = new_tenant(http, admin, "cameras-lifecycle")
+    persons = enrol_everyone(http, tenant, faces_root)
+    receiver = WebhookReceiver(fail_first=1)
+    hook = http.post("/v1/webhooks", json={"url": receiver.url}, headers=tenant["auth"]).json()
+    dead = http.post("/v1/webhooks", json={"url": f"http://127.0.0.1:{free_port()}/nobody", "max_attempts": 2},
+                     headers=tenant["auth"]).json()
+
+    sse_events: list[dict] = []
+
+    def listen():
+        with httpx.Client(base_url=app[1], timeout=60) as client:
+            with client.stream("GET", "/v1/events/stream", headers=tenant["auth"]) as response:
+                assert response.headers["content-type"].startswith("text/event-stream")
+                for line in response.iter_lines():
+                    if line.startswith("data: "):
+                        sse_events.append(json.loads(line[6:]))
+                        if len(sse_events) >= 2:
+                            return
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    stream = create_stream(http, tenant, name="hall (file)", url=str(videos["hall"]), cooldown_s=60)
+    wait_until(lambda: settled(http, tenant, stream["stream_id"]), 60, "the file to play")
+    events = events_of(http, tenant)
+    check_against_timeline(events, scenes["hall"], cooldown_s=60)
+    listener.join(20)
+    assert [e["seq"] for e in sse_events] == [e["seq"] for e in events]
+
+    # webhooks: the first delivery got a 500 and was retried; each body is signed with the webhook's secret
+    wait_until(lambda: len(receiver.received) >= len(events), 20, "webhook deliveries")
+    for headers, body in receiver.received:
+        assert headers["X-SecureGate-Signature"] == "sha256=" + signature(hook["secret"], body)
+    assert sorted(json.loads(b)["event"]["seq"] for _, b in receiver.received) == sorted(e["seq"] for e in events)
+    deliveries = http.get(f"/v1/webhooks/{hook['webhook_id']}/deliveries", headers=tenant["auth"]).json()["deliveries"]
+    assert {d["state"] for d in deliveries} == {"delivered"} and max(d["attempts"] for d in deliveries) == 2
+    dead_letters = wait_until(lambda: (d := http.get(f"/v1/webhooks/{dead['webhook_id']}/deliveries", params={"state": "dead"},
+                                                      headers=tenant["auth"]).json()["deliveries"]) and len(d) == len(events) and d,
+                              20, "dead letters")
+    assert all(d["attempts"] == 2 and d["last_error"] for d in dead_letters)
+
+    # attendance: first in / last out of the day
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    rows = http.get("/v1/attendance", params={"date": today}, headers=tenant["auth"]).json()["persons"]
+    assert [r["external_id"] for r in rows] == ["kit_harington"]
+    assert rows[0]["first_in"] < rows[0]["last_out"] and rows[0]["first_camera"] == stream["stream_id"]
+    assert http.get("/v1/attendance", params={"date": "yesterday"}, headers=tenant["auth"]).status_code == 400
+
+    # the stranger becomes a person; their camera samples make them searchable
+    (unknown,) = http.get("/v1/unknowns", headers=tenant["auth"]).json()["unknowns"]
+    r = http.post(f"/v1/unknowns/{unknown['unknown_id']}/promote", json={"external_id": "visitor-1"}, headers=tenant["auth"])
+    assert r.status_code == 201, r.text
+    promoted = r.json()
+    assert promoted["faces"] >= 1 and promoted["events"] == 1
+    photo = testmedia.photo(faces_root, testmedia.STRANGER, 3)
+    found = http.post("/v1/search", json={"image": base64.b64encode(photo.read_bytes()).decode()}, headers=tenant["auth"]).json()
+    assert found["faces"][0]["matches"][0]["external_id"] == "visitor-1"
+    assert http.get("/v1/unknowns", headers=tenant["auth"]).json()["unknowns"] == []
+    assert events_of(http, tenant, person="visitor-1")[0]["person_id"] == promoted["person_id"]
+
+    # deleting a person deletes their events
+    assert events_of(http, tenant, person=persons["kit_harington"])
+    assert http.delete(f"/v1/persons/{persons['kit_harington']}", headers=tenant["auth"]).status_code == 204
+    assert events_of(http, tenant, person=persons["kit_harington"]) == []
+    assert events_of(http, tenant, person="kit_harington") == []
+
+    # deleting the tenant stops its cameras first, then its files go (events.db with them)
+    live = create_stream(http, tenant, name="looping", url=str(videos["hall"]), loop=True)
+    worker = f"stream:{tenant['id']}:{live['stream_id']}"
+    assert worker in {a["name"] for a in ray_cluster.util.list_named_actors(all_namespaces=True)}
+    assert http.delete(f"/v1/tenants/{tenant['id']}", headers=admin).status_code == 204
+    wait_until(lambda: worker not in {a["name"] for a in ray_cluster.util.list_named_actors(all_namespaces=True)}, 10, "the worker to stop")
