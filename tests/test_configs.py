@@ -11,7 +11,7 @@ from securegate.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(p for p in (REPO / "configs").glob("*.yaml"))
-DEPLOYMENTS = {"Ingress", "Detector", "Embedder", "KeyService", "TenantRouter"}
+DEPLOYMENTS = {"Ingress", "Detector", "Embedder", "KeyService", "TenantRouter", "StreamRouter"}
 
 
 def app_config(path: Path) -> tuple[dict, dict[str, dict]]:
