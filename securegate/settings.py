@@ -63,6 +63,8 @@ class StreamSettings(Strict):
     worker_options: dict[str, Any] = Field(default_factory=lambda: {"num_cpus": 0.1},
                                            description="Ray options of each camera's stream worker actor")
     max_streams_per_tenant: int = Field(64, ge=1)
+    media_dirs: list[str] = Field(default_factory=list, description="directories file sources may be read from, "
+                                  "besides {data_dir}/media (a tenant names a file; it must not reach any other file)")
     webhook_max_attempts: int = Field(6, ge=1, description="deliveries failing this often go to the dead-letter list")
     webhook_backoff_s: float = Field(1.0, gt=0, description="first retry delay; doubles per attempt")
     webhook_timeout_s: float = Field(5.0, gt=0)

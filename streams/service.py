@@ -32,7 +32,7 @@ import numpy as np
 import ray
 
 from kms.records import RecordCipher
-from streams.sources import redact_text, redact_url, source_kind
+from streams.sources import file_path, redact_text, redact_url, source_kind
 from streams.store import CameraStore, events_path
 from streams.worker import NAMESPACE, StreamWorkerActor, worker_name
 
@@ -117,8 +117,14 @@ class StreamService:
                 kind = source_kind(url)
             except ValueError as exc:
                 raise InvalidStream(str(exc)) from None
-            if kind == "file" and not Path(url.removeprefix("file://")).is_file():
-                raise InvalidStream(f"no such video file on the server: {redact_url(url)}")
+            if kind == "file":
+                path = file_path(url).resolve()
+                roots = [(self.data_dir / "media").resolve(), *(Path(d).resolve() for d in self.cfg.media_dirs)]
+                if not any(path.is_relative_to(root) for root in roots):
+                    raise InvalidStream("file sources are read from the server's media directories only "
+                                        f"({self.data_dir / 'media'} and settings streams.media_dirs)")
+                if not path.is_file():
+                    raise InvalidStream(f"no such video file on the server: {redact_url(url)}")
         if not 0 < fps <= 30:
             raise InvalidStream("fps must be in (0, 30]")
 

@@ -54,6 +54,14 @@ def enrol_everyone(http, tenant, faces_root) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
+def media(data_dir, videos) -> dict[str, Path]:
+    """The clips where file sources may be read from: the server's {data_dir}/media."""
+    folder = data_dir / "media"
+    folder.mkdir(exist_ok=True)
+    return {name: Path(shutil.copy(path, folder / path.name)) for name, path in videos.items()}
+
+
+@pytest.fixture(scope="module")
 def site(http, admin, faces_root):
     tenant = new_tenant(http, admin, "cameras")
     return tenant, enrol_everyone(http, tenant, faces_root)
@@ -121,9 +129,12 @@ def check_against_timeline(events: list[dict], scene: testmedia.Scene, cooldown_
 
 
 # ---------------------------------------------------------------------------------------------- sources
-def test_file_stream_reports_each_appearance_once_per_cooldown(http, site, videos, scenes):
+def test_file_stream_reports_each_appearance_once_per_cooldown(http, site, media, videos, scenes):
     tenant, persons = site
-    stream = create_stream(http, tenant, name="door (file)", url=str(videos["door"]), cooldown_s=2.0)
+    # A file source reads from the server's media directories only.
+    r = http.post("/v1/streams", json={"name": "x", "url": str(videos["door"])}, headers=tenant["auth"])
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request"
+    stream = create_stream(http, tenant, name="door (file)", url=str(media["door"]), cooldown_s=2.0)
     assert stream["source"] == "file" and stream["status"]["state"] in ("starting", "connecting", "connected", "running")
     wait_until(lambda: settled(http, tenant, stream["stream_id"]), 60, "the file to play")
     events = events_of(http, tenant, stream["stream_id"])
@@ -281,7 +292,7 @@ class WebhookReceiver:
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
 
 
-def test_sse_webhooks_attendance_promotion_and_deletion(http, admin, faces_root, videos, scenes, app, ray_cluster):
+def test_sse_webhooks_attendance_promotion_and_deletion(http, admin, faces_root, media, scenes, app, ray_cluster):
     """A fresh tenant watches the "hall" clip from a file: the events arrive over SSE and signed webhooks
     (one retried after a 500, one dead-lettered), attendance shows first-in/last-out, the stranger is
     promoted to a person, deleting a person deletes their events, deleting the tenant stops its cameras."""
@@ -306,7 +317,7 @@ def test_sse_webhooks_attendance_promotion_and_deletion(http, admin, faces_root,
 
     listener = threading.Thread(target=listen, daemon=True)
     listener.start()
-    stream = create_stream(http, tenant, name="hall (file)", url=str(videos["hall"]), cooldown_s=60)
+    stream = create_stream(http, tenant, name="hall (file)", url=str(media["hall"]), cooldown_s=60)
     wait_until(lambda: settled(http, tenant, stream["stream_id"]), 60, "the file to play")
     events = events_of(http, tenant)
     check_against_timeline(events, scenes["hall"], cooldown_s=60)
@@ -351,7 +362,7 @@ def test_sse_webhooks_attendance_promotion_and_deletion(http, admin, faces_root,
     assert events_of(http, tenant, person="kit_harington") == []
 
     # deleting the tenant stops its cameras first, then its files go (events.db with them)
-    live = create_stream(http, tenant, name="looping", url=str(videos["hall"]), loop=True)
+    live = create_stream(http, tenant, name="looping", url=f"file://{media['hall']}", loop=True)
     worker = f"stream:{tenant['id']}:{live['stream_id']}"
     assert worker in {a["name"] for a in ray_cluster.util.list_named_actors(all_namespaces=True)}
     assert http.delete(f"/v1/tenants/{tenant['id']}", headers=admin).status_code == 204
