@@ -63,10 +63,12 @@ class Console:
     """The browser, with the few moves the flow needs."""
 
     def __init__(self, driver, base_url: str) -> None:
+        from selenium.common.exceptions import StaleElementReferenceException
         from selenium.webdriver.support.ui import WebDriverWait
 
         self.driver, self.base_url = driver, base_url
-        self.wait = WebDriverWait(driver, WAIT_S, poll_frequency=0.1)
+        # Pages re-render parts of themselves: an element found a moment ago may be gone; look again.
+        self.wait = WebDriverWait(driver, WAIT_S, poll_frequency=0.1, ignored_exceptions=[StaleElementReferenceException])
 
     def find(self, css: str):
         from selenium.webdriver.common.by import By
@@ -105,15 +107,13 @@ class Console:
             "return {session: dump(sessionStorage), local: dump(localStorage)};")
 
     def shot(self, name: str) -> Path:
-        """The whole page, not just the window: the window grows to the page's height for the picture."""
+        """The whole page, not just the window (Chromium's own full-page capture over DevTools)."""
+        size = self.driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+        picture = self.driver.execute_cdp_cmd("Page.captureScreenshot", {
+            "format": "png", "captureBeyondViewport": True,
+            "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}})
         path = SHOTS / f"{name}.png"
-        size = self.driver.get_window_size()
-        height = self.driver.execute_script("return document.documentElement.scrollHeight")
-        self.driver.set_window_size(size["width"], min(max(height + 40, size["height"]), 4000))
-        try:
-            self.driver.save_screenshot(str(path))
-        finally:
-            self.driver.set_window_size(size["width"], size["height"])
+        path.write_bytes(base64.b64decode(picture["data"]))
         return path
 
     def sign_in(self, kind: str, token: str) -> None:
@@ -251,10 +251,11 @@ def test_console_flow_in_a_real_browser(browser, app, http, admin_token, identit
     console.shot("06-audit")
 
     console.go("cameras")
-    if http.get("/v1/streams", headers={"Authorization": f"Bearer {api_key}"}).status_code == 404:
+    tenant_auth = {"Authorization": f"Bearer {api_key}"}
+    if http.get("/v1/streams", headers=tenant_auth).status_code == 404:  # a server without cameras
         console.until("#cameras-unavailable", "not available")
     else:
-        console.until("#camera-list")
+        cameras_flow(console, http, tenant_auth, identity_photos, tmp_path / "downloads")
     console.shot("07-cameras")
 
     console.go("calibration")
@@ -280,6 +281,59 @@ def test_console_flow_in_a_real_browser(browser, app, http, admin_token, identit
     assert after == {"session": {}, "local": {}} and api_key not in json.dumps(after)
     assert api_key not in browser.current_url
 
+    # ---- admin deletes the tenant: the confirmation names what is destroyed -----------------------------
+    console.sign_in("admin", admin_token)
+    console.until("#tenant-list td", tenant_name)
+    console.find(f"#tenant-list button[aria-label='Delete ({tenant_name})']").click()
+    dialog = console.until("dialog.confirm")
+    assert tenant_name in dialog.text and "encryption keys" in dialog.text and "every person" in dialog.text
+    console.shot("10-admin-delete-confirmation")
+    dialog.find_element("css selector", "button.danger").click()
+    console.until("#page-admin .ok", f"Tenant {tenant_name} deleted")
+    assert http.get("/v1/persons", headers=tenant_auth).json()["error"]["code"] == "unauthenticated"
+    console.find("#sign-out").click()
+    console.until("#sign-in-form")
+
     # The console never broke its own CSP (Chromium logs every refused inline script or style).
     violations = [e["message"] for e in browser.get_log("browser") if "Content Security Policy" in e["message"]]
     assert violations == []
+
+
+def cameras_flow(console, http, tenant_auth, identity_photos, downloads: Path) -> None:
+    """A camera added in the console; an edge device pushes frames of an enrolled person, then of a stranger:
+    both reach the live wall over SSE, the stranger is promoted to a person, attendance lists the person."""
+    import time
+
+    console.type("#camera-name", "front door")
+    console.find("#add-camera").click()
+    console.until("#camera-list td[data-col=name]", "front door")
+    console.until("#camera-list td[data-col=source]", "push")
+    (stream,) = [s for s in http.get("/v1/streams", headers=tenant_auth).json()["streams"] if s["name"] == "front door"]
+    console.until("#wall-state", "live")
+    origin = time.time()
+    for i, photo in enumerate([identity_photos["kit_harington"][0]] * 8 + [identity_photos["obama"][0]] * 8):
+        if i == 8:
+            time.sleep(1.5)  # the first face leaves the picture before the next one comes
+        r = http.post(f"/v1/streams/{stream['stream_id']}/frames", params={"ts": origin + i * 0.2}, content=photo.read_bytes(),
+                      headers={**tenant_auth, "Content-Type": "image/jpeg"})
+        assert r.status_code == 202, r.text
+        time.sleep(0.2)
+    console.until("#event-wall li[data-kind=person_seen][data-who=kit_harington]", "front door")
+    console.until("#event-wall li[data-kind=unknown_seen]", "front door")
+    console.until("#unknown-list .promote-id").send_keys("obama")
+    console.find("#unknown-list form.promote button").click()
+    console.until("#page-cameras .ok", "obama is now a person")
+    found = http.get("/v1/persons", params={"limit": 100}, headers=tenant_auth).json()["persons"]
+    assert "obama" in [p["external_id"] for p in found]
+    console.find("#show-attendance").click()
+    console.until("#attendance td[data-col=person]", "kit_harington")
+    # The download a person gets by clicking the link (into a folder of this test).
+    downloads.mkdir(exist_ok=True)
+    console.driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    link = console.until("#attendance-csv")
+    link.click()
+    target = downloads / link.get_attribute("download")
+    console.wait.until(lambda _: target.is_file() and target.stat().st_size > 0, "the CSV download")
+    csv = target.read_text()
+    assert csv.splitlines()[0] == "person,first_in,first_camera,last_out,last_camera,events"
+    assert any(line.startswith("kit_harington,") and ",front door," in line for line in csv.splitlines()[1:]), csv

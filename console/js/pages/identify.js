@@ -105,7 +105,7 @@ export function render(root, { cleanups }) {
       h("div", { class: "row threshold" }, field("Threshold (cosine similarity)", slider, "Moving it searches again; the first search uses the tenant's default."), shown),
       status.el,
     ),
-    section("Faces", stage, results),
+    section("Faces", h("div", { class: "faces" }, stage, results)),
   );
 }
 
