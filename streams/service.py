@@ -108,7 +108,8 @@ class StreamService:
     def start_background(self) -> None:
         if not self._background:
             loop = asyncio.get_running_loop()
-            self._background = [loop.create_task(self._resume_all()), loop.create_task(self._deliver_forever())]
+            self._background = [loop.create_task(self._resume_all()), loop.create_task(self._deliver_forever()),
+                                loop.create_task(self._retention_forever())]
 
     # ---- streams ------------------------------------------------------------------------------------------
     def _check_config(self, url: str | None, fps: float) -> None:
@@ -455,6 +456,18 @@ class StreamService:
             store.delete_unknown(unknown_id)
             self._unknowns.get(tenant_id, {}).pop(unknown_id, None)
         return {"events": store.delete_events_before(cutoff), "unknowns": len(expired)}
+
+    async def _retention_forever(self) -> None:
+        """Every `tenancy.retention_check_s`: events and unknowns older than each tenant's `retention_days`."""
+        while True:
+            await asyncio.sleep(self.settings.tenancy.retention_check_s)
+            for path in sorted((self.data_dir / "tenants").glob("*/events.db")):
+                try:
+                    tenant = await self.tenants.tenant.remote(path.parent.name)
+                    if tenant.settings.retention_days is not None:
+                        await self.enforce_retention(tenant.tenant_id, tenant.settings.retention_days)
+                except Exception:  # a tenant deleted meanwhile, or a dependency restarting: next round
+                    log.warning("camera retention of %s skipped", path.parent.name, exc_info=True)
 
     # ---- webhooks ---------------------------------------------------------------------------------------------
     async def add_webhook(self, tenant_id: str, url: str, kinds: list[str], max_attempts: int | None = None) -> dict:

@@ -167,6 +167,8 @@ def _steer(case, target: Target, auth: str, real_ids: bool, image: str | None) -
             params["person_id"] = target.throwaway_person() if method == "DELETE" else target.person_id
     if method == "DELETE" and path == "/v1/tenants/{tenant_id}" and params.get("tenant_id") == target.tenant_id:
         params["tenant_id"] = target.throwaway_tenant()  # never the fuzzing tenant: the run goes on with it
+    if path == "/v1/events/stream":
+        case.query = {**(case.query or {}), "max_s": 1}  # a live stream: bounded, or each call waits for the timeout
     if isinstance(case.body, dict):
         if image is not None:
             for name in ("image", "image_a"):

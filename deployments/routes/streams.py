@@ -5,6 +5,7 @@ here (they are also the OpenAPI schemas)."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -225,15 +226,16 @@ class StreamRoutes(StreamApi):
         return await self.events(_bearer(authorization), since, limit, camera, person, kind)
 
     @router.get("/v1/events/stream", responses={200: {"content": {"text/event-stream": {}}}, **ERRORS}, tags=["events"])
-    async def http_event_stream(self, since: int = Query(0, ge=0, le=SEQ_MAX), authorization: str | None = Header(None),
-                                last_event_id: str | None = Header(None)):
+    async def http_event_stream(self, since: int = Query(0, ge=0, le=SEQ_MAX),
+                                max_s: float = Query(3600.0, gt=0, le=86400, description="the stream ends after this; reconnect with Last-Event-ID"),
+                                authorization: str | None = Header(None), last_event_id: str | None = Header(None)):
         """Server-Sent Events: `id` = seq, `event` = kind, `data` = the event as JSON; a comment every 15 s keeps
         the connection open. Reconnecting clients send Last-Event-ID and miss nothing."""
         # Others are ignored like any malformed value (isdigit alone passes "²", which int() refuses).
         if last_event_id and last_event_id.isascii() and last_event_id.isdigit() and int(last_event_id) <= SEQ_MAX:
             since = int(last_event_id)
         try:
-            feed = await self.event_feed(_bearer(authorization), since)
+            feed = await self.event_feed(_bearer(authorization), since, min(15.0, max_s))
         except errors.ApiError:
             raise
         except Exception as exc:
@@ -243,7 +245,10 @@ class StreamRoutes(StreamApi):
 
         async def sse():
             yield ": connected\n\n"
+            ends = time.monotonic() + max_s
             async for batch in feed:
+                if time.monotonic() >= ends:
+                    break
                 if not batch:
                     yield ": keep-alive\n\n"
                 for event in batch:

@@ -367,3 +367,24 @@ def test_sse_webhooks_attendance_promotion_and_deletion(http, admin, faces_root,
     assert worker in {a["name"] for a in ray_cluster.util.list_named_actors(all_namespaces=True)}
     assert http.delete(f"/v1/tenants/{tenant['id']}", headers=admin).status_code == 204
     wait_until(lambda: worker not in {a["name"] for a in ray_cluster.util.list_named_actors(all_namespaces=True)}, 10, "the worker to stop")
+
+
+def test_readme_camera_example_runs(app, site, media, data_dir, monkeypatch):
+    import contextlib
+    import io
+    import re
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    match = re.search(r"<!-- cameras-example -->\s*```python\n(.*?)```", text, re.S)
+    assert match, "README.md has no <!-- cameras-example --> python block"
+    tenant, _ = site
+    monkeypatch.setenv("SECUREGATE_URL", app[1])
+    monkeypatch.setenv("SECUREGATE_API_KEY", tenant["auth"]["Authorization"][7:])
+    monkeypatch.setenv("SECUREGATE_DATA_DIR", str(data_dir))
+    assert media["door"] == data_dir / "media" / "door.mp4"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(match.group(1), "README.md", "exec"), {"__name__": "__docs__"})
+    lines = out.getvalue().splitlines()
+    assert {line for line in lines if line.startswith("person_seen")} == {"person_seen obama", "person_seen biden"}, lines
+    assert len([line for line in lines if line.startswith("unknown_seen unk_")]) == 1, lines
