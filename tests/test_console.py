@@ -106,8 +106,18 @@ class Console:
             "const dump = (s) => Object.fromEntries(Object.keys(s).map((k) => [k, s.getItem(k)]));"
             "return {session: dump(sessionStorage), local: dump(localStorage)};")
 
+    def unlabelled(self) -> list[str]:
+        """Controls on the page without an accessible name (a label, aria-label(ledby), or a button's text)."""
+        return self.driver.execute_script("""
+            const named = (el) => (el.labels && el.labels.length) || el.getAttribute("aria-label") ||
+                el.getAttribute("aria-labelledby") || (el.tagName === "BUTTON" && el.textContent.trim());
+            return [...document.querySelectorAll("input, select, textarea, button")]
+                .filter((el) => el.type !== "hidden" && !named(el)).map((el) => el.outerHTML.slice(0, 120));""")
+
     def shot(self, name: str) -> Path:
-        """The whole page, not just the window (Chromium's own full-page capture over DevTools)."""
+        """The whole page, not just the window (Chromium's own full-page capture over DevTools); every page
+        photographed is also checked for unlabelled controls."""
+        assert self.unlabelled() == [], (name, self.unlabelled())
         size = self.driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
         picture = self.driver.execute_cdp_cmd("Page.captureScreenshot", {
             "format": "png", "captureBeyondViewport": True,
@@ -169,6 +179,16 @@ def test_console_flow_in_a_real_browser(browser, app, http, admin_token, identit
     console.until("#key-status", "Provider")
     console.until("#health dd.state-ok", "ready")
     console.shot("02-admin")
+    console.find(f"#tenant-list button[aria-label='Settings ({tenant_name})']").click()
+    settings = console.until("#settings-json")
+    assert json.loads(settings.get_attribute("value"))["match_on"] == "faces"
+    settings.clear()
+    settings.send_keys('{"retention_days": 30}')
+    settings.submit()
+    console.until("#tenant-editor .ok", "Saved")
+    tenant_id = console.until("#shown-once .shown-once").get_attribute("data-tenant")
+    saved = http.get(f"/v1/tenants/{tenant_id}", headers={"Authorization": f"Bearer {admin_token}"}).json()["settings"]
+    assert saved["retention_days"] == 30 and saved["match_on"] == "faces"
     # the key shown is a working key of that tenant
     assert http.get("/v1/persons", headers={"Authorization": f"Bearer {api_key}"}).status_code == 200
 
