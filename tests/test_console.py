@@ -148,6 +148,20 @@ def test_console_files_are_served_with_a_strict_csp(http):
         assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", outside
 
 
+def test_every_console_file_ships_in_the_package():
+    """pyproject's package-data globs cover every file the route serves (a new folder needs a new glob)."""
+    import fnmatch
+    import tomllib
+
+    import console
+
+    globs = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["console"]
+    assert {"index.html", "console.css", "js/main.js"} <= set(console.FILES)
+    missed = [name for name in console.FILES
+              if not any(fnmatch.fnmatchcase(name, g) and name.count("/") == g.count("/") for g in globs)]
+    assert missed == []
+
+
 def test_console_flow_in_a_real_browser(browser, app, http, admin_token, identity_photos, faces_root, tmp_path):
     console = Console(browser, app[1])
     browser.get(f"{app[1]}/console")
