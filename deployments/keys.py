@@ -79,5 +79,12 @@ class KeyService:
     def status(self) -> dict:
         return _translate(self.manager.status)
 
+    def mac(self, message: bytes, purpose: str, tenant_id: str | None = None) -> bytes:
+        """A tag (MacTag.to_bytes()) for `message` bound to purpose and tenant (None: the organisation)."""
+        return _translate(lambda: self.manager.mac(message, purpose, tenant_id).to_bytes())
+
+    def verify_mac(self, message: bytes, tag: bytes, purpose: str, tenant_id: str | None = None) -> bool:
+        return _translate(lambda: self.manager.verify_mac(message, tag, purpose, tenant_id))
+
     def ready(self) -> bool:
         return self.manager.ready()

@@ -5,7 +5,8 @@ This package imports nothing else of SecureGate's: it can be audited, tested and
     org root key (OEK, in a KeyProvider) -> tenant TEK -> tenant CEK v1, v2, ... -> per-call data key
 
 Entry points: `KeyManager` (service wrapper), `Keyring` (hierarchy), `build_provider` (config),
-`RecordCipher` (record encryption) and the typed errors in `kms.errors`.
+`RecordCipher` (record encryption), `MacTag` (provider MACs for tamper-evident checkpoints) and the
+typed errors in `kms.errors`.
 """
 
 from kms.config import build_provider
@@ -19,6 +20,7 @@ from kms.errors import (
     is_transient,
 )
 from kms.keyring import DataKey, Keyring
+from kms.providers.base import MacTag
 from kms.records import InvalidRecord, RecordCipher, SealedRecord
 from kms.manager import KeyManager
 
@@ -31,6 +33,7 @@ __all__ = [
     "KeyManager",
     "Keyring",
     "KmsError",
+    "MacTag",
     "ProviderUnavailable",
     "RecordCipher",
     "SealedRecord",

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from kms.config import build_provider
 from kms.errors import KmsError, ProviderUnavailable
 from kms.keyring import DataKey, Keyring
-from kms.providers.base import EncryptionContext, KeyProvider
+from kms.providers.base import EncryptionContext, KeyProvider, MacTag
 
 T = TypeVar("T")
 
@@ -80,6 +80,12 @@ class _BoundedProvider:
     def check(self) -> None:
         self._bounded("check", self.inner.check)
 
+    def mac(self, message: bytes, context: EncryptionContext) -> MacTag:
+        return self._bounded("mac", lambda: self.inner.mac(message, context))
+
+    def verify_mac(self, message: bytes, tag: MacTag, context: EncryptionContext) -> bool:
+        return self._bounded("verify_mac", lambda: self.inner.verify_mac(message, tag, context))
+
 
 class KeyManager:
     """Owns the provider and the Keyring; every public method and provider call is reported to `observe`.
@@ -131,6 +137,26 @@ class KeyManager:
     def status(self) -> dict:
         return _timed(self._observe, "status", self.keyring.status)
 
+    def mac(self, message: bytes, purpose: str, tenant_id: str | None = None) -> MacTag:
+        """MAC `message` under the provider's MAC key, bound to (purpose, tenant or the org).
+
+        A tag made for one purpose or tenant does not verify for another: the binding is MACed with the message.
+        """
+        context = mac_context(purpose, tenant_id)
+        return _timed(self._observe, "mac", lambda: self._provider.mac(message, context))
+
+    def verify_mac(self, message: bytes, tag: MacTag | bytes, purpose: str, tenant_id: str | None = None) -> bool:
+        """True only if `tag` (a MacTag or its `to_bytes()`) was made by `mac` for this message, purpose and tenant.
+
+        A malformed tag is False; a provider outage raises (transient KmsError), it is not a verdict."""
+        context = mac_context(purpose, tenant_id)
+        if not isinstance(tag, MacTag):
+            try:
+                tag = MacTag.from_bytes(tag)
+            except ValueError:
+                return False
+        return _timed(self._observe, "verify_mac", lambda: self._provider.verify_mac(message, tag, context))
+
     def ready(self) -> bool:
         """Readiness: the provider answers a cheap probe. Never raises."""
         try:
@@ -141,3 +167,14 @@ class KeyManager:
 
     def close(self) -> None:
         self.keyring.close()
+
+
+def mac_context(purpose: str, tenant_id: str | None) -> dict[str, str]:
+    """The context a MAC is bound to: the purpose and either one tenant or the organisation."""
+    if not isinstance(purpose, str) or not purpose:
+        raise ValueError("MAC purpose must be a non-empty string")
+    if tenant_id is None:
+        return {"purpose": purpose, "scope": "org"}
+    if not isinstance(tenant_id, str) or not tenant_id:
+        raise ValueError("tenant_id must be a non-empty string or None (organisation)")
+    return {"purpose": purpose, "scope": "tenant", "tenant_id": tenant_id}

@@ -4,6 +4,11 @@ KMS ciphertext blobs name the CMK they were made under, so `unwrap` (Decrypt) ke
 `rotate_root` repoints the alias at a new CMK. The encryption context is passed to KMS, which
 authenticates it as AAD: a wrong context fails with InvalidCiphertextException.
 
+MACs (tamper-evident checkpoints) use a second CMK, an HMAC_256 key (KeyUsage GENERATE_VERIFY_MAC) behind
+`mac_key_alias` (default: the root alias + "-mac"): GenerateMac / VerifyMac, so the MAC key never leaves
+KMS. A tag names the key that made it; VerifyMac is only asked about that key when it is the one behind our
+alias, because a tag naming some other key the credentials may use (another account's) proves nothing.
+
 botocore's own retries are switched off; we retry throttling/5xx/connection errors ourselves with
 bounded exponential backoff and full jitter, then map what is left onto `kms.errors`.
 """
@@ -36,7 +41,10 @@ from kms.errors import (
 )
 from kms.providers.base import (
     DATA_KEY_BYTES,
+    MAC_BYTES,
     EncryptionContext,
+    MacTag,
+    mac_input,
     require_blob,
     validate_context,
     validate_plaintext_key,
@@ -68,6 +76,7 @@ class AwsKmsProvider:
         connect_timeout_s: float = 2.0,
         read_timeout_s: float = 5.0,
         create_root_if_missing: bool = False,
+        mac_key_alias: str | None = None,
         session: boto3.session.Session | None = None,
         client: Any | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -77,6 +86,11 @@ class AwsKmsProvider:
         if max_attempts < 1:
             raise ValueError("max_attempts must be >= 1")
         self.key_alias = key_alias
+        self.mac_key_alias = mac_key_alias or f"{key_alias}-mac"
+        if not self.mac_key_alias.startswith("alias/"):
+            raise ValueError("mac_key_alias must look like 'alias/<name>'")
+        self._create_if_missing = create_root_if_missing
+        self._mac_key_ids: frozenset[str] = frozenset()  # KeyId and Arn of the key behind mac_key_alias
         self._max_attempts = max_attempts
         self._base_delay_s = base_delay_s
         self._max_delay_s = max_delay_s
@@ -131,6 +145,33 @@ class AwsKmsProvider:
     def check(self) -> None:
         self.current_root_id()
 
+    def mac(self, message: bytes, context: EncryptionContext) -> MacTag:
+        data = mac_input(message, context)
+        if not self._mac_key_ids:
+            self._load_mac_key()  # creates it on first use when allowed
+        response = self._call(
+            lambda: self._client.generate_mac(KeyId=self.mac_key_alias, Message=data, MacAlgorithm="HMAC_SHA_256")
+        )
+        return MacTag(response["KeyId"], response["Mac"])
+
+    def verify_mac(self, message: bytes, tag: MacTag, context: EncryptionContext) -> bool:
+        data = mac_input(message, context)
+        if len(tag.mac) != MAC_BYTES:
+            return False
+        if tag.key_id not in self._mac_key_ids:
+            self._load_mac_key()  # the alias may have been repointed since we looked
+            if tag.key_id not in self._mac_key_ids:
+                return False
+        try:
+            response = self._call(
+                lambda: self._client.verify_mac(
+                    KeyId=tag.key_id, Message=data, Mac=tag.mac, MacAlgorithm="HMAC_SHA_256"
+                )
+            )
+        except InvalidCiphertext:  # KMSInvalidMacException: the MAC does not match
+            return False
+        return response.get("MacValid") is True
+
     # -- internals ---------------------------------------------------------------------------------
     def _ensure_root(self) -> None:
         try:
@@ -138,6 +179,28 @@ class AwsKmsProvider:
         except KeyNotFound:
             new_key = self._create_cmk()
             self._call(lambda: self._client.create_alias(AliasName=self.key_alias, TargetKeyId=new_key["KeyId"]))
+
+    def _load_mac_key(self) -> None:
+        try:
+            metadata = self._call(lambda: self._client.describe_key(KeyId=self.mac_key_alias))["KeyMetadata"]
+        except KeyNotFound:
+            if not self._create_if_missing:
+                raise
+            metadata = self._call(
+                lambda: self._client.create_key(
+                    KeySpec="HMAC_256",
+                    KeyUsage="GENERATE_VERIFY_MAC",
+                    Description=f"SecureGate checkpoint MAC key ({self.mac_key_alias})",
+                )
+            )["KeyMetadata"]
+            try:
+                self._call(lambda: self._client.create_alias(AliasName=self.mac_key_alias, TargetKeyId=metadata["KeyId"]))
+            except KmsError as exc:
+                if not _is_code(exc, "AlreadyExistsException"):
+                    raise
+                # Another replica created it first: use theirs (ours stays unused behind no alias).
+                metadata = self._call(lambda: self._client.describe_key(KeyId=self.mac_key_alias))["KeyMetadata"]
+        self._mac_key_ids = frozenset({metadata["KeyId"], metadata["Arn"]})
 
     def _create_cmk(self) -> dict:
         response = self._call(
@@ -171,6 +234,11 @@ class AwsKmsProvider:
         return f"AwsKmsProvider(key_alias={self.key_alias!r})"
 
 
+def _is_code(error: KmsError, code: str) -> bool:
+    cause = error.__cause__
+    return isinstance(cause, ClientError) and cause.response.get("Error", {}).get("Code") == code
+
+
 def _map_client_error(exc: ClientError) -> KmsError:
     code = exc.response.get("Error", {}).get("Code", "")
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
@@ -182,6 +250,8 @@ def _map_client_error(exc: ClientError) -> KmsError:
         mapped = KeyDisabled(f"KMS key unusable ({code}): {message}")
     elif code in ("InvalidCiphertextException", "IncorrectKeyException"):
         mapped = InvalidCiphertext(f"KMS rejected the blob ({code}): wrong context, key or tampered")
+    elif code == "KMSInvalidMacException":
+        mapped = InvalidCiphertext("KMS rejected the MAC: message, context or tag altered")
     elif code in _THROTTLE_CODES or status == 429:
         mapped = Throttled(f"KMS throttled: {message}")
     elif code in _SERVER_CODES or status >= 500:

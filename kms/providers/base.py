@@ -8,8 +8,11 @@ they were wrapped under, so `unwrap` keeps working after `rotate_root` for every
 
 from __future__ import annotations
 
+import hashlib
 import json
+import struct
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from kms.errors import InvalidCiphertext
@@ -50,6 +53,18 @@ class KeyProvider(Protocol):
         """Cheap reachability probe for readiness; raises ProviderUnavailable (or another KmsError)."""
         ...
 
+    def mac(self, message: bytes, context: EncryptionContext) -> MacTag:
+        """HMAC-SHA256 over `mac_input(message, context)` under the provider's MAC key, which never leaves it."""
+        ...
+
+    def verify_mac(self, message: bytes, tag: MacTag, context: EncryptionContext) -> bool:
+        """True only when `tag` authenticates `message` under `context` and a MAC key of this provider.
+
+        False when it does not (tampered message, wrong context, forged tag, a key that is not ours);
+        a KmsError when the provider could not answer (outage): an outage is not evidence of tampering.
+        """
+        ...
+
 
 def validate_context(context: EncryptionContext) -> dict[str, str]:
     """Return a plain-dict copy of `context`, refusing anything but a non-empty str -> str mapping.
@@ -83,3 +98,51 @@ def require_blob(wrapped: bytes, min_len: int) -> bytes:
     if not isinstance(wrapped, (bytes, bytearray)) or len(wrapped) < min_len:
         raise InvalidCiphertext("wrapped blob is truncated or not bytes")
     return bytes(wrapped)
+
+
+# -- MACs (tamper-evident checkpoints) --------------------------------------------------------------
+
+_MAC_DOMAIN = b"securegate/mac/v1\x00"
+_TAG_MAGIC = b"SGM\x01"
+_TAG_HEADER = struct.Struct(">4sH")
+MAC_BYTES = 32  # HMAC-SHA256
+
+
+@dataclass(frozen=True, slots=True)
+class MacTag:
+    """A MAC and the provider key that made it (AWS key ARN, PKCS#11 label, local root version)."""
+
+    key_id: str
+    mac: bytes
+
+    def to_bytes(self) -> bytes:
+        """b"SGM\\x01" | key id length (u16 BE) | key id (UTF-8) | MAC: one self-describing blob to store."""
+        key_id = self.key_id.encode("utf-8")
+        return _TAG_HEADER.pack(_TAG_MAGIC, len(key_id)) + key_id + self.mac
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> MacTag:
+        """Parse `to_bytes` output; ValueError on anything else."""
+        if not isinstance(blob, (bytes, bytearray)) or len(blob) < _TAG_HEADER.size:
+            raise ValueError("MAC tag is truncated or not bytes")
+        magic, key_len = _TAG_HEADER.unpack_from(blob)
+        if magic != _TAG_MAGIC or len(blob) != _TAG_HEADER.size + key_len + MAC_BYTES:
+            raise ValueError("not a MAC tag")
+        try:
+            key_id = bytes(blob[_TAG_HEADER.size : _TAG_HEADER.size + key_len]).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError("MAC tag key id is not UTF-8") from exc
+        return cls(key_id, bytes(blob[_TAG_HEADER.size + key_len :]))
+
+
+def mac_input(message: bytes, context: EncryptionContext) -> bytes:
+    """What every provider MACs: domain | context length (u32 BE) | canonical context | SHA-256(message).
+
+    The context is length-prefixed so no (context, message) pair can pose as another. The message is
+    hashed because AWS GenerateMac takes at most 4096 bytes; the same input on every provider keeps
+    them interchangeable.
+    """
+    if not isinstance(message, (bytes, bytearray)):
+        raise ValueError("MAC message must be bytes")
+    context_bytes = canonical_context(context)
+    return _MAC_DOMAIN + struct.pack(">I", len(context_bytes)) + context_bytes + hashlib.sha256(message).digest()

@@ -7,26 +7,36 @@ key. Use the `aws` or `pkcs11` provider in production.
 File format (JSON): {"format": "securegate-local-root/1", "current": N, "keys": {"1": base64, ...}}.
 Blob format: b"SGL\\x01" | root version (u32 BE) | 12-byte nonce | AES-256-GCM(ciphertext + tag), with
 AAD = the 8-byte header + canonical context, so the version and the context are both authenticated.
+
+MACs: HMAC-SHA256 under a key derived from root version N with HKDF (info "securegate/local-mac/v1"), key id
+`local:vN`; so a MAC key lives, rotates and is lost exactly with its root key file (dev only, as above).
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import os
+import re
 import stat
 import struct
 import threading
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from kms.errors import InvalidCiphertext, KeyNotFound, KmsError, ProviderUnavailable
 from kms.providers.base import (
     DATA_KEY_BYTES,
     EncryptionContext,
+    MacTag,
     canonical_context,
+    mac_input,
     require_blob,
     validate_plaintext_key,
 )
@@ -36,6 +46,8 @@ _MAGIC = b"SGL\x01"
 _HEADER = struct.Struct(">4sI")
 _NONCE_BYTES = 12
 _ROOT_KEY_BYTES = 32
+_MAC_KEY_INFO = b"securegate/local-mac/v1"
+_MAC_KEY_ID = re.compile(r"local:v(\d+)\Z")
 
 
 class LocalKeyProvider:
@@ -47,6 +59,7 @@ class LocalKeyProvider:
         self._path = Path(root_key_path)
         self._lock = threading.Lock()
         self._keys: dict[int, AESGCM] = {}
+        self._mac_keys: dict[int, bytes] = {}
         self._current = 0
         self._load_or_create()
 
@@ -100,6 +113,26 @@ class LocalKeyProvider:
         if not self._path.is_file():
             raise ProviderUnavailable(f"local root key file {self._path} is missing")
 
+    def mac(self, message: bytes, context: EncryptionContext) -> MacTag:
+        data = mac_input(message, context)
+        with self._lock:
+            version, key = self._current, self._mac_keys[self._current]
+        return MacTag(f"local:v{version}", hmac.digest(key, data, hashlib.sha256))
+
+    def verify_mac(self, message: bytes, tag: MacTag, context: EncryptionContext) -> bool:
+        data = mac_input(message, context)
+        match = _MAC_KEY_ID.match(tag.key_id)
+        if match is None:
+            return False  # not a key of this provider
+        version = int(match.group(1))
+        key = self._mac_keys.get(version)
+        if key is None:
+            self._load_or_create()  # another process may have rotated the root since we loaded
+            key = self._mac_keys.get(version)
+            if key is None:
+                return False
+        return hmac.compare_digest(hmac.digest(key, data, hashlib.sha256), tag.mac)
+
     # -- file handling -----------------------------------------------------------------------------
     def _load_or_create(self) -> None:
         with self._lock:
@@ -109,7 +142,10 @@ class LocalKeyProvider:
             self._apply(document["keys"], int(document["current"]))
 
     def _apply(self, keys: dict[str, str], current: int) -> None:
-        self._keys = {int(v): AESGCM(base64.b64decode(k)) for v, k in keys.items()}
+        raw = {int(v): base64.b64decode(k) for v, k in keys.items()}
+        self._keys = {v: AESGCM(k) for v, k in raw.items()}
+        # A separate key per use: the root never MACs directly, so no AES-GCM/HMAC key is shared.
+        self._mac_keys = {v: _derive_mac_key(k) for v, k in raw.items()}
         if current not in self._keys:
             raise KmsError(f"{self._path}: current root version {current} has no key")
         self._current = current
@@ -155,3 +191,7 @@ class LocalKeyProvider:
 
     def __repr__(self) -> str:
         return f"LocalKeyProvider(path={str(self._path)!r}, current=v{self._current})"
+
+
+def _derive_mac_key(root_key: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_MAC_KEY_INFO).derive(root_key)
