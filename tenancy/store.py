@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import struct
 import time
 import uuid
@@ -63,6 +64,10 @@ class TenantMismatch(StoreError):
 
 class DuplicateExternalId(StoreError):
     """Another person of this tenant already has that external id."""
+
+
+class InvalidMetadata(StoreError, ValueError):
+    """A person's metadata that cannot be stored as standard JSON and read back (NaN, infinity, unencodable)."""
 
 
 class NotFound(StoreError):
@@ -176,9 +181,12 @@ class InvalidCursor(StoreError, ValueError):
 def _decode_cursor(cursor: str) -> tuple[float, str]:
     created_hex, _, person_id = cursor.partition(":")
     try:
-        return float.fromhex(created_hex), person_id
-    except ValueError as exc:
+        created_at = float.fromhex(created_hex)
+    except (ValueError, OverflowError) as exc:  # fromhex overflows on exponents like 0x1p+99999
         raise InvalidCursor(f"malformed pagination cursor {cursor[:64]!r}") from exc
+    if not math.isfinite(created_at):
+        raise InvalidCursor(f"malformed pagination cursor {cursor[:64]!r}")
+    return created_at, person_id
 
 
 def _person_from_row(row: tuple) -> Person:
@@ -271,12 +279,19 @@ class TenantStore:
     def create_person(self, external_id: str | None, metadata: dict[str, Any]) -> Person:
         person = Person(uuid.uuid4().hex, external_id, dict(metadata), time.time())
         try:
+            # Standard JSON only: what json.dumps would write as NaN/Infinity fails SQLite's json_valid CHECK.
+            encoded = json.dumps(person.metadata, sort_keys=True, allow_nan=False)
+        except (ValueError, TypeError, RecursionError) as exc:
+            raise InvalidMetadata(f"metadata is not storable as JSON: {exc}") from exc
+        try:
             with self._conn:
                 self._conn.execute(
                     "INSERT INTO persons (person_id, external_id, metadata, created_at) VALUES (?, ?, ?, ?)",
-                    (person.person_id, external_id, json.dumps(person.metadata, sort_keys=True), person.created_at),
+                    (person.person_id, external_id, encoded, person.created_at),
                 )
         except apsw.ConstraintError as exc:
+            if "UNIQUE" not in str(exc):  # only the external id is unique; a CHECK failure is the metadata
+                raise InvalidMetadata(f"metadata was refused by the store: {exc}") from exc
             raise DuplicateExternalId(f"external id {external_id!r} already exists") from exc
         return person
 

@@ -17,6 +17,8 @@ from kms.records import RecordCipher
 from tenancy.store import (
     CorruptRecord,
     DuplicateExternalId,
+    InvalidCursor,
+    InvalidMetadata,
     ModelMismatch,
     NotFound,
     TenantMismatch,
@@ -261,3 +263,19 @@ def test_sigkill_mid_burst_keeps_every_acknowledged_face(tmp_path: Path, key: by
         loaded = s.load_all(lambda version: cipher)  # every row present decrypts: none half-written
     assert set(acknowledged) <= set(loaded.face_ids)
     assert len(loaded.face_ids) >= 40
+
+
+@pytest.mark.parametrize("metadata", [{"k": float("nan")}, {"k": [float("inf")]}, {"k": float("-inf")}])
+def test_metadata_json_cannot_hold_is_invalid_not_a_duplicate(store: TenantStore, metadata):
+    with pytest.raises(InvalidMetadata):
+        store.create_person(None, metadata)
+    store.create_person("taken", {})
+    with pytest.raises(DuplicateExternalId):
+        store.create_person("taken", {})
+    assert len(store.list_persons(10)[0]) == 1
+
+
+@pytest.mark.parametrize("cursor", ["0x1p+99999:x", "-0x1p+1024:x", "inf:x", "nan:x", "zz:x", ""])
+def test_cursors_the_store_never_handed_out_are_invalid(store: TenantStore, cursor):
+    with pytest.raises(InvalidCursor):
+        store.list_persons(10, cursor)
