@@ -52,6 +52,7 @@ DOMAIN_ERRORS: dict[type[Exception], type[errors.ApiError]] = {
     store.ModelMismatch: errors.ModelMismatch,
     store.CorruptRecord: errors.CorruptRecord,
     store.InvalidCursor: errors.InvalidRequest,
+    store.InvalidMetadata: errors.InvalidRequest,
     tenant_service.ShardedCentroidSearch: errors.InvalidRequest,
     pydantic.ValidationError: errors.InvalidRequest,
     ratelimit.RateLimited: errors.RateLimited,
@@ -115,7 +116,10 @@ async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONRespo
 @api.exception_handler(StarletteHTTPException)
 async def _framework_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
     """The framework's own refusals (a body that is not UTF-8 JSON, an unknown route or method) in our shape."""
-    kind = {404: errors.NotFound, 405: errors.MethodNotAllowed}.get(exc.status_code, errors.InvalidRequest)
+    if isinstance(exc, _BodyTooLarge):
+        return error_response(errors.PayloadTooLarge(exc.detail, max_bytes=exc.max_bytes))
+    kind = {404: errors.NotFound, 405: errors.MethodNotAllowed, 413: errors.PayloadTooLarge,
+            414: errors.UriTooLong}.get(exc.status_code, errors.InvalidRequest)
     return JSONResponse(status_code=exc.status_code, content=kind(str(exc.detail)).body(),
                         headers=getattr(exc, "headers", None))
 
@@ -130,8 +134,16 @@ async def _replica_error(_: Request, exc: RayError) -> JSONResponse:
     return error_response(to_api_error(exc))
 
 
+# Our URL limit (path + query), answered 414 uri_too_long. The HTTP server in Serve's proxy (uvicorn with
+# httptools) refuses URLs over 65535 bytes itself, with a plain-text 400 "Invalid HTTP request received.",
+# while parsing, before any ASGI code (ours or Serve's) runs, and Serve's http_options expose no parser
+# setting: that one answer cannot be in our shape. Everything from here up to it is.
+MAX_URL_BYTES = 8192
+
+
 class BodyLimit:
-    """ASGI middleware: refuses bodies over the limit from Content-Length, or while streaming when absent."""
+    """ASGI middleware: refuses bodies over the limit from Content-Length, or while streaming when absent,
+    and URLs over MAX_URL_BYTES."""
 
     def __init__(self, app, max_bytes: int) -> None:
         self.app, self.max_bytes = app, max_bytes
@@ -143,6 +155,10 @@ class BodyLimit:
         too_large = errors.PayloadTooLarge(f"request body is over the limit of {self.max_bytes} bytes", max_bytes=self.max_bytes)
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             return await error_response(too_large)(scope, receive, send)
+        url_bytes = len(scope.get("raw_path") or scope["path"].encode()) + len(scope.get("query_string") or b"")
+        if url_bytes > MAX_URL_BYTES:
+            return await error_response(errors.UriTooLong(
+                f"the URL is {url_bytes} bytes, over the limit of {MAX_URL_BYTES}", max_bytes=MAX_URL_BYTES))(scope, receive, send)
         seen = 0
 
         async def counting_receive():
@@ -151,7 +167,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise _BodyTooLarge()
+                    raise _BodyTooLarge(self.max_bytes)
             return message
 
         try:
@@ -160,8 +176,13 @@ class BodyLimit:
             await error_response(too_large)(scope, receive, send)
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyTooLarge(StarletteHTTPException):
+    """Raised from the body stream (chunked bodies declare no length). An HTTPException because FastAPI
+    re-raises those from body parsing and turns any other error there into a 400; answered as 413."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, f"request body is over the limit of {max_bytes} bytes")
+        self.max_bytes = max_bytes
 
 
 def bearer(authorization: str | None) -> str:
@@ -181,9 +202,9 @@ def model_id(model: dict) -> str:
 
 # Every status a route can answer with, documented with our error body (422 replaces FastAPI's default
 # validation schema, which we never send: validation errors are 400 invalid_request).
-STATELESS_ERRORS = {code: {"model": s.ErrorResponse} for code in (400, 413, 422, 503)}
-TENANT_ERRORS = {code: {"model": s.ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 422, 429, 500, 503)}
-ADMIN_ERRORS = {code: {"model": s.ErrorResponse} for code in (400, 401, 403, 404, 413, 422, 503)}
+STATELESS_ERRORS = {code: {"model": s.ErrorResponse} for code in (400, 413, 414, 422, 503)}
+TENANT_ERRORS = {code: {"model": s.ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 414, 422, 429, 500, 503)}
+ADMIN_ERRORS = {code: {"model": s.ErrorResponse} for code in (400, 401, 403, 404, 413, 414, 422, 503)}
 
 
 # ------------------------------------------------------------------------------------------ deployment
@@ -294,8 +315,9 @@ class Ingress(stream_routes.StreamRoutes):
     # ---- a tenant's persons and faces (the tenant comes from the API key, never from the request) -------
     @api_errors
     async def create_person(self, api_key: str, external_id: str | None = None, metadata: dict | None = None) -> dict:
+        person = s.PersonCreate(external_id=external_id, metadata=metadata or {})  # the HTTP body's bounds, for handle callers too
         tenant = await self._tenant(api_key)
-        return await self._call(tenant, "create_person", external_id, metadata or {})
+        return await self._call(tenant, "create_person", person.external_id, person.metadata)
 
     @api_errors
     async def list_persons(self, api_key: str, limit: int = 50, cursor: str | None = None) -> dict:
@@ -353,6 +375,8 @@ class Ingress(stream_routes.StreamRoutes):
     @api_errors
     async def audit(self, api_key: str, since: int = 0, limit: int = 100) -> dict:
         """The tenant's audit events after sequence number `since`, oldest first; page with `next_since`."""
+        if not 0 <= since <= s.SEQ_MAX:
+            raise errors.InvalidRequest(f"since must be between 0 and {s.SEQ_MAX}")
         tenant = await self._tenant(api_key)
         events = await self.tenants.audit_events.remote(tenant, since, limit)
         return {"events": events, "next_since": events[-1]["seq"] if events else since}
@@ -497,7 +521,7 @@ class Ingress(stream_routes.StreamRoutes):
         return await self.key_status(bearer(authorization))
 
     @api.get("/v1/audit", response_model=s.AuditPage, responses=TENANT_ERRORS, tags=["audit"])
-    async def http_audit(self, since: int = Query(0, ge=0, description="sequence number of the last event seen"),
+    async def http_audit(self, since: int = Query(0, ge=0, le=s.SEQ_MAX, description="sequence number of the last event seen"),
                          limit: int = Query(100, ge=1, le=1000),
                          authorization: str | None = Header(None)) -> dict:
         return await self.audit(bearer(authorization), since, limit)

@@ -1,14 +1,53 @@
 """Request and response bodies of the HTTP API (they are also its OpenAPI schemas)."""
 
+import json
+import math
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 IMAGE = "base64 of the image file's bytes (JPEG, PNG, WebP, BMP, TIFF, GIF)"
+
+# What the API accepts it must be able to store and return: bodies are refused at the door past these.
+MAX_BODY_DEPTH = 32  # nesting of any request body
+METADATA_MAX_DEPTH = 16  # a person's metadata object counts as level 1
+METADATA_MAX_BYTES = 16 * 1024  # UTF-8 JSON; a page of 1000 persons stays under 16 MiB
+SEQ_MAX = 2**63 - 1  # SQLite's largest INTEGER: audit sequence numbers
+
+
+def check_json(value: Any, max_depth: int) -> None:
+    """Refuses what JSON parsing lets through but no response can carry: strings that are not Unicode
+    text (lone surrogates, from escapes like \\udfff), numbers JSON has no form for (NaN, Infinity), and
+    nesting deeper than `max_depth` (which breaks recursive encoders on the way out). Iterative, so
+    the check itself cannot hit the recursion limit."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > max_depth:
+                raise ValueError(f"nested deeper than {max_depth} levels")
+            if isinstance(item, dict):
+                stack.extend((key, depth) for key in item)
+                item = item.values()
+            stack.extend((child, depth + 1) for child in item)
+        elif isinstance(item, str):
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise ValueError("a string holds a lone UTF-16 surrogate (not Unicode text)") from None
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("NaN and Infinity are not JSON numbers")
 
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def encodable(cls, data: Any) -> Any:
+        check_json(data, MAX_BODY_DEPTH)
+        return data
 
 
 class ErrorBody(BaseModel):
@@ -110,7 +149,18 @@ class TenantView(BaseModel):
 # ---- persons and faces ---------------------------------------------------------------------------------------
 class PersonCreate(Body):
     external_id: str | None = Field(None, min_length=1, max_length=256)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict, description=(
+        f"any JSON object, returned as given: at most {METADATA_MAX_DEPTH} levels deep and {METADATA_MAX_BYTES} "
+        "bytes of UTF-8 JSON"))
+
+    @field_validator("metadata")
+    @classmethod
+    def bounded(cls, metadata: dict[str, Any]) -> dict[str, Any]:
+        check_json(metadata, METADATA_MAX_DEPTH)
+        size = len(json.dumps(metadata, ensure_ascii=False, allow_nan=False).encode("utf-8"))
+        if size > METADATA_MAX_BYTES:
+            raise ValueError(f"metadata is {size} bytes of JSON, over the limit of {METADATA_MAX_BYTES}")
+        return metadata
 
 
 class PersonCreated(BaseModel):
@@ -138,7 +188,7 @@ class PersonPage(BaseModel):
 
 class FaceEnrol(Body):
     image: str = Field(..., description=IMAGE)
-    face_index: int | None = Field(None, ge=0, description="which face, when the image holds several (largest first)")
+    face_index: int | None = Field(None, ge=0, le=1000, description="which face, when the image holds several (largest first)")
 
 
 class FaceEnrolled(BaseModel):
