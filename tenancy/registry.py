@@ -40,7 +40,7 @@ class InvalidApiKey(RegistryError):
 class QualityGates(BaseModel):
     """Enrolment refuses faces that fail any gate (reasons are reported)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # stored as JSON, which has neither
     min_face_px: float = Field(40.0, ge=0, description="shorter side of the face box, in pixels")
     min_sharpness: float = Field(30.0, ge=0, description="variance of the Laplacian of the aligned crop")
     max_yaw: float = Field(0.6, ge=0, le=1, description="nose offset from the eyes' midline / eye distance")
@@ -48,14 +48,15 @@ class QualityGates(BaseModel):
 
 
 class TenantSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Bounded: every value is stored, returned and used in float arithmetic (retention cut-off, token bucket).
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     default_threshold: float | None = Field(None, ge=-1, le=1, description="None = the model pack's")
-    retention_days: int | None = Field(None, ge=1, description="faces older than this are deleted; None = keep")
+    retention_days: int | None = Field(None, ge=1, le=36_500, description="faces older than this are deleted; None = keep")
     match_on: Literal["faces", "centroid"] = "faces"
     shards: int = Field(1, ge=1, le=64, description="index actors the tenant's faces are split over (by face id); "
                         "a change takes effect at the next activation")
-    rate_limit_per_s: float | None = Field(None, gt=0, description="steady requests/s for the tenant; None = unlimited")
-    rate_limit_burst: int = Field(20, ge=1, description="requests allowed at once above the steady rate")
+    rate_limit_per_s: float | None = Field(None, ge=0.001, le=1e6, description="steady requests/s for the tenant; None = unlimited")
+    rate_limit_burst: int = Field(20, ge=1, le=1_000_000, description="requests allowed at once above the steady rate")
     quality: QualityGates = Field(default_factory=QualityGates)
 
 
