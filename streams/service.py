@@ -109,7 +109,7 @@ class StreamService:
         if not self._background:
             loop = asyncio.get_running_loop()
             self._background = [loop.create_task(self._resume_all()), loop.create_task(self._deliver_forever()),
-                                loop.create_task(self._retention_forever())]
+                                loop.create_task(self._retention_forever()), loop.create_task(self._watch_workers())]
 
     # ---- streams ------------------------------------------------------------------------------------------
     def _check_config(self, url: str | None, fps: float) -> None:
@@ -245,6 +245,17 @@ class StreamService:
         except Exception:
             pass
         ray.kill(worker, no_restart=True)
+
+    async def _watch_workers(self) -> None:
+        """A worker Ray restarted after a crash comes back idle (its constructor cannot start the loop): the
+        ping starts it again, so it resumes within a couple of seconds."""
+        while True:
+            await asyncio.sleep(2.0)
+            for key, worker in list(self._workers.items()):
+                try:
+                    await asyncio.wait_for(worker.ping.remote(), 5.0)
+                except Exception:  # restarting right now: the next round
+                    pass
 
     async def _resume_all(self) -> None:
         """At start: every persisted, enabled stream of every tenant gets its worker (found if still alive)."""

@@ -388,3 +388,20 @@ def test_readme_camera_example_runs(app, site, media, data_dir, monkeypatch):
     lines = out.getvalue().splitlines()
     assert {line for line in lines if line.startswith("person_seen")} == {"person_seen obama", "person_seen biden"}, lines
     assert len([line for line in lines if line.startswith("unknown_seen unk_")]) == 1, lines
+
+
+def test_a_crashed_stream_worker_is_restarted_and_resumes(http, site, media, ray_cluster):
+    tenant, _ = site
+    stream = create_stream(http, tenant, name="looping door", url=str(media["door"]), loop=True, cooldown_s=60)
+    sid = stream["stream_id"]
+    try:
+        wait_until(lambda: stream_status(http, tenant, sid)["frames_processed"] >= 5, 30, "frames processed")
+        worker = ray_cluster.get_actor(f"stream:{tenant['id']}:{sid}", namespace="securegate")
+        pid = ray_cluster.get(worker.__ray_call__.remote(lambda self: __import__("os").getpid()))
+        ray_cluster.kill(worker, no_restart=False)  # a crash: Ray restarts it
+        resumed = wait_until(lambda: (s := stream_status(http, tenant, sid))["state"] == "connected" and s["frames_processed"] >= 3 and s,
+                             60, "the restarted worker to resume")
+        assert ray_cluster.get(worker.__ray_call__.remote(lambda self: __import__("os").getpid())) != pid
+        assert resumed["frames_read"] >= resumed["frames_processed"]
+    finally:
+        assert http.delete(f"/v1/streams/{sid}", headers=tenant["auth"]).status_code == 204
