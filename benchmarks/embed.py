@@ -31,8 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 import numpy as np  # noqa: E402
 
-from securegate.images import decode  # noqa: E402
-from securegate.models import FaceDetector, FaceEmbedder, ModelPack, load_pack  # noqa: E402
+from vision.images import decode  # noqa: E402
+from vision.detector import FaceDetector  # noqa: E402
+from vision.embedder import FaceEmbedder  # noqa: E402
+from vision.packs import ModelPack, load_pack  # noqa: E402
 
 SERVE_MAX_BATCH = 32
 SERVE_BATCH_WAIT_S = 0.05

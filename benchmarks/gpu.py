@@ -141,7 +141,7 @@ def parameters(model: onnx.ModelProto) -> int:
 def session(model_bytes: bytes, providers: list[str]):
     import onnxruntime as ort
 
-    from securegate.models import session_options
+    from vision.runtime import session_options
 
     return ort.InferenceSession(model_bytes, sess_options=session_options(None), providers=providers)
 
@@ -218,7 +218,7 @@ def check_install(cpu_check: bool) -> dict:
 
 def choose_pack(explicit: str | None):
     """The production pack when it is on this host (never downloaded here), else the given/shared one."""
-    from securegate.models import ModelPackError, load_pack, resolve_pack
+    from vision.packs import ModelPackError, load_pack, resolve_pack
 
     try:
         return resolve_pack("antelopev2", allow_download=False)
@@ -234,7 +234,7 @@ def crops(count: int, size: int) -> list[np.ndarray]:
 
 
 def check_parity(pack, cpu_check: bool) -> dict:
-    from securegate.models import FaceEmbedder
+    from vision.embedder import FaceEmbedder
 
     sample = crops(16, pack.recognizer_input_size)
     reference = FaceEmbedder(pack, CPU).embed(sample)
@@ -246,7 +246,7 @@ def check_parity(pack, cpu_check: bool) -> dict:
 
 
 def check_embed(pack, cpu_check: bool, seconds: float) -> dict:
-    from securegate.models import FaceEmbedder
+    from vision.embedder import FaceEmbedder
 
     embedder = FaceEmbedder(pack, CPU if cpu_check else CUDA)
     result = {"pack": pack.name, "recognizer": pack.recognizer_name, "dim": pack.embedding_dim,

@@ -14,7 +14,7 @@ from cli.serve import cmd_serve
 def cmd_models(ns: argparse.Namespace) -> int:
     import onnxruntime as ort
 
-    from securegate.models import resolve_pack
+    from vision.packs import resolve_pack
 
     pack = resolve_pack(ns.models)
     info = {**pack.describe(), "threshold_is_guess": not pack.threshold_is_known, "root": str(pack.root),
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     tenants_p.set_defaults(func=admin.cmd_tenants)
 
     ns = parser.parse_args(argv)
-    from securegate.models import ModelPackError
+    from vision.packs import ModelPackError
 
     try:
         return ns.func(ns)

@@ -82,7 +82,7 @@ def deploy(config: ServeDeploySchema, timeout_s: float = 600) -> None:
 
 
 def cmd_serve(ns: argparse.Namespace) -> int:
-    from securegate.models import resolve_pack
+    from vision.packs import resolve_pack
 
     config = read_config(ns.config)
     app = securegate_app(config)

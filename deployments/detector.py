@@ -10,8 +10,12 @@ import numpy as np
 import ray
 from ray import serve
 
-from securegate import images, metrics
-from securegate.models import DetectedFace, FaceDetector, onnx_providers, resolve_pack
+from securegate import metrics
+
+from vision import images
+from vision.detector import DetectedFace, FaceDetector
+from vision.packs import resolve_pack
+from vision.runtime import onnx_providers
 from securegate.settings import Settings
 
 log = logging.getLogger("ray.serve")

@@ -16,7 +16,9 @@ import ray
 from ray import serve
 
 from securegate import metrics
-from securegate.models import FaceEmbedder, onnx_providers, resolve_pack
+from vision.embedder import FaceEmbedder
+from vision.packs import resolve_pack
+from vision.runtime import onnx_providers
 from securegate.settings import Settings
 
 log = logging.getLogger("ray.serve")

@@ -27,8 +27,9 @@ import tenancy.store as store
 from deployments import schemas as s
 from deployments.routes import streams as stream_routes
 from deployments.routes import console as console_routes
-from securegate import errors, images, metrics
-from securegate.models import DetectedFace
+from securegate import errors, metrics
+from vision import images
+from vision.detector import DetectedFace
 from securegate.settings import Settings
 from tenancy.quality import assess
 from tenancy.registry import Tenant

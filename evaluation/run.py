@@ -27,8 +27,12 @@ def _progress(iterable, total: int, desc: str, enabled: bool, unit: str):
 def evaluate(directory: str | os.PathLike, *, models: str | None = None, groups: str | os.PathLike | None = None,
              target_far: float = 1e-3, progress: bool = False, threads: int | None = None) -> Evaluation:
     """Detect and embed every image under `directory/<identity>/`, score all pairs and compute the report."""
-    from securegate import errors, images
-    from securegate.models import FaceDetector, FaceEmbedder, onnx_providers, resolve_pack
+    from securegate import errors
+    from vision import images
+    from vision.detector import FaceDetector
+    from vision.embedder import FaceEmbedder
+    from vision.packs import resolve_pack
+    from vision.runtime import onnx_providers
     from securegate.settings import Settings
 
     started = time.time()

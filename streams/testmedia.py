@@ -113,7 +113,9 @@ class FaceCuts:
 
     @classmethod
     def from_photos(cls, models_dir: str | Path, photos: list[Path]) -> "FaceCuts":
-        from securegate.models import FaceDetector, onnx_providers, resolve_pack
+        from vision.detector import FaceDetector
+        from vision.packs import resolve_pack
+        from vision.runtime import onnx_providers
 
         detector = FaceDetector(resolve_pack(str(models_dir), allow_download=False), onnx_providers(False), threads=1)
         out = cls()

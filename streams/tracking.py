@@ -70,7 +70,7 @@ class Track:
 @dataclass(frozen=True)
 class ToEmbed:
     track_id: int
-    face: object  # securegate.models.DetectedFace
+    face: object  # vision.detector.DetectedFace
     quality: float
 
 

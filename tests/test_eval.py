@@ -33,7 +33,10 @@ from evaluation.metrics import (
 from evaluation.files import write_report
 from evaluation.report import Evaluation, build_report
 from cli import main as cli
-from securegate.models import FaceDetector, FaceEmbedder, load_pack, onnx_providers
+from vision.detector import FaceDetector
+from vision.embedder import FaceEmbedder
+from vision.packs import load_pack
+from vision.runtime import onnx_providers
 
 GROUPS = {"obama": "A", "biden": "A", "kit_harington": "B", "rose_leslie": "B", "alex_lacamoire": "B"}
 ADMIN_TOKEN = "admin-secret-for-test"

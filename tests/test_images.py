@@ -2,7 +2,9 @@
 
 import pytest
 
-from securegate import errors, images
+from securegate import errors
+
+from vision import images
 from tests import hostile
 
 LIMIT = 40_000_000

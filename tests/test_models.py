@@ -8,8 +8,11 @@ import cv2
 import numpy as np
 import pytest
 
-from securegate import models
-from securegate.models import FaceDetector, FaceEmbedder, ModelPackError, load_pack, onnx_providers
+from vision import packs
+from vision.detector import FaceDetector
+from vision.embedder import FaceEmbedder, _dynamic_batch_copy
+from vision.packs import ModelPackError, load_pack
+from vision.runtime import onnx_providers
 
 from tests.model_packs import LANDMARK_AND_ATTRIBUTE, PACKS, build_pack, synthetic_standin_model
 
@@ -71,11 +74,11 @@ def test_failed_download_is_one_line_with_the_fixes(tmp_path, monkeypatch):
     import insightface.utils.storage as storage
 
     monkeypatch.delenv("SECUREGATE_MODELS", raising=False)
-    monkeypatch.setattr(models, "INSIGHTFACE_ROOT", tmp_path)
+    monkeypatch.setattr(packs, "INSIGHTFACE_ROOT", tmp_path)
     port = closed_port()
     monkeypatch.setattr(storage, "MODEL_ZOO_RELEASE_DOWNLOAD_URL", f"http://127.0.0.1:{port}/")
     with pytest.raises(ModelPackError) as err:
-        models.resolve_pack(None)
+        packs.resolve_pack(None)
     message = str(err.value)
     assert "\n" not in message
     assert message.startswith(f"could not download model pack antelopev2 from http://127.0.0.1:{port}/antelopev2.zip "
@@ -85,7 +88,7 @@ def test_failed_download_is_one_line_with_the_fixes(tmp_path, monkeypatch):
 
 def test_env_var_points_at_the_pack(models_dir, monkeypatch):
     monkeypatch.setenv("SECUREGATE_MODELS", str(models_dir))
-    assert models.resolve_pack(None).embedding_dim == 128
+    assert packs.resolve_pack(None).embedding_dim == 128
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +148,7 @@ def test_dynamic_copy_of_batch1_graph_batches(batch1_pack, tmp_path):
     """The rewritten graph really accepts a batch and agrees with per-item runs."""
     from insightface.model_zoo import get_model
 
-    path = models._dynamic_batch_copy(batch1_pack.recognizer_path, tmp_path)
+    path = _dynamic_batch_copy(batch1_pack.recognizer_path, tmp_path)
     dynamic = get_model(str(path), providers=["CPUExecutionProvider"])
     original = get_model(str(batch1_pack.recognizer_path), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(1)
@@ -169,7 +172,7 @@ def test_insightface_packs_load_detector_and_recognizer_only(pack_name, dim, mod
     are square and >= 112 px, yet only the SCRFD detector and the ArcFace recognizer are used; the rest
     are listed with insightface's task for them."""
     build_pack(tmp_path / pack_name, pack_name, models_dir)
-    with caplog.at_level(logging.WARNING, logger="securegate.models"):
+    with caplog.at_level(logging.WARNING, logger="vision.packs"):
         pack = load_pack(tmp_path / pack_name)
     detector, recognizer = PACKS[pack_name]
     assert (pack.name, pack.detector_path.name, pack.recognizer_path.name) == (pack_name, detector, recognizer)
@@ -182,7 +185,7 @@ def test_insightface_packs_load_detector_and_recognizer_only(pack_name, dim, mod
     if pack_name == "antelopev2":  # a known recognizer keeps its threshold, silently
         assert pack.threshold_is_known and pack.default_threshold == 0.6 and not guessed
     else:  # InsightFace publishes no threshold for w600k_*: the fallback is logged as a guess
-        assert not pack.threshold_is_known and pack.default_threshold == models.FALLBACK_THRESHOLD
+        assert not pack.threshold_is_known and pack.default_threshold == packs.FALLBACK_THRESHOLD
         assert len(guessed) == 1 and recognizer.removesuffix(".onnx") in guessed[0].getMessage()
 
 
@@ -231,11 +234,11 @@ def test_nested_pack_folder_as_antelopev2_zip_unpacks(models_dir, tmp_path, monk
         raise AssertionError("the pack is on disk: nothing may be downloaded")
 
     monkeypatch.setattr(storage, "download", no_download)
-    monkeypatch.setattr(models, "INSIGHTFACE_ROOT", tmp_path)
+    monkeypatch.setattr(packs, "INSIGHTFACE_ROOT", tmp_path)
     monkeypatch.delenv("SECUREGATE_MODELS", raising=False)
-    pack = models.resolve_pack(None)
+    pack = packs.resolve_pack(None)
     assert pack.root == nested and pack.recognizer_name == "glintr100" and pack.embedding_dim == 512
     # A pack name instead of a path: the alternative the download error suggests.
     build_pack(tmp_path / "models" / "buffalo_l", "buffalo_l", models_dir)
     monkeypatch.setenv("SECUREGATE_MODELS", "buffalo_l")
-    assert models.resolve_pack(None).recognizer_name == "w600k_r50"
+    assert packs.resolve_pack(None).recognizer_name == "w600k_r50"

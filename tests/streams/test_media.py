@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import av
 
-from securegate.models import FaceDetector, onnx_providers, resolve_pack
+from vision.detector import FaceDetector
+
+from vision.packs import resolve_pack
+
+from vision.runtime import onnx_providers
 from streams import testmedia
 
 
