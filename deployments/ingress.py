@@ -24,7 +24,7 @@ import tenancy.ratelimit as ratelimit
 import tenancy.registry as registry
 import tenancy.service as tenant_service
 import tenancy.store as store
-from deployments import schemas as s
+from securegate import schemas as s
 from deployments.routes import streams as stream_routes
 from deployments.routes import console as console_routes
 from securegate import errors, metrics

@@ -10,7 +10,7 @@
 
 Every endpoint of the HTTP API has one method. Images are given as bytes or as a file path (a `str` is a
 path, never base64: encoding is the client's job). Answers come back as frozen dataclasses mirroring the
-response schemas (`deployments/schemas.py`); unknown extra fields in an answer are ignored, so a newer
+response schemas (`securegate/schemas.py`); unknown extra fields in an answer are ignored, so a newer
 server does not break an older client.
 
 Failures raise `SecureGateError` (or a subclass chosen by the error code, else by the HTTP status) with

@@ -26,7 +26,7 @@ from PIL import Image
 
 from tests import hostile
 
-# The API's documented bounds (deployments/schemas.py, deployments/ingress.py), restated as the spec.
+# The API's documented bounds (securegate/schemas.py, deployments/ingress.py), restated as the spec.
 METADATA_MAX_DEPTH = 16
 METADATA_MAX_BYTES = 16 * 1024
 SEQ_MAX = 2**63 - 1

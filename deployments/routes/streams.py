@@ -12,7 +12,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from deployments.schemas import SEQ_MAX, Body, ErrorResponse
+from securegate.schemas import SEQ_MAX, Body, ErrorResponse
 from deployments.stream_api import StreamApi
 from securegate import errors
 
