@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/search_deployed.py                      # 200K x 512, configs/local.yaml (~2-3 min on 2 cores)
     .venv/bin/python benchmarks/search_deployed.py --faces 1000000 --config configs/cluster.yaml
 
-The index actor is the real `TenantIndexActor`, created with the config's `tenancy.index_actor_options`
+The index actor is the real `TenantShardActor`, created with the config's `tenancy.index_actor_options`
 (read through `Settings`, passed to `.options(...)` exactly as `TenantService._spawn` does: resources AND the
 runtime_env that sets its BLAS/OpenMP threads). Ray sets OMP_NUM_THREADS from `num_cpus` in any worker that
 does not set it, so a 0.05-CPU actor without the thread env runs BLAS on one thread. The actor's FaceIndex is
@@ -16,7 +16,7 @@ single-probe queries, top-10, threshold 0.3, as benchmarks/search.py):
   driver        FaceIndex.search in this process, every core (what benchmarks/search.py measures);
   actor         FaceIndex.search timed inside the actor created as the config does (the deployed tier);
   actor-ray-default   the same actor options without the runtime_env: Ray's thread default for its num_cpus;
-and, for the actor as shipped, the round trip of TenantIndex.search through Ray (what TenantService awaits).
+and, for the actor as shipped, the round trip of TenantShard.search through Ray (what TenantService awaits).
 The three take turns over `--rounds` slices of the probes, so load from elsewhere on the machine falls on all of
 them alike. Each reports the threads threadpoolctl sees in that process. Ratios are actor / driver. Ends with one
 JSON line.
@@ -40,7 +40,7 @@ import ray  # noqa: E402
 from threadpoolctl import threadpool_info  # noqa: E402
 
 from securegate.settings import Settings  # noqa: E402
-from tenancy.actors import NAMESPACE, TenantIndexActor, actor_name  # noqa: E402
+from tenancy.actors import NAMESPACE, TenantShardActor, actor_name  # noqa: E402
 from tenancy.index import FaceIndex  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -98,7 +98,7 @@ def search_inside(actor_state, queries: np.ndarray) -> dict:
 
 
 def round_trip(actor, queries: np.ndarray) -> dict:
-    """TenantIndex.search through Ray, as TenantService awaits it (serialisation and scheduling included)."""
+    """TenantShard.search through Ray, as TenantService awaits it (serialisation and scheduling included)."""
     ray.get(actor.search.remote(queries[:1], TOP_K, THRESHOLD))
     latencies = []
     for query in queries:
@@ -109,8 +109,8 @@ def round_trip(actor, queries: np.ndarray) -> dict:
 
 
 def start_actor(label: str, options: dict, ns: argparse.Namespace):
-    """A TenantIndexActor created as TenantService._spawn creates it, holding the benchmark's gallery."""
-    actor = TenantIndexActor.options(name=actor_name(f"bench-{label}"), namespace=NAMESPACE, get_if_exists=True,
+    """A TenantShardActor created as TenantService._spawn creates it, holding the benchmark's gallery."""
+    actor = TenantShardActor.options(name=actor_name(f"bench-{label}"), namespace=NAMESPACE, get_if_exists=True,
                                      **options).remote(f"bench-{label}", "/nonexistent", "synthetic", ns.dim, None, None)
     ray.get(actor.__ray_call__.remote(build_inside, ns.faces, ns.dim, ns.probes, ns.seed))
     return actor
@@ -181,7 +181,7 @@ def main() -> int:
     for name, placement in placements.items():
         print(f"{labels[name]}: p50 {placement.p(50)} ms p99 {placement.p(99)} ms; threads {placement.threads}", flush=True)
     driver, shipped, default = placements["driver"], placements["actor"], placements["actor_ray_default"]
-    print(f"actor as shipped through Ray (TenantIndex.search round trip): p50 {shipped.p(50, shipped.round_trips)} ms", flush=True)
+    print(f"actor as shipped through Ray (TenantShard.search round trip): p50 {shipped.p(50, shipped.round_trips)} ms", flush=True)
     same_answers = driver.top1 == shipped.top1 == default.top1
     print(f"same top-1 in every process: {same_answers}; total {time.perf_counter() - began:.0f} s", flush=True)
     config = Path(ns.config).resolve()

@@ -72,3 +72,27 @@ def active_tenants():
     from ray.util.metrics import Gauge
 
     return Gauge("securegate_active_tenants", description="tenants with an index actor (per router replica)")
+
+
+@functools.cache
+def search_seconds():
+    from ray.util.metrics import Histogram
+
+    return Histogram("securegate_search_seconds", description="index search latency by tier",
+                     boundaries=[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1], tag_keys=("tier",))
+
+
+@functools.cache
+def index_memory_bytes():
+    from ray.util.metrics import Gauge
+
+    return Gauge("securegate_index_memory_bytes", description="memory held by a tenant's index",
+                 tag_keys=("tenant", "shard"))
+
+
+def exported() -> bool:
+    """Whether metrics can be recorded here: Ray metrics exist only inside a Ray worker or driver (code such as
+    TenantShard also runs without Ray, in tests and tools)."""
+    import ray
+
+    return ray.is_initialized()

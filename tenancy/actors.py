@@ -1,4 +1,5 @@
-"""One Ray actor per active tenant: the tenant's store on disk and its decrypted index in memory.
+"""One Ray actor per active tenant shard (TenantShardActor wrapping TenantShard): the tenant's store on disk and
+its decrypted FaceIndex in memory.
 
 Activation (on first use, and again after a crash) decrypts the tenant's faces into memory and builds the index; the
 data keys it used are dropped right after. Writes go to the file first (durable when they return), then
@@ -32,35 +33,13 @@ import ray
 from kms import DataKey, RecordCipher
 from ray.exceptions import RayActorError
 
+from securegate import metrics
 from tenancy.index import FaceIndex
 from tenancy.store import NotFound, TenantStore, shard_of
 
 log = logging.getLogger(__name__)
 
 NAMESPACE = "securegate"
-
-
-class _Metrics:
-    """Search latency by tier and index memory, exported through Ray (only inside a Ray worker)."""
-
-    def __init__(self) -> None:
-        from ray.util.metrics import Gauge, Histogram
-
-        self.search_seconds = Histogram(
-            "securegate_search_seconds", description="index search latency by tier",
-            boundaries=[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1], tag_keys=("tier",))
-        self.index_bytes = Gauge("securegate_index_memory_bytes", description="memory held by a tenant's index",
-                                 tag_keys=("tenant", "shard"))
-
-
-def _metrics() -> _Metrics | None:
-    global _METRICS
-    if _METRICS is None and ray.is_initialized():
-        _METRICS = _Metrics()
-    return _METRICS
-
-
-_METRICS: _Metrics | None = None
 
 
 class KeySource(Protocol):
@@ -110,8 +89,9 @@ class CipherCache:
         self._ciphers.clear()
 
 
-class TenantIndex:
-    """The logic of an index actor, usable without Ray (tests, tools)."""
+class TenantShard:
+    """One shard of a tenant's gallery: its encrypted TenantStore on disk and its decrypted in-memory FaceIndex.
+    The logic of a TenantShardActor, usable without Ray (tests, tools)."""
 
     def __init__(self, tenant_id: str, data_dir: str, model: str, dim: int,
                  data_key: Callable[[int | None], DataKey], index_options: dict[str, Any] | None = None,
@@ -134,7 +114,7 @@ class TenantIndex:
     def primary(self) -> bool:
         return self.shard == 0
 
-    def layout(self) -> tuple[int, int]:
+    def position(self) -> tuple[int, int]:
         """(shard, shards) this actor was created for; does not activate."""
         return self.shard, self.shards
 
@@ -259,8 +239,8 @@ class TenantIndex:
         self.last_used = time.monotonic()
 
     def _report_memory(self) -> None:
-        if (m := _metrics()) is not None and self.index is not None:
-            m.index_bytes.set(self.index.memory_bytes(), tags={"tenant": self.tenant_id, "shard": str(self.shard)})
+        if metrics.exported() and self.index is not None:
+            metrics.index_memory_bytes().set(self.index.memory_bytes(), tags={"tenant": self.tenant_id, "shard": str(self.shard)})
 
     # ---- persons ------------------------------------------------------------------------------------------
     def create_person(self, external_id: str | None, metadata: dict) -> dict:
@@ -339,8 +319,8 @@ class TenantIndex:
         else:
             results = [[self._match(m.person_id, m.face_id, m.similarity) for m in per_face]
                        for per_face in self.index.search(queries, top_k, threshold)]
-        if (m := _metrics()) is not None:
-            m.search_seconds.observe(time.perf_counter() - started, tags={"tier": "centroid" if match_on == "centroid" else self.index.tier})
+        if metrics.exported():
+            metrics.search_seconds().observe(time.perf_counter() - started, tags={"tier": "centroid" if match_on == "centroid" else self.index.tier})
         return results
 
     def search_partial(self, vectors: np.ndarray, top_k: int, threshold: float) -> dict:
@@ -351,8 +331,8 @@ class TenantIndex:
         queries = np.asarray(vectors, np.float32).reshape(-1, self.dim)
         started = time.perf_counter()
         matches = self.index.search(queries, top_k, threshold)
-        if (m := _metrics()) is not None:
-            m.search_seconds.observe(time.perf_counter() - started, tags={"tier": self.index.tier})
+        if metrics.exported():
+            metrics.search_seconds().observe(time.perf_counter() - started, tags={"tier": self.index.tier})
         persons = {match.person_id for per_face in matches for match in per_face}
         reconciled, self._reconciled = self._reconciled, False
         return {"matches": matches, "external_ids": {p: self.external_ids.get(p) for p in persons}, "reconciled": reconciled}
@@ -420,8 +400,8 @@ class TenantIndex:
         return time.monotonic() - self.last_used
 
     def close(self) -> None:
-        if (m := _metrics()) is not None:
-            m.index_bytes.set(0, tags={"tenant": self.tenant_id, "shard": str(self.shard)})
+        if metrics.exported():
+            metrics.index_memory_bytes().set(0, tags={"tenant": self.tenant_id, "shard": str(self.shard)})
         if self.store is not None:
             self.store.close()
         self.store = self.index = None  # the decrypted vectors go with them
@@ -459,4 +439,4 @@ class KeyServiceDataKeys:
 
 # Restarted by Ray after a crash (activation re-reads the file). Calls in flight when it died fail to
 # their callers, who never got an acknowledgement; nothing is retried behind their back.
-TenantIndexActor = ray.remote(max_restarts=-1, max_task_retries=0)(TenantIndex)
+TenantShardActor = ray.remote(max_restarts=-1, max_task_retries=0)(TenantShard)

@@ -30,7 +30,7 @@ import ray
 from ray.exceptions import ActorUnavailableError, RayActorError
 
 from tenancy.audit import AuditLog, audit_path
-from tenancy.actors import NAMESPACE, KeyServiceDataKeys, TenantIndexActor, actor_name, format_match, tenant_db_path
+from tenancy.actors import NAMESPACE, KeyServiceDataKeys, TenantShardActor, actor_name, format_match, tenant_db_path
 from tenancy.index import merge_search
 from tenancy.registry import Tenant, TenantRegistry, TenantSettings, load_or_create_admin_token
 
@@ -68,8 +68,8 @@ class ShardedCentroidSearch(ValueError):
 
 
 @dataclass
-class _Layout:
-    """A tenant's live index actors: handles[k] is shard k; handles[0] is the primary."""
+class ShardSet:
+    """A tenant's live shard actors (TenantShardActor): handles[k] is shard k; handles[0] is the primary."""
 
     handles: list
 
@@ -210,34 +210,34 @@ class TenantService:
     # ---- index actors --------------------------------------------------------------------------------------
     async def actor(self, tenant: Tenant):
         """The tenant's (primary) index actor: found by name, else created (which activates the tenant)."""
-        return (await self.layout(tenant)).primary
+        return (await self.shard_set(tenant)).primary
 
-    async def layout(self, tenant: Tenant) -> _Layout:
+    async def shard_set(self, tenant: Tenant) -> ShardSet:
         """The tenant's index actors for the layout its settings ask for, activated; an older layout is
         evicted first (re-sharding happens at activation)."""
         wanted = tenant.settings.shards
-        layout = self._actors.get(tenant.tenant_id)
-        if layout is not None and layout.shards == wanted:
-            return layout
+        shard_set = self._actors.get(tenant.tenant_id)
+        if shard_set is not None and shard_set.shards == wanted:
+            return shard_set
         lock = self._locks.setdefault(tenant.tenant_id, asyncio.Lock())
         async with lock:
-            layout = self._actors.get(tenant.tenant_id)
-            if layout is None or layout.shards != wanted:
-                if layout is not None:
-                    log.info("tenant %s: re-sharding %d -> %d shards", tenant.tenant_id, layout.shards, wanted)
+            shard_set = self._actors.get(tenant.tenant_id)
+            if shard_set is None or shard_set.shards != wanted:
+                if shard_set is not None:
+                    log.info("tenant %s: re-sharding %d -> %d shards", tenant.tenant_id, shard_set.shards, wanted)
                     await self.evict(tenant.tenant_id)
                 self._actors[tenant.tenant_id] = await self._open(tenant, wanted)
         return self._actors[tenant.tenant_id]
 
     def _spawn(self, tenant: Tenant, shard: int, shards: int):
-        return TenantIndexActor.options(
+        return TenantShardActor.options(
             name=actor_name(tenant.tenant_id, shard), namespace=NAMESPACE, get_if_exists=True, **self.actor_options
         ).remote(tenant.tenant_id, str(self.data_dir), tenant.model, tenant.dim,
                  KeyServiceDataKeys(self.keys, tenant.tenant_id), self.index_options, shard, shards)
 
-    async def _open(self, tenant: Tenant, shards: int) -> _Layout:
+    async def _open(self, tenant: Tenant, shards: int) -> ShardSet:
         handles = [self._spawn(tenant, k, shards) for k in range(shards)]
-        found = await asyncio.gather(*(h.layout.remote() for h in handles))
+        found = await asyncio.gather(*(h.position.remote() for h in handles))
         if any(tuple(f) != (k, shards) for k, f in enumerate(found)):
             # Actors alive under these names were built for another layout (another router replica, or a
             # previous run): evict them all and start over.
@@ -252,7 +252,7 @@ class TenantService:
                 await asyncio.wait_for(asyncio.gather(*(h.info.remote() for h in handles[1:])), ACTIVATION_TIMEOUT_S)
         except asyncio.TimeoutError as exc:
             raise TenantUnavailable(f"tenant {tenant.tenant_id} could not be activated in time; retry") from exc
-        return _Layout(handles)
+        return ShardSet(handles)
 
     async def call(self, tenant: Tenant, method: str, *args, retry_reads: bool = False, actor: str = "internal"):
         """Run `method` on the tenant's index actor(s), audited when it changes or reveals faces. Reads may be
@@ -275,25 +275,25 @@ class TenantService:
         # own), for up to READ_RETRY_S; writes never: the caller got no ack.
         deadline = time.monotonic() + READ_RETRY_S
         while True:
-            layout = await self.layout(tenant)
+            shard_set = await self.shard_set(tenant)
             try:
-                if layout.shards > 1 and method in _SCATTERED:
-                    return await _SCATTERED[method](self, layout, *args)
-                return await getattr(layout.primary, method).remote(*args)
+                if shard_set.shards > 1 and method in _SCATTERED:
+                    return await _SCATTERED[method](self, shard_set, *args)
+                return await getattr(shard_set.primary, method).remote(*args)
             except RayActorError as exc:
                 if not retry_reads or time.monotonic() > deadline:
                     raise TenantUnavailable(f"tenant index restarted during {method}; retry") from exc
                 await asyncio.sleep(0.2)
 
     # ---- scatter-gather over shards -------------------------------------------------------------------------
-    async def _search(self, layout: _Layout, vectors, top_k: int, threshold: float, match_on: str = "faces") -> list[list[dict]]:
+    async def _search(self, shard_set: ShardSet, vectors, top_k: int, threshold: float, match_on: str = "faces") -> list[list[dict]]:
         if match_on == "centroid":
             raise ShardedCentroidSearch("match_on 'centroid' is not available on a sharded tenant (shards > 1)")
         if top_k < 1:
             raise ValueError("top_k must be >= 1")
         queries = np.asarray(vectors, np.float32)
         for _ in range(2):
-            partials = await asyncio.gather(*(h.search_partial.remote(queries, top_k, threshold) for h in layout.handles))
+            partials = await asyncio.gather(*(h.search_partial.remote(queries, top_k, threshold) for h in shard_set.handles))
             if not partials[0]["reconciled"]:
                 break
             # The primary has just come back from a crash and reconciled the shards during this call: answers
@@ -305,9 +305,9 @@ class TenantService:
         return [[format_match(m.person_id, external_ids.get(m.person_id), m.face_id, m.similarity) for m in per_face]
                 for per_face in merged]
 
-    async def _verify_person(self, layout: _Layout, vector, person_id: str) -> dict:
+    async def _verify_person(self, shard_set: ShardSet, vector, person_id: str) -> dict:
         probe = np.asarray(vector, np.float32).reshape(-1)
-        partials = await asyncio.gather(*(h.verify_partial.remote(probe, person_id) for h in layout.handles))
+        partials = await asyncio.gather(*(h.verify_partial.remote(probe, person_id) for h in shard_set.handles))
         faces = sum(p["faces"] for p in partials)
         bests = [p["best_face_similarity"] for p in partials if p["best_face_similarity"] is not None]
         sums = [p["sum"] for p in partials if p["sum"] is not None]
@@ -320,12 +320,12 @@ class TenantService:
         return {"faces": faces, "best_face_similarity": max(bests) if bests else None,
                 "centroid_similarity": centroid_similarity}
 
-    async def _info(self, layout: _Layout) -> dict:
-        infos = await asyncio.gather(*(h.info.remote() for h in layout.handles))
+    async def _info(self, shard_set: ShardSet) -> dict:
+        infos = await asyncio.gather(*(h.info.remote() for h in shard_set.handles))
         merged = dict(infos[0])
         merged.update(faces=sum(i["faces"] for i in infos), memory_bytes=sum(i["memory_bytes"] for i in infos),
                       activation_s=max(i["activation_s"] for i in infos), idle_s=min(i["idle_s"] for i in infos),
-                      shards=layout.shards, shard_info=infos)
+                      shards=shard_set.shards, shard_info=infos)
         return merged
 
     # ---- retention ------------------------------------------------------------------------------------------
@@ -345,8 +345,8 @@ class TenantService:
 
     async def evict(self, tenant_id: str) -> bool:
         """Close and kill every index actor of the tenant (all shards, whatever layout they were built for)."""
-        layout = self._actors.pop(tenant_id, None)
-        handles = list(layout.handles) if layout is not None else []
+        shard_set = self._actors.pop(tenant_id, None)
+        handles = list(shard_set.handles) if shard_set is not None else []
         prefix = actor_name(tenant_id)
         try:
             names = {entry["name"] for entry in ray.util.list_named_actors(all_namespaces=True)
@@ -383,10 +383,10 @@ class TenantService:
         """Evict tenants idle for `older_than_s` (default: the configured idle timeout)."""
         limit = self.idle_evict_s if older_than_s is None else older_than_s
         evicted = []
-        for tenant_id, layout in list(self._actors.items()):
+        for tenant_id, shard_set in list(self._actors.items()):
             try:
                 # A sharded tenant's primary takes part in every search and write, so it is the idle clock.
-                idle = await layout.primary.idle_seconds.remote()
+                idle = await shard_set.primary.idle_seconds.remote()
             except ActorUnavailableError:  # Ray is restarting it (e.g. after a node loss): not idle
                 continue
             except RayActorError:

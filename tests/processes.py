@@ -8,7 +8,7 @@ import psutil
 
 def process_tree(marker: str) -> set[int]:
     """Processes whose command line contains `marker` (a temp dir of ours), and all their descendants
-    (Ray's agents and workers rename themselves, e.g. `ray::TenantIndex.search`)."""
+    (Ray's agents and workers rename themselves, e.g. `ray::TenantShard.search`)."""
     found: set[int] = set()
     me = psutil.Process().pid
     for proc in psutil.process_iter(["pid", "cmdline"]):

@@ -66,11 +66,11 @@ def test_one_machine_configs_reserve_at_most_two_cores(name):
 
 
 def test_index_actor_created_as_local_yaml_says_runs_blas_on_its_threads(ray_cluster, tmp_path):
-    """A real TenantIndexActor created with local.yaml's options, as TenantService does: the BLAS and OpenMP
+    """A real TenantShardActor created with local.yaml's options, as TenantService does: the BLAS and OpenMP
     pools loaded in it (threadpoolctl) have the configured threads, not the one Ray derives from num_cpus."""
     import ray
 
-    from tenancy.actors import NAMESPACE, TenantIndexActor
+    from tenancy.actors import NAMESPACE, TenantShardActor
 
     def pools(actor_state) -> dict:
         import numpy  # noqa: F401  (numpy's OpenBLAS is what the exact tier runs on)
@@ -82,7 +82,7 @@ def test_index_actor_created_as_local_yaml_says_runs_blas_on_its_threads(ray_clu
 
     options = index_actor_options(REPO / "configs" / "local.yaml")
     wanted = int(options["runtime_env"]["env_vars"]["OPENBLAS_NUM_THREADS"])
-    actor = TenantIndexActor.options(name="tenant-index:threads-check", namespace=NAMESPACE, **options).remote(
+    actor = TenantShardActor.options(name="tenant-index:threads-check", namespace=NAMESPACE, **options).remote(
         "threads-check", str(tmp_path), "synthetic", 8, None, None)
     try:
         seen = ray.get(actor.__ray_call__.remote(pools), timeout=120)

@@ -101,7 +101,7 @@ def test_deleted_tenant_is_crypto_shredded(app, http, admin_token, identity_phot
     """A copy of the tenant's DB taken before deletion can no longer be decrypted: its keys are gone."""
     from ray import serve
 
-    from tenancy.actors import TenantIndex
+    from tenancy.actors import TenantShard
 
     tenant, _ = tenant_with_faces(http, admin_token, identity_photos, "shredded")
     keys = serve.get_deployment_handle("KeyService", app_name="securegate")
@@ -116,7 +116,7 @@ def test_deleted_tenant_is_crypto_shredded(app, http, admin_token, identity_phot
     def data_key(version):
         return keys.data_key.remote(tenant["id"], "embeddings", version).result()
 
-    stolen_copy = TenantIndex(tenant["id"], str(tmp_path / "stolen"), "mobilefacenet_arcface_w128/128", 128, data_key)
+    stolen_copy = TenantShard(tenant["id"], str(tmp_path / "stolen"), "mobilefacenet_arcface_w128/128", 128, data_key)
     with pytest.raises(Exception) as info:
         stolen_copy.activate()
     assert isinstance(errors.root_cause(info.value), errors.NotFound)
@@ -133,6 +133,23 @@ def test_app_restart_loses_nothing(app, http, admin_token, identity_photos, mode
     assert top_match(http, tenant, identity_photos["rose_leslie"][1]) == "rose_leslie"
     listed = http.get("/v1/persons", headers=tenant["auth"]).json()["persons"]
     assert {p["person_id"] for p in listed} == set(persons.values())
+
+
+def test_key_service_macs_are_bound_to_purpose_and_tenant(app):
+    """The KeyService deployment MACs checkpoints with the provider's key; a tag verifies only where it was made."""
+    from ray import serve
+
+    keys = serve.get_deployment_handle("KeyService", app_name="securegate")
+    message = b"securegate/chain-checkpoint seq=7"
+    tag = keys.mac.remote(message, "audit-checkpoint", "tenant-a").result()
+    assert isinstance(tag, bytes)
+    assert keys.verify_mac.remote(message, tag, "audit-checkpoint", "tenant-a").result() is True
+    assert keys.verify_mac.remote(message + b"!", tag, "audit-checkpoint", "tenant-a").result() is False
+    assert keys.verify_mac.remote(message, tag, "audit-checkpoint", "tenant-b").result() is False
+    assert keys.verify_mac.remote(message, tag, "erasure-receipt", "tenant-a").result() is False
+    org_tag = keys.mac.remote(message, "erasure-receipt").result()
+    assert keys.verify_mac.remote(message, org_tag, "erasure-receipt").result() is True
+    assert keys.verify_mac.remote(message, org_tag, "erasure-receipt", "tenant-a").result() is False
 
 
 # ---- KMS outage -------------------------------------------------------------------------------------------
