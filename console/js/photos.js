@@ -70,10 +70,19 @@ export function cameraCapture({ onFile, cleanups = [] }) {
       }
       video.srcObject = stream;
       video.hidden = false;
+      video.scrollIntoView({ block: "nearest" }); // the person aims by the preview: keep it on screen
       shoot.hidden = false;
+      // A camera's first frames can be black: "Take photo" waits until the second frame is on screen.
+      shoot.disabled = true;
+      const ready = () => {
+        shoot.disabled = false;
+        if (document.activeElement === off || document.activeElement === document.body) shoot.focus();
+      };
+      if (video.requestVideoFrameCallback) video.requestVideoFrameCallback(() => video.requestVideoFrameCallback(ready));
+      else video.addEventListener("playing", () => setTimeout(ready, 200), { once: true });
       off.hidden = false;
       open.hidden = true;
-      shoot.focus();
+      off.focus();
     },
   }, "Use camera");
   const shoot = h("button", {
