@@ -152,23 +152,6 @@ def test_key_service_macs_are_bound_to_purpose_and_tenant(app):
     assert keys.verify_mac.remote(message, org_tag, "erasure-receipt", "tenant-a").result() is False
 
 
-def test_key_service_macs_are_bound_to_purpose_and_tenant(app):
-    """The KeyService deployment MACs checkpoints with the provider's key; a tag verifies only where it was made."""
-    from ray import serve
-
-    keys = serve.get_deployment_handle("KeyService", app_name="securegate")
-    message = b"securegate/chain-checkpoint seq=7"
-    tag = keys.mac.remote(message, "audit-checkpoint", "tenant-a").result()
-    assert isinstance(tag, bytes)
-    assert keys.verify_mac.remote(message, tag, "audit-checkpoint", "tenant-a").result() is True
-    assert keys.verify_mac.remote(message + b"!", tag, "audit-checkpoint", "tenant-a").result() is False
-    assert keys.verify_mac.remote(message, tag, "audit-checkpoint", "tenant-b").result() is False
-    assert keys.verify_mac.remote(message, tag, "erasure-receipt", "tenant-a").result() is False
-    org_tag = keys.mac.remote(message, "erasure-receipt").result()
-    assert keys.verify_mac.remote(message, org_tag, "erasure-receipt").result() is True
-    assert keys.verify_mac.remote(message, org_tag, "erasure-receipt", "tenant-a").result() is False
-
-
 # ---- KMS outage -------------------------------------------------------------------------------------------
 class CuttableProxy:
     """A TCP forwarder to the KMS endpoint that the test can cut: a real network outage, on loopback."""
