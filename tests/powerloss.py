@@ -20,7 +20,7 @@ SQLite's WAL mode does not depend on directory syncs for committed data).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import os
 import sys
