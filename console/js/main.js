@@ -24,16 +24,36 @@ const PAGES = [
 const main = document.getElementById("page");
 const nav = document.getElementById("nav");
 const who = document.getElementById("who");
-let cleanups = [];
+/** What a page must undo when it is left (timers, camera, event feed). A page that finishes setting up
+ * after it was left (an await that resolved late) has its cleanups run at once. */
+class Cleanups {
+  #fns = [];
+  #closed = false;
+
+  push(fn) {
+    if (this.#closed) run(fn);
+    else this.#fns.push(fn);
+  }
+
+  close() {
+    this.#closed = true;
+    this.#fns.splice(0).forEach(run);
+  }
+}
+
+function run(fn) {
+  try {
+    fn();
+  } catch (err) {
+    console.error(err);
+  }
+}
+
+let cleanups = new Cleanups();
 
 function leavePage() {
-  for (const fn of cleanups.splice(0)) {
-    try {
-      fn();
-    } catch (err) {
-      console.error(err);
-    }
-  }
+  cleanups.close();
+  cleanups = new Cleanups();
 }
 
 function pagesFor(kind) {
@@ -65,6 +85,11 @@ function render() {
   const root = h("div", { class: "page", id: `page-${current.id}` }, h("h1", {}, current.title));
   main.replaceChildren(root);
   current.page.render(root, { cleanups, kind: cred.kind });
+}
+
+function navigate() {
+  render();
+  main.focus(); // keyboard and screen-reader users start at the new page, not on a vanished link
 }
 
 function signOut() {
@@ -112,5 +137,5 @@ function signInPage() {
   return form;
 }
 
-window.addEventListener("hashchange", render);
+window.addEventListener("hashchange", navigate);
 render();
