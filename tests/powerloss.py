@@ -13,6 +13,11 @@ It inherits the default VFS (normally "unix"): locking and the WAL's shared memo
 wal-index is rebuilt from the WAL when the store is reopened, as after a real reboot). Python VFS files
 offer no xFetch, so SQLite cannot read around the cache through mmap.
 
+Driving a store through it (see tests/test_powerloss.py): `Ledger` keeps the state after the acknowledged
+operations and the state if the one in flight lands; `run_until_power_loss` runs a workload to its crash
+point and "reboots" (closes every connection on the files, unregisters the VFS); `crash_points` lists
+every sync and every acknowledged operation of a clean run as crash points.
+
 Not modelled (so the test is a lower bound): torn or partial sector writes, a disk that reorders or keeps
 only some unsynced writes, and directory durability (creating and deleting a file are durable at once;
 SQLite's WAL mode does not depend on directory syncs for committed data).
@@ -20,12 +25,14 @@ SQLite's WAL mode does not depend on directory syncs for committed data).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+import copy
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Generic, TypeVar
 
 import apsw
 
@@ -200,3 +207,87 @@ class PowerLossFile(apsw.VFSFile):
     def xClose(self):  # noqa: N802
         # Closing does not flush: the page cache (our image) outlives the handle until a sync or the crash.
         super().xClose()
+
+
+# -- driving a workload to its crash point --------------------------------------------------------------
+
+S = TypeVar("S")
+T = TypeVar("T")
+
+
+class Ledger(Generic[S]):
+    """What a reader must find after the crash: `acked` (the state after every acknowledged operation) or
+    `in_flight` (that state plus the operation running when the power went), never anything in between.
+
+    `crash_after_ack=k` cuts the power right after the k-th acknowledgement (a crash between operations).
+    """
+
+    def __init__(self, initial: S, vfs: PowerLossVFS, crash_after_ack: int | None = None) -> None:
+        self.acked = initial
+        self.in_flight: S | None = None
+        self.acks = 0
+        self._vfs = vfs
+        self._crash_after_ack = crash_after_ack
+
+    def op(self, apply: Callable[[S], None], call: Callable[[], T]) -> T:
+        """Run one operation: `apply` edits a copy of the expected state as the operation should; `call` does it."""
+        candidate = copy.deepcopy(self.acked)
+        apply(candidate)
+        self.in_flight = candidate
+        result = call()
+        self.acked, self.in_flight = candidate, None
+        self.acks += 1
+        if self.acks == self._crash_after_ack:
+            self._vfs.crash()
+            raise PowerLost(f"power cut after acknowledged operation {self.acks}")
+        return result
+
+    def allowed(self) -> list[S]:
+        return [self.acked] + ([self.in_flight] if self.in_flight is not None else [])
+
+
+def close_after_crash(conn: apsw.Connection) -> None:
+    """Close a connection after the crash: its I/O fails, like the dead process's would, and apsw keeps a
+    connection open when close() fails, so retry until SQLite has nothing left to flush."""
+    for _ in range(10):
+        try:
+            conn.close()
+            return
+        except apsw.Error:
+            continue
+    raise AssertionError(f"connection to {conn.filename} would not close after the crash")
+
+
+def run_until_power_loss(vfs: PowerLossVFS, workload: Callable[[], None], files: Iterable[Path]) -> None:
+    """Run `workload` through `vfs` until it ends or the power goes, then reboot: every apsw connection on
+    `files` is closed (also those a failed open left behind) and the VFS unregistered. Without a crash the
+    OS writes the cache back. Errors other than the power loss propagate."""
+    names = {str(path) for path in files}
+    with power_loss_expected():
+        try:
+            workload()
+            if not vfs.crashed:
+                vfs.writeback()
+        except apsw.Error:
+            if not vfs.crashed:
+                raise
+        finally:
+            for conn in apsw.connections():
+                if conn.filename in names:
+                    close_after_crash(conn)
+            vfs.unregister()
+
+
+@dataclass(frozen=True)
+class CrashPoint:
+    at_sync: int | None = None
+    after_ack: int | None = None
+
+    @property
+    def label(self) -> str:
+        return f"sync{self.at_sync}" if self.at_sync else f"ack{self.after_ack}" if self.after_ack else "clean"
+
+
+def crash_points(syncs: int, acks: int) -> list[CrashPoint]:
+    """Every sync of a clean run that made `syncs` syncs, then after each of its `acks` acknowledgements."""
+    return [CrashPoint(at_sync=n) for n in range(1, syncs + 1)] + [CrashPoint(after_ack=k) for k in range(1, acks + 1)]

@@ -21,7 +21,6 @@ after decryption is what is checked.
 
 from __future__ import annotations
 
-import copy
 import os
 import time
 from dataclasses import dataclass, field
@@ -33,7 +32,15 @@ import pytest
 
 from kms.records import RecordCipher
 from tenancy.store import TenantStore
-from tests.powerloss import PowerLossVFS, PowerLost, power_loss_expected
+from tests.powerloss import (
+    CrashPoint,
+    Ledger,
+    PowerLossVFS,
+    close_after_crash,
+    crash_points,
+    power_loss_expected,
+    run_until_power_loss,
+)
 
 DIM = 32
 MODEL = "powerloss-test"
@@ -61,32 +68,16 @@ class Expected:
 class Workload:
     """Enrol, delete a person, expire faces (retention), rotate the content key, enrol again.
 
-    Each call is one acknowledged operation: `acked` is the state after the acknowledged ones, `in_flight`
-    the state if the running one also lands. `crash_after_ack=k` cuts the power right after the k-th.
+    Each store call is one operation of `ledger`, which knows what must be found if the power goes.
     """
 
-    def __init__(self, path: Path, vfs: PowerLossVFS, synchronous: str, crash_after_ack: int | None) -> None:
+    def __init__(self, path: Path, ledger: Ledger[Expected], synchronous: str) -> None:
         self.path = path
-        self.vfs = vfs
+        self.ledger = ledger
+        self._op = ledger.op
         self.synchronous = synchronous
-        self.crash_after_ack = crash_after_ack
-        self.acked = Expected()
-        self.in_flight: Expected | None = None
-        self.acks = 0
         self.store: TenantStore | None = None
         self.rng = np.random.default_rng(17)
-
-    def _op(self, apply, call):
-        candidate = copy.deepcopy(self.acked)
-        apply(candidate)
-        self.in_flight = candidate
-        result = call()
-        self.acked, self.in_flight = candidate, None
-        self.acks += 1
-        if self.acks == self.crash_after_ack:
-            self.vfs.crash()
-            raise PowerLost(f"power cut after acknowledged operation {self.acks}")
-        return result
 
     def _vectors(self, n: int) -> list[np.ndarray]:
         vectors = self.rng.standard_normal((n, DIM)).astype("<f4")
@@ -161,40 +152,25 @@ def observe(path: Path) -> tuple:
     return {p.external_id: p.metadata for p in persons}, faces, v2
 
 
-def crash_run(base: Path, synchronous: str, *, crash_at_sync: int | None = None,
-              crash_after_ack: int | None = None) -> tuple[Workload, PowerLossVFS, list[str]]:
-    """One run cut at the given point; returns the problems found after the reboot (empty: all good)."""
-    label = f"sync{crash_at_sync}" if crash_at_sync else f"ack{crash_after_ack}" if crash_after_ack else "clean"
-    path = base / synchronous / label / "embeddings.db"
-    vfs = PowerLossVFS("powerloss", crash_at_sync=crash_at_sync, make_default=True)
-    workload = Workload(path, vfs, synchronous, crash_after_ack)
-    with power_loss_expected():
-        try:
-            workload.run()
-            if not vfs.crashed:
-                vfs.writeback()
-        except apsw.Error:
-            if not vfs.crashed:
-                raise
-        finally:
-            # The store's own connection, and the one TenantStore.open leaves open when the crash hits it
-            # (its close() fails too): the reboot closes everything on this file.
-            for conn in apsw.connections():
-                if conn.filename == str(path):
-                    close_after_crash(conn)
-            vfs.unregister()
-    if (crash_at_sync or crash_after_ack) and not vfs.crashed:
-        raise AssertionError(f"crash point {label} was never reached")
+def crash_run(base: Path, synchronous: str, point: CrashPoint = CrashPoint()) -> tuple[Ledger, PowerLossVFS, list[str]]:
+    """One run cut at `point`; returns the problems found after the reboot (empty: all good)."""
+    path = base / synchronous / point.label / "embeddings.db"
+    # The default VFS, so TenantStore.open's plain apsw.Connection(path) goes through it: no hook needed.
+    vfs = PowerLossVFS("powerloss", crash_at_sync=point.at_sync, make_default=True)
+    ledger = Ledger(Expected(), vfs, crash_after_ack=point.after_ack)
+    run_until_power_loss(vfs, Workload(path, ledger, synchronous).run, [path])
+    if point != CrashPoint() and not vfs.crashed:
+        raise AssertionError(f"crash point {point.label} was never reached")
+    label = point.label
     try:
         observed = observe(path)
     except (AssertionError, Exception) as exc:  # noqa: BLE001 - a corrupt file is a finding, reported below
-        return workload, vfs, [f"{label}: store unusable after the crash: {type(exc).__name__}: {exc}"]
-    allowed = [workload.acked.summary()] + ([workload.in_flight.summary()] if workload.in_flight else [])
-    if observed in allowed:
-        return workload, vfs, []
+        return ledger, vfs, [f"{label}: store unusable after the crash: {type(exc).__name__}: {exc}"]
+    if observed in [state.summary() for state in ledger.allowed()]:
+        return ledger, vfs, []
     persons, faces, v2 = observed
-    acked_persons, acked_faces, acked_v2 = workload.acked.summary()
-    in_flight_persons, in_flight_faces, _ = workload.in_flight.summary() if workload.in_flight else ({}, {}, 0)
+    acked_persons, acked_faces, acked_v2 = ledger.acked.summary()
+    in_flight_persons, in_flight_faces, _ = ledger.in_flight.summary() if ledger.in_flight else ({}, {}, 0)
     lost = bool(
         acked_persons.keys() - persons.keys() or acked_faces.keys() - faces.keys()  # acknowledged writes gone
         or persons.keys() - acked_persons.keys() - in_flight_persons.keys()  # acknowledged deletions undone
@@ -202,9 +178,9 @@ def crash_run(base: Path, synchronous: str, *, crash_at_sync: int | None = None,
         or v2 < acked_v2  # acknowledged re-encryption batches undone
     )
     kind = "LOST ACKNOWLEDGED WRITES" if lost else "half-applied or unexpected state"
-    return workload, vfs, [
+    return ledger, vfs, [
         f"{label}: {kind}: persons {sorted(persons)} (acked {sorted(acked_persons)}), faces {len(faces)} "
-        f"(acked {len(acked_faces)}), v2 faces {v2} (acked {acked_v2}) after {workload.acks} acknowledged operations"
+        f"(acked {len(acked_faces)}), v2 faces {v2} (acked {acked_v2}) after {ledger.acks} acknowledged operations"
     ]
 
 
@@ -212,10 +188,8 @@ def all_crash_points(base: Path, synchronous: str) -> tuple[list[str], int, int]
     clean, vfs, problems = crash_run(base, synchronous)
     assert problems == [], problems  # without a crash the checker accepts the final state
     syncs, acks = len(vfs.syncs), clean.acks
-    for n in range(1, syncs + 1):
-        problems += crash_run(base, synchronous, crash_at_sync=n)[2]
-    for k in range(1, acks + 1):
-        problems += crash_run(base, synchronous, crash_after_ack=k)[2]
+    for point in crash_points(syncs, acks):
+        problems += crash_run(base, synchronous, point)[2]
     return problems, syncs, acks
 
 
@@ -239,20 +213,6 @@ def test_power_loss_detects_synchronous_off_and_normal(tmp_path, synchronous):
 
 
 # -- the harness itself, on a plain apsw database ---------------------------------------------------------
-
-
-def close_after_crash(conn: apsw.Connection) -> None:
-    """Close a connection after the crash, before the file is reopened: its locks and its view of the WAL
-    index must go, as the dead process's would. Its I/O fails, and apsw keeps a connection open when
-    close() fails, so this retries until SQLite has nothing left to flush."""
-    for _ in range(10):
-        try:
-            conn.close()
-        except apsw.Error:
-            continue
-        break
-    with pytest.raises(apsw.ConnectionClosedError):
-        conn.execute("SELECT 1")
 
 
 def _plain(path: Path, synchronous: str, vfs_name: str) -> apsw.Connection:
