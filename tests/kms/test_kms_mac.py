@@ -127,3 +127,26 @@ def test_key_manager_binds_purpose_and_tenant(provider_fixture, request, tmp_pat
     assert log.calls["mac"] == 2 and log.calls["provider.mac"] == 2
     assert log.calls["provider.verify_mac"] == 8  # 9 verifications; the malformed tag never reaches the provider
     manager.close()
+
+
+def test_kms_outage_is_an_error_not_a_verdict(moto_endpoint, tmp_path):
+    """With KMS unreachable, verify_mac raises ProviderUnavailable: "could not check" never reads as "tampered"."""
+    from moto.server import ThreadedMotoServer
+
+    from kms import ProviderUnavailable
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    provider = AwsKmsProvider("alias/mac-outage", region="us-east-1", endpoint_url=f"http://{host}:{port}",
+                              create_root_if_missing=True, max_attempts=2, base_delay_s=0.01,
+                              connect_timeout_s=0.5, read_timeout_s=1.0)
+    manager = KeyManager({}, str(tmp_path / "ks.db"), provider=provider)
+    tag = manager.mac(MESSAGE, "audit-checkpoint", "acme")
+    assert manager.verify_mac(MESSAGE, tag, "audit-checkpoint", "acme") is True
+    server.stop()
+    with pytest.raises(ProviderUnavailable):
+        manager.verify_mac(MESSAGE, tag, "audit-checkpoint", "acme")
+    with pytest.raises(ProviderUnavailable):
+        manager.mac(MESSAGE, "audit-checkpoint", "acme")
+    manager.close()
