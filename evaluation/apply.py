@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 from securegate.client import SecureGateClient, SecureGateConnectionError, SecureGateError
@@ -36,4 +35,4 @@ def apply_threshold(url: str, tenant_id: str, threshold: float, admin_token: str
             raise
         except SecureGateError as exc:
             raise ApplyError(f"HTTP {exc.status} from {url}: {exc.code}: {exc.message[:300]}") from exc
-    return dataclasses.asdict(tenant)
+    return tenant.model_dump()

@@ -9,15 +9,18 @@
         print(found.faces[0].matches[0].external_id)            # alice
 
 Every endpoint of the HTTP API has one method. Images are given as bytes or as a file path (a `str` is a
-path, never base64: encoding is the client's job). Answers come back as frozen dataclasses mirroring the
-response schemas (`securegate/schemas.py`); unknown extra fields in an answer are ignored, so a newer
+path, never base64: encoding is the client's job). Answers come back as the API's own response models,
+the pydantic classes of `securegate/schemas.py` that the server validates its answers with (one definition
+per API type, named as in the OpenAPI document); unknown extra fields in an answer are ignored, so a newer
 server does not break an older client.
 
 Failures raise `SecureGateError` (or a subclass chosen by the error code, else by the HTTP status) with
 `.status`, `.code`, `.message` and `.details` (the error body's other fields, e.g. `reasons` of
 `low_quality`, `faces` of `multiple_faces`). `.code` is always set: the server's stable code when the
 body carries one, else one derived from the status; a request that never got an answer raises
-`SecureGateConnectionError` with code `connection_error` or `timeout` (status None).
+`SecureGateConnectionError` with code `connection_error` or `timeout` (status None), and an answer that does
+not match its schema raises `SecureGateError` with code `invalid_response`. Every code of
+`securegate/errors.py` has its class here (`tests/test_client.py` walks that module).
 
 Tenant endpoints use `api_key`, admin endpoints `admin_token`; either may be omitted (the server then
 answers `unauthenticated`). TLS/mTLS: `verify` (CA bundle path, `ssl.SSLContext` or bool) and `cert`
@@ -29,18 +32,48 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
+import pydantic
+
+from securegate import errors
+from securegate.schemas import (
+    ApiKeyCreated,
+    AuditEvent,
+    AuditPage,
+    DetectResponse,
+    EmbeddedFace,
+    EmbedResponse,
+    Face,
+    FaceEnrolled,
+    FaceSummary,
+    Health,
+    KeyCache,
+    KeyRotation,
+    KeyStatus,
+    ModelInfo,
+    PersonCreated,
+    PersonPage,
+    PersonView,
+    Readiness,
+    RootKeyRotation,
+    SearchedFace,
+    SearchMatch,
+    SearchResponse,
+    TenantCreated,
+    TenantView,
+    VerifyResponse,
+)
 
 __all__ = [
     "SecureGateClient",
-    # results
-    "Face", "ModelInfo", "EmbeddedFace", "Embedding", "Verification", "Match", "SearchedFace", "SearchResult",
-    "FaceSummary", "Person", "PersonPage", "PersonCreated", "FaceEnrolled", "TenantCreated", "Tenant",
-    "ApiKeyCreated", "RootKeyRotation", "TenantKeyRotation", "KeyStatus", "AuditEvent", "AuditPage", "Health", "Readiness",
+    # results: the response models of securegate/schemas.py, re-exported
+    "Face", "ModelInfo", "EmbeddedFace", "EmbedResponse", "VerifyResponse", "SearchMatch", "SearchedFace",
+    "SearchResponse", "FaceSummary", "PersonView", "PersonPage", "PersonCreated", "FaceEnrolled", "TenantCreated",
+    "TenantView", "ApiKeyCreated", "RootKeyRotation", "KeyRotation", "KeyCache", "KeyStatus", "AuditEvent",
+    "AuditPage", "Health", "Readiness",
     # errors
     "SecureGateError", "SecureGateConnectionError", "InvalidRequestError", "InvalidImageError",
     "AuthenticationError", "PermissionDeniedError", "NotFoundError", "ConflictError", "PayloadTooLargeError",
@@ -49,7 +82,6 @@ __all__ = [
 ]
 
 ImageInput = bytes | bytearray | memoryview | str | os.PathLike
-T = TypeVar("T")
 
 
 # ============================================================================================== errors
@@ -72,7 +104,8 @@ class SecureGateConnectionError(SecureGateError):
 
 
 class InvalidRequestError(SecureGateError):
-    """400: the request does not match the schema (`invalid_request`), or its image is unusable."""
+    """400: the request does not match the schema (`invalid_request`), or its image is unusable; also 405
+    `method_not_allowed` and 414 `uri_too_long` (a request this client should not have sent)."""
 
 
 class InvalidImageError(InvalidRequestError):
@@ -147,26 +180,28 @@ class ServiceUnavailableError(SecureGateError):
     """503 `unavailable`, `kms_unavailable`, `not_ready`: a dependency is down; nothing was written. Retry."""
 
 
+# Keyed by the server's own error classes, so a code can only be spelled one way (securegate/errors.py).
 _BY_CODE: dict[str, type[SecureGateError]] = {
-    "invalid_request": InvalidRequestError,
-    "invalid_image": InvalidImageError,
-    "unauthenticated": AuthenticationError,
-    "forbidden": PermissionDeniedError,
-    "not_found": NotFoundError,
-    "conflict": ConflictError,
-    "payload_too_large": PayloadTooLargeError,
-    "image_too_large": ImageTooLargeError,
-    "uri_too_long": InvalidRequestError,
-    "no_face": NoFaceError,
-    "multiple_faces": MultipleFacesError,
-    "low_quality": LowQualityError,
-    "model_mismatch": ModelMismatchError,
-    "rate_limited": RateLimitedError,
-    "corrupt_record": CorruptRecordError,
-    "internal": ServerError,
-    "kms_unavailable": ServiceUnavailableError,
-    "unavailable": ServiceUnavailableError,
-    "not_ready": ServiceUnavailableError,
+    errors.InvalidRequest.code: InvalidRequestError,
+    errors.InvalidImage.code: InvalidImageError,
+    errors.Unauthenticated.code: AuthenticationError,
+    errors.Forbidden.code: PermissionDeniedError,
+    errors.NotFound.code: NotFoundError,
+    errors.MethodNotAllowed.code: InvalidRequestError,
+    errors.Conflict.code: ConflictError,
+    errors.PayloadTooLarge.code: PayloadTooLargeError,
+    errors.ImageTooLarge.code: ImageTooLargeError,
+    errors.UriTooLong.code: InvalidRequestError,
+    errors.NoFace.code: NoFaceError,
+    errors.MultipleFaces.code: MultipleFacesError,
+    errors.LowQuality.code: LowQualityError,
+    errors.ModelMismatch.code: ModelMismatchError,
+    errors.RateLimited.code: RateLimitedError,
+    errors.CorruptRecord.code: CorruptRecordError,
+    errors.ApiError.code: ServerError,  # internal
+    errors.KmsUnavailable.code: ServiceUnavailableError,
+    errors.ServiceUnavailable.code: ServiceUnavailableError,
+    errors.NotReady.code: ServiceUnavailableError,
 }
 # When the body carries no SecureGate error (a proxy's page, a framework default): code and class by status.
 _BY_STATUS: dict[int, tuple[str, type[SecureGateError]]] = {
@@ -174,7 +209,7 @@ _BY_STATUS: dict[int, tuple[str, type[SecureGateError]]] = {
     401: ("unauthenticated", AuthenticationError),
     403: ("forbidden", PermissionDeniedError),
     404: ("not_found", NotFoundError),
-    405: ("invalid_request", InvalidRequestError),
+    405: ("method_not_allowed", InvalidRequestError),
     409: ("conflict", ConflictError),
     413: ("payload_too_large", PayloadTooLargeError),
     414: ("uri_too_long", InvalidRequestError),
@@ -212,239 +247,6 @@ def error_from_response(response: httpx.Response) -> SecureGateError:
     return cls(status, code, message, details)
 
 
-# ============================================================================================= results
-def _build(cls: type[T], data: Mapping[str, Any], **converted: Any) -> T:
-    """cls from the answer's known fields (extra fields ignored), with some already converted."""
-    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-    kwargs = {k: v for k, v in data.items() if k in names}
-    kwargs.update(converted)
-    return cls(**kwargs)
-
-
-def _box(values) -> tuple[float, ...]:
-    return tuple(float(v) for v in values)
-
-
-@dataclass(frozen=True)
-class Face:
-    """A detected face: bbox (x1, y1, x2, y2), 5 landmarks (x, y), detector score."""
-
-    bbox: tuple[float, ...]
-    landmarks: tuple[tuple[float, ...], ...]
-    score: float
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> Face:
-        return _build(cls, d, bbox=_box(d["bbox"]), landmarks=tuple(_box(p) for p in d["landmarks"]))
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    name: str
-    dim: int
-
-
-@dataclass(frozen=True)
-class EmbeddedFace:
-    bbox: tuple[float, ...]
-    score: float
-    embedding: tuple[float, ...]
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> EmbeddedFace:
-        return _build(cls, d, bbox=_box(d["bbox"]), embedding=tuple(d["embedding"]))
-
-
-@dataclass(frozen=True)
-class Embedding:
-    """Answer of `embed`: the model's name and dim, and each face with its unit-length embedding."""
-
-    model: ModelInfo
-    faces: tuple[EmbeddedFace, ...]
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> Embedding:
-        return cls(_build(ModelInfo, d["model"]), tuple(EmbeddedFace.from_json(f) for f in d["faces"]))
-
-
-@dataclass(frozen=True)
-class Verification:
-    """Answer of `verify` / `verify_person`; the last two fields are set by the person form only."""
-
-    similarity: float
-    match: bool
-    threshold: float
-    best_face_similarity: float | None = None
-    centroid_similarity: float | None = None
-
-    def __bool__(self) -> bool:  # `if sg.verify(a, b):`
-        return bool(self.match)
-
-
-@dataclass(frozen=True)
-class Match:
-    person_id: str
-    external_id: str | None
-    similarity: float
-    face_id: str | None = None  # None when the tenant matches on centroids
-
-
-@dataclass(frozen=True)
-class SearchedFace:
-    bbox: tuple[float, ...]
-    score: float
-    matches: tuple[Match, ...]  # best first; empty when nothing reaches the threshold
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> SearchedFace:
-        return _build(cls, d, bbox=_box(d["bbox"]), matches=tuple(_build(Match, m) for m in d["matches"]))
-
-
-@dataclass(frozen=True)
-class SearchResult:
-    faces: tuple[SearchedFace, ...]
-    threshold: float
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> SearchResult:
-        return cls(tuple(SearchedFace.from_json(f) for f in d["faces"]), d["threshold"])
-
-
-@dataclass(frozen=True)
-class FaceSummary:
-    face_id: str
-    created_at: float
-    quality: float
-
-
-@dataclass(frozen=True)
-class Person:
-    person_id: str
-    external_id: str | None
-    metadata: dict[str, Any]
-    created_at: float
-    faces: tuple[FaceSummary, ...] = ()
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> Person:
-        return _build(cls, d, faces=tuple(_build(FaceSummary, f) for f in d.get("faces", ())))
-
-
-@dataclass(frozen=True)
-class PersonPage:
-    persons: tuple[Person, ...]
-    next_cursor: str | None  # None on the last page
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> PersonPage:
-        return cls(tuple(Person.from_json(p) for p in d["persons"]), d.get("next_cursor"))
-
-
-@dataclass(frozen=True)
-class PersonCreated:
-    person_id: str
-
-
-@dataclass(frozen=True)
-class FaceEnrolled:
-    face_id: str
-    quality: float
-
-
-@dataclass(frozen=True)
-class TenantCreated:
-    tenant_id: str
-    api_key: str = field(repr=False)  # shown once by the server; stored there only as a hash
-
-
-@dataclass(frozen=True)
-class Tenant:
-    tenant_id: str
-    name: str
-    model: ModelInfo
-    settings: dict[str, Any]
-    created_at: float
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> Tenant:
-        return _build(cls, d, model=_build(ModelInfo, d["model"]))
-
-
-@dataclass(frozen=True)
-class ApiKeyCreated:
-    api_key: str = field(repr=False)
-
-
-@dataclass(frozen=True)
-class RootKeyRotation:
-    """Every tenant key-encryption key re-wrapped under a new org root key (records untouched)."""
-
-    previous_root_id: str | None
-    root_id: str
-    rewrapped: int
-    tenants: int
-
-
-@dataclass(frozen=True)
-class TenantKeyRotation:
-    """A tenant's content-key rotation; records are re-encrypted in the background (`state` running → done)."""
-
-    tenant_id: str
-    version: int
-    state: str
-    remaining: int | None = None
-    total: int | None = None
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class KeyStatus:
-    provider: str
-    root_id: str
-    tenant_count: int
-    tenants: dict[str, dict[str, Any]]  # tenant id → {"current_version", "versions", "root_id"}
-    rotations: dict[str, TenantKeyRotation]  # tenant id → its latest content-key rotation
-    cache: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> KeyStatus:
-        rotations = {t: _build(TenantKeyRotation, r) for t, r in (d.get("rotations") or {}).items()}
-        return _build(cls, d, rotations=rotations)
-
-
-@dataclass(frozen=True)
-class AuditEvent:
-    seq: int
-    at: float  # unix time
-    actor: str  # key:<api key id>, admin, or retention
-    action: str  # e.g. face.enrol
-    outcome: str  # ok, or the error code
-    counts: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class AuditPage:
-    events: tuple[AuditEvent, ...]  # oldest first
-    next_since: int  # pass back as `since` for the next page
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> AuditPage:
-        return cls(tuple(_build(AuditEvent, e) for e in d["events"]), d["next_since"])
-
-
-@dataclass(frozen=True)
-class Health:
-    status: str
-
-
-@dataclass(frozen=True)
-class Readiness:
-    ready: bool
-    detector: dict[str, Any]
-    embedder: dict[str, Any]
-    keys: Any
-
-
 # ============================================================================================== client
 class SecureGateClient:
     """Synchronous client for one SecureGate deployment. Thread-safe as httpx.Client is; use as a context
@@ -480,44 +282,41 @@ class SecureGateClient:
     # ---- stateless: no credentials ---------------------------------------------------------------------
     def detect(self, image: ImageInput, max_faces: int | None = None) -> list[Face]:
         """Faces in the image, largest first."""
-        body = self._request("POST", "/v1/detect", json=_drop_none(image=_b64(image), max_faces=max_faces))
-        return [Face.from_json(f) for f in body["faces"]]
+        return self._request("POST", "/v1/detect", DetectResponse,
+                             json=_drop_none(image=_b64(image), max_faces=max_faces)).faces
 
-    def embed(self, image: ImageInput, max_faces: int | None = None) -> Embedding:
-        """Each face's embedding, with the model that produced them."""
-        body = self._request("POST", "/v1/embed", json=_drop_none(image=_b64(image), max_faces=max_faces))
-        return Embedding.from_json(body)
+    def embed(self, image: ImageInput, max_faces: int | None = None) -> EmbedResponse:
+        """Each face's unit-length embedding, with the model that produced them."""
+        return self._request("POST", "/v1/embed", EmbedResponse, json=_drop_none(image=_b64(image), max_faces=max_faces))
 
-    def verify(self, image_a: ImageInput, image_b: ImageInput, threshold: float | None = None) -> Verification:
-        """The largest face of each image: cosine similarity against the threshold (default: the model pack's)."""
-        body = self._request("POST", "/v1/verify", json=_drop_none(image_a=_b64(image_a), image_b=_b64(image_b), threshold=threshold))
-        return _build(Verification, body)
+    def verify(self, image_a: ImageInput, image_b: ImageInput, threshold: float | None = None) -> VerifyResponse:
+        """The largest face of each image: cosine similarity against the threshold (default: the model pack's).
+        The answer is truthy when the faces match."""
+        return self._request("POST", "/v1/verify", VerifyResponse,
+                             json=_drop_none(image_a=_b64(image_a), image_b=_b64(image_b), threshold=threshold))
 
     # ---- a tenant's gallery (api_key) --------------------------------------------------------------------
-    def verify_person(self, image: ImageInput, person_id: str, threshold: float | None = None) -> Verification:
+    def verify_person(self, image: ImageInput, person_id: str, threshold: float | None = None) -> VerifyResponse:
         """The image's largest face against an enrolled person (their faces or centroid, per tenant setting)."""
-        body = self._request("POST", "/v1/verify", auth=self.api_key,
+        return self._request("POST", "/v1/verify", VerifyResponse, auth=self.api_key,
                              json=_drop_none(image=_b64(image), person_id=person_id, threshold=threshold))
-        return _build(Verification, body)
 
     def search(self, image: ImageInput, threshold: float | None = None, top_k: int = 1,
-               max_faces: int | None = None) -> SearchResult:
-        """Every face of the image searched in the tenant's gallery."""
-        body = self._request("POST", "/v1/search", auth=self.api_key,
+               max_faces: int | None = None) -> SearchResponse:
+        """Every face of the image searched in the tenant's gallery; each face's matches best first, empty
+        when nothing reaches the threshold."""
+        return self._request("POST", "/v1/search", SearchResponse, auth=self.api_key,
                              json=_drop_none(image=_b64(image), threshold=threshold, top_k=top_k, max_faces=max_faces))
-        return SearchResult.from_json(body)
 
     def create_person(self, external_id: str | None = None, metadata: Mapping[str, Any] | None = None) -> PersonCreated:
-        body = self._request("POST", "/v1/persons", auth=self.api_key,
+        return self._request("POST", "/v1/persons", PersonCreated, auth=self.api_key,
                              json=_drop_none(external_id=external_id, metadata=dict(metadata) if metadata is not None else None))
-        return _build(PersonCreated, body)
 
     def list_persons(self, limit: int = 50, cursor: str | None = None) -> PersonPage:
         """One page of persons; pass `next_cursor` back for the next one (None on the last page)."""
-        body = self._request("GET", "/v1/persons", auth=self.api_key, params=_drop_none(limit=limit, cursor=cursor))
-        return PersonPage.from_json(body)
+        return self._request("GET", "/v1/persons", PersonPage, auth=self.api_key, params=_drop_none(limit=limit, cursor=cursor))
 
-    def iter_persons(self, page_size: int = 100) -> Iterator[Person]:
+    def iter_persons(self, page_size: int = 100) -> Iterator[PersonView]:
         """Every person of the tenant, following cursors page by page."""
         cursor = None
         while True:
@@ -527,8 +326,8 @@ class SecureGateClient:
                 return
             cursor = page.next_cursor
 
-    def get_person(self, person_id: str) -> Person:
-        return Person.from_json(self._request("GET", f"/v1/persons/{_seg(person_id)}", auth=self.api_key))
+    def get_person(self, person_id: str) -> PersonView:
+        return self._request("GET", f"/v1/persons/{_seg(person_id)}", PersonView, auth=self.api_key)
 
     def delete_person(self, person_id: str) -> None:
         """The person and every face of theirs; nothing of them stays in the tenant's file."""
@@ -537,16 +336,15 @@ class SecureGateClient:
     def enrol_face(self, person_id: str, image: ImageInput, face_index: int | None = None) -> FaceEnrolled:
         """One face of the image becomes a reference face of the person (quality gates apply). With several
         faces in the image, `face_index` picks one (largest first)."""
-        body = self._request("POST", f"/v1/persons/{_seg(person_id)}/faces", auth=self.api_key,
+        return self._request("POST", f"/v1/persons/{_seg(person_id)}/faces", FaceEnrolled, auth=self.api_key,
                              json=_drop_none(image=_b64(image), face_index=face_index))
-        return _build(FaceEnrolled, body)
 
     def delete_face(self, person_id: str, face_id: str) -> None:
         self._request("DELETE", f"/v1/persons/{_seg(person_id)}/faces/{_seg(face_id)}", auth=self.api_key)
 
     def audit(self, since: int = 0, limit: int = 100) -> AuditPage:
         """The tenant's audit events after sequence number `since`, oldest first."""
-        return AuditPage.from_json(self._request("GET", "/v1/audit", auth=self.api_key, params={"since": since, "limit": limit}))
+        return self._request("GET", "/v1/audit", AuditPage, auth=self.api_key, params={"since": since, "limit": limit})
 
     def iter_audit(self, since: int = 0, page_size: int = 100) -> Iterator[AuditEvent]:
         """Every audit event after `since`, page by page."""
@@ -560,20 +358,19 @@ class SecureGateClient:
     # ---- admin (admin_token) -------------------------------------------------------------------------------
     def create_tenant(self, name: str, settings: Mapping[str, Any] | None = None) -> TenantCreated:
         """A new tenant bound to the deployment's model, with its first API key (shown only here)."""
-        body = self._request("POST", "/v1/tenants", auth=self.admin_token,
+        return self._request("POST", "/v1/tenants", TenantCreated, auth=self.admin_token,
                              json=_drop_none(name=name, settings=dict(settings) if settings is not None else None))
-        return _build(TenantCreated, body)
 
-    def list_tenants(self) -> list[Tenant]:
-        return [Tenant.from_json(t) for t in self._request("GET", "/v1/tenants", auth=self.admin_token)]
+    def list_tenants(self) -> list[TenantView]:
+        return self._request("GET", "/v1/tenants", _TENANT_LIST, auth=self.admin_token)
 
-    def get_tenant(self, tenant_id: str) -> Tenant:
-        return Tenant.from_json(self._request("GET", f"/v1/tenants/{_seg(tenant_id)}", auth=self.admin_token))
+    def get_tenant(self, tenant_id: str) -> TenantView:
+        return self._request("GET", f"/v1/tenants/{_seg(tenant_id)}", TenantView, auth=self.admin_token)
 
-    def update_tenant(self, tenant_id: str, settings: Mapping[str, Any]) -> Tenant:
+    def update_tenant(self, tenant_id: str, settings: Mapping[str, Any]) -> TenantView:
         """Merges `settings` into the tenant's (`quality` is merged key by key)."""
-        body = self._request("PATCH", f"/v1/tenants/{_seg(tenant_id)}", auth=self.admin_token, json={"settings": dict(settings)})
-        return Tenant.from_json(body)
+        return self._request("PATCH", f"/v1/tenants/{_seg(tenant_id)}", TenantView, auth=self.admin_token,
+                             json={"settings": dict(settings)})
 
     def delete_tenant(self, tenant_id: str) -> None:
         """Crypto-shreds the tenant: its keys are destroyed and its files removed. Irreversible."""
@@ -581,33 +378,34 @@ class SecureGateClient:
 
     def rotate_api_key(self, tenant_id: str) -> ApiKeyCreated:
         """A new API key for the tenant; every older key of the tenant is revoked at once."""
-        body = self._request("POST", f"/v1/tenants/{_seg(tenant_id)}/api-keys", auth=self.admin_token)
-        return _build(ApiKeyCreated, body)
+        return self._request("POST", f"/v1/tenants/{_seg(tenant_id)}/api-keys", ApiKeyCreated, auth=self.admin_token)
 
     def rotate_root_key(self) -> RootKeyRotation:
-        body = self._request("POST", "/v1/admin/keys/rotate-root", auth=self.admin_token)
-        return _build(RootKeyRotation, body)
+        """Every tenant key-encryption key re-wrapped under a new org root key (records untouched)."""
+        return self._request("POST", "/v1/admin/keys/rotate-root", RootKeyRotation, auth=self.admin_token)
 
-    def rotate_tenant_key(self, tenant_id: str) -> TenantKeyRotation:
-        """Starts (or reports, when one is running) a content-key rotation of the tenant; see `key_status`."""
-        body = self._request("POST", f"/v1/tenants/{_seg(tenant_id)}/keys/rotate", auth=self.admin_token)
-        return _build(TenantKeyRotation, body)
+    def rotate_tenant_key(self, tenant_id: str) -> KeyRotation:
+        """Starts (or reports, when one is running) a content-key rotation of the tenant; records are re-encrypted
+        in the background (`state` running → done). See `key_status`."""
+        return self._request("POST", f"/v1/tenants/{_seg(tenant_id)}/keys/rotate", KeyRotation, auth=self.admin_token)
 
     def key_status(self) -> KeyStatus:
-        return KeyStatus.from_json(self._request("GET", "/v1/admin/keys/status", auth=self.admin_token))
+        """The provider, root key, each tenant's key versions and latest content-key rotation."""
+        return self._request("GET", "/v1/admin/keys/status", KeyStatus, auth=self.admin_token)
 
     # ---- health ------------------------------------------------------------------------------------------------
     def healthz(self) -> Health:
         """The process is up."""
-        return _build(Health, self._request("GET", "/v1/healthz"))
+        return self._request("GET", "/v1/healthz", Health)
 
     def readyz(self) -> Readiness:
         """Models loaded and key provider reachable; raises `ServiceUnavailableError` (`not_ready`) otherwise."""
-        return _build(Readiness, self._request("GET", "/v1/readyz"))
+        return self._request("GET", "/v1/readyz", Readiness)
 
     # ---- plumbing ------------------------------------------------------------------------------------------------
-    def _request(self, method: str, path: str, *, auth: str | None = None, json: Any = None,
-                 params: Mapping[str, Any] | None = None) -> Any:
+    def _request(self, method: str, path: str, answer: type[pydantic.BaseModel] | pydantic.TypeAdapter | None = None, *,
+                 auth: str | None = None, json: Any = None, params: Mapping[str, Any] | None = None) -> Any:
+        """The answer validated as `answer` (a response model of securegate/schemas.py), or None without one."""
         headers = {"Authorization": f"Bearer {auth}"} if auth else None
         try:
             response = self._http.request(method, path, json=json, params=params, headers=headers)
@@ -617,9 +415,18 @@ class SecureGateClient:
             raise SecureGateConnectionError(None, "connection_error", f"{method} {path}: {exc!r}") from exc
         if response.is_error:
             raise error_from_response(response)
-        if response.status_code == 204 or not response.content:
+        if answer is None:
             return None
-        return response.json()
+        try:
+            if isinstance(answer, pydantic.TypeAdapter):
+                return answer.validate_json(response.content)
+            return answer.model_validate_json(response.content)
+        except pydantic.ValidationError as exc:  # another server version, or not SecureGate at all
+            raise SecureGateError(response.status_code, "invalid_response",
+                                  f"{method} {path}: the answer does not match its schema: {exc}") from exc
+
+
+_TENANT_LIST = pydantic.TypeAdapter(list[TenantView])
 
 
 def _b64(image: ImageInput) -> str:

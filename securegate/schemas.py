@@ -118,6 +118,9 @@ class VerifyResponse(BaseModel):
     best_face_similarity: float | None = Field(None, description="person form: best over the person's faces")
     centroid_similarity: float | None = Field(None, description="person form: to the person's centroid")
 
+    def __bool__(self) -> bool:  # the typed client's `if sg.verify(a, b):`
+        return self.match
+
 
 # ---- tenants (admin) -----------------------------------------------------------------------------------------
 class TenantCreate(Body):
@@ -131,11 +134,11 @@ class TenantPatch(Body):
 
 class TenantCreated(BaseModel):
     tenant_id: str
-    api_key: str = Field(..., description="shown once; stored only as a hash")
+    api_key: str = Field(..., description="shown once; stored only as a hash", repr=False)
 
 
 class ApiKeyCreated(BaseModel):
-    api_key: str
+    api_key: str = Field(..., repr=False)  # never printed by accident
 
 
 class TenantView(BaseModel):
@@ -252,12 +255,18 @@ class KeyRotation(BaseModel):
     error: str | None = None
 
 
+class KeyCache(BaseModel):
+    hits: int
+    misses: int
+
+
 class KeyStatus(BaseModel):
     provider: str
     root_id: str
     tenant_count: int
     tenants: dict[str, dict[str, Any]]
     rotations: dict[str, KeyRotation]
+    cache: KeyCache = Field(..., description="the unwrapped-key cache of the key service")
 
 
 class Health(BaseModel):

@@ -13,10 +13,14 @@ import shutil
 import time
 from pathlib import Path
 
+import typing
+
 import httpx
+import pydantic
 import pytest
 
 from securegate import client as sgc
+from securegate import errors, schemas
 from securegate.client import SecureGateClient, SecureGateError
 from tests import hostile
 from tests.conftest import free_port
@@ -88,15 +92,16 @@ def test_persons_enrolment_search_and_verify(tenant, identity_photos, faces_root
     kit = sg.enrol_face(persons["kit_harington"], faces_root / "scenes" / "kit_with_rose.jpg", face_index=0)
 
     person = sg.get_person(persons["obama"])
-    assert person == sgc.Person(person.person_id, "obama", {"source": "shared"}, person.created_at, person.faces)
+    assert person == sgc.PersonView(person_id=person.person_id, external_id="obama", metadata={"source": "shared"},
+                                    created_at=person.created_at, faces=person.faces)
     assert [f.face_id for f in person.faces] == [enrolled.face_id]
 
     found = sg.search(identity_photos["obama"][1], top_k=2)
     (face,) = found.faces
     top = face.matches[0]
-    assert isinstance(top, sgc.Match) and top.person_id == persons["obama"] and top.external_id == "obama"
+    assert isinstance(top, sgc.SearchMatch) and top.person_id == persons["obama"] and top.external_id == "obama"
     assert top.face_id == enrolled.face_id and top.similarity >= found.threshold
-    assert sg.search(faces_root / "scenes" / "lin_manuel_miranda.png", threshold=0.9).faces[0].matches == ()
+    assert sg.search(faces_root / "scenes" / "lin_manuel_miranda.png", threshold=0.9).faces[0].matches == []
     assert len(sg.search(faces_root / "scenes" / "obama_and_biden.jpg", max_faces=2).faces) == 2
 
     same = sg.verify_person(identity_photos["obama"][2], persons["obama"])
@@ -126,7 +131,7 @@ def test_persons_enrolment_search_and_verify(tenant, identity_photos, faces_root
     assert [e.seq for e in page.events] == [events[1].seq] and page.next_since == events[1].seq
 
     sg.delete_face(persons["kit_harington"], kit.face_id)
-    assert sg.get_person(persons["kit_harington"]).faces == ()
+    assert sg.get_person(persons["kit_harington"]).faces == []
     sg.delete_person(anonymous.person_id)
     with pytest.raises(sgc.NotFoundError) as err:
         sg.get_person(anonymous.person_id)
@@ -233,12 +238,49 @@ def test_requests_and_non_json_errors_through_a_transport():
         sgc._b64(12345)
 
 
+def test_every_error_code_of_the_api_has_its_exception():
+    """The client's code table covers every code of securegate/errors.py, with a class that agrees with the
+    code's status: a code added on the server without its client class fails here."""
+    api_errors = [v for v in vars(errors).values() if isinstance(v, type) and issubclass(v, errors.ApiError)]
+    assert len(api_errors) >= 20
+    for cls in api_errors:
+        assert cls.code in sgc._BY_CODE, f"{cls.__name__} ({cls.code}) has no client exception"
+        exc = sgc.error_from_response(httpx.Response(cls.status, json=cls("m", field="image").body()))
+        assert (exc.status, exc.code, exc.message, exc.details) == (cls.status, cls.code, "m", {"field": "image"})
+        assert type(exc) is sgc._BY_CODE[cls.code] and isinstance(exc, sgc._BY_STATUS[cls.status][1]), cls
+
+
+def test_answers_are_the_api_response_models():
+    """One definition per API type: whatever a client method returns is a class of securegate/schemas.py,
+    the one the server validates its answers with; the client declares none of its own."""
+    returned = set()
+    for name, method in vars(sgc.SecureGateClient).items():
+        if callable(method) and not name.startswith("_"):
+            stack = [typing.get_type_hints(method)["return"]]
+            while stack:
+                hint = stack.pop()
+                stack.extend(typing.get_args(hint))
+                if isinstance(hint, type) and issubclass(hint, pydantic.BaseModel):
+                    returned.add(hint)
+    assert len(returned) >= 18 and all(m.__module__ == "securegate.schemas" for m in returned), returned
+    assert all(getattr(sgc, m.__name__) is m for m in returned)  # importable from the client under the API's name
+    declared = [v for v in vars(sgc).values() if isinstance(v, type) and v.__module__ == sgc.__name__]
+    assert all(issubclass(v, (sgc.SecureGateClient, Exception)) for v in declared), declared
+
+    # An answer that does not match its schema is an error, not a half-filled object.
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json={"faces": [{"bbox": "nope"}]}))
+    with SecureGateClient("http://sg.test", transport=transport) as sg:
+        with pytest.raises(SecureGateError) as err:
+            sg.detect(b"image")
+    assert (err.value.status, err.value.code) == (200, "invalid_response") and "bbox" in err.value.message
+
+
 def test_admin_tenants_and_keys(app, admin, identity_photos):
     created = admin.create_tenant("client-admin")
     tid = created.tenant_id
     assert tid in [t.tenant_id for t in admin.list_tenants()]
     view = admin.get_tenant(tid)
-    assert isinstance(view, sgc.Tenant) and view.name == "client-admin" and view.model.dim == 128
+    assert isinstance(view, sgc.TenantView) and view.name == "client-admin" and view.model.dim == 128
     updated = admin.update_tenant(tid, {"default_threshold": 0.5, "quality": {"min_face_px": 20}})
     assert updated.settings["default_threshold"] == 0.5 and updated.settings["quality"]["min_face_px"] == 20
     with pytest.raises(sgc.InvalidRequestError) as err:
@@ -250,7 +292,7 @@ def test_admin_tenants_and_keys(app, admin, identity_photos):
         old.enrol_face(pid, identity_photos["obama"][0])
 
         rotation = admin.rotate_tenant_key(tid)
-        assert isinstance(rotation, sgc.TenantKeyRotation) and rotation.tenant_id == tid and rotation.version >= 2
+        assert isinstance(rotation, sgc.KeyRotation) and rotation.tenant_id == tid and rotation.version >= 2
         deadline = time.monotonic() + 60
         while True:
             status = admin.key_status()
@@ -259,6 +301,7 @@ def test_admin_tenants_and_keys(app, admin, identity_photos):
             time.sleep(0.2)
         assert isinstance(status, sgc.KeyStatus) and status.rotations[tid].state == "done"
         assert status.tenants[tid]["versions"] == [rotation.version] and status.tenant_count >= 2
+        assert status.cache.hits + status.cache.misses > 0  # the enrolment above needed the tenant's data key
 
         root = admin.rotate_root_key()
         assert isinstance(root, sgc.RootKeyRotation) and root.root_id != root.previous_root_id
