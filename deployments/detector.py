@@ -38,6 +38,7 @@ class Detector:
         # and a smaller square is what lets one CPU hold several cameras (benchmarks/streams.py).
         self.frame_model = FaceDetector(self.pack, self.model.providers, det_size=self.settings.streams.det_size,
                                         det_thresh=cfg.det_thresh, threads=cfg.threads)
+        self._slots = asyncio.Semaphore(cfg.concurrency)
         log.info("Detector ready: %s on %s (GPUs %s)", self.pack.detector_path.name, self.model.providers, ray.get_gpu_ids())
 
     def reconfigure(self, user_config: dict) -> None:
@@ -45,8 +46,13 @@ class Detector:
             self.model.set_threshold(float(user_config["det_thresh"]))
             self.frame_model.set_threshold(float(user_config["det_thresh"]))
 
-    def detect(self, image: bytes, max_faces: int | None = None) -> list[DetectedFace]:
-        """Faces largest-first after SCRFD's own ranking; at most `max_faces` (the configured limit)."""
+    async def detect(self, image: bytes, max_faces: int | None = None) -> list[DetectedFace]:
+        """Faces largest-first after SCRFD's own ranking; at most `max_faces` (the configured limit). At most
+        `detector.concurrency` images are decoded and detected at once; the rest wait their turn here."""
+        async with self._slots:
+            return await asyncio.to_thread(self._detect, image, max_faces)
+
+    def _detect(self, image: bytes, max_faces: int | None) -> list[DetectedFace]:
         pixels = images.decode(image, self.settings.limits.max_image_pixels)
         limit = min(max_faces or self.settings.limits.max_faces, self.settings.limits.max_faces)
         faces = self.model.detect(pixels, max_faces=limit)

@@ -2,7 +2,9 @@
 
 A request carries the crops of one image (1..n). `@serve.batch` counts crops, not requests
 (`batch_size_fn`), so a batch never exceeds `max_batch_size` crops; a request with more crops than that is
-split. Inference runs off the event loop so the next batch fills while this one computes.
+split. Inference runs off the event loop so the next batch fills while this one computes. A request that
+finds the replica idle (nothing queued or computing) runs at once: waiting out the batch window for
+company that is not coming only adds latency (benchmarks/pipeline.py, concurrency 1).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class Embedder:
         self._max_batch = self.settings.embedder.max_batch_size
         self._apply_batching(self.settings.embedder.max_batch_size, self.settings.embedder.batch_wait_timeout_s)
         self.batch_sizes: Counter[int] = Counter()
+        self._in_flight = 0  # requests inside embed(): queued for a batch or computing
         log.info("Embedder ready: %s dim=%d %s on %s", self.pack.recognizer_name, self.model.dim, self.model.strategy, self.model.providers)
 
     def reconfigure(self, user_config: dict) -> None:
@@ -56,17 +59,26 @@ class Embedder:
         crops = np.asarray(crops)
         if len(crops) == 0:
             return np.zeros((0, self.model.dim), np.float32)
-        chunks = [crops[i : i + self._max_batch] for i in range(0, len(crops), self._max_batch)]
-        parts = await asyncio.gather(*(self._embed_batch(chunk) for chunk in chunks))
-        return np.concatenate(parts)
+        idle = self._in_flight == 0
+        self._in_flight += 1
+        try:
+            if idle and len(crops) <= self._max_batch:
+                return await self._run(crops)
+            chunks = [crops[i : i + self._max_batch] for i in range(0, len(crops), self._max_batch)]
+            parts = await asyncio.gather(*(self._embed_batch(chunk) for chunk in chunks))
+            return np.concatenate(parts)
+        finally:
+            self._in_flight -= 1
+
+    async def _run(self, crops: np.ndarray) -> np.ndarray:
+        self.batch_sizes[len(crops)] += 1
+        metrics.embed_batch_size().observe(len(crops))
+        return await asyncio.to_thread(self.model.embed, crops)
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.05, batch_size_fn=lambda items: sum(len(c) for c in items))
     async def _embed_batch(self, requests: list[np.ndarray]) -> list[np.ndarray]:
         sizes = [len(c) for c in requests]
-        total = sum(sizes)
-        self.batch_sizes[total] += 1
-        metrics.embed_batch_size().observe(total)
-        vectors = await asyncio.to_thread(self.model.embed, np.concatenate(requests))
+        vectors = await self._run(np.concatenate(requests))
         return np.split(vectors, np.cumsum(sizes)[:-1])
 
     def batch_stats(self) -> dict:

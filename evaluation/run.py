@@ -50,7 +50,7 @@ def evaluate(directory: str | os.PathLike, *, models: str | None = None, groups:
     pack = resolve_pack(settings.models)
     providers = onnx_providers(use_gpu=False)
     detector = FaceDetector(pack, providers, det_size=settings.detector.det_size,
-                            det_thresh=settings.detector.det_thresh, threads=threads or settings.detector.threads)
+                            det_thresh=settings.detector.det_thresh, threads=threads)  # one photo at a time: ORT's default threads
     embedder = FaceEmbedder(pack, providers, threads=threads or settings.embedder.threads)
     batch = settings.embedder.max_batch_size
 

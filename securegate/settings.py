@@ -27,7 +27,11 @@ class Limits(Strict):
 class DetectorSettings(Strict):
     det_size: int = Field(640, ge=64, description="SCRFD input square")
     det_thresh: float = Field(0.5, gt=0, lt=1)
-    threads: int | None = Field(None, ge=1, description="ONNX Runtime intra-op threads; None = ORT default")
+    # SCRFD through insightface runs one image per call. Several one-thread inferences at once use the cores
+    # better than one inference on several threads (the insightface reference is fastest as N processes x 1
+    # thread), and threads x concurrency above the replica's cores only adds switching (benchmarks/pipeline.py).
+    threads: int | None = Field(1, ge=1, description="ONNX Runtime intra-op threads per inference; None = ORT default")
+    concurrency: int = Field(2, ge=1, description="images decoded and detected at once per replica")
 
 
 class EmbedderSettings(Strict):

@@ -4,6 +4,7 @@ import asyncio
 import base64
 import itertools
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -178,6 +179,32 @@ def test_reconfigure_changes_the_batching_policy(app):
         stats = embedder.batch_stats.remote().result()
         assert stats["max_batch_size"] == 8
         assert max(int(k) for k in stats["histogram"]) <= 8
+    finally:
+        embedder.reconfigure.remote({"max_batch_size": 32, "batch_wait_timeout_s": 0.05}).result()
+
+
+def test_embedder_does_not_wait_its_batch_window_when_idle(app):
+    """One call on an idle embedder runs at once: with a 2 s batch window it still answers well inside 2 s
+    (it waited the whole window before), and a concurrent burst still forms batches through the window."""
+    from ray import serve
+
+    embedder = serve.get_deployment_handle("Embedder", app_name="securegate")
+    crops = np.random.default_rng(2).integers(0, 256, (8, 112, 112, 3), dtype=np.uint8)
+    embedder.reconfigure.remote({"max_batch_size": 32, "batch_wait_timeout_s": 2.0}).result()
+    try:
+        embedder.embed.remote(crops[:1]).result()  # warm
+        started = time.monotonic()
+        assert embedder.embed.remote(crops[:1]).result().shape == (1, 128)
+        assert time.monotonic() - started < 1.5
+
+        embedder.reset_batch_stats.remote().result()
+
+        async def burst():
+            return await asyncio.gather(*(embedder.embed.remote(crops[i : i + 1]) for i in range(8)))
+
+        assert all(r.shape == (1, 128) for r in asyncio.run(burst()))
+        histogram = {int(k): v for k, v in embedder.batch_stats.remote().result()["histogram"].items()}
+        assert sum(size * n for size, n in histogram.items()) == 8 and max(histogram) > 1, histogram
     finally:
         embedder.reconfigure.remote({"max_batch_size": 32, "batch_wait_timeout_s": 0.05}).result()
 
