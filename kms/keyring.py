@@ -5,9 +5,9 @@
 - CEK v1, v2, ...: 32 random bytes, stored wrapped by the TEK with AES-256-GCM, AAD = tenant + version.
 - Data key: HKDF-SHA256(CEK, info = tenant, purpose, version), derived per call, never stored.
 
-Wrapped keys live in a SQLite key store (secure_delete, WAL, synchronous=FULL); no plaintext key is ever
-written. Destroying a tenant deletes its TEK and CEKs and checkpoints the WAL, so the key-store files no
-longer hold them: records sealed under them are unrecoverable (crypto-shredding).
+Wrapped keys live in a SQLite key store (apsw; secure_delete, WAL, synchronous=FULL; private: see `_connect`);
+no plaintext key is ever written. Destroying a tenant deletes its TEK and CEKs and checkpoints the WAL, so the
+key-store files no longer hold them: records sealed under them are unrecoverable (crypto-shredding).
 
 Unwrapped TEKs/CEKs are cached for `cache_ttl_s` so a burst does not call the provider per request. The
 key-store row is still read on every `data_key` call (a few microseconds), so a destroyed tenant or a
@@ -17,13 +17,15 @@ retired version stops working at once, even in another process sharing the key s
 from __future__ import annotations
 
 import os
-import sqlite3
 import struct
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import apsw
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -109,21 +111,15 @@ class _TtlCache:
 class Keyring:
     """Per-tenant keys under an org root held by a `KeyProvider`; wrapped keys persist in SQLite."""
 
-    def __init__(self, provider: KeyProvider, keystore_path: str | os.PathLike[str], cache_ttl_s: float = 60.0) -> None:
+    def __init__(self, provider: KeyProvider, keystore_path: str | os.PathLike[str], cache_ttl_s: float = 60.0,
+                 *, vfs: str | None = None) -> None:
+        """`vfs`: an apsw VFS name to run the key store through (the power-loss test's); None = the default."""
         self.provider = provider
         self.keystore_path = Path(keystore_path)
-        self.keystore_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Held around every statement (an apsw connection is for one thread at a time) and every transaction.
         self._db_lock = threading.RLock()
-        self._db = sqlite3.connect(self.keystore_path, isolation_level=None, check_same_thread=False, timeout=10.0)
-        os.chmod(self.keystore_path, 0o600)
-        for pragma in (
-            "PRAGMA secure_delete=ON",  # deleted/overwritten wrapped keys are zeroed, not left in free pages
-            "PRAGMA journal_mode=WAL",
-            "PRAGMA synchronous=FULL",
-            "PRAGMA foreign_keys=ON",
-        ):
-            self._db.execute(pragma)
-        self._db.executescript(_SCHEMA)
+        self._db = _connect(self.keystore_path, vfs)
+        self._db.execute(_SCHEMA)
         self._cache = _TtlCache(cache_ttl_s)
 
     # -- tenants -----------------------------------------------------------------------------------
@@ -138,9 +134,8 @@ class Keyring:
         cek_wrapped = _wrap_cek(tek, tenant_id, 1, os.urandom(KEY_BYTES))
         now = time.time()
         with self._transaction() as db:
-            inserted = db.execute(
-                "INSERT OR IGNORE INTO tenants VALUES (?, ?, ?, 1, ?)", (tenant_id, tek_wrapped, root_id, now)
-            ).rowcount
+            db.execute("INSERT OR IGNORE INTO tenants VALUES (?, ?, ?, 1, ?)", (tenant_id, tek_wrapped, root_id, now))
+            inserted = db.changes()
             if inserted:  # lost a creation race otherwise: keep the winner's keys
                 db.execute("INSERT INTO ceks VALUES (?, 1, ?, ?)", (tenant_id, cek_wrapped, now))
         if inserted:
@@ -204,10 +199,11 @@ class Keyring:
             new_wrapped = self.provider.wrap(self.provider.unwrap(old_wrapped, context), context)
             with self._transaction() as db:
                 # Compare-and-swap: skip a tenant destroyed or re-wrapped meanwhile.
-                rewrapped += db.execute(
+                db.execute(
                     "UPDATE tenants SET tek_wrapped = ?, root_id = ? WHERE tenant_id = ? AND tek_wrapped = ?",
                     (new_wrapped, root_id, tenant_id, old_wrapped),
-                ).rowcount
+                )
+                rewrapped += db.changes()
         with self._db_lock:
             total = self._db.execute("SELECT COUNT(*) FROM tenants").fetchone()[0]
         return {"root_id": root_id, "rewrapped": rewrapped, "tenants": total}
@@ -242,10 +238,8 @@ class Keyring:
                 raise KeyNotFound(f"tenant {tenant_id!r} does not exist")
             if int(version) == row[0]:
                 raise ValueError("cannot retire the current key version; rotate_tenant first")
-            deleted = db.execute(
-                "DELETE FROM ceks WHERE tenant_id = ? AND version = ?", (tenant_id, int(version))
-            ).rowcount
-            if not deleted:
+            db.execute("DELETE FROM ceks WHERE tenant_id = ? AND version = ?", (tenant_id, int(version)))
+            if not db.changes():
                 raise KeyNotFound(f"key version {version} of tenant {tenant_id!r} does not exist")
         self._cache.drop_tenant(tenant_id)
         self._checkpoint()
@@ -254,7 +248,8 @@ class Keyring:
         """Crypto-shred a tenant: delete its TEK and every CEK and purge them from the key-store files."""
         with self._transaction() as db:
             db.execute("DELETE FROM ceks WHERE tenant_id = ?", (tenant_id,))
-            deleted = db.execute("DELETE FROM tenants WHERE tenant_id = ?", (tenant_id,)).rowcount
+            db.execute("DELETE FROM tenants WHERE tenant_id = ?", (tenant_id,))
+            deleted = db.changes()
         self._cache.drop_tenant(tenant_id)
         self._checkpoint()
         if not deleted:
@@ -311,8 +306,12 @@ class Keyring:
         self._cache.put(("cek", tenant_id, version), cek)
         return cek
 
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._db, self._db_lock)
+    @contextmanager
+    def _transaction(self) -> Iterator[apsw.Connection]:
+        """One transaction under the connection lock (BEGIN IMMEDIATE: the write lock is taken at once, so a
+        read-then-write never fails to upgrade); commits, or rolls back on any exception."""
+        with self._db_lock, self._db:
+            yield self._db
 
     def _checkpoint(self) -> None:
         # Move the zeroed pages into the main file and truncate the WAL, whose old frames still hold
@@ -324,28 +323,33 @@ class Keyring:
         return f"Keyring(provider={self.provider.name!r}, keystore={str(self.keystore_path)!r})"
 
 
-class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT under the connection lock; rolls back on any exception."""
+# The same settings as tenancy/sqlite.py's `connect`, which says why apsw and why each one (kms imports
+# nothing of ours, so it keeps this copy): change both together.
+_PRAGMAS = ("journal_mode=WAL", "synchronous=FULL", "secure_delete=ON", "foreign_keys=ON")
+_BUSY_TIMEOUT_MS = 5_000
 
-    __slots__ = ("_db", "_lock")
 
-    def __init__(self, db: sqlite3.Connection, lock: threading.RLock) -> None:
-        self._db, self._lock = db, lock
-
-    def __enter__(self) -> sqlite3.Connection:
-        self._lock.acquire()
-        try:
-            self._db.execute("BEGIN IMMEDIATE")  # take the write lock now: no upgrade deadlocks
-        except BaseException:
-            self._lock.release()
-            raise
-        return self._db
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            self._db.execute("ROLLBACK" if exc_type else "COMMIT")
-        finally:
-            self._lock.release()
+def _connect(path: Path, vfs: str | None) -> apsw.Connection:
+    """The key store, private (directories created 0700; the file 0600 before SQLite opens it, so its -wal
+    and -shm get 0600 too; an existing one tightened) and durable, with IMMEDIATE transactions."""
+    missing = [d for d in (path.parent, *path.parent.parents) if not d.is_dir()]
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(directory, 0o700)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for file in (path, *(Path(f"{path}{suffix}") for suffix in ("-wal", "-shm", "-journal"))):
+        if file.exists():
+            os.chmod(file, 0o600)
+    conn = apsw.Connection(str(path), vfs=vfs)
+    try:
+        conn.set_busy_timeout(_BUSY_TIMEOUT_MS)
+        for pragma in _PRAGMAS:
+            conn.execute(f"PRAGMA {pragma}")
+        conn.transaction_mode = "IMMEDIATE"
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 def _tek_context(tenant_id: str) -> dict[str, str]:

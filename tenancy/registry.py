@@ -12,88 +12,28 @@ import hmac
 import json
 import os
 import secrets
-import sqlite3
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
-KEY_PREFIX = "sg"
-
-
-class RegistryError(Exception):
-    pass
-
-
-class TenantNotFound(RegistryError):
-    pass
-
-
-class InvalidApiKey(RegistryError):
-    pass
-
-
-class QualityGates(BaseModel):
-    """Enrolment refuses faces that fail any gate (reasons are reported)."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # stored as JSON, which has neither
-    min_face_px: float = Field(40.0, ge=0, description="shorter side of the face box, in pixels")
-    min_sharpness: float = Field(30.0, ge=0, description="variance of the Laplacian of the aligned crop")
-    max_yaw: float = Field(0.6, ge=0, le=1, description="nose offset from the eyes' midline / eye distance")
-    min_det_score: float = Field(0.6, ge=0, le=1)
-
-
-class TenantSettings(BaseModel):
-    # Bounded: every value is stored, returned and used in float arithmetic (retention cut-off, token bucket).
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-    default_threshold: float | None = Field(None, ge=-1, le=1, description="None = the model pack's")
-    retention_days: int | None = Field(None, ge=1, le=36_500, description="faces older than this are deleted; None = keep")
-    match_on: Literal["faces", "centroid"] = "faces"
-    shards: int = Field(1, ge=1, le=64, description="index actors the tenant's faces are split over (by face id); "
-                        "a change takes effect at the next activation")
-    rate_limit_per_s: float | None = Field(None, ge=0.001, le=1e6, description="steady requests/s for the tenant; None = unlimited")
-    rate_limit_burst: int = Field(20, ge=1, le=1_000_000, description="requests allowed at once above the steady rate")
-    quality: QualityGates = Field(default_factory=QualityGates)
-
-
-@dataclass(frozen=True)
-class Tenant:
-    tenant_id: str
-    name: str
-    model: str  # model id the tenant's vectors belong to, e.g. "glintr100/512"
-    dim: int
-    settings: TenantSettings
-    created_at: float
-
-    def public(self) -> dict:
-        return {"tenant_id": self.tenant_id, "name": self.name, "model": {"name": self.model.split("/")[0], "dim": self.dim},
-                "settings": self.settings.model_dump(), "created_at": self.created_at}
+from tenancy import sqlite
+from tenancy.tenant import KEY_PREFIX, InvalidApiKey, Tenant, TenantNotFound, TenantSettings, parse_api_key
 
 
 def _hash(secret: str) -> bytes:
     return hashlib.sha256(secret.encode()).digest()
 
 
-def parse_api_key(api_key: str) -> tuple[str, str]:
-    parts = api_key.split("_")
-    if len(parts) != 3 or parts[0] != KEY_PREFIX or not parts[1] or not parts[2]:
-        raise InvalidApiKey("malformed API key")
-    return parts[1], parts[2]
-
-
 class TenantRegistry:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, vfs: str | None = None) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        for pragma in ("journal_mode=WAL", "synchronous=FULL", "secure_delete=ON", "foreign_keys=ON"):
-            self._db.execute(f"PRAGMA {pragma}")
-        self._db.executescript(
+        # Every statement runs under the lock (an apsw connection is not for two threads at once); writes
+        # take the write lock at BEGIN, so a read-then-write transaction never fails to upgrade.
+        self._lock = threading.RLock()
+        self._db = sqlite.connect(self.path, vfs=vfs)
+        self._db.transaction_mode = "IMMEDIATE"
+        self._db.execute(
             """
             CREATE TABLE IF NOT EXISTS tenants (
                 tenant_id TEXT PRIMARY KEY, name TEXT NOT NULL, model TEXT NOT NULL, dim INTEGER NOT NULL,
@@ -111,7 +51,6 @@ class TenantRegistry:
         """A new tenant and its first API key (returned once, never stored)."""
         tenant = Tenant(uuid.uuid4().hex, name, model, dim, settings or TenantSettings(), time.time())
         with self._lock, self._db:
-            self._db.execute("BEGIN IMMEDIATE")
             self._db.execute(
                 "INSERT INTO tenants VALUES (?,?,?,?,?,?)",
                 (tenant.tenant_id, name, model, dim, tenant.settings.model_dump_json(), tenant.created_at),
@@ -120,13 +59,16 @@ class TenantRegistry:
         return tenant, api_key
 
     def get(self, tenant_id: str) -> Tenant:
-        row = self._db.execute("SELECT * FROM tenants WHERE tenant_id=?", (tenant_id,)).fetchone()
+        with self._lock:
+            row = self._db.execute("SELECT * FROM tenants WHERE tenant_id=?", (tenant_id,)).fetchone()
         if row is None:
             raise TenantNotFound(tenant_id)
         return self._tenant(row)
 
     def list(self) -> list[Tenant]:
-        return [self._tenant(r) for r in self._db.execute("SELECT * FROM tenants ORDER BY created_at, tenant_id")]
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM tenants ORDER BY created_at, tenant_id").fetchall()
+        return [self._tenant(r) for r in rows]
 
     def update_settings(self, tenant_id: str, patch: dict) -> Tenant:
         with self._lock:
@@ -151,7 +93,6 @@ class TenantRegistry:
     def rotate_key(self, tenant_id: str) -> str:
         """A new key; every older key of the tenant is revoked in the same transaction."""
         with self._lock, self._db:
-            self._db.execute("BEGIN IMMEDIATE")
             if self._db.execute("SELECT 1 FROM tenants WHERE tenant_id=?", (tenant_id,)).fetchone() is None:
                 raise TenantNotFound(tenant_id)
             self._db.execute("UPDATE api_keys SET revoked_at=? WHERE tenant_id=? AND revoked_at IS NULL", (time.time(), tenant_id))
@@ -159,9 +100,10 @@ class TenantRegistry:
 
     def authenticate(self, api_key: str) -> Tenant:
         key_id, secret = parse_api_key(api_key)
-        row = self._db.execute(
-            "SELECT tenant_id, secret_hash FROM api_keys WHERE key_id=? AND revoked_at IS NULL", (key_id,)
-        ).fetchone()
+        with self._lock:
+            row = self._db.execute(
+                "SELECT tenant_id, secret_hash FROM api_keys WHERE key_id=? AND revoked_at IS NULL", (key_id,)
+            ).fetchone()
         # Compare against a dummy hash when the id is unknown so timing does not reveal which ids exist.
         expected = row[1] if row else _hash("")
         if not hmac.compare_digest(expected, _hash(secret)) or row is None:
@@ -178,15 +120,15 @@ class TenantRegistry:
         return Tenant(row[0], row[1], row[2], row[3], TenantSettings.model_validate(json.loads(row[4])), row[5])
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            self._db.close()
 
 
 def load_or_create_admin_token(data_dir: str | Path, env_value: str | None) -> tuple[str, bool]:
     """(token, newly_created). The env value wins; else a token generated once into data_dir (mode 0600)."""
     if env_value:
         return env_value, False
-    path = Path(data_dir) / "admin_token"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = sqlite.private_dir(data_dir) / "admin_token"
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

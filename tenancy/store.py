@@ -9,11 +9,9 @@ Guarantees:
 - Deletion is real: secure_delete zeroes freed cells and pages, and delete paths truncate the WAL so the
   old page images (which still hold the ciphertext, face id and external id) do not linger there.
 
-The file is opened with apsw for its transactions: `with conn:` really begins one (a SAVEPOINT) and nests, so
-`transaction()` groups calls into one commit and a read takes one snapshot (`with conn:` around a SELECT),
-where the stdlib sqlite3 module only commits or rolls back on exit and begins implicitly before writes alone;
-and apsw bundles a current SQLite, so JSON CHECKs, secure_delete and WAL behave the same on every host,
-whatever libsqlite3 the system has. (No SQLite extension is loaded: sqlite-vec is only a benchmark baseline.)
+The file is opened by `tenancy.sqlite.connect` (apsw, and why): `with conn:` really begins a transaction and
+nests, so `transaction()` groups calls into one commit and a read takes one snapshot (`with conn:` around a
+SELECT). (No SQLite extension is loaded: sqlite-vec is only a benchmark baseline.)
 """
 
 from __future__ import annotations
@@ -35,14 +33,16 @@ from typing import Any
 import apsw
 import numpy as np
 
+from securegate import errors
+
 from kms.records import InvalidRecord, RecordCipher, SealedRecord
+from tenancy import sqlite
 
 log = logging.getLogger(__name__)
 
 # Embeddings are stored little-endian regardless of host so a file moves between machines.
 VECTOR_DTYPE = np.dtype("<f4")
 _AAD_DOMAIN = b"securegate.tenancy.face.v1"
-_BUSY_TIMEOUT_MS = 5_000
 _MMAP_BYTES = 1 << 34
 
 
@@ -57,6 +57,8 @@ class StoreError(Exception):
 class ModelMismatch(StoreError):
     """The file was created for another embedding model or dimension; its vectors are not comparable."""
 
+    api_error = errors.ModelMismatch
+
 
 class TenantMismatch(StoreError):
     """The file belongs to another tenant."""
@@ -65,21 +67,32 @@ class TenantMismatch(StoreError):
 class DuplicateExternalId(StoreError):
     """Another person of this tenant already has that external id."""
 
+    api_error = errors.Conflict
+
 
 class InvalidMetadata(StoreError, ValueError):
     """A person's metadata that cannot be stored as standard JSON and read back (NaN, infinity, unencodable)."""
+
+    api_error = errors.InvalidRequest
 
 
 class NotFound(StoreError):
     """The person or face does not exist (or the face does not belong to that person)."""
 
+    api_error = errors.NotFound
+
 
 class CorruptRecord(StoreError):
     """A sealed embedding failed authentication: tampered, moved between rows/tenants, or wrong key."""
 
+    api_error = errors.CorruptRecord
+
     def __init__(self, face_id: str) -> None:
         super().__init__(f"face {face_id}: sealed embedding failed authentication")
         self.face_id = face_id
+
+    def api_details(self) -> dict:
+        return {"face_id": self.face_id}
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +190,8 @@ def _encode_cursor(created_at: float, person_id: str) -> str:
 class InvalidCursor(StoreError, ValueError):
     """A pagination cursor this store did not hand out."""
 
+    api_error = errors.InvalidRequest
+
 
 def _decode_cursor(cursor: str) -> tuple[float, str]:
     created_hex, _, person_id = cursor.partition(":")
@@ -210,17 +225,12 @@ class TenantStore:
     # ------------------------------------------------------------------ lifecycle
 
     @classmethod
-    def open(cls, path: str | Path, tenant_id: str, model: str, dim: int) -> TenantStore:
+    def open(cls, path: str | Path, tenant_id: str, model: str, dim: int, *, vfs: str | None = None) -> TenantStore:
+        """Open (or create) the tenant's file; `vfs` names an apsw VFS to run it through (the power-loss test)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = apsw.Connection(str(path))
+        conn = sqlite.connect(path, vfs=vfs)
         try:
-            conn.set_busy_timeout(_BUSY_TIMEOUT_MS)
             conn.create_scalar_function("sg_shard", shard_of, 2, deterministic=True)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA secure_delete=ON")
-            conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA temp_store=MEMORY")  # sorts/temp b-trees never spill to a temp file
             # Reading through mmap halves load_all's scan time (no copy into SQLite's page cache); the
             # mapping holds ciphertext only. SQLite caps it at its compile-time maximum.
