@@ -116,7 +116,12 @@ function signInPage() {
       h("legend", {}, "Sign in with"),
       h("div", { class: "row" }, h("label", { for: "kind-tenant" }, tenant, " a tenant API key"), h("label", { for: "kind-admin" }, adminKind, " the admin token")),
     ),
-    field("Key or token", secret, "Kept in this tab only (sessionStorage) and sent as the bearer header; signing out forgets it."),
+    field(
+      "Key or token",
+      secret,
+      "The admin token is printed by `securegate serve` on first start (and kept in its data dir, admin_token). " +
+        "Kept in this tab only (sessionStorage) and sent as the bearer header; signing out forgets it.",
+    ),
     h("div", { class: "actions" }, submit),
     status.el,
   );
