@@ -461,3 +461,18 @@ def test_framework_level_refusals_use_our_error_shape(http, gallery):
     assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
     r = http.get("/v1/nowhere")
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+
+
+def test_a_running_app_writes_only_private_files(http, gallery, data_dir):
+    """Issue 17 §4: after real enrolments, audits and key creation through the app, every directory SecureGate
+    made under the data dir is 0700 and every file 0600 (SQLite's -wal/-shm included): no other local user
+    reads a name, a key or a sealed vector. media/ is the operator's (clips the server may read), not ours."""
+    tenant, _ = gallery
+    assert http.get("/v1/audit", headers=tenant["auth"]).status_code == 200
+    ours = [p for p in data_dir.rglob("*") if p.relative_to(data_dir).parts[0] != "media"]
+    names = {p.relative_to(data_dir).as_posix() for p in ours}
+    here = f"tenants/{tenant['id']}"
+    assert {"registry.db", "registry.db-wal", "admin_token", "keys/root.key", "keys/keystore.db",
+            f"{here}/embeddings.db", f"{here}/audit.db", f"{here}/audit.db-wal"} <= names, sorted(names)
+    modes = {p.relative_to(data_dir).as_posix(): oct(p.stat().st_mode & 0o777) for p in ours}
+    assert {p: m for p, m in modes.items() if m != ("0o700" if (data_dir / p).is_dir() else "0o600")} == {}
