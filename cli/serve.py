@@ -7,11 +7,14 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import sys
 import threading
 from pathlib import Path
 
 import yaml
 from ray.serve.schema import ServeApplicationSchema, ServeDeploySchema
+
+from securegate.settings import Settings
 
 APP_NAME = "securegate"
 # What `securegate serve` runs without --config: the graph's builder with embedded defaults.
@@ -81,6 +84,20 @@ def deploy(config: ServeDeploySchema, timeout_s: float = 600) -> None:
         time.sleep(0.5)
 
 
+def root_key_warning(settings: Settings) -> str | None:
+    """One line when the `local` key provider's root key sits inside the data dir (its default place): a copy
+    of the disk then holds the key that opens everything else on it. None otherwise."""
+    if settings.keys.provider != "local":
+        return None
+    data_dir = Path(settings.data_dir).expanduser().resolve()
+    # Where deployments/keys.py puts it unless keys.options.root_key_path says otherwise.
+    root_key = Path(settings.keys.options.get("root_key_path") or data_dir / "keys" / "root.key").expanduser().resolve()
+    if not root_key.is_relative_to(data_dir):
+        return None
+    return (f"warning: the local key provider's root key ({root_key}) is inside the data dir ({data_dir}), so a "
+            "stolen disk carries its own key; for production use keys.provider aws or pkcs11")
+
+
 def cmd_serve(ns: argparse.Namespace) -> int:
     from vision.packs import resolve_pack
 
@@ -89,6 +106,11 @@ def cmd_serve(ns: argparse.Namespace) -> int:
     args = dict(app.args or {})
     if ns.models:
         args["models"] = ns.models
+    if ns.data_dir:
+        args["data_dir"] = str(Path(ns.data_dir).expanduser().resolve())
+    warning = root_key_warning(Settings.from_args(args))
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     # The pack is found (and fetched, with progress, if missing) here, before Ray starts: a missing pack is
     # one clear error on the terminal rather than every replica retrying, and replicas get its directory.
     pack = resolve_pack(args.get("models"))
@@ -96,11 +118,8 @@ def cmd_serve(ns: argparse.Namespace) -> int:
     ignored = f"{len(pack.ignored)} other file{'' if len(pack.ignored) == 1 else 's'} ignored"
     print(f"Model pack: {pack.root} (detector {pack.detector_path.name}, recognizer {pack.recognizer_path.name}, "
           f"{ignored}: see `securegate models`)", flush=True)
-    if ns.data_dir:
-        args["data_dir"] = str(Path(ns.data_dir).expanduser().resolve())
     # The admin token is generated here on first start (not in a replica) so it can be shown once, on the
     # operator's terminal rather than in logs.
-    from securegate.settings import Settings
     from tenancy.registry import load_or_create_admin_token
 
     data_dir = Settings.from_args(args).data_dir

@@ -73,6 +73,35 @@ def test_serve_without_a_reachable_pack_exits_with_one_line_before_ray(tmp_path)
     assert not (tmp_path / ".securegate").exists() and took < 120
 
 
+def test_serve_warns_that_a_local_root_key_in_the_data_dir_travels_with_the_disk(tmp_path):
+    """The default `local` key provider keeps its root key under the data dir: `securegate serve` says so in
+    one line at start (here the run then stops at the unreachable model pack, before Ray)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    data = tmp_path / "data"
+    result = run_fresh_user(f"http://127.0.0.1:{closed}/", tmp_path, "serve", "--data-dir", str(data))
+    warnings = [line for line in result.stderr.splitlines() if "stolen disk" in line]
+    assert warnings == [f"warning: the local key provider's root key ({data / 'keys' / 'root.key'}) is inside the "
+                        f"data dir ({data}), so a stolen disk carries its own key; for production use keys.provider "
+                        "aws or pkcs11"], result.stderr[-3000:]
+    assert result.returncode == 2 and result.stderr.index("stolen disk") < result.stderr.index("securegate:")
+
+
+def test_no_root_key_warning_when_the_key_is_elsewhere(tmp_path):
+    from cli.serve import root_key_warning
+    from securegate.settings import Settings
+
+    data = str(tmp_path / "data")
+    assert root_key_warning(Settings(data_dir=data)) is not None
+    elsewhere = {"provider": "local", "options": {"root_key_path": str(tmp_path / "usb" / "root.key")}}
+    assert root_key_warning(Settings(data_dir=data, keys=elsewhere)) is None
+    inside = {"provider": "local", "options": {"root_key_path": f"{data}/sub/../keys/mine.key"}}
+    assert root_key_warning(Settings(data_dir=data, keys=inside)) is not None
+    kms = {"provider": "aws", "options": {"key_id": "alias/securegate"}}
+    assert root_key_warning(Settings(data_dir=data, keys=kms)) is None
+
+
 class StandinModelZoo(http.server.SimpleHTTPRequestHandler):
     """Stand-in for InsightFace's release downloads: serves the test's zip files from 127.0.0.1."""
 
