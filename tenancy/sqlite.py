@@ -43,15 +43,15 @@ def private_dir(path: str | os.PathLike[str]) -> Path:
     for directory in reversed(missing):
         try:
             directory.mkdir(mode=0o700)
-        except FileExistsError:  # made meanwhile by another process (which uses this function too)
+        except FileExistsError:  # made meanwhile by another process: as with existing ones, leave it
             continue
         os.chmod(directory, 0o700)  # mkdir's mode is narrowed by the umask, never widened: say it exactly
     return path
 
 
 def private_file(path: str | os.PathLike[str]) -> Path:
-    """Create the database file 0600 before SQLite opens it (its -wal/-shm/-journal then get 0600 too) and
-    tighten an existing one and its side files: what any local user could read before stays unreadable."""
+    """Create the database file 0600 before SQLite opens it (its -wal/-shm/-journal then get 0600 too); an
+    existing one and its side files are tightened to 0600 (older versions left registry.db 0644)."""
     path = Path(path)
     private_dir(path.parent)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
