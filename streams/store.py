@@ -10,14 +10,14 @@ In clear, only what the queries need and nothing personal: row ids, times, the e
 id. Which person an event is about is inside the sealed payload, so `person=` filters and person deletion
 decrypt and scan (events are few per person-day; the scan costs ~1 µs per event).
 
-One writer: the StreamRouter deployment (keep it at one replica; like registry.db). WAL, synchronous=FULL,
-secure_delete so deleted events leave no trace in the file.
+One writer: the StreamRouter deployment (keep it at one replica; like registry.db). Opened by
+`tenancy.sqlite.connect` (WAL, synchronous=FULL, secure_delete so deleted events leave no trace in the file;
+0600), every statement under `_lock` (an apsw connection is for one thread at a time).
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 import uuid
@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from kms.records import RecordCipher, SealedRecord
+from tenancy import sqlite
 
 VECTOR_DTYPE = np.dtype("<f4")
 MAX_UNKNOWN_SAMPLES = 8  # vectors kept per anonymous id (the newest); enough to re-identify across photos
@@ -64,12 +65,9 @@ CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(state, next_attempt_at);
 class CameraStore:
     def __init__(self, path: str | Path, tenant_id: str) -> None:
         self.path, self.tenant_id = Path(path), tenant_id
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        for pragma in ("journal_mode=WAL", "synchronous=FULL", "secure_delete=ON", "busy_timeout=5000"):
-            self._db.execute(f"PRAGMA {pragma}")
-        self._db.executescript(SCHEMA)
+        self._db = sqlite.connect(self.path)
+        self._db.execute(SCHEMA)
 
     def close(self) -> None:
         with self._lock:
@@ -108,7 +106,8 @@ class CameraStore:
 
     def delete_stream(self, stream_id: str) -> bool:
         with self._lock:
-            return self._db.execute("DELETE FROM streams WHERE stream_id = ?", (stream_id,)).rowcount > 0
+            self._db.execute("DELETE FROM streams WHERE stream_id = ?", (stream_id,))
+            return self._db.changes() > 0
 
     # ---- events ---------------------------------------------------------------------------------------------
     def add_event(self, cipher: RecordCipher, kind: str, stream_id: str, first_seen: float, last_seen: float, payload: dict) -> dict:
@@ -116,11 +115,12 @@ class CameraStore:
         created = time.time()
         sealed = self._seal(cipher, "events", event_id, json.dumps(payload).encode())
         with self._lock:
-            cur = self._db.execute(
+            self._db.execute(
                 "INSERT INTO events (event_id, kind, stream_id, created_at, first_seen, last_seen, key_version, nonce, payload)"
                 " VALUES (?,?,?,?,?,?,?,?,?)",
                 (event_id, kind, stream_id, created, first_seen, last_seen, sealed.key_version, sealed.nonce, sealed.ciphertext))
-        return self._view(cur.lastrowid, event_id, kind, stream_id, created, first_seen, last_seen, payload)
+            seq = self._db.last_insert_rowid()
+        return self._view(seq, event_id, kind, stream_id, created, first_seen, last_seen, payload)
 
     def update_event(self, cipher: RecordCipher, cipher_for: CipherFor, seq: int, last_seen: float, changes: dict) -> dict | None:
         """Extend an event (a track went on, or the same person came back within the cooldown)."""
@@ -177,7 +177,8 @@ class CameraStore:
 
     def delete_events_before(self, cutoff: float) -> int:
         with self._lock:
-            n = self._db.execute("DELETE FROM events WHERE last_seen < ?", (cutoff,)).rowcount
+            self._db.execute("DELETE FROM events WHERE last_seen < ?", (cutoff,))
+            n = self._db.changes()
             if n:
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return n
@@ -211,7 +212,8 @@ class CameraStore:
 
     def delete_unknown(self, unknown_id: str) -> bool:
         with self._lock:
-            n = self._db.execute("DELETE FROM unknowns WHERE unknown_id = ?", (unknown_id,)).rowcount
+            self._db.execute("DELETE FROM unknowns WHERE unknown_id = ?", (unknown_id,))
+            n = self._db.changes()
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return n > 0
 
@@ -240,7 +242,8 @@ class CameraStore:
     def delete_webhook(self, webhook_id: str) -> bool:
         with self._lock:
             self._db.execute("DELETE FROM deliveries WHERE webhook_id = ?", (webhook_id,))
-            return self._db.execute("DELETE FROM webhooks WHERE webhook_id = ?", (webhook_id,)).rowcount > 0
+            self._db.execute("DELETE FROM webhooks WHERE webhook_id = ?", (webhook_id,))
+            return self._db.changes() > 0
 
     def add_delivery(self, webhook_id: str, seq: int) -> str:
         delivery_id = "dlv_" + uuid.uuid4().hex[:16]
