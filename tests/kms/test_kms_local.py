@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import sqlite3
 import stat
 
+import apsw
 import pytest
 from kms_testutil import read_keystore_bytes
 
@@ -150,15 +150,13 @@ def test_keyring_root_rotation_rewraps_teks_only(keyring):
 def test_keyring_detects_tampered_wrapped_keys(keyring):
     keyring.create_tenant("acme")
     fresh = Keyring(keyring.provider, keyring.keystore_path, cache_ttl_s=0)
-    db = sqlite3.connect(keyring.keystore_path)
+    db = apsw.Connection(str(keyring.keystore_path))  # autocommit: each UPDATE is committed as it runs
     (cek,) = db.execute("SELECT cek_wrapped FROM ceks").fetchone()
     db.execute("UPDATE ceks SET cek_wrapped = ?", (cek[:-1] + bytes([cek[-1] ^ 1]),))
-    db.commit()
     with pytest.raises(InvalidCiphertext):
         fresh.data_key("acme")
     (tek,) = db.execute("SELECT tek_wrapped FROM tenants").fetchone()
     db.execute("UPDATE tenants SET tek_wrapped = ?", (tek[:-1] + bytes([tek[-1] ^ 1]),))
-    db.commit()
     db.close()
     with pytest.raises(InvalidCiphertext):
         fresh.data_key("acme")

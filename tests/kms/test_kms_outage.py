@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 
+import apsw
 import pytest
 from moto.server import ThreadedMotoServer
 
@@ -16,7 +16,7 @@ FAST_FAIL = {"max_attempts": 2, "base_delay_s": 0.01, "connect_timeout_s": 0.5, 
 
 
 def row_counts(path) -> tuple[int, int]:
-    db = sqlite3.connect(path)
+    db = apsw.Connection(str(path))
     try:
         return tuple(db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("tenants", "ceks"))
     finally:
