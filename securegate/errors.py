@@ -2,9 +2,17 @@
 
 Deployments raise these; the ingress turns them into `{"error": {"code", "message", ...}}`. Codes are part
 of the public contract: add new ones, never rename.
+
+The one error table: `to_api_error` answers every exception. The layers below (tenancy) keep their own
+exception types and declare the API error each is answered with (a class attribute `api_error`), so this
+module, the bottom layer, imports none of them and neither does the HTTP ingress.
 """
 
 from __future__ import annotations
+
+import functools
+import logging
+import math
 
 
 class ApiError(Exception):
@@ -53,6 +61,52 @@ CorruptRecord = _error("CorruptRecord", 500, "corrupt_record")  # stored data fa
 KmsUnavailable = _error("KmsUnavailable", 503, "kms_unavailable")
 ServiceUnavailable = _error("ServiceUnavailable", 503, "unavailable")  # retry: a dependency is restarting
 NotReady = _error("NotReady", 503, "not_ready")
+
+
+def retry_after_header(seconds: float) -> str:
+    """The Retry-After header of a rate_limited answer: whole seconds, at least 1."""
+    return str(max(1, math.ceil(seconds)))
+
+
+def declared_api_error(exc: BaseException) -> ApiError | None:
+    """The API error that `exc` (or the exception Ray wrapped in it) declares with `api_error`, carrying the
+    details of its `api_details()`; None when it declares none."""
+    cause = root_cause(exc)
+    for candidate in (cause, exc):
+        kind = getattr(type(candidate), "api_error", None)
+        if kind is not None:
+            details = candidate.api_details() if hasattr(candidate, "api_details") else {}
+            return kind(_first_line(cause) or kind.code, **details)
+    return None
+
+
+@functools.cache
+def _library_errors() -> dict[type[BaseException], type[ApiError]]:
+    # Imported on first use: this module is also the typed client's, which needs neither.
+    import pydantic
+    from ray.exceptions import RayActorError
+
+    return {pydantic.ValidationError: InvalidRequest, RayActorError: ServiceUnavailable}
+
+
+def to_api_error(exc: BaseException) -> ApiError:
+    """The API error `exc` is answered with: an ApiError as it is, else the one it declares, else a library
+    error by type (invalid input, a dead Ray actor); anything else is logged and answered as a 500."""
+    cause = root_cause(exc)
+    if isinstance(cause, ApiError):
+        return cause
+    declared = declared_api_error(exc)
+    if declared is not None:
+        return declared
+    for kind, api_error in _library_errors().items():
+        if isinstance(cause, kind) or isinstance(exc, kind):
+            return api_error(_first_line(cause) or api_error.code)
+    logging.getLogger("ray.serve").error("unhandled error: %r", exc)
+    return ApiError("internal error")
+
+
+def _first_line(exc) -> str:
+    return str(exc).splitlines()[0] if str(exc) else ""
 
 
 def root_cause(exc: BaseException) -> BaseException:

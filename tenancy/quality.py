@@ -2,14 +2,18 @@
 
 Cheap measures from what detection already gives: face size, sharpness of the aligned crop, a yaw proxy
 from the 5 landmarks, and the detector's score. Each failed gate is a reason the client can act on.
+`enrolment_face` is the gate enrolment goes through: which face of a picture, and is it good enough.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from securegate import errors
 
 
 @dataclass(frozen=True)
@@ -24,7 +28,7 @@ class QualityReport:
 
 
 def assess(bbox, landmarks, crop: np.ndarray, det_score: float, gates) -> QualityReport:
-    """`gates` has min_face_px, min_sharpness, max_yaw, min_det_score (tenancy.registry.QualityGates)."""
+    """`gates` has min_face_px, min_sharpness, max_yaw, min_det_score (tenancy.tenant.QualityGates)."""
     x1, y1, x2, y2 = bbox
     face_px = float(min(x2 - x1, y2 - y1))
     gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
@@ -47,3 +51,19 @@ def assess(bbox, landmarks, crop: np.ndarray, det_score: float, gates) -> Qualit
         reasons.append({"gate": "det_score", "value": measures["det_score"], "limit": gates.min_det_score})
     score = float(np.clip(det_score, 0, 1) * min(1.0, face_px / 112) * min(1.0, sharpness / 100) * max(0.0, 1 - yaw))
     return QualityReport(round(score, 4), reasons, measures)
+
+
+def enrolment_face(faces: Sequence, face_index: int | None, gates):
+    """The face of a picture to enrol and its report: `face_index` picks one of several faces (else a picture
+    must hold one). Refuses with multiple_faces, invalid_request (index out of range) or low_quality (with
+    the failed gates as reasons). `faces` are vision.detector.DetectedFace."""
+    if face_index is None and len(faces) > 1:
+        raise errors.MultipleFaces(f"the image holds {len(faces)} faces; pick one with face_index",
+                                   faces=[f.summary()["bbox"] for f in faces])
+    if face_index is not None and face_index >= len(faces):
+        raise errors.InvalidRequest(f"face_index {face_index} is out of range: {len(faces)} face(s) found")
+    face = faces[face_index or 0]
+    report = assess(face.bbox, face.landmarks, face.crop, face.score, gates)
+    if not report.passed:
+        raise errors.LowQuality("the face is not good enough to enrol", reasons=report.reasons)
+    return face, report
