@@ -1,78 +1,47 @@
-"""HTTP and Python entry point: FastAPI routes for clients, plain methods for Serve-handle callers.
+"""HTTP and Python entry point: the handle API (plain async methods for Serve-handle callers), and the HTTP
+routes, one module per resource in deployments/routes/, that call it.
 
 Both surfaces run the same methods, so a Python caller and an HTTP client get the same answers and the
 same error codes. Orchestration only: models live in the Detector and Embedder deployments, tenants and
-their faces behind the TenantRouter.
+their faces behind the TenantRouter, cameras behind the StreamRouter. Exceptions become API errors through
+the one table in securegate/errors.py, so this replica imports no tenancy module that holds an index or a
+store (faiss, apsw).
 """
 
 import asyncio
 import functools
-import logging
 import time
 
 import numpy as np
-import pydantic
-from fastapi import FastAPI, Header, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi import FastAPI
 from ray import serve
-from ray.exceptions import RayActorError, RayError
 from ray.serve.handle import DeploymentHandle
 
-import tenancy.ratelimit as ratelimit
-import tenancy.registry as registry
-import tenancy.service as tenant_service
-import tenancy.store as store
-from securegate import schemas as s
-from deployments.routes import streams as stream_routes
+from deployments.routes import admin as admin_routes
+from deployments.routes import audit as audit_routes
 from deployments.routes import console as console_routes
+from deployments.routes import faces as face_routes
+from deployments.routes import health as health_routes
+from deployments.routes import persons as person_routes
+from deployments.routes import streams as stream_routes
+from deployments.routes.common import BodyLimit, add_error_handlers
 from securegate import errors, metrics
+from securegate import schemas as s
+from securegate.settings import Settings
+from tenancy.quality import enrolment_face
+from tenancy.tenant import Tenant, parse_api_key
 from vision import images
 from vision.detector import DetectedFace
-from securegate.settings import Settings
-from tenancy.quality import assess
-from tenancy.registry import Tenant
-
-log = logging.getLogger("ray.serve")
 
 api = FastAPI(title="SecureGate", version="0.1.0", description="Multi-tenant face recognition on Ray Serve.")
-api.include_router(stream_routes.router)  # cameras, events, webhooks: deployments/routes/streams.py
+api.include_router(stream_routes.router)  # cameras, events, webhooks
 api.include_router(console_routes.router)  # the web console at /console (static files)
-
-
-# --------------------------------------------------------------------------------------- error mapping
-# Domain errors of the tenancy layer → the API's stable codes. Anything unlisted is a 500.
-DOMAIN_ERRORS: dict[type[Exception], type[errors.ApiError]] = {
-    registry.InvalidApiKey: errors.Unauthenticated,
-    registry.TenantNotFound: errors.NotFound,
-    tenant_service.Forbidden: errors.Forbidden,
-    tenant_service.TenantUnavailable: errors.ServiceUnavailable,
-    store.NotFound: errors.NotFound,
-    store.DuplicateExternalId: errors.Conflict,
-    store.ModelMismatch: errors.ModelMismatch,
-    store.CorruptRecord: errors.CorruptRecord,
-    store.InvalidCursor: errors.InvalidRequest,
-    store.InvalidMetadata: errors.InvalidRequest,
-    tenant_service.ShardedCentroidSearch: errors.InvalidRequest,
-    pydantic.ValidationError: errors.InvalidRequest,
-    ratelimit.RateLimited: errors.RateLimited,
-    RayActorError: errors.ServiceUnavailable,
-}
-
-
-def to_api_error(exc: BaseException) -> errors.ApiError:
-    cause = errors.root_cause(exc)
-    if isinstance(cause, errors.ApiError):
-        return cause
-    for kind, api_error in DOMAIN_ERRORS.items():
-        if isinstance(cause, kind) or isinstance(exc, kind):
-            details = {"face_id": cause.face_id} if isinstance(cause, store.CorruptRecord) else {}
-            if isinstance(cause, ratelimit.RateLimited):
-                details = {"retry_after_s": round(cause.retry_after_s, 3)}
-            return api_error(str(cause).splitlines()[0] if str(cause) else api_error.code, **details)
-    log.error("unhandled error: %r", exc)
-    return errors.ApiError("internal error")
+api.include_router(face_routes.router)  # detect, embed, verify, search
+api.include_router(person_routes.router)  # a tenant's persons and faces
+api.include_router(admin_routes.router)  # tenants, API keys, the key hierarchy
+api.include_router(audit_routes.router)  # a tenant's audit log
+api.include_router(health_routes.router)  # healthz, readyz
+add_error_handlers(api)
 
 
 def api_errors(method):
@@ -90,7 +59,7 @@ def api_errors(method):
             outcome = exc.code
             raise
         except Exception as exc:
-            mapped = to_api_error(exc)
+            mapped = errors.to_api_error(exc)
             outcome = mapped.code
             raise mapped from None
         finally:
@@ -99,97 +68,6 @@ def api_errors(method):
             metrics.current_tenant.reset(token)
 
     return wrapper
-
-
-def error_response(exc: errors.ApiError) -> JSONResponse:
-    headers = {}
-    if "retry_after_s" in exc.details:
-        headers["Retry-After"] = ratelimit.retry_after_header(exc.details["retry_after_s"])
-    return JSONResponse(status_code=exc.status, content=exc.body(), headers=headers)
-
-
-@api.exception_handler(RequestValidationError)
-async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-    problems = [{"field": ".".join(str(p) for p in e.get("loc", ())[1:]), "problem": e.get("msg")} for e in exc.errors()]
-    return error_response(errors.InvalidRequest("request body does not match the schema", problems=problems))
-
-
-@api.exception_handler(StarletteHTTPException)
-async def _framework_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-    """The framework's own refusals (a body that is not UTF-8 JSON, an unknown route or method) in our shape."""
-    if isinstance(exc, _BodyTooLarge):
-        return error_response(errors.PayloadTooLarge(exc.detail, max_bytes=exc.max_bytes))
-    kind = {404: errors.NotFound, 405: errors.MethodNotAllowed, 413: errors.PayloadTooLarge,
-            414: errors.UriTooLong}.get(exc.status_code, errors.InvalidRequest)
-    return JSONResponse(status_code=exc.status_code, content=kind(str(exc.detail)).body(),
-                        headers=getattr(exc, "headers", None))
-
-
-@api.exception_handler(errors.ApiError)
-async def _api_error(_: Request, exc: errors.ApiError) -> JSONResponse:
-    return error_response(exc)
-
-
-@api.exception_handler(RayError)
-async def _replica_error(_: Request, exc: RayError) -> JSONResponse:
-    return error_response(to_api_error(exc))
-
-
-# Our URL limit (path + query), answered 414 uri_too_long. The HTTP server in Serve's proxy (uvicorn with
-# httptools) refuses URLs over 65535 bytes itself, with a plain-text 400 "Invalid HTTP request received.",
-# while parsing, before any ASGI code (ours or Serve's) runs, and Serve's http_options expose no parser
-# setting: that one answer cannot be in our shape. Everything from here up to it is.
-MAX_URL_BYTES = 8192
-
-
-class BodyLimit:
-    """ASGI middleware: refuses bodies over the limit from Content-Length, or while streaming when absent,
-    and URLs over MAX_URL_BYTES."""
-
-    def __init__(self, app, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        too_large = errors.PayloadTooLarge(f"request body is over the limit of {self.max_bytes} bytes", max_bytes=self.max_bytes)
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            return await error_response(too_large)(scope, receive, send)
-        url_bytes = len(scope.get("raw_path") or scope["path"].encode()) + len(scope.get("query_string") or b"")
-        if url_bytes > MAX_URL_BYTES:
-            return await error_response(errors.UriTooLong(
-                f"the URL is {url_bytes} bytes, over the limit of {MAX_URL_BYTES}", max_bytes=MAX_URL_BYTES))(scope, receive, send)
-        seen = 0
-
-        async def counting_receive():
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _BodyTooLarge(self.max_bytes)
-            return message
-
-        try:
-            await self.app(scope, counting_receive, send)
-        except _BodyTooLarge:
-            await error_response(too_large)(scope, receive, send)
-
-
-class _BodyTooLarge(StarletteHTTPException):
-    """Raised from the body stream (chunked bodies declare no length). An HTTPException because FastAPI
-    re-raises those from body parsing and turns any other error there into a 400; answered as 413."""
-
-    def __init__(self, max_bytes: int) -> None:
-        super().__init__(413, f"request body is over the limit of {max_bytes} bytes")
-        self.max_bytes = max_bytes
-
-
-def bearer(authorization: str | None) -> str:
-    if not authorization or not authorization.startswith("Bearer ") or not authorization[7:].strip():
-        raise errors.Unauthenticated("send 'Authorization: Bearer <key>'")
-    return authorization[7:].strip()
 
 
 def largest(faces: list[DetectedFace]) -> DetectedFace:
@@ -201,25 +79,24 @@ def model_id(model: dict) -> str:
     return f"{model['name']}/{model['dim']}"
 
 
-# Every status a route can answer with, documented with our error body (422 replaces FastAPI's default
-# validation schema, which we never send: validation errors are 400 invalid_request).
-STATELESS_ERRORS = {code: {"model": s.ErrorResponse} for code in (400, 413, 414, 422, 503)}
-TENANT_ERRORS = {code: {"model": s.ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 414, 422, 429, 500, 503)}
-ADMIN_ERRORS = {code: {"model": s.ErrorResponse} for code in (400, 401, 403, 404, 413, 414, 422, 503)}
-
-
 # ------------------------------------------------------------------------------------------ deployment
 # Helpers the class uses are defined above it: Serve pickles the ingress class by value when it is bound.
 @serve.deployment(max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.25})
 @serve.ingress(api)
-class Ingress(stream_routes.StreamRoutes):
+class Ingress(face_routes.FaceRoutes, person_routes.PersonRoutes, admin_routes.AdminRoutes, audit_routes.AuditRoutes,
+              health_routes.HealthRoutes, stream_routes.StreamRoutes):
     def __init__(self, settings: dict, detector: DeploymentHandle, embedder: DeploymentHandle,
                  tenants: DeploymentHandle, keys: DeploymentHandle, streams: DeploymentHandle | None = None) -> None:
         self.settings = Settings.model_validate(settings)
         self.detector, self.embedder, self.tenants, self.keys = detector, embedder, tenants, keys
         self.streams = streams  # StreamRouter: cameras and events (deployments/stream_api.py)
         self._model: dict | None = None
-        api.add_middleware(BodyLimit, max_bytes=self.settings.limits.max_body_bytes)
+
+    def __serve_build_asgi_app__(self):
+        """Serve calls this after the constructor for the app this replica serves: its own copy of `api`, frozen
+        when the class was decorated (so `api` itself is not it), given the body limit of these settings."""
+        self.app.add_middleware(BodyLimit, max_bytes=self.settings.limits.max_body_bytes)
+        return self.app
 
     # =================================================================== Python API (Serve handle callers)
     async def model_info(self) -> dict:
@@ -341,16 +218,7 @@ class Ingress(stream_routes.StreamRoutes):
     async def enrol_face(self, api_key: str, person_id: str, image: bytes, face_index: int | None = None) -> dict:
         """One face of `image` becomes a reference face of the person, if it passes the quality gates."""
         tenant = await self._tenant(api_key)
-        faces = await self._faces(image, None)
-        if face_index is None and len(faces) > 1:
-            raise errors.MultipleFaces(f"the image holds {len(faces)} faces; pick one with face_index",
-                                       faces=[f.summary()["bbox"] for f in faces])
-        if face_index is not None and face_index >= len(faces):
-            raise errors.InvalidRequest(f"face_index {face_index} is out of range: {len(faces)} face(s) found")
-        face = faces[face_index or 0]
-        report = assess(face.bbox, face.landmarks, face.crop, face.score, tenant.settings.quality)
-        if not report.passed:
-            raise errors.LowQuality("the face is not good enough to enrol", reasons=report.reasons)
+        face, report = enrolment_face(await self._faces(image, None), face_index, tenant.settings.quality)
         (vector,) = await self._embed([face])
         return await self._call(tenant, "add_face", person_id, vector, face.score, report.score)
 
@@ -401,7 +269,7 @@ class Ingress(stream_routes.StreamRoutes):
     async def _tenant(self, api_key: str) -> Tenant:
         tenant = await self.tenants.authenticate.remote(api_key, 1.0)
         metrics.current_tenant.set(tenant.tenant_id)
-        metrics.current_actor.set(f"key:{registry.parse_api_key(api_key)[0]}")
+        metrics.current_principal.set(f"key:{parse_api_key(api_key)[0]}")
         model = await self.model_info()
         if tenant.model != model_id(model):
             raise errors.ModelMismatch(
@@ -410,7 +278,8 @@ class Ingress(stream_routes.StreamRoutes):
 
     async def _call(self, tenant: Tenant, method: str, *args, retry_reads: bool = False):
         """A tenant index call, audited under the API key that made it."""
-        return await self.tenants.call.remote(tenant, method, *args, retry_reads=retry_reads, actor=metrics.current_actor.get())
+        return await self.tenants.call.remote(tenant, method, *args, retry_reads=retry_reads,
+                                              principal=metrics.current_principal.get())
 
     async def _threshold(self, requested: float | None, tenant: Tenant | None) -> float:
         if requested is not None:
@@ -435,107 +304,3 @@ class Ingress(stream_routes.StreamRoutes):
 
     async def _embed(self, faces: list[DetectedFace]) -> np.ndarray:
         return await self.embedder.embed.remote(np.stack([f.crop for f in faces]))
-
-    # ======================================================================================= HTTP
-    @api.post("/v1/detect", response_model=s.DetectResponse, responses=STATELESS_ERRORS, tags=["faces"])
-    async def http_detect(self, body: s.ImageRequest) -> dict:
-        return await self.detect(images.b64decode(body.image), body.max_faces)
-
-    @api.post("/v1/embed", response_model=s.EmbedResponse, responses=STATELESS_ERRORS, tags=["faces"])
-    async def http_embed(self, body: s.ImageRequest) -> dict:
-        return await self.embed(images.b64decode(body.image), body.max_faces)
-
-    @api.post("/v1/verify", response_model=s.VerifyResponse, response_model_exclude_none=True, responses=TENANT_ERRORS, tags=["faces"])
-    async def http_verify(self, body: s.VerifyRequest, authorization: str | None = Header(None)) -> dict:
-        if body.person_id is not None:
-            return await self.verify_person(bearer(authorization), images.b64decode(body.image), body.person_id, body.threshold)
-        a = images.b64decode(body.image_a, "image_a")
-        b = images.b64decode(body.image_b, "image_b")
-        return await self.verify(a, b, body.threshold)
-
-    @api.post("/v1/search", response_model=s.SearchResponse, responses=TENANT_ERRORS, tags=["faces"])
-    async def http_search(self, body: s.SearchRequest, authorization: str | None = Header(None)) -> dict:
-        return await self.search(bearer(authorization), images.b64decode(body.image), body.threshold, body.top_k, body.max_faces)
-
-    @api.post("/v1/persons", status_code=201, response_model=s.PersonCreated, responses=TENANT_ERRORS, tags=["persons"])
-    async def http_create_person(self, body: s.PersonCreate, authorization: str | None = Header(None)) -> dict:
-        return await self.create_person(bearer(authorization), body.external_id, body.metadata)
-
-    @api.get("/v1/persons", response_model=s.PersonPage, responses=TENANT_ERRORS, tags=["persons"])
-    async def http_list_persons(self, limit: int = Query(50, ge=1, le=1000), cursor: str | None = Query(None, max_length=512),
-                                authorization: str | None = Header(None)) -> dict:
-        return await self.list_persons(bearer(authorization), limit, cursor)
-
-    @api.get("/v1/persons/{person_id}", response_model=s.PersonView, responses=TENANT_ERRORS, tags=["persons"])
-    async def http_get_person(self, person_id: str, authorization: str | None = Header(None)) -> dict:
-        return await self.get_person(bearer(authorization), person_id)
-
-    @api.delete("/v1/persons/{person_id}", status_code=204, responses=TENANT_ERRORS, tags=["persons"])
-    async def http_delete_person(self, person_id: str, authorization: str | None = Header(None)) -> Response:
-        await self.delete_person(bearer(authorization), person_id)
-        return Response(status_code=204)
-
-    @api.post("/v1/persons/{person_id}/faces", status_code=201, response_model=s.FaceEnrolled, responses=TENANT_ERRORS, tags=["persons"])
-    async def http_enrol_face(self, person_id: str, body: s.FaceEnrol, authorization: str | None = Header(None)) -> dict:
-        return await self.enrol_face(bearer(authorization), person_id, images.b64decode(body.image), body.face_index)
-
-    @api.delete("/v1/persons/{person_id}/faces/{face_id}", status_code=204, responses=TENANT_ERRORS, tags=["persons"])
-    async def http_delete_face(self, person_id: str, face_id: str, authorization: str | None = Header(None)) -> Response:
-        await self.delete_face(bearer(authorization), person_id, face_id)
-        return Response(status_code=204)
-
-    @api.post("/v1/tenants", status_code=201, response_model=s.TenantCreated, responses=ADMIN_ERRORS, tags=["admin"])
-    async def http_create_tenant(self, body: s.TenantCreate, authorization: str | None = Header(None)) -> dict:
-        return await self.create_tenant(bearer(authorization), body.name, body.settings)
-
-    @api.get("/v1/tenants", response_model=list[s.TenantView], responses=ADMIN_ERRORS, tags=["admin"])
-    async def http_list_tenants(self, authorization: str | None = Header(None)) -> list[dict]:
-        return await self.list_tenants(bearer(authorization))
-
-    @api.get("/v1/tenants/{tenant_id}", response_model=s.TenantView, responses=ADMIN_ERRORS, tags=["admin"])
-    async def http_get_tenant(self, tenant_id: str, authorization: str | None = Header(None)) -> dict:
-        return await self.get_tenant(bearer(authorization), tenant_id)
-
-    @api.patch("/v1/tenants/{tenant_id}", response_model=s.TenantView, responses=ADMIN_ERRORS, tags=["admin"])
-    async def http_update_tenant(self, tenant_id: str, body: s.TenantPatch, authorization: str | None = Header(None)) -> dict:
-        return await self.update_tenant(bearer(authorization), tenant_id, body.settings)
-
-    @api.delete("/v1/tenants/{tenant_id}", status_code=204, responses=ADMIN_ERRORS, tags=["admin"])
-    async def http_delete_tenant(self, tenant_id: str, authorization: str | None = Header(None)) -> Response:
-        await self.delete_tenant(bearer(authorization), tenant_id)
-        return Response(status_code=204)
-
-    @api.post("/v1/tenants/{tenant_id}/api-keys", status_code=201, response_model=s.ApiKeyCreated, responses=ADMIN_ERRORS, tags=["admin"])
-    async def http_rotate_api_key(self, tenant_id: str, authorization: str | None = Header(None)) -> dict:
-        return await self.rotate_api_key(bearer(authorization), tenant_id)
-
-    @api.post("/v1/admin/keys/rotate-root", response_model=s.RootKeyRotation, responses=ADMIN_ERRORS, tags=["admin"])
-    async def http_rotate_root_key(self, authorization: str | None = Header(None)) -> dict:
-        return await self.rotate_root_key(bearer(authorization))
-
-    @api.post("/v1/tenants/{tenant_id}/keys/rotate", status_code=202, response_model=s.KeyRotation, responses=ADMIN_ERRORS, tags=["admin"])
-    async def http_rotate_tenant_key(self, tenant_id: str, authorization: str | None = Header(None)) -> dict:
-        return await self.rotate_tenant_key(bearer(authorization), tenant_id)
-
-    @api.get("/v1/admin/keys/status", response_model=s.KeyStatus, responses=ADMIN_ERRORS, tags=["admin"])
-    async def http_key_status(self, authorization: str | None = Header(None)) -> dict:
-        return await self.key_status(bearer(authorization))
-
-    @api.get("/v1/audit", response_model=s.AuditPage, responses=TENANT_ERRORS, tags=["audit"])
-    async def http_audit(self, since: int = Query(0, ge=0, le=s.SEQ_MAX, description="sequence number of the last event seen"),
-                         limit: int = Query(100, ge=1, le=1000),
-                         authorization: str | None = Header(None)) -> dict:
-        return await self.audit(bearer(authorization), since, limit)
-
-    @api.get("/v1/healthz", response_model=s.Health, tags=["health"])
-    async def http_healthz(self) -> dict:
-        return {"status": "ok"}
-
-    @api.get("/v1/readyz", response_model=s.Readiness, responses={503: {"model": s.ErrorResponse}}, tags=["health"])
-    async def http_readyz(self):
-        try:
-            return await asyncio.wait_for(self.ready(), timeout=5.0)
-        except Exception as exc:
-            log.warning("not ready: %r", exc)
-            return error_response(errors.NotReady("models or the key service are not ready"))
-

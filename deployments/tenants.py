@@ -7,19 +7,37 @@ nothing to evict before a tenant has been used).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from securegate import metrics
+from securegate import errors, metrics
 from securegate.settings import Settings
 from tenancy.ratelimit import RateLimiter
-from tenancy.registry import Tenant
+from tenancy.tenant import Tenant
 from tenancy.service import TenantService
 
 log = logging.getLogger("ray.serve")
+
+
+def as_api_errors(method):
+    """Domain errors leave this replica as the API errors they declare (securegate.errors), so its callers,
+    the HTTP ingress among them, never unpickle tenancy's exception types (their modules import apsw, faiss)."""
+
+    @functools.wraps(method)
+    async def wrapper(self, *args, **kwargs):
+        try:
+            return await method(self, *args, **kwargs)
+        except Exception as exc:
+            mapped = errors.declared_api_error(exc)
+            if mapped is None:
+                raise
+            raise mapped from None
+
+    return wrapper
 
 
 @serve.deployment(max_ongoing_requests=128, ray_actor_options={"num_cpus": 0.1})
@@ -58,9 +76,11 @@ class TenantRouter:
                 log.exception("tenant housekeeping failed")
 
     # ---- credentials and tenants (admin) ------------------------------------------------------------------
+    @as_api_errors
     async def check_admin(self, token: str) -> None:
         self.service.check_admin(token)
 
+    @as_api_errors
     async def authenticate(self, api_key: str, cost: float = 0.0) -> Tenant:
         """The key's tenant; with `cost`, also spends that many of the tenant's rate-limit tokens."""
         tenant = self.service.authenticate(api_key)
@@ -68,6 +88,7 @@ class TenantRouter:
             self.rate_limiter.take(tenant.tenant_id, tenant.settings.rate_limit_per_s, tenant.settings.rate_limit_burst, cost)
         return tenant
 
+    @as_api_errors
     async def create_tenant(self, name: str, model: str, dim: int, settings: dict | None) -> tuple[dict, str]:
         tenant, api_key = await self.service.create_tenant(name, model, dim, settings)
         return tenant.public(), api_key
@@ -75,22 +96,28 @@ class TenantRouter:
     async def list_tenants(self) -> list[dict]:
         return [t.public() for t in self.service.registry.list()]
 
+    @as_api_errors
     async def tenant(self, tenant_id: str) -> Tenant:
         """The tenant itself (for internal callers such as camera workers, which hold no API key)."""
         return self.service.registry.get(tenant_id)
 
+    @as_api_errors
     async def get_tenant(self, tenant_id: str) -> dict:
         return self.service.registry.get(tenant_id).public()
 
+    @as_api_errors
     async def update_tenant(self, tenant_id: str, settings: dict) -> dict:
         return self.service.update_settings(tenant_id, settings).public()
 
+    @as_api_errors
     async def rotate_api_key(self, tenant_id: str) -> str:
         return self.service.rotate_api_key(tenant_id)
 
+    @as_api_errors
     async def delete_tenant(self, tenant_id: str) -> None:
         await self.service.delete_tenant(tenant_id)
 
+    @as_api_errors
     async def rotate_tenant_key(self, tenant_id: str) -> dict:
         return await self.service.rotate_tenant_key(tenant_id)
 
@@ -98,13 +125,15 @@ class TenantRouter:
         return self.service.rotations
 
     # ---- a tenant's faces ------------------------------------------------------------------------------------
-    async def call(self, tenant: Tenant, method: str, *args, retry_reads: bool = False, actor: str = "internal"):
+    @as_api_errors
+    async def call(self, tenant: Tenant, method: str, *args, retry_reads: bool = False, principal: str = "internal"):
         self._ensure_evictor()
         try:
-            return await self.service.call(tenant, method, *args, retry_reads=retry_reads, actor=actor)
+            return await self.service.call(tenant, method, *args, retry_reads=retry_reads, principal=principal)
         finally:
             metrics.active_tenants().set(len(self.service.active_tenants()))
 
+    @as_api_errors
     async def audit_events(self, tenant: Tenant, since: int, limit: int) -> list[dict]:
         return self.service.audit_events(tenant.tenant_id, since, limit)
 

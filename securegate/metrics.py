@@ -14,8 +14,8 @@ import functools
 # in an importable module, because Serve pickles the ingress class by value and a ContextVar can't be.
 current_tenant: contextvars.ContextVar[str] = contextvars.ContextVar("current_tenant", default="-")
 
-# Who is making the call in flight (`key:<api key id>`), for the tenant's audit log.
-current_actor: contextvars.ContextVar[str] = contextvars.ContextVar("current_actor", default="-")
+# Who is making the call in flight (`key:<api key id>`): the principal of the tenant's audit log.
+current_principal: contextvars.ContextVar[str] = contextvars.ContextVar("current_principal", default="-")
 
 LATENCY_BUCKETS_S = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 

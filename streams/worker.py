@@ -159,7 +159,7 @@ class StreamWorker:
         if wanted:
             vectors = await self.embedder.embed.remote(np.stack([w.face.crop for w in wanted]))
             results = await self.tenants.call.remote(self.config["tenant"], "search", vectors, 1, self.config["threshold"],
-                                                     self.config["match_on"], retry_reads=True, actor=f"stream:{self.stream_id}")
+                                                     self.config["match_on"], retry_reads=True, principal=f"stream:{self.stream_id}")
             for item, vector, matches in zip(wanted, vectors, results):
                 self.tracks.vote(item.track_id, vector, matches[0] if matches else None)
         for track in self.tracks.decided():

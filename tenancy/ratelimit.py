@@ -7,18 +7,24 @@ by design: cheap, and no shared state on the hot path.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 
+from securegate import errors
+
 
 class RateLimited(Exception):
+    api_error = errors.RateLimited
+
     def __init__(self, retry_after_s: float) -> None:
         super().__init__(f"rate limit exceeded; retry after {retry_after_s:.2f}s")
         self.retry_after_s = retry_after_s
 
     def __reduce__(self):  # crosses Ray processes with its number, not its message
         return (RateLimited, (self.retry_after_s,))
+
+    def api_details(self) -> dict:
+        return {"retry_after_s": round(self.retry_after_s, 3)}
 
 
 @dataclass
@@ -56,7 +62,3 @@ class RateLimiter:
         if bucket is None or bucket.rate_per_s != rate_per_s or bucket.burst != burst:
             bucket = self._buckets[tenant_id] = TokenBucket(rate_per_s, float(burst))
         bucket.take(cost)
-
-
-def retry_after_header(seconds: float) -> str:
-    return str(max(1, math.ceil(seconds)))

@@ -29,10 +29,12 @@ import pydantic
 import ray
 from ray.exceptions import ActorUnavailableError, RayActorError
 
+from securegate import errors
 from tenancy.audit import AuditLog, audit_path
 from tenancy.actors import NAMESPACE, KeyServiceDataKeys, TenantShardActor, actor_name, format_match, tenant_db_path
 from tenancy.index import merge_search
-from tenancy.registry import Tenant, TenantRegistry, TenantSettings, load_or_create_admin_token
+from tenancy.registry import TenantRegistry, load_or_create_admin_token
+from tenancy.tenant import Tenant, TenantSettings
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +60,19 @@ ACTIVATION_TIMEOUT_S = 120.0
 class Forbidden(Exception):
     """The caller's credentials are valid but not for this."""
 
+    api_error = errors.Forbidden
+
 
 class TenantUnavailable(Exception):
     """The tenant's index actor died while serving the call; the client may retry."""
 
+    api_error = errors.ServiceUnavailable
+
 
 class ShardedCentroidSearch(ValueError):
     """A `match_on: centroid` search on a tenant with shards > 1: refused (a client error, HTTP 400)."""
+
+    api_error = errors.InvalidRequest
 
 
 @dataclass
@@ -254,8 +262,9 @@ class TenantService:
             raise TenantUnavailable(f"tenant {tenant.tenant_id} could not be activated in time; retry") from exc
         return ShardSet(handles)
 
-    async def call(self, tenant: Tenant, method: str, *args, retry_reads: bool = False, actor: str = "internal"):
-        """Run `method` on the tenant's index actor(s), audited when it changes or reveals faces. Reads may be
+    async def call(self, tenant: Tenant, method: str, *args, retry_reads: bool = False, principal: str = "internal"):
+        """Run `method` on the tenant's index actor(s), audited under `principal` (who asked: `key:<api key id>`,
+        `stream:<id>`) when it changes or reveals faces. Reads may be
         retried once after an actor crash (Ray restarts it and it reactivates from the file); writes are
         not: the caller never got an ack."""
         outcome, result = "error", None
@@ -268,7 +277,7 @@ class TenantService:
             raise
         finally:
             if method in AUDITED:
-                self.audit(tenant.tenant_id).record(actor, AUDITED[method], outcome, audit_counts(method, result))
+                self.audit(tenant.tenant_id).record(principal, AUDITED[method], outcome, audit_counts(method, result))
 
     async def _call(self, tenant: Tenant, method: str, *args, retry_reads: bool):
         # Reads retry while Ray restarts a crashed actor (each of a sharded tenant's actors restarts on its

@@ -184,7 +184,7 @@ class DeliveryList(BaseModel):
 
 
 def _bearer(authorization: str | None) -> str:
-    from deployments.ingress import bearer
+    from deployments.routes.common import bearer
 
     return bearer(authorization)
 
@@ -239,7 +239,7 @@ class StreamRoutes(StreamApi):
         except errors.ApiError:
             raise
         except Exception as exc:
-            from deployments.ingress import to_api_error
+            from securegate.errors import to_api_error
 
             raise to_api_error(exc) from None
 

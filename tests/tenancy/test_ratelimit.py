@@ -1,6 +1,7 @@
 import pytest
 
-from tenancy.ratelimit import RateLimited, RateLimiter, TokenBucket, retry_after_header
+from securegate.errors import retry_after_header
+from tenancy.ratelimit import RateLimited, RateLimiter, TokenBucket
 
 
 def test_bucket_allows_the_burst_then_the_rate():

@@ -1,0 +1,30 @@
+"""HTTP for probes: liveness (the replica answers) and readiness (models loaded, key service reachable)."""
+
+import asyncio
+import logging
+
+from fastapi import APIRouter
+
+from deployments.routes.common import error_response
+from securegate import errors
+from securegate import schemas as s
+
+log = logging.getLogger("ray.serve")
+
+router = APIRouter(tags=["health"])
+
+
+class HealthRoutes:
+    """Calls `self.ready`."""
+
+    @router.get("/v1/healthz", response_model=s.Health)
+    async def http_healthz(self) -> dict:
+        return {"status": "ok"}
+
+    @router.get("/v1/readyz", response_model=s.Readiness, responses={503: {"model": s.ErrorResponse}})
+    async def http_readyz(self):
+        try:
+            return await asyncio.wait_for(self.ready(), timeout=5.0)
+        except Exception as exc:
+            log.warning("not ready: %r", exc)
+            return error_response(errors.NotReady("models or the key service are not ready"))
