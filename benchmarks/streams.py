@@ -36,6 +36,25 @@ from streams import testmedia  # noqa: E402
 SHARED = Path(os.environ.get("SECUREGATE_SHARED", REPO.parent / "shared"))
 
 
+def cpu_by_kind() -> dict[str, float]:
+    """CPU seconds used so far by this machine's Ray processes, by kind (their process title)."""
+    import psutil
+
+    out: dict[str, float] = {}
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            title = (proc.info["cmdline"] or [""])[0]
+            if not title.startswith("ray::"):
+                continue
+            kind = title.split()[0].removeprefix("ray::").split(".")[0]
+            kind = kind.split(":")[-1] if kind.startswith("ServeReplica") else kind
+            times = proc.cpu_times()
+            out[kind] = out.get(kind, 0.0) + times.user + times.system
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return out
+
+
 def percentile(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 4) if values else None
 
@@ -74,9 +93,11 @@ async def run_cameras(handle, api_key: str, clip: Path, n: int, fps: float, seco
     await asyncio.sleep(3.0)  # warm-up: connections, first detections
     before = {i: (await handle.get_stream.remote(api_key, i))["status"] for i in ids}
     start_since = (await handle.events.remote(api_key, since=since, limit=1000))["next_since"]
+    cpu_before = cpu_by_kind()
     started = time.monotonic()
     await asyncio.sleep(seconds)
     elapsed = time.monotonic() - started
+    cpu_after = cpu_by_kind()
     after = {i: (await handle.get_stream.remote(api_key, i))["status"] for i in ids}
     events, cursor = [], start_since
     while True:
@@ -95,7 +116,9 @@ async def run_cameras(handle, api_key: str, clip: Path, n: int, fps: float, seco
     return {"cameras": n, "fps": fps, "offered_fps": round(read / elapsed, 2), "processed_fps": round(processed / elapsed, 2),
             "dropped_rate": round(dropped / read, 4) if read else None, "events": len(events),
             "latency_p50_s": percentile(latencies, 50), "latency_p99_s": percentile(latencies, 99),
-            "lag_s_max": max((after[i]["lag_s"] or 0) for i in ids)}
+            "lag_s_max": max((after[i]["lag_s"] or 0) for i in ids),
+            "cpu_ms_per_frame": {k: round(1000 * (v - cpu_before.get(k, 0.0)) / max(processed, 1), 2)
+                                 for k, v in sorted(cpu_after.items()) if v - cpu_before.get(k, 0.0) > 0.05 * elapsed}}
 
 
 async def main_async(ns: argparse.Namespace) -> dict:
@@ -135,7 +158,7 @@ async def main_async(ns: argparse.Namespace) -> dict:
             step = await run_cameras(handle, api_key, clip, n, ns.fps, ns.seconds)
             steps.append(step)
             print(f"{n:>7} {step['offered_fps']:>9} {step['processed_fps']:>11} {step['dropped_rate']:>8} {step['events']:>6} "
-                  f"{step['latency_p50_s']!s:>6} {step['latency_p99_s']!s:>6}", flush=True)
+                  f"{step['latency_p50_s']!s:>6} {step['latency_p99_s']!s:>6}  cpu ms/frame {step['cpu_ms_per_frame']}", flush=True)
         held = [s["cameras"] for s in steps if s["latency_p99_s"] is not None and s["latency_p99_s"] < 1.0
                 and (s["dropped_rate"] or 0) < 0.05]
         best = max(steps, key=lambda s: s["processed_fps"])

@@ -91,6 +91,8 @@ class StreamService:
         self._deliver_now = asyncio.Event()
         self._background: list[asyncio.Task] = []
         self._model_threshold: float | None = None
+        self._ciphers: dict[str, tuple[float, _Ciphers]] = {}  # tenant -> (expires, ciphers)
+        self._streams: dict[str, dict[str, dict]] = {}  # tenant -> stream id -> stream (decrypted URL), for sightings
 
     # ---- plumbing ---------------------------------------------------------------------------------------
     def store(self, tenant_id: str) -> CameraStore:
@@ -99,8 +101,14 @@ class StreamService:
         return self._stores[tenant_id]
 
     async def ciphers(self, tenant_id: str, *, read: bool = True) -> _Ciphers:
+        """The tenant's record ciphers: kept for `keys.cache_ttl_s` (as the KeyService keeps unwrapped keys),
+        since every sighting reads and writes sealed rows; dropped with the tenant."""
         versions = self.store(tenant_id).key_versions() if read else set()
-        return await _Ciphers(self.keys, tenant_id).load(versions)
+        now = time.monotonic()
+        cached = self._ciphers.get(tenant_id)
+        if cached is None or cached[0] < now:
+            cached = self._ciphers[tenant_id] = (now + self.settings.keys.cache_ttl_s, await _Ciphers(self.keys, tenant_id).load(versions))
+        return await cached[1].load(versions, current=False)
 
     def _condition(self, tenant_id: str) -> asyncio.Condition:
         return self._new_event.setdefault(tenant_id, asyncio.Condition())
@@ -136,16 +144,19 @@ class StreamService:
             raise TooManyStreams(f"a tenant has at most {self.cfg.max_streams_per_tenant} streams")
         self._check_config(url, config["fps"])
         stream_id = store.add_stream(ciphers.current, name, url or "", config)
+        self._streams.pop(tenant_id, None)
         if config.get("enabled", True):
             await self._ensure_worker(tenant_id, stream_id)
         return await self.get_stream(tenant_id, stream_id)
 
     async def _stream(self, tenant_id: str, stream_id: str) -> dict:
-        ciphers = await self.ciphers(tenant_id)
-        for stream in self.store(tenant_id).streams(ciphers):
-            if stream["stream_id"] == stream_id:
-                return stream
-        raise StreamNotFound(f"stream {stream_id} not found")
+        if tenant_id not in self._streams:
+            ciphers = await self.ciphers(tenant_id)
+            self._streams[tenant_id] = {s["stream_id"]: s for s in self.store(tenant_id).streams(ciphers)}
+        try:
+            return self._streams[tenant_id][stream_id]
+        except KeyError:
+            raise StreamNotFound(f"stream {stream_id} not found") from None
 
     def _view(self, stream: dict, status: dict | None) -> dict:
         url = stream["url"] or None
@@ -172,6 +183,7 @@ class StreamService:
         self._check_config(url or None, config["fps"])
         ciphers = await self.ciphers(tenant_id)
         self.store(tenant_id).put_stream(ciphers.current, stream_id, name, url, config, stream["created_at"])
+        self._streams.pop(tenant_id, None)
         await self._stop_worker(tenant_id, stream_id)
         if config.get("enabled", True):
             await self._ensure_worker(tenant_id, stream_id)
@@ -181,6 +193,7 @@ class StreamService:
         await self._stream(tenant_id, stream_id)
         await self._stop_worker(tenant_id, stream_id)
         self.store(tenant_id).delete_stream(stream_id)
+        self._streams.pop(tenant_id, None)
         for key in [k for k in self._cooldown if k[0] == tenant_id and k[1] == stream_id]:
             del self._cooldown[key]
 
@@ -283,6 +296,8 @@ class StreamService:
         if store is not None:
             store.close()
         self._unknowns.pop(tenant_id, None)
+        self._ciphers.pop(tenant_id, None)
+        self._streams.pop(tenant_id, None)
         for key in [k for k in self._cooldown if k[0] == tenant_id]:
             del self._cooldown[key]
         return len(names)
