@@ -37,13 +37,16 @@ SHARED = Path(os.environ.get("SECUREGATE_SHARED", REPO.parent / "shared"))
 
 
 def cpu_by_kind() -> dict[str, float]:
-    """CPU seconds used so far by this machine's Ray processes, by kind (their process title)."""
+    """CPU seconds used so far by this run's Ray workers (children of our raylet: other Ray clusters on the
+    machine do not count), by kind (their process title)."""
     import psutil
+    import ray
 
+    raylet = ray._private.worker._global_node.all_processes["raylet"][0].process.pid
     out: dict[str, float] = {}
-    for proc in psutil.process_iter(["cmdline"]):
+    for proc in psutil.Process(raylet).children(recursive=True):
         try:
-            title = (proc.info["cmdline"] or [""])[0]
+            title = (proc.cmdline() or [""])[0]
             if not title.startswith("ray::"):
                 continue
             kind = title.split()[0].removeprefix("ray::").split(".")[0]

@@ -37,7 +37,7 @@ class Detector:
         # Camera frames get their own (smaller) input square: faces at a door are large in a 640x360 frame,
         # and a smaller square is what lets one CPU hold several cameras (benchmarks/streams.py).
         self.frame_model = FaceDetector(self.pack, self.model.providers, det_size=self.settings.streams.det_size,
-                                        det_thresh=cfg.det_thresh, threads=cfg.threads)
+                                        det_thresh=cfg.det_thresh, threads=self.settings.streams.det_threads)
         self._slots = asyncio.Semaphore(cfg.concurrency)
         log.info("Detector ready: %s on %s (GPUs %s)", self.pack.detector_path.name, self.model.providers, ray.get_gpu_ids())
 

@@ -63,6 +63,8 @@ class StreamSettings(Strict):
     """Cameras (streams/): detection size for frames, the per-camera frame queue, workers and webhooks."""
 
     det_size: int = Field(320, ge=64, description="SCRFD input square for camera frames (faces of ~40 px and up at 640x360)")
+    det_threads: int | None = Field(1, ge=1, description="ONNX Runtime threads of the frame detector: one, so the "
+                                    "other core decodes and tracks (benchmarks/streams.py); None = ORT default")
     queue_frames: int = Field(2, ge=1, description="frames a camera may have waiting; older ones are dropped")
     worker_options: dict[str, Any] = Field(default_factory=lambda: {"num_cpus": 0.1},
                                            description="Ray options of each camera's stream worker actor")
