@@ -9,8 +9,6 @@ store (faiss, apsw).
 """
 
 import asyncio
-import functools
-import time
 
 import numpy as np
 from fastapi import FastAPI
@@ -24,6 +22,7 @@ from deployments.routes import faces as face_routes
 from deployments.routes import health as health_routes
 from deployments.routes import persons as person_routes
 from deployments.routes import streams as stream_routes
+from deployments.api_calls import api_errors
 from deployments.routes.common import BodyLimit, add_error_handlers
 from securegate import errors, metrics
 from securegate import schemas as s
@@ -42,32 +41,6 @@ api.include_router(admin_routes.router)  # tenants, API keys, the key hierarchy
 api.include_router(audit_routes.router)  # a tenant's audit log
 api.include_router(health_routes.router)  # healthz, readyz
 add_error_handlers(api)
-
-
-def api_errors(method):
-    """Python callers get the same typed ApiError (with its code) that HTTP clients get as JSON; every
-    call is counted by endpoint, tenant and outcome."""
-
-    @functools.wraps(method)
-    async def wrapper(*args, **kwargs):
-        started = time.perf_counter()
-        outcome = "ok"
-        token = metrics.current_tenant.set("-")
-        try:
-            return await method(*args, **kwargs)
-        except errors.ApiError as exc:
-            outcome = exc.code
-            raise
-        except Exception as exc:
-            mapped = errors.to_api_error(exc)
-            outcome = mapped.code
-            raise mapped from None
-        finally:
-            metrics.requests_total().inc(tags={"endpoint": method.__name__, "tenant": metrics.current_tenant.get(), "outcome": outcome})
-            metrics.request_seconds().observe(time.perf_counter() - started, tags={"endpoint": method.__name__})
-            metrics.current_tenant.reset(token)
-
-    return wrapper
 
 
 def largest(faces: list[DetectedFace]) -> DetectedFace:

@@ -6,22 +6,9 @@ comes from the API key; the StreamRouter deployment does the work.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 
+from deployments.api_calls import api_errors
 from securegate import errors
-
-
-def api_errors(method):
-    """The Ingress's error mapping and request metrics (deployments.ingress.api_errors), looked up at call
-    time: ingress.py imports this module, so it cannot be imported here at import time."""
-
-    @functools.wraps(method)
-    async def wrapper(*args, **kwargs):
-        from deployments.ingress import api_errors as ingress_api_errors
-
-        return await ingress_api_errors(method)(*args, **kwargs)
-
-    return wrapper
 
 
 EVENT_KINDS = ("person_seen", "unknown_seen")
