@@ -146,6 +146,7 @@ class StreamReader:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"stream-reader {redact_url(url)}", daemon=True)
         self._offset_base = 0.0  # stream position carried over reconnects and file loops
+        self._recording = self.kind == "file"  # known once connected (see _read_once)
 
     def start(self) -> "StreamReader":
         self._thread.start()
@@ -169,11 +170,11 @@ class StreamReader:
                 delivered = self._read_once()
                 if self._stop.is_set():
                     break
-                if self.kind == "file" and not self.loop:
+                if self._recording and not self.loop:
                     self.state = "ended"
                     return
-                if self.kind == "file":
-                    continue  # loop the file
+                if self._recording:
+                    continue  # loop the recording
                 self.last_error = "stream ended"
             except Exception as exc:  # any decode / network failure: reconnect with backoff
                 self.last_error = redact_text(f"{type(exc).__name__}: {exc}", self.url)
@@ -211,6 +212,9 @@ class StreamReader:
             last_position = 0.0
             # Multipart JPEG carries no timestamps (FFmpeg would invent 25 fps): arrival time is the clock.
             arrival_clock = container.format.name == "mpjpeg"
+            # A recording (a file, or an HTTP(S) video with a duration) plays at its own speed like a camera,
+            # ends, and may loop; live sources (RTSP, MJPEG) are paced by the camera itself.
+            self._recording = self.kind == "file" or (self.kind == "http" and not arrival_clock and container.duration is not None)
             for frame in container.decode(stream):
                 if self._stop.is_set():
                     break
@@ -225,7 +229,7 @@ class StreamReader:
                 if position + 1e-6 < next_due:
                     continue  # sampling: one frame per 1/fps of stream time
                 next_due = position + interval if position - next_due > interval else next_due + interval
-                if self.kind == "file" and self.realtime:
+                if self._recording and self.realtime:
                     wait = started + position - time.monotonic()
                     if wait > 0 and self._stop.wait(wait):
                         break

@@ -179,7 +179,8 @@ def write_video(scene: Scene, cuts: FaceCuts, path: str | Path, *, codec: str = 
     import av
 
     path = Path(path)
-    with av.open(str(path), "w") as container:
+    # faststart: the index (moov) goes first, so the clip also plays from an HTTP server without range requests
+    with av.open(str(path), "w", options={"movflags": "faststart"} if path.suffix == ".mp4" else {}) as container:
         stream = container.add_stream(codec, rate=scene.fps)
         stream.width, stream.height = scene.width, scene.height
         stream.pix_fmt = "yuv420p" if codec == "libx264" else "yuvj420p"

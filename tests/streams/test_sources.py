@@ -80,3 +80,27 @@ def test_a_source_that_is_not_there_reconnects_with_an_error():
     finally:
         reader.stop()
     assert reader.state == "stopped"
+
+
+def test_an_http_video_url_plays_like_a_file(videos):
+    """An MP4 behind a plain HTTP server (stdlib, 127.0.0.1): paced at its own speed, sampled, and it ends."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(videos["hall"].parent)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        queue = FrameQueue(100)
+        started = time.monotonic()
+        reader = StreamReader(f"http://127.0.0.1:{server.server_address[1]}/{videos['hall'].name}", queue, fps=4).start()
+        while reader.state != "ended" and time.monotonic() - started < 20:
+            time.sleep(0.05)
+        assert reader.state == "ended" and time.monotonic() - started >= 5.0
+        assert reader.frames_read == pytest.approx(24, abs=1) and queue.dropped == 0
+    finally:
+        server.shutdown()
