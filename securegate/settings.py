@@ -66,7 +66,9 @@ class StreamSettings(Strict):
     det_threads: int | None = Field(1, ge=1, description="ONNX Runtime threads of the frame detector: one, so the "
                                     "other core decodes and tracks (benchmarks/streams.py); None = ORT default")
     queue_frames: int = Field(2, ge=1, description="frames a camera may have waiting; older ones are dropped")
-    worker_options: dict[str, Any] = Field(default_factory=lambda: {"num_cpus": 0.1},
+    # A worker uses ~15 ms of CPU per frame (~0.08 of a core at 5 fps); its reservation is a scheduling slot
+    # small enough that 8 cameras fit beside the deployments on a 2-core machine (configs/local.yaml).
+    worker_options: dict[str, Any] = Field(default_factory=lambda: {"num_cpus": 0.02},
                                            description="Ray options of each camera's stream worker actor")
     max_streams_per_tenant: int = Field(64, ge=1)
     media_dirs: list[str] = Field(default_factory=list, description="directories file sources may be read from, "
