@@ -155,6 +155,8 @@ class Ingress(face_routes.FaceRoutes, person_routes.PersonRoutes, admin_routes.A
     @api_errors
     async def rotate_tenant_key(self, admin_token: str, tenant_id: str) -> dict:
         await self.tenants.check_admin.remote(admin_token)
+        if self.streams is not None:
+            return await self._streams_around_key_rotation(tenant_id, lambda: self.tenants.rotate_tenant_key.remote(tenant_id))
         return await self.tenants.rotate_tenant_key.remote(tenant_id)
 
     @api_errors

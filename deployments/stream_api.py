@@ -137,6 +137,14 @@ class StreamApi:
         return {"deliveries": await self.streams.deliveries.remote(tenant.tenant_id, webhook_id, state, limit)}
 
     # ---- hooks the Ingress calls from its own operations --------------------------------------------------
+    async def _streams_around_key_rotation(self, tenant_id: str, rotate) -> dict:
+        """A content-key rotation also moves events.db to the new key version: its old keys are held in the
+        StreamRouter's memory first, since the rotation retires them once the faces are re-encrypted."""
+        await self.streams.hold_keys.remote(tenant_id)
+        result = await rotate()
+        await self.streams.reseal.remote(tenant_id)
+        return result
+
     async def _streams_before_tenant_delete(self, tenant_id: str) -> None:
         """A tenant's cameras stop before its keys and files go."""
         await self.streams.stop_tenant.remote(tenant_id)

@@ -84,6 +84,14 @@ class StreamRouter:
         return await self._started().push_frame(tenant_id, stream_id, jpeg, captured_at)
 
     @translated
+    async def hold_keys(self, tenant_id: str) -> None:
+        await self._started().hold_keys(tenant_id)
+
+    @translated
+    async def reseal(self, tenant_id: str) -> int:
+        return await self._started().reseal(tenant_id)
+
+    @translated
     async def stop_tenant(self, tenant_id: str) -> int:
         return await self._started().stop_tenant(tenant_id)
 

@@ -110,6 +110,27 @@ class StreamService:
             cached = self._ciphers[tenant_id] = (now + self.settings.keys.cache_ttl_s, await _Ciphers(self.keys, tenant_id).load(versions))
         return await cached[1].load(versions, current=False)
 
+    async def hold_keys(self, tenant_id: str, hold_s: float = 600.0) -> None:
+        """Before a content-key rotation: the ciphers of every version in use stay in memory (at most
+        `hold_s`), so `reseal` can open old values even once the rotation has retired their version."""
+        if not events_path(self.data_dir, tenant_id).exists():
+            return
+        ciphers = await self.ciphers(tenant_id)
+        self._ciphers[tenant_id] = (time.monotonic() + hold_s, ciphers)
+
+    async def reseal(self, tenant_id: str) -> int:
+        """After a content-key rotation started: every sealed value of the tenant's events.db moves to the
+        new current version (the faces are re-encrypted by the rotation itself)."""
+        if not events_path(self.data_dir, tenant_id).exists():
+            return 0
+        held = self._ciphers.get(tenant_id)
+        ciphers = held[1] if held is not None else await self.ciphers(tenant_id)
+        await ciphers.load(self.store(tenant_id).key_versions(), current=True)  # the new current version
+        self._ciphers[tenant_id] = (time.monotonic() + self.settings.keys.cache_ttl_s, ciphers)
+        resealed = self.store(tenant_id).reseal(ciphers, ciphers.current)
+        log.info("tenant %s: %d camera records re-sealed under key version %d", tenant_id, resealed, ciphers.current.key_version)
+        return resealed
+
     def _condition(self, tenant_id: str) -> asyncio.Condition:
         return self._new_event.setdefault(tenant_id, asyncio.Condition())
 

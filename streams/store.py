@@ -86,6 +86,26 @@ class CameraStore:
                                     " UNION SELECT key_version FROM unknowns UNION SELECT key_version FROM webhooks").fetchall()
         return {r[0] for r in rows}
 
+    # (table, id column, sealed column): every sealed value, for re-sealing under a new key version.
+    SEALED = (("streams", "stream_id", "sealed_url"), ("events", "event_id", "payload"),
+              ("unknowns", "unknown_id", "vectors"), ("webhooks", "webhook_id", "sealed"))
+
+    def reseal(self, cipher_for: CipherFor, current: RecordCipher) -> int:
+        """Re-seal every value sealed under another key version with `current` (after a content-key
+        rotation, before the old version is retired). Returns how many values were re-sealed."""
+        done = 0
+        for table, id_column, column in self.SEALED:
+            with self._lock:
+                rows = self._db.execute(f"SELECT {id_column}, key_version, nonce, {column} FROM {table} WHERE key_version != ?",
+                                        (current.key_version,)).fetchall()
+            for row_id, version, nonce, ciphertext in rows:
+                sealed = self._seal(current, table, row_id, self._open(cipher_for, table, row_id, version, nonce, ciphertext))
+                with self._lock:
+                    self._db.execute(f"UPDATE {table} SET key_version = ?, nonce = ?, {column} = ? WHERE {id_column} = ? AND key_version = ?",
+                                     (sealed.key_version, sealed.nonce, sealed.ciphertext, row_id, version))
+                done += 1
+        return done
+
     # ---- streams ------------------------------------------------------------------------------------------
     def add_stream(self, cipher: RecordCipher, name: str, url: str, config: dict) -> str:
         stream_id = "cam_" + uuid.uuid4().hex[:16]

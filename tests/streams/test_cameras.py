@@ -405,3 +405,28 @@ def test_a_crashed_stream_worker_is_restarted_and_resumes(http, site, media, ray
         assert resumed["frames_read"] >= resumed["frames_processed"]
     finally:
         assert http.delete(f"/v1/streams/{sid}", headers=tenant["auth"]).status_code == 204
+
+
+def test_content_key_rotation_keeps_the_camera_records_readable(http, admin, site, data_dir):
+    """The rotation retires the old key version once the faces are re-encrypted; events.db is re-sealed
+    under the new version before that, so every event, stream and unknown still opens."""
+    import sqlite3
+
+    tenant, _ = site
+    before = events_of(http, tenant)
+    streams_before = http.get("/v1/streams", headers=tenant["auth"]).json()["streams"]
+    assert before and streams_before
+    r = http.post(f"/v1/tenants/{tenant['id']}/keys/rotate", headers=admin)
+    assert r.status_code == 202, r.text
+    version = r.json()["version"]
+    wait_until(lambda: http.get("/v1/admin/keys/status", headers=admin).json()["rotations"][tenant["id"]]["state"] == "done",
+               30, "the rotation to finish")
+    with sqlite3.connect(f"file:{data_dir / 'tenants' / tenant['id'] / 'events.db'}?mode=ro", uri=True) as db:
+        versions = {v for (v,) in db.execute("SELECT key_version FROM events UNION SELECT key_version FROM streams"
+                                             " UNION SELECT key_version FROM unknowns")}
+    assert versions == {version}
+    after = events_of(http, tenant)
+    assert [(e["seq"], e.get("person_id"), e.get("unknown_id")) for e in after] == \
+        [(e["seq"], e.get("person_id"), e.get("unknown_id")) for e in before]
+    assert [s["stream_id"] for s in http.get("/v1/streams", headers=tenant["auth"]).json()["streams"]] == \
+        [s["stream_id"] for s in streams_before]
