@@ -2,7 +2,8 @@
 
 One small SQLite file (`{data_dir}/registry.db`). API keys are shown once and stored only as a SHA-256
 hash of their secret part (the secret is 256 random bits, so a plain hash is enough: there is nothing to
-brute-force); lookups go by the public key id and compare hashes in constant time.
+brute-force); lookups go by the public key id and compare hashes in constant time. Admin keys
+(tenancy/admin_keys.py) are stored the same way, by name, with their scopes.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import uuid
 from pathlib import Path
 
 from tenancy import sqlite
+from tenancy.admin_keys import (ADMIN_KEY_PREFIX, BOOTSTRAP, SCOPES, AdminKey, AdminKeyConflict, AdminKeyNotFound,
+                                NotAnAdminKey, check_name, check_scopes, parse_admin_key)
 from tenancy.tenant import KEY_PREFIX, InvalidApiKey, Tenant, TenantNotFound, TenantSettings, parse_api_key
 
 
@@ -43,6 +46,9 @@ class TenantRegistry:
                 tenant_id TEXT NOT NULL REFERENCES tenants(tenant_id) ON DELETE CASCADE,
                 secret_hash BLOB NOT NULL, created_at REAL NOT NULL, revoked_at REAL);
             CREATE INDEX IF NOT EXISTS api_keys_tenant ON api_keys(tenant_id);
+            CREATE TABLE IF NOT EXISTS admin_keys (
+                name TEXT PRIMARY KEY, scopes TEXT NOT NULL, secret_hash BLOB NOT NULL,
+                created_at REAL NOT NULL, revoked_at REAL);
             """
         )
 
@@ -114,6 +120,66 @@ class TenantRegistry:
         key_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32).replace("_", "-")
         self._db.execute("INSERT INTO api_keys VALUES (?,?,?,?,NULL)", (key_id, tenant_id, _hash(secret), time.time()))
         return f"{KEY_PREFIX}_{key_id}_{secret}"
+
+    # ---- admin keys ---------------------------------------------------------------------------------------
+    # No cache anywhere: every check reads the row, so a revocation holds at once on every replica.
+    def set_bootstrap_admin_key(self, token: str) -> None:
+        """The first-start token is the admin key `bootstrap` (every scope). A revoked bootstrap stays
+        revoked, whatever token a restart brings; a live one follows the token (the env value may change)."""
+        if parse_admin_key(token) is not None:
+            raise ValueError(f"the admin token must not have the format of a named admin key ({ADMIN_KEY_PREFIX}_...)")
+        with self._lock, self._db:
+            self._db.execute("INSERT OR IGNORE INTO admin_keys VALUES (?,?,?,?,NULL)",
+                             (BOOTSTRAP, json.dumps(SCOPES), _hash(token), time.time()))
+            self._db.execute("UPDATE admin_keys SET secret_hash=?, scopes=? WHERE name=? AND revoked_at IS NULL",
+                             (_hash(token), json.dumps(SCOPES), BOOTSTRAP))
+
+    def create_admin_key(self, name: str, scopes) -> tuple[AdminKey, str]:
+        """A new named admin key and its secret (returned once, stored as a hash)."""
+        name, scopes = check_name(name), check_scopes(scopes)
+        secret = secrets.token_urlsafe(32).replace("_", "-")
+        with self._lock, self._db:
+            if self._db.execute("SELECT 1 FROM admin_keys WHERE name=?", (name,)).fetchone() is not None:
+                raise AdminKeyConflict(f"an admin key named {name!r} exists or existed; names are never reused")
+            created_at = time.time()
+            self._db.execute("INSERT INTO admin_keys VALUES (?,?,?,?,NULL)", (name, json.dumps(scopes), _hash(secret), created_at))
+        return AdminKey(name, scopes, created_at), f"{ADMIN_KEY_PREFIX}_{name}_{secret}"
+
+    def admin_keys(self) -> list[AdminKey]:
+        """Every admin key, revoked ones included (their names stay taken), oldest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT name, scopes, created_at, revoked_at FROM admin_keys ORDER BY created_at, name").fetchall()
+        return [AdminKey(r[0], tuple(json.loads(r[1])), r[2], r[3]) for r in rows]
+
+    def revoke_admin_key(self, name: str) -> AdminKey:
+        """Revoked at once (idempotent). Refused when it would leave no live key holding `admin-keys:write`:
+        nobody could make a key again."""
+        with self._lock, self._db:
+            row = self._db.execute("SELECT name, scopes, created_at, revoked_at FROM admin_keys WHERE name=?", (name,)).fetchone()
+            if row is None:
+                raise AdminKeyNotFound(f"no admin key named {name!r}")
+            if row[3] is not None:
+                return AdminKey(row[0], tuple(json.loads(row[1])), row[2], row[3])
+            managers = [n for n, s in self._db.execute("SELECT name, scopes FROM admin_keys WHERE revoked_at IS NULL")
+                        if "admin-keys:write" in json.loads(s)]
+            if managers == [name]:
+                raise AdminKeyConflict(f"{name!r} is the last live admin key holding 'admin-keys:write'; "
+                                       "create another before revoking it")
+            revoked_at = time.time()
+            self._db.execute("UPDATE admin_keys SET revoked_at=? WHERE name=?", (revoked_at, name))
+        return AdminKey(row[0], tuple(json.loads(row[1])), row[2], revoked_at)
+
+    def authenticate_admin(self, token: str) -> AdminKey:
+        """The live admin key `token` is, or NotAnAdminKey (unknown, malformed and revoked alike)."""
+        name, secret = parse_admin_key(token) or (BOOTSTRAP, token)
+        with self._lock:
+            row = self._db.execute("SELECT name, scopes, created_at, secret_hash FROM admin_keys "
+                                   "WHERE name=? AND revoked_at IS NULL", (name,)).fetchone()
+        # Compare against a dummy hash when the name is unknown so timing does not reveal which names exist.
+        expected = row[3] if row else _hash("")
+        if not hmac.compare_digest(expected, _hash(secret)) or row is None:
+            raise NotAnAdminKey("not a live admin key")
+        return AdminKey(row[0], tuple(json.loads(row[1])), row[2])
 
     @staticmethod
     def _tenant(row) -> Tenant:
