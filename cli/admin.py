@@ -54,6 +54,15 @@ def cmd_tenants(ns: argparse.Namespace) -> int:
         return _print_response(client.post(f"/v1/tenants/{ns.tenant_id}/api-keys"))
 
 
+def cmd_audit(ns: argparse.Namespace) -> int:
+    """`audit verify [--tenant ID]`: exit 0 when the chain is intact, 1 when it is not (or on an error)."""
+    with admin_client(ns) as client:
+        params = {"tenant": ns.tenant} if ns.tenant else {}
+        response = client.get("/v1/admin/audit/verify", params=params)
+        code = _print_response(response)
+        return code if code or not response.is_success else (0 if response.json()["intact"] else 1)
+
+
 def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", default=os.environ.get("SECUREGATE_URL", "http://127.0.0.1:8000"))
     parser.add_argument("--admin-token")

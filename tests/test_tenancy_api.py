@@ -385,8 +385,8 @@ def test_audit_log_records_who_did_what(http, admin, identity_photos, data_dir):
     assert events[3]["counts"] == {"faces": 1, "matches": 1}
     later = http.get("/v1/audit", params={"since": events[4]["seq"]}, headers=tenant["auth"]).json()["events"]
     assert [e["seq"] for e in later] == [e["seq"] for e in events[5:]]
-    # Never an image or a vector: the audit file holds no embedding bytes and no image bytes.
-    audit_bytes = (data_dir / "tenants" / tenant["id"] / "audit.db").read_bytes()
+    # Never an image or a vector: the tenant file that holds the audit chain has no embedding or image bytes.
+    audit_bytes = (data_dir / "tenants" / tenant["id"] / "embeddings.db").read_bytes()
     vector = np.asarray(http.post("/v1/embed", json={"image": b64(identity_photos["obama"][0].read_bytes())}).json()["faces"][0]["embedding"], np.float32)
     assert vector.tobytes()[:16] not in audit_bytes
     assert identity_photos["obama"][0].read_bytes()[:64] not in audit_bytes
@@ -473,6 +473,6 @@ def test_a_running_app_writes_only_private_files(http, gallery, data_dir):
     names = {p.relative_to(data_dir).as_posix() for p in ours}
     here = f"tenants/{tenant['id']}"
     assert {"registry.db", "registry.db-wal", "admin_token", "keys/root.key", "keys/keystore.db",
-            f"{here}/embeddings.db", f"{here}/audit.db", f"{here}/audit.db-wal"} <= names, sorted(names)
+            f"{here}/embeddings.db", "org_audit.db", "org_audit.db-wal", "rotations.db"} <= names, sorted(names)
     modes = {p.relative_to(data_dir).as_posix(): oct(p.stat().st_mode & 0o777) for p in ours}
     assert {p: m for p, m in modes.items() if m != ("0o700" if (data_dir / p).is_dir() else "0o600")} == {}

@@ -1,18 +1,34 @@
-"""HTTP for a tenant's audit log. A thin wrapper over the handle API on the Ingress (deployments/ingress.py)."""
+"""HTTP for the audit logs: a tenant's own (tenant key) and the org's (admin). Thin wrappers over the handle
+API on the Ingress (deployments/ingress.py)."""
 
 from fastapi import APIRouter, Header, Query
 
-from deployments.routes.common import TENANT_ERRORS, bearer
+from deployments.routes.common import ADMIN_ERRORS, TENANT_ERRORS, bearer
 from securegate import schemas as s
 
 router = APIRouter(tags=["audit"])
 
 
 class AuditRoutes:
-    """Calls `self.audit`."""
+    """Calls `self.audit`, `verify_audit`, `org_audit`, `admin_verify_audit`."""
 
     @router.get("/v1/audit", response_model=s.AuditPage, responses=TENANT_ERRORS)
     async def http_audit(self, since: int = Query(0, ge=0, le=s.SEQ_MAX, description="sequence number of the last event seen"),
                          limit: int = Query(100, ge=1, le=1000),
                          authorization: str | None = Header(None)) -> dict:
         return await self.audit(bearer(authorization), since, limit)
+
+    @router.get("/v1/audit/verify", response_model=s.AuditVerification, responses=TENANT_ERRORS)
+    async def http_verify_audit(self, authorization: str | None = Header(None)) -> dict:
+        return await self.verify_audit(bearer(authorization))
+
+    @router.get("/v1/admin/audit", response_model=s.OrgAuditPage, responses=ADMIN_ERRORS)
+    async def http_org_audit(self, since: int = Query(0, ge=0, le=s.SEQ_MAX, description="sequence number of the last event seen"),
+                             limit: int = Query(100, ge=1, le=1000),
+                             authorization: str | None = Header(None)) -> dict:
+        return await self.org_audit(bearer(authorization), since, limit)
+
+    @router.get("/v1/admin/audit/verify", response_model=s.AuditVerification, responses=ADMIN_ERRORS)
+    async def http_admin_verify_audit(self, tenant: str | None = Query(None, max_length=64, description="a tenant id; none: the org audit"),
+                                      authorization: str | None = Header(None)) -> dict:
+        return await self.admin_verify_audit(bearer(authorization), tenant)

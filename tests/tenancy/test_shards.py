@@ -214,7 +214,7 @@ def test_sharded_tenant_through_the_service(app, tmp_path) -> None:
 
         # Re-sharding at activation: PATCH shards, the next call evicts and re-activates the new layout.
         for n in (1, 2):
-            tenant = service.update_settings(tid, {"shards": n})
+            tenant = await service.update_settings(tid, {"shards": n})
             assert await search(10, -1.0) == expected(10, -1.0)
             assert await shard_counts(n) == owned(n)
             assert (await service.call(tenant, "info"))["faces"] == len(faces)
@@ -227,7 +227,7 @@ def test_sharded_tenant_through_the_service(app, tmp_path) -> None:
         import pydantic
 
         with pytest.raises(pydantic.ValidationError):
-            service.update_settings(tid, {"match_on": "centroid"})
+            await service.update_settings(tid, {"match_on": "centroid"})
         await service.delete_tenant(tid)
         with pytest.raises(ValueError):
             shard_actor(tid, 0)
