@@ -518,7 +518,11 @@ class StreamService:
 
     # ---- webhooks ---------------------------------------------------------------------------------------------
     async def add_webhook(self, tenant_id: str, url: str, kinds: list[str], max_attempts: int | None = None) -> dict:
-        if source_kind(url) != "http":
+        try:
+            http_url = source_kind(url) == "http"
+        except ValueError:
+            http_url = False
+        if not http_url:
             raise InvalidStream("a webhook URL is http:// or https://")
         secret = secrets.token_urlsafe(32)
         ciphers = await self.ciphers(tenant_id, read=False)

@@ -194,9 +194,9 @@ def test_rtsp_and_mjpeg_cameras_and_one_anonymous_id_for_the_stranger(http, site
                                   for n, s in (("door", door), ("hall", hall))) else None
 
             got = wait_until(complete, 60, "the events of both clips", step=0.5)
-            for name in ("door", "hall"):
-                s = door if name == "door" else hall
-                http.patch(f"/v1/streams/{s['stream_id']}", json={"enabled": False}, headers=tenant["auth"])
+            for s in (door, hall):
+                r = http.patch(f"/v1/streams/{s['stream_id']}", json={"enabled": False}, headers=tenant["auth"])
+                assert r.status_code == 200 and r.json()["enabled"] is False and r.json()["status"]["state"] == "disabled", r.text
             check_against_timeline(events_of(http, tenant, door["stream_id"]), scenes["door"], cooldown_s=2.0)
             check_against_timeline(events_of(http, tenant, hall["stream_id"]), scenes["hall"], cooldown_s=2.0)
     finally:
@@ -302,6 +302,9 @@ def test_sse_webhooks_attendance_promotion_and_deletion(http, admin, faces_root,
     hook = http.post("/v1/webhooks", json={"url": receiver.url}, headers=tenant["auth"]).json()
     dead = http.post("/v1/webhooks", json={"url": f"http://127.0.0.1:{free_port()}/nobody", "max_attempts": 2},
                      headers=tenant["auth"]).json()
+    for bad in ("ftp://example.com/hook", "/etc/hook", "rtsp://h/x"):
+        r = http.post("/v1/webhooks", json={"url": bad}, headers=tenant["auth"])
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request", (bad, r.text)
 
     sse_events: list[dict] = []
 
