@@ -279,6 +279,14 @@ class StreamService:
         except Exception:
             pass
         ray.kill(worker, no_restart=True)
+        # The name is released once the kill lands: wait, or a restart (PATCH) would find the dying actor.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                ray.get_actor(worker_name(tenant_id, stream_id), namespace=NAMESPACE)
+            except ValueError:
+                break
+            await asyncio.sleep(0.05)
 
     async def _watch_workers(self) -> None:
         """A worker Ray restarted after a crash comes back idle (its constructor cannot start the loop): the

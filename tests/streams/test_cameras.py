@@ -262,6 +262,12 @@ def test_pushed_frames_produce_the_timeline_events(http, site, scenes, face_cuts
     assert status["frames_read"] - status["frames_dropped"] - status["frames_processed"] <= 2 + 1  # queue of 2 (+1 in hand)
     r = http.post(f"/v1/streams/{stream['stream_id']}/frames", content=burst[0][1], headers={"Content-Type": "image/jpeg"})
     assert r.status_code == 401
+    # A PATCH restarts the camera's worker with the new settings; it takes frames again right away.
+    r = http.patch(f"/v1/streams/{stream['stream_id']}", json={"fps": 4, "name": "hall (pushed, 4 fps)"}, headers=tenant["auth"])
+    assert r.status_code == 200 and r.json()["fps"] == 4 and r.json()["name"] == "hall (pushed, 4 fps)", r.text
+    r = http.post(f"/v1/streams/{stream['stream_id']}/frames", content=burst[0][1], headers={**tenant["auth"], "Content-Type": "image/jpeg"})
+    assert r.status_code == 202, r.text
+    assert http.patch(f"/v1/streams/{stream['stream_id']}", json={"fps": 0}, headers=tenant["auth"]).status_code == 400
 
 
 class WebhookReceiver:
