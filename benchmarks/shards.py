@@ -7,9 +7,13 @@ Data: identity-clustered synthetic gallery (persons with 2 faces each around a c
 the sphere, cosine ~0.8 to it); probes are gallery faces mixed with noise to cosine ~0.7 with their
 source. Face ids are uuid4-style hex, assigned to shards by `tenancy.store.shard_of` exactly as a sharded
 tenant does. The gallery is generated once into /dev/shm and each shard actor (a Ray actor holding a
-`FaceIndex` built from its rows of that in-memory array, placed with `num_cpus: 0.5` and no thread env, so
-Ray gives it ONE BLAS thread; the shipped index actor options set 2, see benchmarks/search_deployed.py) keeps
-only its own faces: the SQLite/decryption path is not part of this measurement (at
+`FaceIndex` built from its rows of that in-memory array) keeps only its own faces. Every layout gets the
+same BLAS threads per core: each actor's OMP_NUM_THREADS / OPENBLAS_NUM_THREADS is cores // shards (at
+least 1), so 1 actor scans with 2 threads on 2 cores and 2 shards with 1 each (Ray's default, without the
+env, would be ONE thread for any actor with num_cpus < 2: a 1-actor layout would use half the machine; the
+shipped index actor options set 2, see benchmarks/search_deployed.py). More shards than cores oversubscribe
+(4 shards: 4 threads on 2 cores), which the report says. The threads each actor actually runs, as
+threadpoolctl sees them (numpy's OpenBLAS, faiss's OpenBLAS and OpenMP), are reported per shard: the SQLite/decryption path is not part of this measurement (at
 2M faces it would measure activation, not search). The exact tier throughout (ann_min_faces above n).
 
 Per layout: single-probe queries and batched queries (8 faces per call, as one image of a crowd would be),
@@ -95,20 +99,19 @@ class ShardHost:
         self.build_s = time.perf_counter() - started
 
     def ready(self) -> dict:
-        threads = None
-        try:
-            from threadpoolctl import threadpool_info
+        from threadpoolctl import threadpool_info
 
-            threads = max((p["num_threads"] for p in threadpool_info() if p.get("internal_api") == "openblas"), default=None)
-        except Exception:
-            pass
+        pools = threadpool_info()
+        threads = max((p["num_threads"] for p in pools if p.get("internal_api") == "openblas"), default=None)
+        seen = {f"{p.get('prefix')}": p["num_threads"] for p in pools}
         rss = 0
         with open("/proc/self/status") as fh:
             for line in fh:
                 if line.startswith("VmRSS:"):
                     rss = int(line.split()[1]) * 1024
         return {"faces": len(self.index), "index_bytes": self.index.memory_bytes(), "rss_bytes": rss,
-                "build_s": round(self.build_s, 2), "blas_threads": threads, "omp_env": os.environ.get("OMP_NUM_THREADS"),
+                "build_s": round(self.build_s, 2), "blas_threads": threads, "threads_seen": seen,
+                "omp_env": os.environ.get("OMP_NUM_THREADS"),
                 "tier": self.index.tier}
 
     def search_partial(self, queries: np.ndarray, top_k: int, threshold: float):
@@ -116,7 +119,9 @@ class ShardHost:
 
 
 def run_layout(directory: Path, shards: int, singles: np.ndarray, batches: list[np.ndarray], top_k: int, threshold: float) -> dict:
-    hosts = [ShardHost.remote(str(directory), k, shards) for k in range(shards)]
+    threads = str(max(1, (os.cpu_count() or 1) // shards))  # same BLAS threads per core for every layout
+    env = {"OMP_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads}
+    hosts = [ShardHost.options(runtime_env={"env_vars": env}).remote(str(directory), k, shards) for k in range(shards)]
     started = time.perf_counter()
     ready = ray.get([h.ready.remote() for h in hosts])
     load_s = time.perf_counter() - started
@@ -167,9 +172,9 @@ def main() -> int:
     ns = parser.parse_args()
     layouts = [int(x) for x in ns.layouts.split(",")]
 
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     directory = Path("/dev/shm") / f"securegate-shards-bench-{os.getpid()}"
     directory.mkdir()
-    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     try:
         t0 = time.perf_counter()
         generate(directory, ns.faces, ns.dim, ns.seed)
@@ -197,7 +202,8 @@ def main() -> int:
             r = results[n] = run_layout(directory, n, singles, batches, ns.top_k, ns.threshold)
             print(f"{n} shard(s): load {r['load_s']}s; single p50 {r['single']['p50_ms']} ms p99 {r['single']['p99_ms']} ms "
                   f"({r['single']['qps']} q/s); batched x{ns.batch} p50 {r['batched']['p50_ms']} ms p99 {r['batched']['p99_ms']} ms "
-                  f"({r['batched']['faces_per_s']} faces/s); per shard "
+                  f"({r['batched']['faces_per_s']} faces/s); BLAS threads {[s['blas_threads'] for s in r['per_shard']]}"
+                  f" (seen {r['per_shard'][0]['threads_seen']}); load {os.getloadavg()[0]:.1f}; per shard "
                   + ", ".join(f"{s['faces']} faces {s['index_bytes'] / 2**20:.0f} MiB index / {s['rss_bytes'] / 2**20:.0f} MiB RSS"
                               for s in r["per_shard"]), flush=True)
         base = results[layouts[0]]
@@ -208,7 +214,9 @@ def main() -> int:
         one = results.get(1, base)
         summary = {
             "faces": ns.faces, "dim": ns.dim, "tier": "exact", "top_k": ns.top_k, "threshold": ns.threshold,
-            "cores": os.cpu_count(), "blas_threads_per_actor": one["per_shard"][0]["blas_threads"] or one["per_shard"][0]["omp_env"],
+            "cores": os.cpu_count(), "blas_threads_per_actor": {str(n): [s["blas_threads"] for s in r["per_shard"]] for n, r in results.items()},
+            "threads_seen": {str(n): r["per_shard"][0]["threads_seen"] for n, r in results.items()},
+            "load_avg_1m": round(os.getloadavg()[0], 1),
             "p50_ms": {str(n): r["single"]["p50_ms"] for n, r in results.items()},
             "p99_ms": {str(n): r["single"]["p99_ms"] for n, r in results.items()},
             "qps": {str(n): r["single"]["qps"] for n, r in results.items()},
