@@ -1,6 +1,6 @@
 """A tenant's camera data at rest: `{data_dir}/tenants/{id}/events.db`, beside its faces, removed with them.
 
-Tables: `streams` (camera registrations; the URL, which may hold credentials, sealed), `events` (sightings;
+Tables: `streams` (camera registrations; the name and the URL, which may hold credentials, sealed), `events` (sightings;
 who/what sealed), `unknowns` (anonymous re-identification vectors, sealed like faces), `webhooks` (URL and
 signing secret sealed) and `deliveries` (webhook delivery state, no payload: it is rebuilt from the event).
 Every sealed column is AES-256-GCM under the tenant's content key (KeyService purpose `events`), with
@@ -113,16 +113,23 @@ class CameraStore:
         return stream_id
 
     def put_stream(self, cipher: RecordCipher, stream_id: str, name: str, url: str, config: dict, created_at: float) -> None:
-        sealed = self._seal(cipher, "streams", stream_id, url.encode())
+        # The name is the tenant's words too ("Anna's office"): sealed with the URL. The clear `name` column
+        # stays empty (API names are never empty); rows written before hold their name there and the URL alone.
+        sealed = self._seal(cipher, "streams", stream_id, json.dumps({"name": name, "url": url}).encode())
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO streams VALUES (?,?,?,?,?,?,?)",
-                             (stream_id, name, json.dumps(config), created_at, sealed.key_version, sealed.nonce, sealed.ciphertext))
+                             (stream_id, "", json.dumps(config), created_at, sealed.key_version, sealed.nonce, sealed.ciphertext))
 
     def streams(self, cipher_for: CipherFor) -> list[dict]:
         with self._lock:
             rows = self._db.execute("SELECT * FROM streams ORDER BY created_at").fetchall()
-        return [{"stream_id": r[0], "name": r[1], "config": json.loads(r[2]), "created_at": r[3],
-                 "url": self._open(cipher_for, "streams", r[0], r[4], r[5], r[6]).decode()} for r in rows]
+        out = []
+        for r in rows:
+            opened = self._open(cipher_for, "streams", r[0], r[4], r[5], r[6]).decode()
+            sealed = json.loads(opened) if r[1] == "" else {"name": r[1], "url": opened}
+            out.append({"stream_id": r[0], "name": sealed["name"], "config": json.loads(r[2]), "created_at": r[3],
+                        "url": sealed["url"]})
+        return out
 
     def delete_stream(self, stream_id: str) -> bool:
         with self._lock:
