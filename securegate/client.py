@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,9 @@ from securegate.schemas import (
     FaceEnrolled,
     FaceSummary,
     Health,
+    ImportedItem,
+    ImportRefusal,
+    ImportResponse,
     KeyCache,
     KeyRotation,
     KeyStatus,
@@ -73,7 +76,7 @@ __all__ = [
     "Face", "ModelInfo", "EmbeddedFace", "EmbedResponse", "VerifyResponse", "SearchMatch", "SearchedFace",
     "SearchResponse", "FaceSummary", "PersonView", "PersonPage", "PersonCreated", "FaceEnrolled", "TenantCreated",
     "TenantView", "ApiKeyCreated", "RootKeyRotation", "KeyRotation", "KeyCache", "KeyStatus", "AuditEvent",
-    "AuditPage", "Health", "Readiness",
+    "AuditPage", "Health", "Readiness", "ImportResponse", "ImportedItem", "ImportRefusal",
     # errors
     "SecureGateError", "SecureGateConnectionError", "InvalidRequestError", "InvalidImageError",
     "AuthenticationError", "PermissionDeniedError", "NotFoundError", "ConflictError", "PayloadTooLargeError",
@@ -338,6 +341,14 @@ class SecureGateClient:
         faces in the image, `face_index` picks one (largest first)."""
         return self._request("POST", f"/v1/persons/{_seg(person_id)}/faces", FaceEnrolled, auth=self.api_key,
                              json=_drop_none(image=_b64(image), face_index=face_index))
+
+    def import_faces(self, items: Sequence[Mapping[str, Any]]) -> ImportResponse:
+        """Bulk import: many photos in one call, each `{"external_id", "image", "metadata"?}` (image: bytes or a
+        path; at most schemas.IMPORT_MAX_ITEMS). Persons are found or created by external id; a photo already
+        enrolled for its person is `skipped`; refused photos come back per item with their error, not raised."""
+        body = [_drop_none(external_id=item["external_id"], image=_b64(item["image"]),
+                           metadata=dict(item["metadata"]) if item.get("metadata") is not None else None) for item in items]
+        return self._request("POST", "/v1/persons/import", ImportResponse, auth=self.api_key, json={"items": body})
 
     def delete_face(self, person_id: str, face_id: str) -> None:
         self._request("DELETE", f"/v1/persons/{_seg(person_id)}/faces/{_seg(face_id)}", auth=self.api_key)

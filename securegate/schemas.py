@@ -2,7 +2,7 @@
 
 import json
 import math
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -141,6 +141,34 @@ class ApiKeyCreated(BaseModel):
     api_key: str = Field(..., repr=False)  # never printed by accident
 
 
+# ---- admin keys (admin) --------------------------------------------------------------------------------------
+# What an admin key may do (tenancy/admin_keys.py; deployments/admin_keys.py maps each admin endpoint to one).
+AdminScope = Literal["tenants:read", "tenants:write", "keys:read", "keys:rotate", "audit:read",
+                     "admin-keys:read", "admin-keys:write"]
+ADMIN_KEY_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"  # safe in a URL path and in the key's `sgadmin_<name>_<secret>`
+
+
+class AdminKeyCreate(Body):
+    name: str = Field(..., pattern=ADMIN_KEY_NAME_PATTERN, description="never reused, also once revoked")
+    scopes: list[AdminScope] = Field(..., min_length=1, max_length=16,
+                                     description="a subset of the calling key's own scopes")
+
+
+class AdminKeyView(BaseModel):
+    name: str
+    scopes: list[AdminScope]
+    created_at: float
+    revoked_at: float | None = None
+
+
+class AdminKeyCreated(AdminKeyView):
+    admin_key: str = Field(..., description="shown once; stored only as a hash", repr=False)
+
+
+class AdminKeyList(BaseModel):
+    admin_keys: list[AdminKeyView]
+
+
 class TenantView(BaseModel):
     tenant_id: str
     name: str
@@ -199,6 +227,45 @@ class FaceEnrolled(BaseModel):
     quality: float
 
 
+# ---- bulk import ----------------------------------------------------------------------------------------------
+IMPORT_MAX_ITEMS = 64  # photos per call; the body limit (limits.max_body_bytes) bounds their bytes
+
+
+class ImportItem(PersonCreate):
+    """One photo of a person named by `external_id` (created with `metadata` when the tenant has no such person)."""
+
+    external_id: str = Field(..., min_length=1, max_length=256)
+    image: str = Field(..., description=IMAGE)
+
+
+class ImportRequest(Body):
+    items: list[ImportItem] = Field(..., min_length=1, max_length=IMPORT_MAX_ITEMS)
+
+
+class ImportRefusal(BaseModel):
+    code: str = Field(..., examples=["no_face"], description="no_face, multiple_faces, low_quality, invalid_image, image_too_large")
+    message: str
+    reasons: list[dict[str, Any]] | None = Field(None, description="low_quality: the failed gates")
+    faces: list[list[float]] | None = Field(None, description="multiple_faces: the boxes found, largest first")
+
+
+class ImportedItem(BaseModel):
+    index: int = Field(..., description="position in the request's items")
+    external_id: str
+    status: str = Field(..., description="enrolled, skipped (this photo of this person is already enrolled) or refused")
+    person_id: str | None = None
+    face_id: str | None = None
+    quality: float | None = None
+    error: ImportRefusal | None = Field(None, description="why a refused photo was refused")
+
+
+class ImportResponse(BaseModel):
+    items: list[ImportedItem]
+    enrolled: int
+    skipped: int
+    refused: int
+
+
 class SearchRequest(Body):
     image: str = Field(..., description=IMAGE)
     threshold: float | None = Field(None, ge=-1, le=1)
@@ -236,6 +303,33 @@ class AuditEvent(BaseModel):
 class AuditPage(BaseModel):
     events: list[AuditEvent]
     next_since: int = Field(..., description="pass as `since` for the next page")
+
+
+class AuditVerification(BaseModel):
+    """An audit chain checked against its hash links and its provider-MACed checkpoints (tenancy/chain.py)."""
+
+    intact: bool
+    first_bad_seq: int | None = Field(..., description="earliest entry that may have been tampered with")
+    reason: str | None = Field(..., description="edited, deleted, reordered, truncated, rewritten or checkpoint_forged")
+    detail: str
+    entries: int
+    checkpoints: int = Field(..., description="checkpoints whose MAC verified")
+    last_checkpoint_seq: int
+    unsealed_tail: int = Field(..., description="entries after the newest checkpoint: hash-linked, not yet MACed")
+
+
+class OrgAuditEvent(BaseModel):
+    seq: int
+    at: float
+    actor: str = Field(..., description="admin:<key name>, admin, or rotation")
+    action: str = Field(..., examples=["tenant.erase"])
+    outcome: str
+    details: dict[str, Any] = Field(..., description="ids and counts (an erasure receipt: what was destroyed)")
+
+
+class OrgAuditPage(BaseModel):
+    events: list[OrgAuditEvent]
+    next_since: int
 
 
 # ---- keys and health ----------------------------------------------------------------------------------------

@@ -1,0 +1,73 @@
+"""Bulk import's handle API, mixed into the Ingress: many photos of many persons in one call.
+
+Per call: photos already imported for their person (same external id, same photo bytes) are skipped before
+any model runs; the others are detected concurrently (the Detector's replicas take them within their
+concurrency), checked by the enrolment gate (tenancy.quality.enrolment_face), embedded in ONE Embedder call
+with every accepted crop, and stored by the tenant's index actor in one durable commit that also finds or
+creates the persons by external id (tenancy/bulk_import.py). A photo that is refused (no_face,
+multiple_faces, low_quality, invalid_image, image_too_large) is answered per item; a failed dependency fails
+the whole call (503) and nothing of it is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+from deployments.api_calls import api_errors
+from securegate import errors
+from securegate import schemas as s
+from tenancy.quality import enrolment_face
+
+
+class ImportApi:
+    """Needs from the Ingress: `self._tenant`, `self._faces`, `self._embed`, `self._call`."""
+
+    @api_errors
+    async def import_faces(self, api_key: str, items: list[dict]) -> dict:
+        """`items`: [{external_id, image (bytes), metadata?}], at most schemas.IMPORT_MAX_ITEMS. Answers each item
+        in order: enrolled (person_id, face_id, quality), skipped (already enrolled: person_id, face_id) or
+        refused (error: code, message, reasons / faces)."""
+        if not 1 <= len(items) <= s.IMPORT_MAX_ITEMS:
+            raise errors.InvalidRequest(f"give 1 to {s.IMPORT_MAX_ITEMS} items per call, not {len(items)}")
+        # The HTTP body's bounds on external ids and metadata, for handle callers too.
+        persons = [s.PersonCreate(external_id=item["external_id"], metadata=item.get("metadata") or {}) for item in items]
+        if any(p.external_id is None for p in persons):
+            raise errors.InvalidRequest("every item needs an external_id")
+        tenant = await self._tenant(api_key)
+        digests = [hashlib.sha256(item["image"]).digest() for item in items]  # what a photo is known by (tenancy/bulk_import.py)
+        found = await self._call(tenant, "imported_photos", [(p.external_id, d) for p, d in zip(persons, digests)],
+                                 retry_reads=True)
+        results: list[dict | None] = [{"status": "skipped", **f} if f else None for f in found]
+        todo = [k for k, r in enumerate(results) if r is None]
+        gated = await asyncio.gather(*(self._gated_face(items[k]["image"], tenant.settings.quality) for k in todo))
+        accepted = []
+        for k, outcome in zip(todo, gated):
+            if isinstance(outcome, errors.ApiError):
+                results[k] = {"status": "refused", "error": outcome.body()["error"]}
+            else:
+                accepted.append((k, *outcome))
+        if accepted:
+            vectors = await self._embed([face for _, face, _ in accepted])
+            entries = [{"external_id": persons[k].external_id, "metadata": persons[k].metadata, "digest": digests[k],
+                        "vector": vector, "det_score": face.score, "quality": report.score}
+                       for (k, face, report), vector in zip(accepted, vectors)]
+            stored = await self._call(tenant, "import_faces", entries)
+            for (k, _, _), result in zip(accepted, stored):
+                result.pop("created_person", None)
+                results[k] = result
+        answered = [{"index": k, "external_id": persons[k].external_id, **r} for k, r in enumerate(results)]
+        counts = {status: sum(r["status"] == status for r in answered) for status in ("enrolled", "skipped", "refused")}
+        return {"items": answered, **counts}
+
+    async def _gated_face(self, image: bytes, gates):
+        """(face, quality report) of a photo fit to enrol, or the ApiError that refuses it. A failed dependency
+        (5xx) is raised: the whole call fails rather than answer a photo as refused."""
+        try:
+            return enrolment_face(await self._faces(image, None), None, gates)
+        except Exception as exc:
+            refusal = errors.to_api_error(exc)
+            if refusal.status >= 500:
+                raise refusal from None
+            refusal.details.pop("field", None)
+            return refusal
