@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 
-from cli import admin, evaluate
+from cli import admin, bulk_import, evaluate
 from cli.serve import cmd_serve
 
 
@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     models_p.set_defaults(func=cmd_models)
 
     evaluate.add_parser(sub)
+    bulk_import.add_parser(sub)
 
     keys_p = sub.add_parser("keys", help="key rotation and status (admin API of a running service)")
     keys_p.add_argument("action", choices=["rotate", "status"])
@@ -51,6 +52,24 @@ def main(argv: list[str] | None = None) -> int:
     keys_p.add_argument("--tenant", help="rotate this tenant's content key (records re-encrypted in the background)")
     admin.add_options(keys_p)
     keys_p.set_defaults(func=admin.cmd_keys)
+
+    audit_p = sub.add_parser("audit", help="verify the org audit or a tenant's audit chain (admin API of a running service)")
+    audit_p.add_argument("action", choices=["verify"])
+    audit_p.add_argument("--tenant", help="this tenant's audit chain (default: the org audit)")
+    admin.add_options(audit_p)
+    audit_p.set_defaults(func=admin.cmd_audit)
+
+    admin_keys_p = sub.add_parser("admin-keys", help="named admin keys with scopes: create (secret shown once), list, revoke")
+    admin_keys_sub = admin_keys_p.add_subparsers(dest="action", required=True)
+    create_key_p = admin_keys_sub.add_parser("create")
+    create_key_p.add_argument("name")
+    create_key_p.add_argument("--scopes", required=True, help="comma-separated: tenants:read, tenants:write, keys:read, "
+                              "keys:rotate, audit:read, admin-keys:read, admin-keys:write")
+    admin_keys_sub.add_parser("list")
+    admin_keys_sub.add_parser("revoke").add_argument("name")
+    for child in admin_keys_sub.choices.values():
+        admin.add_options(child)
+    admin_keys_p.set_defaults(func=admin.cmd_admin_keys)
 
     tenants_p = sub.add_parser("tenants", help="create, list, delete tenants; rotate a tenant's API key")
     tenants_sub = tenants_p.add_subparsers(dest="action", required=True)

@@ -34,7 +34,12 @@ from kms import DataKey, RecordCipher
 from ray.exceptions import RayActorError
 
 from securegate import metrics
+from tenancy import audit as audit_log
+from tenancy import bulk_import
+from tenancy.audit import AuditRecord
+from tenancy.chain import CheckpointPolicy
 from tenancy.index import FaceIndex
+from tenancy.personal import PersonKeys
 from tenancy.store import NotFound, TenantStore, shard_of
 
 log = logging.getLogger(__name__)
@@ -91,11 +96,13 @@ class CipherCache:
 
 class TenantShard:
     """One shard of a tenant's gallery: its encrypted TenantStore on disk and its decrypted in-memory FaceIndex.
-    The logic of a TenantShardActor, usable without Ray (tests, tools)."""
+    The logic of a TenantShardActor, usable without Ray (tests, tools). `data_key(version, purpose="embeddings")`
+    gives the tenant's data keys: embeddings, and the `persons` / `blind-index` keys of tenancy/personal.py."""
 
     def __init__(self, tenant_id: str, data_dir: str, model: str, dim: int,
-                 data_key: Callable[[int | None], DataKey], index_options: dict[str, Any] | None = None,
-                 shard: int = 0, shards: int = 1) -> None:
+                 data_key: Callable[..., DataKey], index_options: dict[str, Any] | None = None,
+                 shard: int = 0, shards: int = 1, audit_mac: Callable[[bytes], bytes] | None = None,
+                 audit_policy: CheckpointPolicy | None = None) -> None:
         if not 0 <= shard < shards:
             raise ValueError(f"shard {shard} out of range for {shards} shards")
         self.tenant_id, self.model, self.dim = tenant_id, model, dim
@@ -105,6 +112,9 @@ class TenantShard:
         self._path = tenant_db_path(data_dir, tenant_id)
         self._data_key = data_key
         self._index_options = dict(index_options or {})
+        # The provider's MAC for this tenant's audit checkpoints (None: entries are hash-chained only).
+        self._audit_mac = audit_mac
+        self._audit_policy = audit_policy or CheckpointPolicy()
         self.store: TenantStore | None = None
         self.index: FaceIndex | None = None
         self.activation_s = 0.0
@@ -125,29 +135,27 @@ class TenantShard:
         if self.index is not None:
             return
         started = time.perf_counter()
-        self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        store = TenantStore.open(self._path, self.tenant_id, self.model, self.dim)
+        store = self._open_store() if self.primary else TenantStore.open(self._path, self.tenant_id, self.model, self.dim)
         ciphers = CipherCache(self._data_key)
+        person_keys = PersonKeys(self._data_key)
         try:
             loaded = store.load_all(ciphers.get, (self.shard, self.shards) if self.shards > 1 else None)
-            external_ids: dict[str, str | None] = {}
+            if self.primary:  # persons written in clear before schema v3 are sealed now, by the file's one writer
+                sealed = store.seal_legacy_persons(person_keys)
+                if sealed:
+                    log.info("tenant %s: sealed %d persons stored in clear by an older version", self.tenant_id, sealed)
             wanted = None if self.primary else set(loaded.person_ids)  # a shard names only its own persons
-            cursor = None
-            while True:
-                persons, cursor = store.list_persons(1000, cursor)
-                external_ids.update((p.person_id, p.external_id) for p in persons if wanted is None or p.person_id in wanted)
-                if cursor is None:
-                    break
+            external_ids = store.external_ids(person_keys, wanted)
         except BaseException:
-            store.close()
+            if store is not self.store:
+                store.close()
             raise
         finally:
             ciphers.clear()  # key material is not kept beyond activation
+            person_keys.clear()
         self.index = FaceIndex.build(loaded.face_ids, loaded.person_ids, loaded.vectors.reshape(-1, self.dim), **self._index_options)
         self.external_ids = external_ids
-        if self.primary:
-            self.store = store
-        else:
+        if not self.primary:
             store.close()  # one writer per file: a shard only reads it, at activation and reconciliation
         self.activation_s = time.perf_counter() - started
         self._report_memory()
@@ -159,6 +167,45 @@ class TenantShard:
             for k in range(1, self.shards):
                 self._forward(k, "reconcile")
             self._reconciled = True
+
+    def _open_store(self) -> TenantStore:
+        """The primary's store (the file's one writer), opened without decrypting anything; a new or reopened
+        audit chain gets its head checkpointed (a crash may have left entries after the last checkpoint)."""
+        if self.store is None:  # (tenancy.sqlite.connect creates missing directories 0700)
+            self.store = TenantStore.open(self._path, self.tenant_id, self.model, self.dim)
+            self._checkpoint_audit(force=True)
+        return self.store
+
+    def _checkpoint_audit(self, force: bool = False) -> None:
+        """Checkpoint the audit head when due. After the write committed: a provider outage delays the MAC
+        (the entries stay hash-linked, covered by the next checkpoint) but never fails or undoes the write."""
+        try:
+            self.store.checkpoint_audit(self._audit_mac, self._audit_policy, force=force)
+        except Exception:
+            log.warning("tenant %s: audit checkpoint failed; the next one covers these entries", self.tenant_id, exc_info=True)
+
+    def _audited(self, principal: str, action: str, write: Callable[[AuditRecord], Any]) -> Any:
+        """Run `write(record)`, which chains `record` in the write's own transaction. A refused write commits
+        nothing, so its audit entry (outcome: the error's name) is appended on its own."""
+        record = AuditRecord(principal, action)
+        try:
+            result = write(record)
+        except Exception as exc:
+            self.record_audit(principal, action, type(exc).__name__)
+            raise
+        self._checkpoint_audit()
+        return result
+
+    def record_audit(self, principal: str, action: str, outcome: str = "ok", counts: dict | None = None) -> None:
+        """An audit entry of its own (reads, refused writes, admin actions on the tenant): durable on return."""
+        self._require_primary("record_audit")
+        self._open_store().record_audit(AuditRecord(principal, action, outcome, dict(counts or {})))
+        self._checkpoint_audit()
+
+    def audit_checkpoint(self) -> None:
+        """The router's schedule: checkpoint the audit head if the policy says it is due."""
+        if self.primary and self.store is not None:
+            self._checkpoint_audit()
 
     def reconcile(self) -> dict:
         """Shard side: make the in-memory index match this shard's rows in the file (reload when they differ)."""
@@ -243,17 +290,18 @@ class TenantShard:
             metrics.index_memory_bytes().set(self.index.memory_bytes(), tags={"tenant": self.tenant_id, "shard": str(self.shard)})
 
     # ---- persons ------------------------------------------------------------------------------------------
-    def create_person(self, external_id: str | None, metadata: dict) -> dict:
+    def create_person(self, external_id: str | None, metadata: dict, *, principal: str = "internal") -> dict:
         self._require_primary("create_person")
         self._touch()
-        person = self.store.create_person(external_id, metadata)
+        person = self._audited(principal, "person.create",
+                               lambda audit: self.store.create_person(external_id, metadata, keys=PersonKeys(self._data_key), audit=audit))
         self.external_ids[person.person_id] = person.external_id
         return {"person_id": person.person_id}
 
     def get_person(self, person_id: str) -> dict:
         self._require_primary("get_person")
         self._touch()
-        person = self.store.get_person(person_id)
+        person = self.store.get_person(person_id, keys=PersonKeys(self._data_key))
         if person is None:
             raise NotFound(f"person {person_id} not found")
         faces = self.store.faces_of(person_id)
@@ -264,44 +312,83 @@ class TenantShard:
     def list_persons(self, limit: int, cursor: str | None) -> dict:
         self._require_primary("list_persons")
         self._touch()
-        persons, next_cursor = self.store.list_persons(limit, cursor)
+        persons, next_cursor = self.store.list_persons(limit, cursor, keys=PersonKeys(self._data_key))
         return {"persons": [{"person_id": p.person_id, "external_id": p.external_id, "metadata": p.metadata,
                              "created_at": p.created_at} for p in persons],
                 "next_cursor": next_cursor}
 
-    def delete_person(self, person_id: str) -> None:
+    def delete_person(self, person_id: str, *, principal: str = "internal") -> None:
         self._require_primary("delete_person")
         self._touch()
-        face_ids = self.store.delete_person(person_id)
+        face_ids = self._audited(principal, "person.delete", lambda audit: self.store.delete_person(person_id, audit=audit))
         self._apply_remove(face_ids, forget_person=person_id if self.shards > 1 else None)
         self.external_ids.pop(person_id, None)
 
     # ---- faces --------------------------------------------------------------------------------------------
-    def add_face(self, person_id: str, embedding: np.ndarray, det_score: float, quality: float) -> dict:
+    def add_face(self, person_id: str, embedding: np.ndarray, det_score: float, quality: float, *,
+                 principal: str = "internal") -> dict:
         self._require_primary("add_face")
         self._touch()
         vector = np.asarray(embedding, np.float32).reshape(1, -1)
         if vector.shape[1] != self.dim:
             raise ValueError(f"embedding has {vector.shape[1]} dims, tenant model has {self.dim}")
         cipher = self._data_key(None).cipher()
-        record = self.store.add_face(person_id, vector[0], cipher, det_score, quality)
+        record = self._audited(principal, "face.enrol",
+                               lambda audit: self.store.add_face(person_id, vector[0], cipher, det_score, quality, audit=audit))
         del cipher
         self._apply_add(record.face_id, person_id, vector)
         self._report_memory()
         return {"face_id": record.face_id, "quality": record.quality}
 
-    def delete_face(self, person_id: str, face_id: str) -> None:
+    def delete_face(self, person_id: str, face_id: str, *, principal: str = "internal") -> None:
         self._require_primary("delete_face")
         self._touch()
-        self.store.delete_face(person_id, face_id)
+        self._audited(principal, "face.delete", lambda audit: self.store.delete_face(person_id, face_id, audit=audit))
         self._apply_remove([face_id])
+
+    def imported_photos(self, photos: list[tuple[str, bytes]]) -> list[dict | None]:
+        """Bulk import: for each (external_id, photo SHA-256), the person and face it was imported as, else None."""
+        self._require_primary("imported_photos")
+        self._touch()
+        return bulk_import.find_imported(self.store, PersonKeys(self._data_key), bulk_import.PhotoTags(self._data_key), photos)
+
+    def import_faces(self, items: list[dict], *, principal: str = "internal") -> list[dict]:
+        """Bulk import: persons found or created by external id and their faces stored in one durable commit;
+        a photo already imported for that person is skipped (tenancy/bulk_import.py)."""
+        self._require_primary("import_faces")
+        self._touch()
+        for item in items:
+            if np.asarray(item["vector"]).size != self.dim:
+                raise ValueError(f"embedding has {np.asarray(item['vector']).size} dims, tenant model has {self.dim}")
+        cipher, keys, tags = self._data_key(None).cipher(), PersonKeys(self._data_key), bulk_import.PhotoTags(self._data_key)
+
+        def write(audit: AuditRecord) -> list[dict]:
+            with self.store.transaction():
+                results = bulk_import.import_faces(self.store, keys, tags, cipher, items)
+                enrolled = sum(r["status"] == "enrolled" for r in results)
+                self.store.record_audit(audit.with_counts(faces=enrolled, persons=sum(r["created_person"] for r in results),
+                                                          skipped=len(results) - enrolled))
+            return results
+
+        try:
+            results = self._audited(principal, "face.import", write)
+        finally:
+            keys.clear()
+            tags.clear()
+        for item, result in zip(items, results):
+            if result["status"] == "enrolled":
+                self.external_ids[result["person_id"]] = item["external_id"]
+                self._apply_add(result["face_id"], result["person_id"], np.asarray(item["vector"], np.float32).reshape(1, -1))
+        self._report_memory()
+        return results
 
     def expire_faces(self, cutoff: float) -> list[str]:
         """Retention: delete every face created before `cutoff`, exactly as a manual deletion would."""
         self._require_primary("expire_faces")
         self._touch()
         expired = [f.face_id for f in self.store.faces_created_before(cutoff)]
-        self.store.delete_faces(expired)
+        if expired:
+            self._audited("retention", "face.expire", lambda audit: self.store.delete_faces(expired, audit=audit))
         self._apply_remove(expired)
         self._report_memory()
         return expired
@@ -341,7 +428,7 @@ class TenantShard:
         """Similarity of a probe to one person: best over their faces, and to their centroid."""
         self._require_primary("verify_person")
         self._touch()
-        if self.store.get_person(person_id) is None:
+        if not self.store.has_person(person_id):
             raise NotFound(f"person {person_id} not found")
         probe = np.asarray(vector, np.float32).reshape(-1)
         centroid = self.index.centroid(person_id)
@@ -356,7 +443,7 @@ class TenantShard:
         """This shard's part of a verification: face count, best-face similarity and the (float64) sum of the
         person's unit face vectors here. The primary also checks that the person exists."""
         self._touch()
-        if self.primary and self.store.get_person(person_id) is None:
+        if self.primary and not self.store.has_person(person_id):
             raise NotFound(f"person {person_id} not found")
         probe = np.asarray(vector, np.float32).reshape(-1)
         faces = self.index.person_vectors(person_id)
@@ -368,21 +455,29 @@ class TenantShard:
         return format_match(person_id, self.external_ids.get(person_id), face_id, similarity)
 
     # ---- key rotation ---------------------------------------------------------------------------------
-    def reencrypt_step(self, batch_size: int = 500) -> dict:
+    def reencrypt_step(self, batch_size: int = 500, *, principal: str = "rotation") -> dict:
         """One batch of a content-key rotation: re-seal up to `batch_size` records under the current key
         version. The router calls this repeatedly, so searches and enrolments run between batches."""
         self._require_primary("reencrypt_step")
         self._touch()
         ciphers = CipherCache(self._data_key)
         current = ciphers.current()
-        steps = self.store.reencrypt(ciphers.get, current, batch_size)
+        # Persons first (their fields and blind-index tags), a batch per step like the faces; the faces' last
+        # step truncates the WAL for both.
+        person_keys = PersonKeys(self._data_key)
+        next(self.store.reencrypt_persons(person_keys, batch_size), None)
+        person_keys.clear()
+        persons = self.store.person_key_versions()
+        steps = self.store.reencrypt(ciphers.get, current, batch_size, audit=AuditRecord(principal, "key.reencrypt"))
         next(steps, None)
+        self._checkpoint_audit()
         versions = self.store.key_versions_in_use()
-        remaining = sum(n for version, n in versions.items() if version != current.key_version)
+        remaining = sum(n for version, n in [*versions.items(), *persons.items()] if version != current.key_version)
         if remaining == 0:
             next(steps, None)  # lets the store finish: it truncates the WAL that held the old records
         ciphers.clear()
-        return {"version": current.key_version, "remaining": remaining, "total": sum(versions.values())}
+        return {"version": current.key_version, "remaining": remaining,
+                "total": sum(versions.values()) + sum(persons.values())}
 
     # ---- lifecycle ----------------------------------------------------------------------------------------
     def info(self) -> dict:
@@ -403,6 +498,7 @@ class TenantShard:
         if metrics.exported():
             metrics.index_memory_bytes().set(0, tags={"tenant": self.tenant_id, "shard": str(self.shard)})
         if self.store is not None:
+            self._checkpoint_audit(force=True)  # at shutdown: the head as it stands is MACed
             self.store.close()
         self.store = self.index = None  # the decrypted vectors go with them
         self._shard_handles.clear()
@@ -427,14 +523,24 @@ def placement() -> dict:
 
 
 class KeyServiceDataKeys:
-    """`data_key(version)` for one tenant through the KeyService deployment's handle (picklable)."""
+    """`data_key(version, purpose)` for one tenant through the KeyService deployment's handle (picklable)."""
 
     def __init__(self, keys, tenant_id: str) -> None:
         self.keys, self.tenant_id = keys, tenant_id
 
-    def __call__(self, version: int | None) -> DataKey:
-        return self.keys.data_key.remote(self.tenant_id, "embeddings", version).result()
+    def __call__(self, version: int | None, purpose: str = "embeddings") -> DataKey:
+        return self.keys.data_key.remote(self.tenant_id, purpose, version).result()
 
+
+
+class KeyServiceAuditMac:
+    """The provider's MAC over a tenant's audit checkpoints, through the KeyService handle (picklable)."""
+
+    def __init__(self, keys, tenant_id: str) -> None:
+        self.keys, self.tenant_id = keys, tenant_id
+
+    def __call__(self, message: bytes) -> bytes:
+        return self.keys.mac.remote(message, audit_log.TENANT_PURPOSE, self.tenant_id).result()
 
 
 # Restarted by Ray after a crash (activation re-reads the file). Calls in flight when it died fail to

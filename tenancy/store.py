@@ -5,6 +5,9 @@ Guarantees:
   opened only in `load_all` / `reencrypt`, in process memory.
 - Each record's associated data is (tenant_id, face_id, model name), so a row copied to another face id
   or into another tenant's file fails authentication instead of silently matching someone else.
+- Nothing a tenant says about a person is in clear either (tenancy/personal.py): `external_id` and `metadata`
+  are sealed per field (AAD: tenant, person id, field), and the external id is found and kept unique through
+  a keyed blind index (HMAC-SHA256), re-computed under the new key when the content key rotates.
 - `add_face` returns only after a durable commit (WAL + synchronous=FULL fsyncs the WAL on commit).
 - Deletion is real: secure_delete zeroes freed cells and pages, and delete paths truncate the WAL so the
   old page images (which still hold the ciphertext, face id and external id) do not linger there.
@@ -36,7 +39,12 @@ import numpy as np
 from securegate import errors
 
 from kms.records import InvalidRecord, RecordCipher, SealedRecord
-from tenancy import sqlite
+from tenancy import audit as audit_chain
+from tenancy import chain, sqlite
+from tenancy import bulk_import
+from tenancy.audit import AuditRecord
+from tenancy import personal
+from tenancy.personal import PersonKeys
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +88,19 @@ class NotFound(StoreError):
     """The person or face does not exist (or the face does not belong to that person)."""
 
     api_error = errors.NotFound
+
+
+class CorruptPerson(StoreError):
+    """A person's sealed external id or metadata failed authentication: tampered, moved, or wrong key."""
+
+    api_error = errors.CorruptRecord
+
+    def __init__(self, person_id: str) -> None:
+        super().__init__(f"person {person_id}: sealed personal fields failed authentication")
+        self.person_id = person_id
+
+    def api_details(self) -> dict:
+        return {"person_id": self.person_id}
 
 
 class CorruptRecord(StoreError):
@@ -178,8 +199,46 @@ def _migrate_v1(conn: apsw.Connection) -> None:
     )
 
 
+def _migrate_v2(conn: apsw.Connection) -> None:
+    # The tenant's audit chain and its MACed checkpoints, in the same file as what they record (tenancy/audit.py).
+    conn.execute(audit_chain.AUDIT_TABLES)
+
+
+def _migrate_v3(conn: apsw.Connection) -> None:
+    # Personal fields sealed (tenancy/personal.py). The table is rebuilt (the clear UNIQUE external_id and the
+    # JSON CHECK on metadata cannot be dropped in place); `_migrate` turns foreign keys off around it so dropping
+    # the old table does not cascade to the faces. Rows written before keep key_version 0 and their values in
+    # clear until the tenant's next activation seals them (`seal_legacy_persons`), then the WAL is truncated.
+    conn.execute(
+        """
+        CREATE TABLE persons_sealed (
+            person_id   TEXT PRIMARY KEY,
+            key_version INTEGER NOT NULL,  -- content-key version of both fields; 0: not sealed yet (legacy)
+            blind_index BLOB UNIQUE,       -- HMAC-SHA256 of the external id under that version's blind-index key
+            external_id BLOB,              -- nonce | AES-GCM ciphertext; NULL: no external id
+            metadata    BLOB NOT NULL,     -- nonce | AES-GCM ciphertext of the JSON
+            created_at  REAL NOT NULL
+        );
+        INSERT INTO persons_sealed (person_id, key_version, blind_index, external_id, metadata, created_at)
+            SELECT person_id, 0, NULL, external_id, metadata, created_at FROM persons;
+        DROP TABLE persons;
+        ALTER TABLE persons_sealed RENAME TO persons;
+        CREATE INDEX persons_by_creation ON persons (created_at, person_id);
+        CREATE INDEX persons_by_key_version ON persons (key_version);
+        """
+    )
+
+
+# Migrations that rebuild a table referenced by a foreign key: run with foreign keys off (see `_migrate`).
+_REBUILDS = {2}
+
 # Migration i brings the schema from user_version i to i + 1. Append only; never edit a shipped step.
-MIGRATIONS: tuple[Callable[[apsw.Connection], None], ...] = (_migrate_v1,)
+def _migrate_v4(conn: apsw.Connection) -> None:
+    # Keyed tags of imported photos, so a re-import skips what is enrolled (tenancy/bulk_import.py).
+    conn.execute(bulk_import.PHOTO_TABLE)
+
+
+MIGRATIONS: tuple[Callable[[apsw.Connection], None], ...] = (_migrate_v1, _migrate_v2, _migrate_v3, _migrate_v4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -204,9 +263,7 @@ def _decode_cursor(cursor: str) -> tuple[float, str]:
     return created_at, person_id
 
 
-def _person_from_row(row: tuple) -> Person:
-    person_id, external_id, metadata, created_at = row
-    return Person(person_id, external_id, json.loads(metadata), created_at)
+_PERSON_COLUMNS = "person_id, key_version, external_id, metadata, created_at"
 
 
 class TenantStore:
@@ -244,13 +301,23 @@ class TenantStore:
 
     @staticmethod
     def _migrate(conn: apsw.Connection) -> None:
-        with conn:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise StoreError(f"schema version {version} is newer than this code ({SCHEMA_VERSION})")
-            for step in range(version, SCHEMA_VERSION):
-                MIGRATIONS[step](conn)
-                conn.execute(f"PRAGMA user_version={step + 1}")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        rebuild = any(step in _REBUILDS for step in range(version, SCHEMA_VERSION))
+        if rebuild:  # a no-op inside a transaction: set before it (SQLite's table-rebuild procedure)
+            conn.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with conn:
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                if version > SCHEMA_VERSION:
+                    raise StoreError(f"schema version {version} is newer than this code ({SCHEMA_VERSION})")
+                for step in range(version, SCHEMA_VERSION):
+                    MIGRATIONS[step](conn)
+                    conn.execute(f"PRAGMA user_version={step + 1}")
+                if rebuild and conn.execute("PRAGMA foreign_key_check").fetchone() is not None:
+                    raise StoreError("schema migration broke a foreign key; rolled back")
+        finally:
+            if rebuild:
+                conn.execute("PRAGMA foreign_keys=ON")
 
     @staticmethod
     def _check_or_record_meta(conn: apsw.Connection, tenant_id: str, model: str, dim: int) -> None:
@@ -286,42 +353,53 @@ class TenantStore:
 
     # ------------------------------------------------------------------ persons
 
-    def create_person(self, external_id: str | None, metadata: dict[str, Any]) -> Person:
+    def create_person(self, external_id: str | None, metadata: dict[str, Any], *, keys: PersonKeys,
+                      audit: AuditRecord | None = None) -> Person:
+        """Seal the person's fields under the current content key; unique external ids via the blind index."""
         person = Person(uuid.uuid4().hex, external_id, dict(metadata), time.time())
         try:
-            # Standard JSON only: what json.dumps would write as NaN/Infinity fails SQLite's json_valid CHECK.
+            # Standard JSON only (no NaN/Infinity): what is stored must read back as the same value.
             encoded = json.dumps(person.metadata, sort_keys=True, allow_nan=False)
         except (ValueError, TypeError, RecursionError) as exc:
             raise InvalidMetadata(f"metadata is not storable as JSON: {exc}") from exc
+        cipher = keys.current()
+        sealed_metadata = self._seal_field(cipher, person.person_id, personal.METADATA, encoded)
+        sealed_external_id = tag = None
+        if external_id is not None:
+            sealed_external_id = self._seal_field(cipher, person.person_id, personal.EXTERNAL_ID, external_id)
+            tag = keys.blind_index(cipher.key_version, external_id)
         try:
             with self._conn:
+                # Mid-rotation the UNIQUE blind index covers one key version: look under every version in use.
+                if external_id is not None and self._find_external_id(external_id, keys) is not None:
+                    raise DuplicateExternalId(f"external id {external_id!r} already exists")
                 self._conn.execute(
-                    "INSERT INTO persons (person_id, external_id, metadata, created_at) VALUES (?, ?, ?, ?)",
-                    (person.person_id, external_id, encoded, person.created_at),
+                    "INSERT INTO persons (person_id, key_version, blind_index, external_id, metadata, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (person.person_id, cipher.key_version, tag, sealed_external_id, sealed_metadata, person.created_at),
                 )
+                self._audit(audit and audit.with_counts(persons=1))
         except apsw.ConstraintError as exc:
-            if "UNIQUE" not in str(exc):  # only the external id is unique; a CHECK failure is the metadata
-                raise InvalidMetadata(f"metadata was refused by the store: {exc}") from exc
             raise DuplicateExternalId(f"external id {external_id!r} already exists") from exc
         return person
 
-    def get_person(self, person_id: str) -> Person | None:
-        row = self._conn.execute(
-            "SELECT person_id, external_id, metadata, created_at FROM persons WHERE person_id = ?", (person_id,)
-        ).fetchone()
-        return _person_from_row(row) if row else None
+    def has_person(self, person_id: str) -> bool:
+        """Whether the person exists (nothing decrypted)."""
+        return self._conn.execute("SELECT 1 FROM persons WHERE person_id = ?", (person_id,)).fetchone() is not None
 
-    def get_person_by_external_id(self, external_id: str) -> Person | None:
-        row = self._conn.execute(
-            "SELECT person_id, external_id, metadata, created_at FROM persons WHERE external_id = ?", (external_id,)
-        ).fetchone()
-        return _person_from_row(row) if row else None
+    def get_person(self, person_id: str, *, keys: PersonKeys) -> Person | None:
+        row = self._conn.execute(f"SELECT {_PERSON_COLUMNS} FROM persons WHERE person_id = ?", (person_id,)).fetchone()
+        return self._person(row, keys) if row else None
 
-    def list_persons(self, limit: int, cursor: str | None = None) -> tuple[list[Person], str | None]:
+    def get_person_by_external_id(self, external_id: str, *, keys: PersonKeys) -> Person | None:
+        row = self._find_external_id(external_id, keys)
+        return self._person(row, keys) if row else None
+
+    def list_persons(self, limit: int, cursor: str | None = None, *, keys: PersonKeys) -> tuple[list[Person], str | None]:
         """Persons in creation order; pass the returned cursor to get the next page (None = last page)."""
         if limit < 1:
             raise ValueError("limit must be >= 1")
-        sql = "SELECT person_id, external_id, metadata, created_at FROM persons"
+        sql = f"SELECT {_PERSON_COLUMNS} FROM persons"
         params: tuple = ()
         if cursor is not None:
             sql += " WHERE (created_at, person_id) > (?, ?)"
@@ -329,17 +407,106 @@ class TenantStore:
         sql += " ORDER BY created_at, person_id LIMIT ?"
         # Fetch one extra row to know whether another page exists without a second query.
         rows = self._conn.execute(sql, (*params, limit + 1)).fetchall()
-        persons = [_person_from_row(row) for row in rows[:limit]]
+        persons = [self._person(row, keys) for row in rows[:limit]]
         next_cursor = _encode_cursor(persons[-1].created_at, persons[-1].person_id) if len(rows) > limit else None
         return persons, next_cursor
 
-    def delete_person(self, person_id: str) -> list[str]:
+    def external_ids(self, keys: PersonKeys, person_ids: set[str] | None = None) -> dict[str, str | None]:
+        """{person id: external id} of every person (of `person_ids` when given); metadata is not decrypted."""
+        out: dict[str, str | None] = {}
+        for person_id, version, sealed in self._conn.execute("SELECT person_id, key_version, external_id FROM persons"):
+            if person_ids is None or person_id in person_ids:
+                out[person_id] = self._open_field(keys, person_id, version, personal.EXTERNAL_ID, sealed)
+        return out
+
+    def person_key_versions(self) -> dict[int, int]:
+        """{content-key version: persons sealed under it}; 0 counts persons not sealed yet (legacy rows)."""
+        return dict(self._conn.execute("SELECT key_version, count(*) FROM persons GROUP BY key_version"))
+
+    def seal_legacy_persons(self, keys: PersonKeys, batch_size: int = 500) -> int:
+        """Seal the persons written in clear before schema v3 (run at activation); returns how many."""
+        done = 0
+        for done, _ in self._reseal_persons(keys, "key_version = 0", (), batch_size):
+            pass
+        return done
+
+    def reencrypt_persons(self, keys: PersonKeys, batch_size: int = 500) -> Iterator[tuple[int, int]]:
+        """Re-seal every person not under the current content key and re-compute its blind-index tag under the
+        new version's blind-index key, `batch_size` per transaction; yields (done, total) after each batch."""
+        version = keys.current().key_version
+        return self._reseal_persons(keys, "key_version != ?", (version,), batch_size)
+
+    def _reseal_persons(self, keys: PersonKeys, where: str, params: tuple, batch_size: int) -> Iterator[tuple[int, int]]:
+        cipher = keys.current()
+        done = 0
+        while True:
+            with self._conn:
+                remaining = self._conn.execute(f"SELECT count(*) FROM persons WHERE {where}", params).fetchone()[0]
+                if remaining == 0:
+                    break
+                batch = self._conn.execute(f"SELECT {_PERSON_COLUMNS} FROM persons WHERE {where} LIMIT ?",
+                                           (*params, batch_size)).fetchall()
+                updates = []
+                for row in batch:
+                    person = self._person(row, keys)
+                    sealed_external_id = tag = None
+                    if person.external_id is not None:
+                        sealed_external_id = self._seal_field(cipher, person.person_id, personal.EXTERNAL_ID, person.external_id)
+                        tag = keys.blind_index(cipher.key_version, person.external_id)
+                    encoded = json.dumps(person.metadata, sort_keys=True, allow_nan=False)
+                    updates.append((cipher.key_version, tag, sealed_external_id,
+                                    self._seal_field(cipher, person.person_id, personal.METADATA, encoded), person.person_id))
+                self._conn.executemany(
+                    "UPDATE persons SET key_version = ?, blind_index = ?, external_id = ?, metadata = ? WHERE person_id = ?",
+                    updates)
+            done += len(batch)
+            yield done, done + remaining - len(batch)
+        if done:
+            self.checkpoint()  # the WAL held the rows as they were (in clear, for legacy rows)
+
+    def _person_aad(self, person_id: str, field: str) -> bytes:
+        return personal.field_aad(self.tenant_id, person_id, field)
+
+    def _seal_field(self, cipher, person_id: str, field: str, value: str) -> bytes:
+        return personal.pack(cipher.seal(value.encode("utf-8"), aad=self._person_aad(person_id, field)))
+
+    def _open_field(self, keys: PersonKeys, person_id: str, version: int, field: str, stored) -> str | None:
+        if stored is None:
+            return None
+        if version == 0:  # written before schema v3, not sealed yet (see seal_legacy_persons)
+            return stored
+        try:
+            plaintext = keys.cipher(version).open(personal.unpack(stored, version), aad=self._person_aad(person_id, field))
+        except InvalidRecord as exc:
+            raise CorruptPerson(person_id) from exc
+        return plaintext.decode("utf-8")
+
+    def _person(self, row: tuple, keys: PersonKeys) -> Person:
+        person_id, version, external_id, metadata, created_at = row
+        return Person(person_id, self._open_field(keys, person_id, version, personal.EXTERNAL_ID, external_id),
+                      json.loads(self._open_field(keys, person_id, version, personal.METADATA, metadata)), created_at)
+
+    def _find_external_id(self, external_id: str, keys: PersonKeys) -> tuple | None:
+        """The person row whose external id is `external_id`: its blind-index tag under each content-key version
+        in use (one, two during a rotation; each found by the index), or, for legacy rows, the clear value."""
+        version = self._conn.execute("SELECT min(key_version) FROM persons WHERE key_version > 0").fetchone()[0]
+        while version is not None:
+            row = self._conn.execute(f"SELECT {_PERSON_COLUMNS} FROM persons WHERE blind_index = ? AND key_version = ?",
+                                     (keys.blind_index(version, external_id), version)).fetchone()
+            if row is not None:
+                return row
+            version = self._conn.execute("SELECT min(key_version) FROM persons WHERE key_version > ?", (version,)).fetchone()[0]
+        return self._conn.execute(f"SELECT {_PERSON_COLUMNS} FROM persons WHERE key_version = 0 AND external_id = ?",
+                                  (external_id,)).fetchone()
+
+    def delete_person(self, person_id: str, *, audit: AuditRecord | None = None) -> list[str]:
         """Delete a person and (by cascade) their faces; returns the deleted face ids."""
         with self._conn:
             face_ids = [r[0] for r in self._conn.execute("SELECT face_id FROM faces WHERE person_id = ?", (person_id,))]
             self._conn.execute("DELETE FROM persons WHERE person_id = ?", (person_id,))
             if self._conn.changes() == 0:
                 raise NotFound(f"person {person_id} does not exist")
+            self._audit(audit and audit.with_counts(persons=1, faces=len(face_ids)))
         self.checkpoint()
         return face_ids
 
@@ -354,10 +521,11 @@ class TenantStore:
         return cipher.seal(vector.astype(VECTOR_DTYPE, copy=False).tobytes(), aad=self._face_aad(face_id))
 
     def add_face(
-        self, person_id: str, embedding: np.ndarray, cipher: RecordCipher, det_score: float, quality: float
+        self, person_id: str, embedding: np.ndarray, cipher: RecordCipher, det_score: float, quality: float,
+        *, audit: AuditRecord | None = None,
     ) -> FaceRecord:
         """Seal and insert one embedding; durable when it returns."""
-        return self.add_faces(person_id, [embedding], cipher, [det_score], [quality])[0]
+        return self.add_faces(person_id, [embedding], cipher, [det_score], [quality], audit=audit)[0]
 
     def add_faces(
         self,
@@ -366,6 +534,8 @@ class TenantStore:
         cipher: RecordCipher,
         det_scores: Sequence[float],
         qualities: Sequence[float],
+        *,
+        audit: AuditRecord | None = None,
     ) -> list[FaceRecord]:
         """Seal and insert several embeddings of one person in a single durable transaction."""
         if not len(embeddings) == len(det_scores) == len(qualities):
@@ -386,21 +556,24 @@ class TenantStore:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
+            self._audit(audit and audit.with_counts(faces=len(rows)))
         return records
 
-    def delete_face(self, person_id: str, face_id: str) -> None:
+    def delete_face(self, person_id: str, face_id: str, *, audit: AuditRecord | None = None) -> None:
         with self._conn:
             self._conn.execute("DELETE FROM faces WHERE face_id = ? AND person_id = ?", (face_id, person_id))
             if self._conn.changes() == 0:
                 raise NotFound(f"face {face_id} of person {person_id} does not exist")
+            self._audit(audit and audit.with_counts(faces=1))
         self.checkpoint()
 
-    def delete_faces(self, face_ids: Sequence[str]) -> None:
+    def delete_faces(self, face_ids: Sequence[str], *, audit: AuditRecord | None = None) -> None:
         """Delete many faces (retention) in one transaction, with one WAL truncation rather than one each."""
         if not face_ids:
             return
         with self._conn:
             self._conn.executemany("DELETE FROM faces WHERE face_id = ?", [(face_id,) for face_id in face_ids])
+            self._audit(audit and audit.with_counts(deleted=len(face_ids)))
         self.checkpoint()
 
     def faces_of(self, person_id: str) -> list[FaceRecord]:
@@ -417,6 +590,23 @@ class TenantStore:
             params,
         )
         return [FaceRecord(*row) for row in rows]
+
+    # ------------------------------------------------------------------ imported photos (tenancy/bulk_import.py)
+    def imported_face(self, person_id: str, tags: Sequence[bytes]) -> str | None:
+        """The face imported from a photo of this person whose keyed tag is one of `tags`, while it is enrolled."""
+        if not tags:
+            return None
+        row = self._conn.execute(f"SELECT face_id FROM import_photos WHERE person_id = ? AND photo_tag IN ({','.join('?' * len(tags))})",
+                                 (person_id, *tags)).fetchone()
+        return row[0] if row else None
+
+    def record_import(self, person_id: str, face_id: str, tag: bytes, key_version: int) -> None:
+        with self._conn:
+            self._conn.execute("INSERT OR REPLACE INTO import_photos (person_id, photo_tag, key_version, face_id) VALUES (?, ?, ?, ?)",
+                               (person_id, tag, key_version, face_id))
+
+    def import_key_versions(self) -> list[int]:
+        return [row[0] for row in self._conn.execute("SELECT DISTINCT key_version FROM import_photos ORDER BY key_version")]
 
     def count_faces(self) -> int:
         return self._conn.execute("SELECT count(*) FROM faces").fetchone()[0]
@@ -489,7 +679,8 @@ class TenantStore:
         return self._aad_prefix + struct.pack(">I", len(encoded)) + encoded + self._aad_suffix
 
     def reencrypt(
-        self, cipher_for_version: Callable[[int], RecordCipher], new_cipher: RecordCipher, batch_size: int = 500
+        self, cipher_for_version: Callable[[int], RecordCipher], new_cipher: RecordCipher, batch_size: int = 500,
+        *, audit: AuditRecord | None = None,
     ) -> Iterator[tuple[int, int]]:
         """Re-seal every record not under `new_cipher`'s version, `batch_size` rows per transaction.
 
@@ -518,9 +709,37 @@ class TenantStore:
                     sealed = new_cipher.seal(plaintext, aad=aad)
                     updates.append((sealed.ciphertext, sealed.nonce, sealed.key_version, face_id))
                 self._conn.executemany("UPDATE faces SET ciphertext = ?, nonce = ?, key_version = ? WHERE face_id = ?", updates)
+                self._audit(audit and audit.with_counts(faces=len(updates), version=new_cipher.key_version,
+                                                        remaining=remaining - len(updates)))
             done += len(batch)
             yield done, done + remaining - len(batch)
         self.checkpoint()
+
+    # ------------------------------------------------------------------ audit (tenancy/audit.py)
+    @property
+    def chain_id(self) -> str:
+        return audit_chain.tenant_chain_id(self.tenant_id)
+
+    def _audit(self, record: AuditRecord | None) -> None:
+        """Chain `record` inside the caller's open transaction: it commits (or rolls back) with the write."""
+        if record is not None:
+            audit_chain.append(self._conn, self.chain_id, record.body(time.time()))
+
+    def record_audit(self, record: AuditRecord) -> None:
+        """An audit entry on its own (a read, a refused write, an admin action on the tenant); durable on return."""
+        with self._conn:
+            self._audit(record)
+
+    def audit_events(self, since: int = 0, limit: int = 100) -> list[dict]:
+        return audit_chain.events(self._conn, since, limit)
+
+    def checkpoint_audit(self, mac: Callable[[bytes], bytes] | None, policy: chain.CheckpointPolicy,
+                         *, force: bool = False) -> chain.Checkpoint | None:
+        """MAC the audit chain's head when `policy` says so (or `force`, if it moved since the last one)."""
+        return audit_chain.checkpoint_if_due(self._conn, self.chain_id, mac, policy, force=force)
+
+    def verify_audit(self, verify_tag: Callable[[bytes, bytes], bool]) -> chain.VerifyResult:
+        return audit_chain.verify(self._conn, self.chain_id, verify_tag)
 
     # ------------------------------------------------------------------ physical hygiene
 

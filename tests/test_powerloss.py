@@ -8,7 +8,10 @@ unsynced write is dropped. The workload is cut at EVERY sync of a run, and after
 - `PRAGMA integrity_check` is ok and `foreign_key_check` finds nothing;
 - the store opens and every face decrypts under its recorded key version (no record half re-encrypted);
 - what a reader finds is exactly the state after the acknowledged operations, or that state plus the one
-  operation in flight when the power went (never part of it: no half-applied enrolment or deletion).
+  operation in flight when the power went (never part of it: no half-applied enrolment or deletion);
+- that state includes the tenant's audit chain (tenancy/audit.py), written in the same transaction as each
+  write: after any crash a face (or a deletion, a re-encryption batch) is there if and only if its audit
+  entry is, and the chain's hash links verify.
 
 Self-check: `test_power_loss_detects_synchronous_off_and_normal` runs the same crash points with
 `synchronous=OFF` and `synchronous=NORMAL` (commits not fsynced in WAL mode: they survive kill -9, not a
@@ -30,7 +33,10 @@ import apsw
 import numpy as np
 import pytest
 
+from kms import DataKey
 from kms.records import RecordCipher
+from tenancy.personal import PersonKeys
+from tenancy.audit import AuditRecord
 from tenancy.store import TenantStore
 from tests.powerloss import (
     CrashPoint,
@@ -46,7 +52,14 @@ DIM = 32
 MODEL = "powerloss-test"
 TENANT = "t-powerloss"
 CIPHERS = {1: RecordCipher(os.urandom(32), 1), 2: RecordCipher(os.urandom(32), 2)}
+DATA_KEYS = {(purpose, version): os.urandom(32) for purpose in ("persons", "blind-index") for version in (1, 2)}
+
+
+def person_keys(current: int) -> PersonKeys:
+    """The persons' field and blind-index keys, `current` being the content-key version new writes use."""
+    return PersonKeys(lambda version, purpose: DataKey(TENANT, purpose, version or current, DATA_KEYS[(purpose, version or current)]))
 ROTATION_BATCH = 2
+PRINCIPAL = "key:powerloss"
 
 
 @dataclass
@@ -57,12 +70,13 @@ class Expected:
     faces: dict[bytes, str] = field(default_factory=dict)  # vector bytes -> external id of its person
     rotated: int = 0  # faces moved from key v1 to v2 by committed re-encryption batches
     enrolled_under_v2: set[bytes] = field(default_factory=set)
+    audit: list[str] = field(default_factory=list)  # the audit chain's actions: committed with each write, or not at all
 
     def v2_faces(self) -> int:
         return self.rotated + len(self.enrolled_under_v2 & self.faces.keys())
 
     def summary(self) -> tuple:
-        return self.persons, self.faces, self.v2_faces()
+        return self.persons, self.faces, self.v2_faces(), tuple(self.audit)
 
 
 class Workload:
@@ -88,17 +102,21 @@ class Workload:
 
         def create(e: Expected) -> None:
             e.persons[external_id] = metadata
+            e.audit.append("person.create")
 
-        person = self._op(create, lambda: self.store.create_person(external_id, metadata))
+        person = self._op(create, lambda: self.store.create_person(external_id, metadata, keys=person_keys(version),
+                                                                  audit=AuditRecord(PRINCIPAL, "person.create")))
         vectors = self._vectors(2)
 
         def add(e: Expected) -> None:
+            e.audit.append("face.enrol")
             for v in vectors:
                 e.faces[v.tobytes()] = external_id
                 if version == 2:
                     e.enrolled_under_v2.add(v.tobytes())
 
-        self._op(add, lambda: self.store.add_faces(person.person_id, vectors, CIPHERS[version], [0.9, 0.8], [0.7, 0.6]))
+        self._op(add, lambda: self.store.add_faces(person.person_id, vectors, CIPHERS[version], [0.9, 0.8], [0.7, 0.6],
+                                                  audit=AuditRecord(PRINCIPAL, "face.enrol")))
         return person.person_id
 
     def run(self) -> None:
@@ -111,21 +129,31 @@ class Workload:
         ids |= {ext: self._enrol(ext, 1) for ext in ("ext-2", "ext-3")}
 
         def delete_person(e: Expected) -> None:
+            e.audit.append("person.delete")
             del e.persons["ext-0"]
             e.faces = {v: ext for v, ext in e.faces.items() if ext != "ext-0"}
 
-        self._op(delete_person, lambda: self.store.delete_person(ids["ext-0"]))
+        self._op(delete_person, lambda: self.store.delete_person(ids["ext-0"], audit=AuditRecord(PRINCIPAL, "person.delete")))
 
         def expire(e: Expected) -> None:
+            e.audit.append("face.expire")
             e.faces = {v: ext for v, ext in e.faces.items() if ext != "ext-1"}
 
-        self._op(expire, lambda: self.store.delete_faces([f.face_id for f in self.store.faces_created_before(cutoff)]))
+        self._op(expire, lambda: self.store.delete_faces([f.face_id for f in self.store.faces_created_before(cutoff)],
+                                                             audit=AuditRecord("retention", "face.expire")))
 
-        rotation = self.store.reencrypt(CIPHERS.__getitem__, CIPHERS[2], batch_size=ROTATION_BATCH)
+        # The persons' fields and blind-index tags are re-sealed first (what a reader finds does not change).
+        person_rotation = self.store.reencrypt_persons(person_keys(2), batch_size=ROTATION_BATCH)
+        while self._op(lambda e: None, lambda: next(person_rotation, None)) is not None:
+            pass
+        rotation = self.store.reencrypt(CIPHERS.__getitem__, CIPHERS[2], batch_size=ROTATION_BATCH,
+                                       audit=AuditRecord("rotation", "key.reencrypt"))
         to_rotate = 4  # ext-2 and ext-3's faces
 
         def batch(e: Expected) -> None:
-            e.rotated = min(to_rotate, e.rotated + ROTATION_BATCH)
+            if e.rotated < to_rotate:  # the last call finds nothing to re-seal: no batch, no audit entry
+                e.rotated = min(to_rotate, e.rotated + ROTATION_BATCH)
+                e.audit.append("key.reencrypt")
 
         while self._op(batch, lambda: next(rotation, None)) is not None:
             pass
@@ -143,13 +171,16 @@ def observe(path: Path) -> tuple:
     finally:
         raw.close()
     with TenantStore.open(path, TENANT, MODEL, DIM) as store:
-        persons, _ = store.list_persons(limit=100)
+        persons, _ = store.list_persons(limit=100, keys=person_keys(2))  # raises CorruptPerson if half re-sealed
         external = {p.person_id: p.external_id for p in persons}
         loaded = store.load_all(CIPHERS.__getitem__)  # raises CorruptRecord on a half-applied record
         faces = {bytes(vector.tobytes()): external[pid] for vector, pid in zip(loaded.vectors, loaded.person_ids)}
         v2 = store.key_versions_in_use().get(2, 0)
         assert len(faces) == store.count_faces()
-    return {p.external_id: p.metadata for p in persons}, faces, v2
+        audit = tuple(e["action"] for e in store.audit_events(0, 1000))
+        chain = store.verify_audit(lambda message, tag: False)  # no checkpoints here: the hash links only
+        assert chain.intact, chain
+    return {p.external_id: p.metadata for p in persons}, faces, v2, audit
 
 
 def crash_run(base: Path, synchronous: str, point: CrashPoint = CrashPoint()) -> tuple[Ledger, PowerLossVFS, list[str]]:
@@ -168,19 +199,20 @@ def crash_run(base: Path, synchronous: str, point: CrashPoint = CrashPoint()) ->
         return ledger, vfs, [f"{label}: store unusable after the crash: {type(exc).__name__}: {exc}"]
     if observed in [state.summary() for state in ledger.allowed()]:
         return ledger, vfs, []
-    persons, faces, v2 = observed
-    acked_persons, acked_faces, acked_v2 = ledger.acked.summary()
-    in_flight_persons, in_flight_faces, _ = ledger.in_flight.summary() if ledger.in_flight else ({}, {}, 0)
+    persons, faces, v2, audit = observed
+    acked_persons, acked_faces, acked_v2, acked_audit = ledger.acked.summary()
+    in_flight_persons, in_flight_faces, _, _ = ledger.in_flight.summary() if ledger.in_flight else ({}, {}, 0, ())
     lost = bool(
         acked_persons.keys() - persons.keys() or acked_faces.keys() - faces.keys()  # acknowledged writes gone
         or persons.keys() - acked_persons.keys() - in_flight_persons.keys()  # acknowledged deletions undone
         or faces.keys() - acked_faces.keys() - in_flight_faces.keys()
         or v2 < acked_v2  # acknowledged re-encryption batches undone
+        or audit[:len(acked_audit)] != acked_audit  # acknowledged audit entries gone
     )
     kind = "LOST ACKNOWLEDGED WRITES" if lost else "half-applied or unexpected state"
     return ledger, vfs, [
         f"{label}: {kind}: persons {sorted(persons)} (acked {sorted(acked_persons)}), faces {len(faces)} "
-        f"(acked {len(acked_faces)}), v2 faces {v2} (acked {acked_v2}) after {ledger.acks} acknowledged operations"
+        f"(acked {len(acked_faces)}), v2 faces {v2} (acked {acked_v2}), audit {list(audit)} (acked {list(acked_audit)}) after {ledger.acks} acknowledged operations"
     ]
 
 

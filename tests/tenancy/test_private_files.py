@@ -15,7 +15,8 @@ import pytest
 from kms import Keyring
 from kms.providers.local import LocalKeyProvider
 from kms.records import RecordCipher
-from tenancy.audit import AuditLog, audit_path
+from tenancy.audit import OrgAudit, org_audit_path
+from tenancy.personal import PersonKeys
 from tenancy.registry import TenantRegistry, load_or_create_admin_token
 from tenancy.store import TenantStore
 
@@ -44,17 +45,18 @@ def test_every_store_creates_its_directories_and_files_private(tmp_path, usual_u
     tenant, _ = registry.create("acme", MODEL, DIM)
     tid = tenant.tenant_id
     load_or_create_admin_token(data, None)
-    audit = AuditLog(audit_path(data, tid))
-    audit.record("admin", "tenant.create", "ok")
-    store = TenantStore.open(data / "tenants" / tid / "embeddings.db", tid, MODEL, DIM)
-    person = store.create_person("ext-1", {"name": "A"})
-    store.add_faces(person.person_id, [np.ones(DIM, np.float32)], RecordCipher(os.urandom(32), 1), [0.9], [0.8])
+    audit = OrgAudit(org_audit_path(data))
+    audit.record("admin", "tenant.create", "ok", {"tenant_id": tid})
     keyring = Keyring(LocalKeyProvider(data / "keys" / "root.key"), data / "keys" / "keystore.db")
     keyring.create_tenant(tid)
+    store = TenantStore.open(data / "tenants" / tid / "embeddings.db", tid, MODEL, DIM)
+    keys = PersonKeys(lambda version, purpose: keyring.data_key(tid, purpose, version))
+    person = store.create_person("ext-1", {"name": "A"}, keys=keys)
+    store.add_faces(person.person_id, [np.ones(DIM, np.float32)], RecordCipher(os.urandom(32), 1), [0.9], [0.8])
     try:
         found = modes(data)
         # Open WAL connections: each database has its -wal and -shm beside it, and they are checked too.
-        for db in ("registry.db", f"tenants/{tid}/audit.db", f"tenants/{tid}/embeddings.db", "keys/keystore.db"):
+        for db in ("registry.db", "org_audit.db", f"tenants/{tid}/embeddings.db", "keys/keystore.db"):
             assert {db, f"{db}-wal", f"{db}-shm"} <= set(found), sorted(found)
         assert {".", "tenants", f"tenants/{tid}", "keys", "admin_token", "keys/root.key"} <= set(found)
         assert not_private(data) == {}
