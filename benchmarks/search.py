@@ -29,8 +29,10 @@ import faiss
 import numpy as np
 import sqlite_vec
 
+from kms import DataKey
 from kms.records import RecordCipher
 from tenancy.index import FaceIndex
+from tenancy.personal import PersonKeys
 from tenancy.store import TenantStore
 
 PROBE_COSINE = 0.7
@@ -150,6 +152,8 @@ def bench_activation(n: int, dim: int, workdir: Path, seed: int) -> tuple[float,
     """Returns (load_all seconds, build seconds, DB generation seconds) for n encrypted faces."""
     rng = np.random.default_rng(seed)
     cipher = RecordCipher(os.urandom(32), 1)
+    person_key = os.urandom(32)
+    person_keys = PersonKeys(lambda version, purpose: DataKey("bench-tenant", purpose, 1, person_key))
     path = workdir / f"activation-{n}-{dim}" / "embeddings.db"
     start = time.perf_counter()
     with TenantStore.open(path, "bench-tenant", "synthetic", dim) as store:
@@ -159,7 +163,7 @@ def bench_activation(n: int, dim: int, workdir: Path, seed: int) -> tuple[float,
             ones = [1.0] * FACES_PER_STORED_PERSON
             with store.transaction():  # bulk: one durable commit per chunk instead of per face
                 for offset in range(0, len(vectors), FACES_PER_STORED_PERSON):
-                    person = store.create_person(None, {})
+                    person = store.create_person(None, {}, keys=person_keys)
                     store.add_faces(person.person_id, vectors[offset : offset + FACES_PER_STORED_PERSON], cipher, ones, ones)
         store.checkpoint()
     generate_s = time.perf_counter() - start

@@ -113,8 +113,8 @@ def test_deleted_tenant_is_crypto_shredded(app, http, admin_token, identity_phot
         keys.data_key.remote(tenant["id"]).result()
     assert isinstance(errors.root_cause(info.value), errors.NotFound)
 
-    def data_key(version):
-        return keys.data_key.remote(tenant["id"], "embeddings", version).result()
+    def data_key(version, purpose="embeddings"):
+        return keys.data_key.remote(tenant["id"], purpose, version).result()
 
     stolen_copy = TenantShard(tenant["id"], str(tmp_path / "stolen"), "mobilefacenet_arcface_w128/128", 128, data_key)
     with pytest.raises(Exception) as info:

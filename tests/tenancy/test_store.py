@@ -13,7 +13,10 @@ import apsw
 import numpy as np
 import pytest
 
+from kms import Keyring
+from kms.providers.local import LocalKeyProvider
 from kms.records import RecordCipher
+from tenancy.personal import PersonKeys
 from tenancy.store import (
     CorruptRecord,
     DuplicateExternalId,
@@ -41,6 +44,20 @@ def cipher(key: bytes) -> RecordCipher:
 
 
 @pytest.fixture
+def keyring(tmp_path: Path):
+    """A real key hierarchy (local provider) holding tenant t1's keys."""
+    ring = Keyring(LocalKeyProvider(tmp_path / "keys" / "root.key"), tmp_path / "keys" / "keystore.db")
+    ring.create_tenant("t1")
+    yield ring
+    ring.close()
+
+
+@pytest.fixture
+def keys(keyring: Keyring) -> PersonKeys:
+    return PersonKeys(lambda version, purpose: keyring.data_key("t1", purpose, version))
+
+
+@pytest.fixture
 def store(tmp_path: Path):
     with TenantStore.open(tmp_path / "tenants" / "t1" / "embeddings.db", "t1", MODEL, DIM) as s:
         yield s
@@ -56,10 +73,10 @@ def file_bytes(store: TenantStore) -> bytes:
     return store.path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
 
 
-def test_round_trip(store: TenantStore, cipher: RecordCipher) -> None:
-    person = store.create_person("emp-1", {"name": "Ada"})
-    assert store.get_person(person.person_id) == person
-    assert store.get_person_by_external_id("emp-1") == person
+def test_round_trip(store: TenantStore, cipher: RecordCipher, keys: PersonKeys) -> None:
+    person = store.create_person("emp-1", {"name": "Ada"}, keys=keys)
+    assert store.get_person(person.person_id, keys=keys) == person
+    assert store.get_person_by_external_id("emp-1", keys=keys) == person
     vectors = unit_vectors(3)
     faces = [store.add_face(person.person_id, v, cipher, det_score=0.9, quality=0.8) for v in vectors]
     assert {f.face_id for f in store.faces_of(person.person_id)} == {f.face_id for f in faces}
@@ -78,16 +95,16 @@ def test_aad_fast_path_matches_canonical_form(store: TenantStore) -> None:
     assert record_aad("a", "bc", "d") != record_aad("ab", "c", "d")
 
 
-def test_errors(store: TenantStore, cipher: RecordCipher, tmp_path: Path) -> None:
-    store.create_person("dup", {})
+def test_errors(store: TenantStore, cipher: RecordCipher, tmp_path: Path, keys: PersonKeys) -> None:
+    store.create_person("dup", {}, keys=keys)
     with pytest.raises(DuplicateExternalId):
-        store.create_person("dup", {})
+        store.create_person("dup", {}, keys=keys)
     with pytest.raises(NotFound):
         store.add_face("nobody", unit_vectors(1)[0], cipher, 0.9, 0.9)
     with pytest.raises(NotFound):
         store.delete_person("nobody")
     with pytest.raises(ValueError):
-        store.add_face(store.get_person_by_external_id("dup").person_id, np.zeros(DIM + 1), cipher, 0.9, 0.9)
+        store.add_face(store.get_person_by_external_id("dup", keys=keys).person_id, np.zeros(DIM + 1), cipher, 0.9, 0.9)
 
 
 def test_model_and_tenant_mismatch_refused(tmp_path: Path) -> None:
@@ -102,8 +119,8 @@ def test_model_and_tenant_mismatch_refused(tmp_path: Path) -> None:
     TenantStore.open(path, "t1", MODEL, DIM).close()
 
 
-def test_no_plaintext_vector_on_disk(store: TenantStore, cipher: RecordCipher) -> None:
-    person = store.create_person(None, {})
+def test_no_plaintext_vector_on_disk(store: TenantStore, cipher: RecordCipher, keys: PersonKeys) -> None:
+    person = store.create_person(None, {}, keys=keys)
     vectors = unit_vectors(20, seed=1)
     for v in vectors:
         store.add_face(person.person_id, v, cipher, 0.9, 0.9)
@@ -119,8 +136,8 @@ def test_no_plaintext_vector_on_disk(store: TenantStore, cipher: RecordCipher) -
     assert not any(v.astype("<f4").tobytes()[:16] in raw for v in vectors)
 
 
-def test_tampered_ciphertext_is_corrupt(store: TenantStore, cipher: RecordCipher) -> None:
-    person = store.create_person(None, {})
+def test_tampered_ciphertext_is_corrupt(store: TenantStore, cipher: RecordCipher, keys: PersonKeys) -> None:
+    person = store.create_person(None, {}, keys=keys)
     face = store.add_face(person.person_id, unit_vectors(1)[0], cipher, 0.9, 0.9)
     conn = apsw.Connection(str(store.path))
     blob = bytearray(conn.execute("SELECT ciphertext FROM faces").fetchone()[0])
@@ -145,10 +162,10 @@ def _copy_face_row(src: Path, dst: Path, face_id: str, new_face_id: str, new_per
     conn.close()
 
 
-def test_row_moved_to_other_face_or_tenant_fails(tmp_path: Path, cipher: RecordCipher) -> None:
+def test_row_moved_to_other_face_or_tenant_fails(tmp_path: Path, cipher: RecordCipher, keys: PersonKeys) -> None:
     a = TenantStore.open(tmp_path / "a.db", "tenant-a", MODEL, DIM)
     b = TenantStore.open(tmp_path / "b.db", "tenant-b", MODEL, DIM)
-    pa, pb = a.create_person(None, {}), b.create_person(None, {})
+    pa, pb = a.create_person(None, {}, keys=keys), b.create_person(None, {}, keys=keys)
     face = a.add_face(pa.person_id, unit_vectors(1)[0], cipher, 0.9, 0.9)
 
     _copy_face_row(a.path, b.path, face.face_id, face.face_id, pb.person_id)  # same id, other tenant (same key!)
@@ -163,9 +180,9 @@ def test_row_moved_to_other_face_or_tenant_fails(tmp_path: Path, cipher: RecordC
     b.close()
 
 
-def test_delete_leaves_no_trace_in_file_bytes(store: TenantStore, cipher: RecordCipher) -> None:
-    keep = store.create_person("keeper-0001", {})
-    gone = store.create_person("to-be-forgotten-42", {"note": "secret-metadata-xyz"})
+def test_delete_leaves_no_trace_in_file_bytes(store: TenantStore, cipher: RecordCipher, keys: PersonKeys) -> None:
+    keep = store.create_person("keeper-0001", {}, keys=keys)
+    gone = store.create_person("to-be-forgotten-42", {"note": "secret-metadata-xyz"}, keys=keys)
     store.add_faces(keep.person_id, unit_vectors(5, seed=2), cipher, [0.9] * 5, [0.9] * 5)
     gone_faces = store.add_faces(gone.person_id, unit_vectors(3, seed=3), cipher, [0.9] * 3, [0.9] * 3)
     single = store.add_face(keep.person_id, unit_vectors(1, seed=4)[0], cipher, 0.9, 0.9)
@@ -184,14 +201,15 @@ def test_delete_leaves_no_trace_in_file_bytes(store: TenantStore, cipher: Record
         assert ciphertexts[face_id][:16] not in raw
     for needle in (b"to-be-forgotten-42", b"secret-metadata-xyz", gone.person_id.encode()):
         assert needle not in raw
-    assert b"keeper-0001" in raw  # the survivor is still there
+    assert keep.person_id.encode() in raw and b"keeper-0001" not in raw  # the survivor is there, sealed
+    assert store.get_person_by_external_id("keeper-0001", keys=keys) == keep
     assert store.load_all(lambda version: cipher).vectors.shape == (5, DIM)
     store.vacuum()
     assert b"to-be-forgotten-42" not in file_bytes(store)
 
 
-def test_bulk_delete_for_retention_leaves_no_trace(store: TenantStore, cipher: RecordCipher) -> None:
-    person = store.create_person(None, {})
+def test_bulk_delete_for_retention_leaves_no_trace(store: TenantStore, cipher: RecordCipher, keys: PersonKeys) -> None:
+    person = store.create_person(None, {}, keys=keys)
     faces = store.add_faces(person.person_id, unit_vectors(4, seed=5), cipher, [0.9] * 4, [0.9] * 4)
     store.checkpoint()
     assert {f.face_id for f in store.faces_created_before(faces[-1].created_at + 1)} == {f.face_id for f in faces}
@@ -202,22 +220,22 @@ def test_bulk_delete_for_retention_leaves_no_trace(store: TenantStore, cipher: R
     assert all(f.face_id.encode() not in raw for f in faces[:3])
 
 
-def test_list_persons_keyset_pagination(store: TenantStore) -> None:
-    created = [store.create_person(f"ext-{i}", {"i": i}) for i in range(23)]
+def test_list_persons_keyset_pagination(store: TenantStore, keys: PersonKeys) -> None:
+    created = [store.create_person(f"ext-{i}", {"i": i}, keys=keys) for i in range(23)]
     seen, cursor = [], None
     while True:
-        page, cursor = store.list_persons(5, cursor)
+        page, cursor = store.list_persons(5, cursor, keys=keys)
         seen.extend(page)
         if cursor is None:
             break
-        store.create_person(None, {"late": True})  # inserts while paging must not shuffle earlier pages
+        store.create_person(None, {"late": True}, keys=keys)  # inserts while paging must not shuffle earlier pages
     expected = sorted(created, key=lambda p: (p.created_at, p.person_id))
     assert [p.person_id for p in seen[:23]] == [p.person_id for p in expected]
     assert len({p.person_id for p in seen}) == len(seen)
 
 
-def test_reencrypt_moves_all_rows_to_new_version(store: TenantStore, cipher: RecordCipher) -> None:
-    person = store.create_person(None, {})
+def test_reencrypt_moves_all_rows_to_new_version(store: TenantStore, cipher: RecordCipher, keys: PersonKeys) -> None:
+    person = store.create_person(None, {}, keys=keys)
     vectors = unit_vectors(23, seed=5)
     store.add_faces(person.person_id, vectors, cipher, [0.9] * 23, [0.9] * 23)
     new = RecordCipher(os.urandom(32), 2)
@@ -245,10 +263,10 @@ CHILD = textwrap.dedent(
 )
 
 
-def test_sigkill_mid_burst_keeps_every_acknowledged_face(tmp_path: Path, key: bytes, cipher: RecordCipher) -> None:
+def test_sigkill_mid_burst_keeps_every_acknowledged_face(tmp_path: Path, key: bytes, cipher: RecordCipher, keys: PersonKeys) -> None:
     path = tmp_path / "crash.db"
     with TenantStore.open(path, "t1", MODEL, DIM) as s:
-        person = s.create_person(None, {})
+        person = s.create_person(None, {}, keys=keys)
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, str(path), key.hex(), person.person_id],
         stdout=subprocess.PIPE,
@@ -266,16 +284,16 @@ def test_sigkill_mid_burst_keeps_every_acknowledged_face(tmp_path: Path, key: by
 
 
 @pytest.mark.parametrize("metadata", [{"k": float("nan")}, {"k": [float("inf")]}, {"k": float("-inf")}])
-def test_metadata_json_cannot_hold_is_invalid_not_a_duplicate(store: TenantStore, metadata):
+def test_metadata_json_cannot_hold_is_invalid_not_a_duplicate(store: TenantStore, metadata, keys: PersonKeys):
     with pytest.raises(InvalidMetadata):
-        store.create_person(None, metadata)
-    store.create_person("taken", {})
+        store.create_person(None, metadata, keys=keys)
+    store.create_person("taken", {}, keys=keys)
     with pytest.raises(DuplicateExternalId):
-        store.create_person("taken", {})
-    assert len(store.list_persons(10)[0]) == 1
+        store.create_person("taken", {}, keys=keys)
+    assert len(store.list_persons(10, keys=keys)[0]) == 1
 
 
 @pytest.mark.parametrize("cursor", ["0x1p+99999:x", "-0x1p+1024:x", "inf:x", "nan:x", "zz:x", ""])
-def test_cursors_the_store_never_handed_out_are_invalid(store: TenantStore, cursor):
+def test_cursors_the_store_never_handed_out_are_invalid(store: TenantStore, cursor, keys: PersonKeys):
     with pytest.raises(InvalidCursor):
-        store.list_persons(10, cursor)
+        store.list_persons(10, cursor, keys=keys)
