@@ -1,4 +1,4 @@
-"""`securegate keys|tenants`: talk to a running service over its admin API."""
+"""`securegate keys|tenants|audit|admin-keys`: talk to a running service over its admin API."""
 
 from __future__ import annotations
 
@@ -61,6 +61,17 @@ def cmd_audit(ns: argparse.Namespace) -> int:
         response = client.get("/v1/admin/audit/verify", params=params)
         code = _print_response(response)
         return code if code or not response.is_success else (0 if response.json()["intact"] else 1)
+
+
+def cmd_admin_keys(ns: argparse.Namespace) -> int:
+    """`admin-keys create NAME --scopes a,b | list | revoke NAME`; create prints the key's secret, once."""
+    with admin_client(ns) as client:
+        if ns.action == "create":
+            scopes = [scope.strip() for scope in ns.scopes.split(",") if scope.strip()]
+            return _print_response(client.post("/v1/admin-keys", json={"name": ns.name, "scopes": scopes}))
+        if ns.action == "list":
+            return _print_response(client.get("/v1/admin-keys"))
+        return _print_response(client.delete(f"/v1/admin-keys/{ns.name}"))
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:

@@ -11,18 +11,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import get_args
 
 from securegate import errors
+from securegate.schemas import ADMIN_KEY_NAME_PATTERN, AdminScope
 
 ADMIN_KEY_PREFIX = "sgadmin"
 BOOTSTRAP = "bootstrap"  # the first-start token's name; reserved
-NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"  # lower case, digits, '-': safe in a URL path and in the key's format
-
-# Each scope allows one kind of admin work; deployments/admin_keys.py maps every admin endpoint to one of them.
-Scope = Literal["tenants:read", "tenants:write", "keys:read", "keys:rotate", "audit:read",
-                "admin-keys:read", "admin-keys:write"]
-SCOPES: tuple[str, ...] = get_args(Scope)
+SCOPES: tuple[str, ...] = get_args(AdminScope)  # each allows one kind of admin work
 
 
 class AdminKeyError(Exception):
@@ -76,8 +72,8 @@ class AdminKey:
 
 
 def check_name(name: str) -> str:
-    if not re.fullmatch(NAME_PATTERN, name):
-        raise InvalidAdminKeyRequest(f"admin key names match {NAME_PATTERN}")
+    if not re.fullmatch(ADMIN_KEY_NAME_PATTERN, name):
+        raise InvalidAdminKeyRequest(f"admin key names match {ADMIN_KEY_NAME_PATTERN}")
     if name == BOOTSTRAP:
         raise InvalidAdminKeyRequest(f"{BOOTSTRAP!r} is the first-start token's name")
     return name

@@ -126,6 +126,8 @@ class TenantRegistry:
     def set_bootstrap_admin_key(self, token: str) -> None:
         """The first-start token is the admin key `bootstrap` (every scope). A revoked bootstrap stays
         revoked, whatever token a restart brings; a live one follows the token (the env value may change)."""
+        if not token:
+            raise ValueError("the admin token is empty")
         if parse_admin_key(token) is not None:
             raise ValueError(f"the admin token must not have the format of a named admin key ({ADMIN_KEY_PREFIX}_...)")
         with self._lock, self._db:
@@ -195,12 +197,22 @@ def load_or_create_admin_token(data_dir: str | Path, env_value: str | None) -> t
     if env_value:
         return env_value, False
     path = sqlite.private_dir(data_dir) / "admin_token"
+    if path.exists():
+        return path.read_text().strip(), False
+    # Written whole under a private name, then linked into place: replicas starting together never read a
+    # half-written token (one link wins; the others read the winner's).
+    token = secrets.token_urlsafe(32)
+    draft = path.with_name(f".admin_token.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with open(fd, "w") as fh:
+            fh.write(token + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.link(draft, path)
     except FileExistsError:
         return path.read_text().strip(), False
-    token = secrets.token_urlsafe(32)
-    with open(fd, "w") as fh:
-        fh.write(token + "\n")
+    finally:
+        draft.unlink(missing_ok=True)
     return token, True
 
