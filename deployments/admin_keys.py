@@ -1,0 +1,62 @@
+"""Admin authorisation for the handle API, mixed into the Ingress: the one table of which scope each admin
+endpoint needs, the check every admin method makes first, and the admin keys' own handle API (create, list,
+revoke), which the HTTP routes in deployments/routes/admin_keys.py call.
+"""
+
+from __future__ import annotations
+
+from deployments.api_calls import api_errors
+from securegate import errors, metrics
+from tenancy.admin_keys import AdminKey
+
+# Every admin method of the handle API (its name) and the one scope it needs. Tests walk the OpenAPI
+# document's admin routes against this table, so an endpoint without an entry cannot ship unnoticed.
+ADMIN_SCOPES: dict[str, str] = {
+    "list_tenants": "tenants:read",
+    "get_tenant": "tenants:read",
+    "create_tenant": "tenants:write",
+    "update_tenant": "tenants:write",
+    "delete_tenant": "tenants:write",
+    "rotate_api_key": "tenants:write",  # issues a tenant's credential, as creating the tenant does
+    "key_status": "keys:read",
+    "rotate_root_key": "keys:rotate",
+    "rotate_tenant_key": "keys:rotate",
+    "org_audit": "audit:read",
+    "admin_verify_audit": "audit:read",
+    "list_admin_keys": "admin-keys:read",
+    "create_admin_key": "admin-keys:write",
+    "revoke_admin_key": "admin-keys:write",
+}
+
+
+class AdminKeyApi:
+    """Needs from the Ingress: `self.tenants` (TenantRouter handle)."""
+
+    async def _admin(self, admin_token: str, endpoint: str) -> AdminKey:
+        """The caller's admin key, if live and holding the endpoint's scope (else 403 forbidden); admin
+        actions from here on are recorded under its name (`admin:<name>`)."""
+        key = await self.tenants.check_admin.remote(admin_token, ADMIN_SCOPES[endpoint])
+        metrics.current_principal.set(key.principal)
+        return key
+
+    @api_errors
+    async def create_admin_key(self, admin_token: str, name: str, scopes: list[str]) -> dict:
+        """A named admin key; its secret is in this answer only. It may hold only scopes the caller holds."""
+        caller = await self._admin(admin_token, "create_admin_key")
+        beyond = sorted(set(scopes) - set(caller.scopes))
+        if beyond:
+            raise errors.Forbidden(f"admin key {caller.name!r} cannot grant scopes it lacks: {beyond}")
+        key, token = await self.tenants.create_admin_key.remote(name, scopes, caller.principal)
+        return {**key, "admin_key": token}
+
+    @api_errors
+    async def list_admin_keys(self, admin_token: str) -> dict:
+        """Every admin key by name and scopes (never a secret), revoked ones included."""
+        await self._admin(admin_token, "list_admin_keys")
+        return {"admin_keys": await self.tenants.list_admin_keys.remote()}
+
+    @api_errors
+    async def revoke_admin_key(self, admin_token: str, name: str) -> dict:
+        """Refused from the next call on, on every replica (no replica caches admin keys)."""
+        caller = await self._admin(admin_token, "revoke_admin_key")
+        return await self.tenants.revoke_admin_key.remote(name, caller.principal)
