@@ -16,6 +16,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from deployments.routes import admin as admin_routes
+from deployments.routes import admin_keys as admin_key_routes
 from deployments.routes import audit as audit_routes
 from deployments.routes import console as console_routes
 from deployments.routes import faces as face_routes
@@ -23,6 +24,7 @@ from deployments.routes import health as health_routes
 from deployments.routes import persons as person_routes
 from deployments.routes import streams as stream_routes
 from deployments.api_calls import api_errors
+from deployments.import_api import ImportApi
 from deployments.routes.common import BodyLimit, add_error_handlers
 from securegate import errors, metrics
 from securegate import schemas as s
@@ -38,6 +40,7 @@ api.include_router(console_routes.router)  # the web console at /console (static
 api.include_router(face_routes.router)  # detect, embed, verify, search
 api.include_router(person_routes.router)  # a tenant's persons and faces
 api.include_router(admin_routes.router)  # tenants, API keys, the key hierarchy
+api.include_router(admin_key_routes.router)  # admin keys and their scopes
 api.include_router(audit_routes.router)  # a tenant's audit log
 api.include_router(health_routes.router)  # healthz, readyz
 add_error_handlers(api)
@@ -45,6 +48,13 @@ add_error_handlers(api)
 
 def largest(faces: list[DetectedFace]) -> DetectedFace:
     return max(faces, key=lambda f: f.area)
+
+
+def admin_principal() -> str:
+    """Who makes an admin call, as the org audit records it: the `admin:<key name>` set when the call was
+    authorised, else the one admin token's `admin`."""
+    principal = metrics.current_principal.get()
+    return principal if principal.startswith("admin") else "admin"
 
 
 def model_id(model: dict) -> str:
@@ -57,7 +67,7 @@ def model_id(model: dict) -> str:
 @serve.deployment(max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.25})
 @serve.ingress(api)
 class Ingress(face_routes.FaceRoutes, person_routes.PersonRoutes, admin_routes.AdminRoutes, audit_routes.AuditRoutes,
-              health_routes.HealthRoutes, stream_routes.StreamRoutes):
+              health_routes.HealthRoutes, stream_routes.StreamRoutes, ImportApi, admin_key_routes.AdminKeyRoutes):
     def __init__(self, settings: dict, detector: DeploymentHandle, embedder: DeploymentHandle,
                  tenants: DeploymentHandle, keys: DeploymentHandle, streams: DeploymentHandle | None = None) -> None:
         self.settings = Settings.model_validate(settings)
@@ -113,55 +123,57 @@ class Ingress(face_routes.FaceRoutes, person_routes.PersonRoutes, admin_routes.A
     # ---- admin: tenants --------------------------------------------------------------------------------
     @api_errors
     async def create_tenant(self, admin_token: str, name: str, settings: dict | None = None) -> dict:
-        await self.tenants.check_admin.remote(admin_token)
+        await self._admin(admin_token, "create_tenant")
         model = await self.model_info()
-        tenant, api_key = await self.tenants.create_tenant.remote(name, model_id(model), model["dim"], settings)
+        tenant, api_key = await self.tenants.create_tenant.remote(name, model_id(model), model["dim"], settings,
+                                                                  principal=admin_principal())
         return {"tenant_id": tenant["tenant_id"], "api_key": api_key}
 
     @api_errors
     async def list_tenants(self, admin_token: str) -> list[dict]:
-        await self.tenants.check_admin.remote(admin_token)
+        await self._admin(admin_token, "list_tenants")
         return await self.tenants.list_tenants.remote()
 
     @api_errors
     async def get_tenant(self, admin_token: str, tenant_id: str) -> dict:
-        await self.tenants.check_admin.remote(admin_token)
+        await self._admin(admin_token, "get_tenant")
         return await self.tenants.get_tenant.remote(tenant_id)
 
     @api_errors
     async def update_tenant(self, admin_token: str, tenant_id: str, settings: dict) -> dict:
-        await self.tenants.check_admin.remote(admin_token)
-        return await self.tenants.update_tenant.remote(tenant_id, settings)
+        await self._admin(admin_token, "update_tenant")
+        return await self.tenants.update_tenant.remote(tenant_id, settings, principal=admin_principal())
 
     @api_errors
     async def delete_tenant(self, admin_token: str, tenant_id: str) -> None:
-        await self.tenants.check_admin.remote(admin_token)
+        await self._admin(admin_token, "delete_tenant")
         if self.streams is not None:
             await self._streams_before_tenant_delete(tenant_id)
-        await self.tenants.delete_tenant.remote(tenant_id)
+        await self.tenants.delete_tenant.remote(tenant_id, principal=admin_principal())
 
     @api_errors
     async def rotate_api_key(self, admin_token: str, tenant_id: str) -> dict:
-        await self.tenants.check_admin.remote(admin_token)
-        return {"api_key": await self.tenants.rotate_api_key.remote(tenant_id)}
+        await self._admin(admin_token, "rotate_api_key")
+        return {"api_key": await self.tenants.rotate_api_key.remote(tenant_id, principal=admin_principal())}
 
     # ---- admin: keys -------------------------------------------------------------------------------------
     @api_errors
     async def rotate_root_key(self, admin_token: str) -> dict:
         """Re-wraps every tenant key-encryption key under a new org root key; records are not touched."""
-        await self.tenants.check_admin.remote(admin_token)
-        return await self.keys.rotate_root.remote()
+        await self._admin(admin_token, "rotate_root_key")
+        return await self.tenants.rotate_root_key.remote(principal=admin_principal())  # recorded in the org audit
 
     @api_errors
     async def rotate_tenant_key(self, admin_token: str, tenant_id: str) -> dict:
-        await self.tenants.check_admin.remote(admin_token)
+        await self._admin(admin_token, "rotate_tenant_key")
         if self.streams is not None:
-            return await self._streams_around_key_rotation(tenant_id, lambda: self.tenants.rotate_tenant_key.remote(tenant_id))
-        return await self.tenants.rotate_tenant_key.remote(tenant_id)
+            return await self._streams_around_key_rotation(
+                tenant_id, lambda: self.tenants.rotate_tenant_key.remote(tenant_id, principal=admin_principal()))
+        return await self.tenants.rotate_tenant_key.remote(tenant_id, principal=admin_principal())
 
     @api_errors
     async def key_status(self, admin_token: str) -> dict:
-        await self.tenants.check_admin.remote(admin_token)
+        await self._admin(admin_token, "key_status")
         status, rotations = await asyncio.gather(self.keys.status.remote(), self.tenants.rotations.remote())
         return {**status, "rotations": rotations}
 
@@ -223,6 +235,27 @@ class Ingress(face_routes.FaceRoutes, person_routes.PersonRoutes, admin_routes.A
             raise errors.InvalidRequest(f"since must be between 0 and {s.SEQ_MAX}")
         tenant = await self._tenant(api_key)
         events = await self.tenants.audit_events.remote(tenant, since, limit)
+        return {"events": events, "next_since": events[-1]["seq"] if events else since}
+
+    @api_errors
+    async def verify_audit(self, api_key: str) -> dict:
+        """The caller's tenant audit chain checked against itself and its MACed checkpoints."""
+        tenant = await self._tenant(api_key)
+        return await self.tenants.verify_audit.remote(tenant.tenant_id)
+
+    @api_errors
+    async def admin_verify_audit(self, admin_token: str, tenant_id: str | None = None) -> dict:
+        """A tenant's audit chain, or (None) the org audit's, checked."""
+        await self._admin(admin_token, "admin_verify_audit")
+        return await self.tenants.verify_audit.remote(tenant_id)
+
+    @api_errors
+    async def org_audit(self, admin_token: str, since: int = 0, limit: int = 100) -> dict:
+        """The org audit (admin actions, key rotations, erasure receipts) after `since`, oldest first."""
+        if not 0 <= since <= s.SEQ_MAX:
+            raise errors.InvalidRequest(f"since must be between 0 and {s.SEQ_MAX}")
+        await self._admin(admin_token, "org_audit")
+        events = await self.tenants.org_audit_events.remote(since, limit)
         return {"events": events, "next_since": events[-1]["seq"] if events else since}
 
     @api_errors

@@ -17,6 +17,7 @@ from ray.serve.handle import DeploymentHandle
 from securegate import errors, metrics
 from securegate.settings import Settings
 from tenancy.ratelimit import RateLimiter
+from tenancy.admin_keys import AdminKey
 from tenancy.tenant import Tenant
 from tenancy.service import TenantService
 
@@ -58,6 +59,8 @@ class TenantRouter:
     def _ensure_evictor(self) -> None:
         if self._evictor is None:
             self._evictor = asyncio.get_running_loop().create_task(self._evict_forever())
+            # Rotations a previous run left half done carry on (their progress is persisted).
+            asyncio.get_running_loop().create_task(self.service.resume_rotations())
 
     async def _evict_forever(self) -> None:
         """Housekeeping: idle eviction every few seconds, retention every `retention_check_s`."""
@@ -70,6 +73,7 @@ class TenantRouter:
                 if loop_time >= next_retention:
                     next_retention = loop_time + self.retention_check_s
                     await self.service.enforce_retention()
+                await self.service.checkpoint_audits()
                 await self.service.evict_idle()
                 metrics.active_tenants().set(len(self.service.active_tenants()))
             except Exception:  # housekeeping: log and keep serving
@@ -77,8 +81,24 @@ class TenantRouter:
 
     # ---- credentials and tenants (admin) ------------------------------------------------------------------
     @as_api_errors
-    async def check_admin(self, token: str) -> None:
-        self.service.check_admin(token)
+    async def check_admin(self, token: str, scope: str) -> AdminKey:
+        """The admin key `token` is, if live and holding `scope` (read from the registry on every call)."""
+        return self.service.check_admin(token, scope)
+
+    @as_api_errors
+    async def create_admin_key(self, name: str, scopes: list[str], principal: str) -> tuple[dict, str]:
+        key, token = self.service.registry.create_admin_key(name, scopes)
+        await self.service.org_record(principal, "admin_key.create", details={"name": key.name, "scopes": list(key.scopes)})
+        return key.public(), token
+
+    async def list_admin_keys(self) -> list[dict]:
+        return [k.public() for k in self.service.registry.admin_keys()]
+
+    @as_api_errors
+    async def revoke_admin_key(self, name: str, principal: str) -> dict:
+        key = self.service.registry.revoke_admin_key(name)
+        await self.service.org_record(principal, "admin_key.revoke", details={"name": key.name})
+        return key.public()
 
     @as_api_errors
     async def authenticate(self, api_key: str, cost: float = 0.0) -> Tenant:
@@ -89,8 +109,10 @@ class TenantRouter:
         return tenant
 
     @as_api_errors
-    async def create_tenant(self, name: str, model: str, dim: int, settings: dict | None) -> tuple[dict, str]:
-        tenant, api_key = await self.service.create_tenant(name, model, dim, settings)
+    async def create_tenant(self, name: str, model: str, dim: int, settings: dict | None,
+                            principal: str = "admin") -> tuple[dict, str]:
+        self._ensure_evictor()
+        tenant, api_key = await self.service.create_tenant(name, model, dim, settings, principal)
         return tenant.public(), api_key
 
     async def list_tenants(self) -> list[dict]:
@@ -106,20 +128,26 @@ class TenantRouter:
         return self.service.registry.get(tenant_id).public()
 
     @as_api_errors
-    async def update_tenant(self, tenant_id: str, settings: dict) -> dict:
-        return self.service.update_settings(tenant_id, settings).public()
+    async def update_tenant(self, tenant_id: str, settings: dict, principal: str = "admin") -> dict:
+        return (await self.service.update_settings(tenant_id, settings, principal)).public()
 
     @as_api_errors
-    async def rotate_api_key(self, tenant_id: str) -> str:
-        return self.service.rotate_api_key(tenant_id)
+    async def rotate_api_key(self, tenant_id: str, principal: str = "admin") -> str:
+        return await self.service.rotate_api_key(tenant_id, principal)
 
     @as_api_errors
-    async def delete_tenant(self, tenant_id: str) -> None:
-        await self.service.delete_tenant(tenant_id)
+    async def delete_tenant(self, tenant_id: str, principal: str = "admin") -> dict:
+        """Returns the erasure receipt written to the org audit."""
+        return await self.service.delete_tenant(tenant_id, principal)
 
     @as_api_errors
-    async def rotate_tenant_key(self, tenant_id: str) -> dict:
-        return await self.service.rotate_tenant_key(tenant_id)
+    async def rotate_tenant_key(self, tenant_id: str, principal: str = "admin") -> dict:
+        self._ensure_evictor()
+        return await self.service.rotate_tenant_key(tenant_id, principal=principal)
+
+    @as_api_errors
+    async def rotate_root_key(self, principal: str = "admin") -> dict:
+        return await self.service.rotate_root_key(principal)
 
     async def rotations(self) -> dict:
         return self.service.rotations
@@ -136,6 +164,20 @@ class TenantRouter:
     @as_api_errors
     async def audit_events(self, tenant: Tenant, since: int, limit: int) -> list[dict]:
         return self.service.audit_events(tenant.tenant_id, since, limit)
+
+    @as_api_errors
+    async def verify_audit(self, tenant_id: str | None) -> dict:
+        """A tenant's audit chain (None: the org's) checked: intact, or where it breaks."""
+        if tenant_id is None:
+            return await self.service.verify_org_audit()
+        return await self.service.verify_tenant_audit(tenant_id)
+
+    @as_api_errors
+    async def org_audit_events(self, since: int, limit: int) -> list[dict]:
+        return self.service.org_audit_events(since, limit)
+
+    async def resume_rotations(self) -> list[str]:
+        return await self.service.resume_rotations()
 
     async def enforce_retention(self, now: float | None = None) -> dict[str, int]:
         return await self.service.enforce_retention(now)

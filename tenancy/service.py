@@ -16,7 +16,6 @@ shard decrypts only its rows). Searches with `match_on: centroid` are refused on
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import shutil
 import time
@@ -24,24 +23,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import apsw
 import numpy as np
 import pydantic
 import ray
 from ray.exceptions import ActorUnavailableError, RayActorError
 
 from securegate import errors
-from tenancy.audit import AuditLog, audit_path
-from tenancy.actors import NAMESPACE, KeyServiceDataKeys, TenantShardActor, actor_name, format_match, tenant_db_path
+from tenancy import audit as audit_log
+from tenancy import chain, sqlite
+from tenancy.actors import (NAMESPACE, KeyServiceAuditMac, KeyServiceDataKeys, TenantShardActor, actor_name,
+                            format_match, tenant_db_path)
+from tenancy.audit import OrgAudit, org_audit_path
 from tenancy.index import merge_search
+from tenancy.rotation import DONE, FAILED, RotationLog, rotations_path
+from tenancy.admin_keys import AdminKey
 from tenancy.registry import TenantRegistry, load_or_create_admin_token
 from tenancy.tenant import Tenant, TenantSettings
 
 log = logging.getLogger(__name__)
 
 
-# Index actor methods that change or reveal faces, and the audit action each is recorded as.
-AUDITED = {"create_person": "person.create", "delete_person": "person.delete", "add_face": "face.enrol",
-           "delete_face": "face.delete", "search": "search", "verify_person": "verify"}
+# Index actor writes: each takes the principal and chains its audit entry in the write's own transaction.
+AUDITED_WRITES = {"create_person", "delete_person", "add_face", "delete_face", "import_faces"}
+# Index actor reads that reveal faces, and the audit action each is recorded as (after the read).
+AUDITED_READS = {"search": "search", "verify_person": "verify"}
 
 
 def audit_counts(method: str, result) -> dict:
@@ -110,7 +116,8 @@ class TenantService:
         self.data_dir = Path(data_dir)
         self.keys = keys
         self.registry = TenantRegistry(self.data_dir / "registry.db")
-        self._admin_token, created = load_or_create_admin_token(self.data_dir, admin_token)
+        bootstrap_token, created = load_or_create_admin_token(self.data_dir, admin_token)
+        self.registry.set_bootstrap_admin_key(bootstrap_token)  # the admin key `bootstrap`, unless revoked
         if created:
             log.warning("generated an admin token into %s (mode 0600)", self.data_dir / "admin_token")
         self.idle_evict_s = idle_evict_s
@@ -118,29 +125,110 @@ class TenantService:
         self.index_options = dict(index_options or {})
         self._actors: dict[str, Any] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        self._audits: dict[str, AuditLog] = {}
-        self.rotations: dict[str, dict] = {}  # tenant id -> progress of its latest content-key rotation
+        self.org_audit = OrgAudit(org_audit_path(self.data_dir))
+        self.rotation_log = RotationLog(rotations_path(self.data_dir))  # survives restarts: resume_rotations
         self._rotation_tasks: dict[str, asyncio.Task] = {}
 
     # ---- credentials ---------------------------------------------------------------------------------------
-    def check_admin(self, token: str) -> None:
-        if not hmac.compare_digest(token.encode(), self._admin_token.encode()):
-            raise Forbidden("not an admin token")
+    def check_admin(self, token: str, scope: str) -> AdminKey:
+        """The live admin key `token` is, if it holds `scope`; else Forbidden (tenancy/admin_keys.py)."""
+        key = self.registry.authenticate_admin(token)
+        key.require(scope)
+        return key
 
     def authenticate(self, api_key: str) -> Tenant:
         return self.registry.authenticate(api_key)
 
+    @property
+    def rotations(self) -> dict[str, dict]:
+        """Tenant id -> progress of its latest content-key rotation (persisted)."""
+        return self.rotation_log.all()
+
     # ---- audit --------------------------------------------------------------------------------------------
-    def audit(self, tenant_id: str) -> AuditLog:
-        if tenant_id not in self._audits:
-            self._audits[tenant_id] = AuditLog(audit_path(self.data_dir, tenant_id))
-        return self._audits[tenant_id]
+    # A tenant's chain is written by its primary index actor (the file's one writer); reads and verification
+    # open the file read-side here, so neither activates the tenant nor needs its actor alive.
+    def _tenant_chain(self, tenant_id: str) -> tuple[list[chain.ChainEntry], list[chain.Checkpoint]]:
+        path = tenant_db_path(self.data_dir, tenant_id)
+        if not path.exists():
+            return [], []
+        conn = sqlite.connect(path)
+        try:
+            with conn:
+                return audit_log.read_chain(conn)
+        except apsw.SQLError as exc:  # a file the tenant never opened since the audit moved in: no chain yet
+            if "no such table" not in str(exc):
+                raise
+            return [], []
+        finally:
+            conn.close()
 
     def audit_events(self, tenant_id: str, since: int = 0, limit: int = 100) -> list[dict]:
-        return self.audit(tenant_id).events(since, limit)
+        path = tenant_db_path(self.data_dir, tenant_id)
+        if not path.exists():
+            return []
+        conn = sqlite.connect(path)
+        try:
+            return audit_log.events(conn, since, limit)
+        except apsw.SQLError as exc:
+            if "no such table" not in str(exc):
+                raise
+            return []
+        finally:
+            conn.close()
+
+    async def _verify(self, chain_id: str, entries, checkpoints, purpose: str, tenant_id: str | None) -> dict:
+        # The provider checks each checkpoint's tag (awaited here: chain.verify's callback is synchronous).
+        verdicts = {}
+        for checkpoint in checkpoints:
+            message = chain.checkpoint_message(chain_id, checkpoint.seq, checkpoint.head_hash, checkpoint.at)
+            verdicts[(message, bytes(checkpoint.tag))] = await self.keys.verify_mac.remote(message, bytes(checkpoint.tag), purpose, tenant_id)
+        result = chain.verify(chain_id, entries, checkpoints, lambda message, tag: verdicts[(message, bytes(tag))])
+        return result.to_dict()
+
+    async def verify_tenant_audit(self, tenant_id: str) -> dict:
+        """Whether the tenant's audit chain is intact, or where it breaks (tenancy.chain.VerifyResult)."""
+        self.registry.get(tenant_id)
+        entries, checkpoints = self._tenant_chain(tenant_id)
+        return await self._verify(audit_log.tenant_chain_id(tenant_id), entries, checkpoints,
+                                  audit_log.TENANT_PURPOSE, tenant_id)
+
+    async def verify_org_audit(self) -> dict:
+        entries, checkpoints = self.org_audit.read_chain()
+        return await self._verify(audit_log.ORG_CHAIN_ID, entries, checkpoints, audit_log.ORG_PURPOSE, None)
+
+    def org_audit_events(self, since: int = 0, limit: int = 100) -> list[dict]:
+        return self.org_audit.events(since, limit)
+
+    async def org_record(self, principal: str, action: str, outcome: str = "ok", details: dict | None = None,
+                         *, force_checkpoint: bool = False) -> int:
+        """Append to the org audit; checkpoint its head when due (or now, `force_checkpoint`: a receipt)."""
+        seq = self.org_audit.record(principal, action, outcome, details)
+        await self.checkpoint_org_audit(force_checkpoint)
+        return seq
+
+    async def checkpoint_org_audit(self, force: bool = False) -> None:
+        pending = self.org_audit.pending_checkpoint(force)
+        if pending is None:
+            return
+        head, at = pending
+        seq, head_hash = (head.seq, head.entry_hash) if head else (0, chain.GENESIS_HASH)
+        message = chain.checkpoint_message(audit_log.ORG_CHAIN_ID, seq, head_hash, at)
+        try:
+            tag = await self.keys.mac.remote(message, audit_log.ORG_PURPOSE, None)
+        except Exception:  # the entry is chained; the next checkpoint covers it once the provider answers
+            log.exception("org audit checkpoint failed")
+            return
+        self.org_audit.store_checkpoint(chain.Checkpoint(seq, head_hash, at, tag))
+
+    async def tenant_audit(self, tenant: Tenant, principal: str, action: str, outcome: str = "ok",
+                           counts: dict | None = None) -> None:
+        """An entry in the tenant's own chain, written by its primary actor (the file's one writer)."""
+        shard_set = await self.shard_set(tenant)
+        await shard_set.primary.record_audit.remote(principal, action, outcome, counts)
 
     # ---- tenant lifecycle ----------------------------------------------------------------------------------
-    async def create_tenant(self, name: str, model: str, dim: int, settings: dict | None = None) -> tuple[Tenant, str]:
+    async def create_tenant(self, name: str, model: str, dim: int, settings: dict | None = None,
+                            principal: str = "admin") -> tuple[Tenant, str]:
         parsed = TenantSettings.model_validate(settings or {})
         check_layout(parsed)
         tenant, api_key = self.registry.create(name, model, dim, parsed)
@@ -150,10 +238,11 @@ class TenantService:
             # No keys, no tenant: a half-created tenant could never store a face.
             self.registry.delete(tenant.tenant_id)
             raise
-        self.audit(tenant.tenant_id).record("admin", "tenant.create", "ok")
+        await self.org_record(principal, "tenant.create", details={"tenant_id": tenant.tenant_id})
+        await self.tenant_audit(tenant, principal, "tenant.create")
         return tenant, api_key
 
-    def update_settings(self, tenant_id: str, patch: dict) -> Tenant:
+    async def update_settings(self, tenant_id: str, patch: dict, principal: str = "admin") -> Tenant:
         """A change of `shards` takes effect at the tenant's next activation: the next call finds its actors
         built for another layout, evicts them and re-activates with the new one."""
         current = self.registry.get(tenant_id).settings.model_dump()
@@ -164,56 +253,116 @@ class TenantService:
                 current[key] = value
         check_layout(TenantSettings.model_validate(current))
         tenant = self.registry.update_settings(tenant_id, patch)
-        self.audit(tenant_id).record("admin", "tenant.update", "ok")
+        await self.org_record(principal, "tenant.update", details={"tenant_id": tenant_id, "settings": sorted(patch)})
+        await self.tenant_audit(tenant, principal, "tenant.update")
         return tenant
 
-    def rotate_api_key(self, tenant_id: str) -> str:
+    async def rotate_api_key(self, tenant_id: str, principal: str = "admin") -> str:
         api_key = self.registry.rotate_key(tenant_id)
-        self.audit(tenant_id).record("admin", "api_key.rotate", "ok")
+        await self.org_record(principal, "api_key.rotate", details={"tenant_id": tenant_id})
+        await self.tenant_audit(self.registry.get(tenant_id), principal, "api_key.rotate")
         return api_key
 
-    async def delete_tenant(self, tenant_id: str) -> None:
-        """Crypto-shredding: the index actor goes, the key hierarchy is destroyed, the files removed."""
+    async def delete_tenant(self, tenant_id: str, principal: str = "admin") -> dict:
+        """Crypto-shredding: the index actor goes, the key hierarchy is destroyed, the files removed; the org
+        audit keeps a signed erasure receipt (what was destroyed: counts and key ids, nothing personal)."""
         self.registry.get(tenant_id)
         await self.evict(tenant_id)
+        destroyed = self._tenant_counts(tenant_id)
+        versions = await self.keys.versions.remote(tenant_id)
         await self.keys.destroy_tenant.remote(tenant_id)
-        audit = self._audits.pop(tenant_id, None)
-        if audit is not None:
-            audit.close()
         log.info("tenant %s deleted: keys destroyed, files removed", tenant_id)
         shutil.rmtree(tenant_db_path(self.data_dir, tenant_id).parent, ignore_errors=True)
         self.registry.delete(tenant_id)
+        self.rotation_log.forget(tenant_id)
+        receipt = {"tenant_id": tenant_id, "deleted_at": time.time(), **destroyed,
+                   "key_ids": [f"tek:{tenant_id}"] + [f"cek:{tenant_id}:embeddings:v{v}" for v in versions]}
+        seq = await self.org_record(principal, "tenant.erase", details=receipt, force_checkpoint=True)
+        return {"receipt_seq": seq, **receipt}
+
+    def _tenant_counts(self, tenant_id: str) -> dict[str, int]:
+        """Rows about to be destroyed: persons, faces, audit entries (its file), camera events (events.db)."""
+        directory = tenant_db_path(self.data_dir, tenant_id).parent
+        counts = {"persons": 0, "faces": 0, "audit_entries": 0, "events": 0}
+        for file, key, table in (("embeddings.db", "persons", "persons"), ("embeddings.db", "faces", "faces"),
+                                 ("embeddings.db", "audit_entries", "audit_chain"), ("events.db", "events", "events")):
+            if not (directory / file).exists():
+                continue
+            conn = sqlite.connect(directory / file)
+            try:
+                counts[key] = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            except apsw.SQLError as exc:
+                if "no such table" not in str(exc):
+                    raise
+            finally:
+                conn.close()
+        return counts
 
     # ---- key rotation ----------------------------------------------------------------------------------------
-    async def rotate_tenant_key(self, tenant_id: str, batch_size: int = 500) -> dict:
+    async def rotate_root_key(self, principal: str = "admin") -> dict:
+        """A new org root key (tenant keys re-wrapped by the KeyService); recorded in the org audit."""
+        try:
+            result = await self.keys.rotate_root.remote()
+        except Exception as exc:
+            await self.org_record(principal, "root_key.rotate", getattr(exc, "code", None) or type(exc).__name__)
+            raise
+        await self.org_record(principal, "root_key.rotate", details={
+            "previous_root_id": result.get("previous_root_id"), "root_id": result.get("root_id"),
+            "rewrapped": result.get("rewrapped")})
+        return result
+
+    async def rotate_tenant_key(self, tenant_id: str, batch_size: int = 500, principal: str = "admin") -> dict:
         """New content-key version now; records are re-encrypted in the background, batch by batch, while
         reads and writes go on. Old versions are retired once no record uses them."""
         tenant = self.registry.get(tenant_id)
         running = self._rotation_tasks.get(tenant_id)
         if running is not None and not running.done():
-            return self.rotations[tenant_id]
+            return self.rotation_log.get(tenant_id)
         version = await self.keys.rotate_tenant.remote(tenant_id)
-        self.audit(tenant_id).record("admin", "key.rotate", "started", {"version": version})
-        self.rotations[tenant_id] = {"tenant_id": tenant_id, "version": version, "state": "running", "remaining": None, "total": None}
-        self._rotation_tasks[tenant_id] = asyncio.get_running_loop().create_task(self._reencrypt(tenant, version, batch_size))
-        return self.rotations[tenant_id]
+        progress = self.rotation_log.start(tenant_id, version)  # durable before any batch: a restart resumes it
+        await self.org_record(principal, "tenant_key.rotate", "started", {"tenant_id": tenant_id, "version": version})
+        await self.tenant_audit(tenant, principal, "key.rotate", "started", {"version": version})
+        self._start_reencrypt(tenant, version, batch_size)
+        return progress
+
+    def _start_reencrypt(self, tenant: Tenant, version: int, batch_size: int) -> None:
+        self._rotation_tasks[tenant.tenant_id] = asyncio.get_running_loop().create_task(
+            self._reencrypt(tenant, version, batch_size))
+
+    async def resume_rotations(self, batch_size: int = 500) -> list[str]:
+        """Resume every rotation a previous run left running (re-encryption carries on from the file)."""
+        resumed = []
+        for progress in self.rotation_log.running():
+            tenant_id = progress["tenant_id"]
+            running = self._rotation_tasks.get(tenant_id)
+            if running is not None and not running.done():
+                continue
+            try:
+                tenant = self.registry.get(tenant_id)
+            except Exception:  # deleted meanwhile
+                self.rotation_log.forget(tenant_id)
+                continue
+            log.info("resuming the content-key rotation of %s to version %d", tenant_id, progress["version"])
+            self._start_reencrypt(tenant, progress["version"], batch_size)
+            resumed.append(tenant_id)
+        return resumed
 
     async def _reencrypt(self, tenant: Tenant, version: int, batch_size: int) -> None:
-        progress = self.rotations[tenant.tenant_id]
+        tenant_id = tenant.tenant_id
         try:
             while True:
                 step = await self.call(tenant, "reencrypt_step", batch_size)
-                progress.update(remaining=step["remaining"], total=step["total"])
+                self.rotation_log.update(tenant_id, remaining=step["remaining"], total=step["total"])
                 if step["remaining"] == 0:
                     break
-            for old in await self.keys.versions.remote(tenant.tenant_id):
+            for old in await self.keys.versions.remote(tenant_id):
                 if old != version:
-                    await self.keys.retire_version.remote(tenant.tenant_id, old)
-            progress["state"] = "done"
-            self.audit(tenant.tenant_id).record("admin", "key.rotate", "done", {"version": version})
+                    await self.keys.retire_version.remote(tenant_id, old)
+            self.rotation_log.update(tenant_id, state=DONE)
+            await self.tenant_audit(tenant, "rotation", "key.rotate", "done", {"version": version})
         except Exception as exc:  # the rotation can be started again; records stay readable meanwhile
-            log.exception("content-key rotation of %s failed", tenant.tenant_id)
-            progress.update(state="failed", error=f"{type(exc).__name__}: {exc}")
+            log.exception("content-key rotation of %s failed", tenant_id)
+            self.rotation_log.update(tenant_id, state=FAILED, error=f"{type(exc).__name__}: {exc}")
 
     # ---- index actors --------------------------------------------------------------------------------------
     async def actor(self, tenant: Tenant):
@@ -241,7 +390,8 @@ class TenantService:
         return TenantShardActor.options(
             name=actor_name(tenant.tenant_id, shard), namespace=NAMESPACE, get_if_exists=True, **self.actor_options
         ).remote(tenant.tenant_id, str(self.data_dir), tenant.model, tenant.dim,
-                 KeyServiceDataKeys(self.keys, tenant.tenant_id), self.index_options, shard, shards)
+                 KeyServiceDataKeys(self.keys, tenant.tenant_id), self.index_options, shard, shards,
+                 KeyServiceAuditMac(self.keys, tenant.tenant_id))
 
     async def _open(self, tenant: Tenant, shards: int) -> ShardSet:
         handles = [self._spawn(tenant, k, shards) for k in range(shards)]
@@ -267,6 +417,8 @@ class TenantService:
         `stream:<id>`) when it changes or reveals faces. Reads may be
         retried once after an actor crash (Ray restarts it and it reactivates from the file); writes are
         not: the caller never got an ack."""
+        if method in AUDITED_WRITES:  # the actor chains the entry in the write's transaction
+            return await self._call(tenant, method, *args, retry_reads=retry_reads, principal=principal)
         outcome, result = "error", None
         try:
             result = await self._call(tenant, method, *args, retry_reads=retry_reads)
@@ -276,10 +428,10 @@ class TenantService:
             outcome = getattr(exc, "code", None) or type(getattr(exc, "cause", None) or exc).__name__
             raise
         finally:
-            if method in AUDITED:
-                self.audit(tenant.tenant_id).record(principal, AUDITED[method], outcome, audit_counts(method, result))
+            if method in AUDITED_READS:
+                await self.tenant_audit(tenant, principal, AUDITED_READS[method], outcome, audit_counts(method, result))
 
-    async def _call(self, tenant: Tenant, method: str, *args, retry_reads: bool):
+    async def _call(self, tenant: Tenant, method: str, *args, retry_reads: bool, **kwargs):
         # Reads retry while Ray restarts a crashed actor (each of a sharded tenant's actors restarts on its
         # own), for up to READ_RETRY_S; writes never: the caller got no ack.
         deadline = time.monotonic() + READ_RETRY_S
@@ -288,7 +440,7 @@ class TenantService:
             try:
                 if shard_set.shards > 1 and method in _SCATTERED:
                     return await _SCATTERED[method](self, shard_set, *args)
-                return await getattr(shard_set.primary, method).remote(*args)
+                return await getattr(shard_set.primary, method).remote(*args, **kwargs)
             except RayActorError as exc:
                 if not retry_reads or time.monotonic() > deadline:
                     raise TenantUnavailable(f"tenant index restarted during {method}; retry") from exc
@@ -346,9 +498,8 @@ class TenantService:
             days = tenant.settings.retention_days
             if days is None:
                 continue
-            face_ids = await self._call(tenant, "expire_faces", now - days * 86400, retry_reads=False)  # primary
-            for _ in face_ids:
-                self.audit(tenant.tenant_id).record("retention", "face.expire", "ok", {"deleted": 1})
+            # The primary deletes and chains the audit entry in one transaction.
+            face_ids = await self._call(tenant, "expire_faces", now - days * 86400, retry_reads=False)
             expired[tenant.tenant_id] = len(face_ids)
         return expired
 
@@ -406,6 +557,15 @@ class TenantService:
         if evicted:
             log.info("evicted idle tenants: %s", evicted)
         return evicted
+
+    async def checkpoint_audits(self) -> None:
+        """The audit checkpoint schedule: every active tenant's chain and the org chain, when due."""
+        for tenant_id, shard_set in list(self._actors.items()):
+            try:
+                await shard_set.primary.audit_checkpoint.remote()
+            except RayActorError:
+                log.warning("tenant %s: audit checkpoint skipped (actor unavailable)", tenant_id)
+        await self.checkpoint_org_audit()
 
     def active_tenants(self) -> list[str]:
         return list(self._actors)
