@@ -93,7 +93,7 @@ class CameraStore:
     def reseal(self, cipher_for: CipherFor, current: RecordCipher) -> int:
         """Re-seal every value sealed under another key version with `current` (after a content-key
         rotation, before the old version is retired). Returns how many values were re-sealed."""
-        done = 0
+        done = self._seal_legacy_stream_names(cipher_for, current)
         for table, id_column, column in self.SEALED:
             with self._lock:
                 rows = self._db.execute(f"SELECT {id_column}, key_version, nonce, {column} FROM {table} WHERE key_version != ?",
@@ -105,6 +105,18 @@ class CameraStore:
                                      (sealed.key_version, sealed.nonce, sealed.ciphertext, row_id, version))
                 done += 1
         return done
+
+    def _seal_legacy_stream_names(self, cipher_for: CipherFor, current: RecordCipher) -> int:
+        """Rows written before names were sealed (name in clear, URL alone sealed): name and URL sealed together."""
+        with self._lock:
+            rows = self._db.execute("SELECT stream_id, name, key_version, nonce, sealed_url FROM streams WHERE name != ''").fetchall()
+        for stream_id, name, version, nonce, ciphertext in rows:
+            url = self._open(cipher_for, "streams", stream_id, version, nonce, ciphertext).decode()
+            sealed = self._seal(current, "streams", stream_id, json.dumps({"name": name, "url": url}).encode())
+            with self._lock:
+                self._db.execute("UPDATE streams SET name = '', key_version = ?, nonce = ?, sealed_url = ? WHERE stream_id = ? AND name = ?",
+                                 (sealed.key_version, sealed.nonce, sealed.ciphertext, stream_id, name))
+        return len(rows)
 
     # ---- streams ------------------------------------------------------------------------------------------
     def add_stream(self, cipher: RecordCipher, name: str, url: str, config: dict) -> str:
