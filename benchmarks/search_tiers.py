@@ -95,7 +95,7 @@ def main() -> None:
     parser.add_argument("--genuine", type=int, default=300, help="genuine probes (split equally over the bands)")
     parser.add_argument("--impostors", type=int, default=200)
     parser.add_argument("--sqlite-probes", type=int, default=60)
-    parser.add_argument("--skip", default="", help="comma-separated methods to skip (e.g. hnsw)")
+    parser.add_argument("--skip", default="", help="comma-separated methods to skip: flat, hnsw, ivfpq, sqlite-vec")
     args = parser.parse_args()
     faiss.omp_set_num_threads(os.cpu_count() or 1)
     skip = set(filter(None, args.skip.split(",")))
@@ -157,7 +157,8 @@ def main() -> None:
 
             record(name if label is None else f"{name}-{label}", build_s, search)
 
-    faiss_method("faiss-flatip", faiss.IndexFlatIP(d))
+    if "flat" not in skip:
+        faiss_method("faiss-flatip", faiss.IndexFlatIP(d))
     if "hnsw" not in skip:
         hnsw = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
         hnsw.hnsw.efConstruction = 40
@@ -171,7 +172,8 @@ def main() -> None:
         import sqlite_vec
     except ImportError as exc:
         notes.append(f"sqlite-vec skipped: {exc} (install the bench extra: pip install -e .[bench])")
-    else:
+        sqlite_vec = None
+    if sqlite_vec is not None and "sqlite-vec" not in skip:
         conn = apsw.Connection(":memory:")
         conn.enable_load_extension(True)
         conn.load_extension(sqlite_vec.loadable_path())
