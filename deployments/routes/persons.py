@@ -11,11 +11,19 @@ router = APIRouter(tags=["persons"])
 
 
 class PersonRoutes:
-    """Calls `self.create_person`, `list_persons`, `get_person`, `delete_person`, `enrol_face`, `delete_face`."""
+    """Calls `self.create_person`, `list_persons`, `get_person`, `delete_person`, `enrol_face`, `delete_face`,
+    `import_faces`."""
 
     @router.post("/v1/persons", status_code=201, response_model=s.PersonCreated, responses=TENANT_ERRORS)
     async def http_create_person(self, body: s.PersonCreate, authorization: str | None = Header(None)) -> dict:
         return await self.create_person(bearer(authorization), body.external_id, body.metadata)
+
+    @router.post("/v1/persons/import", response_model=s.ImportResponse, responses=TENANT_ERRORS)
+    async def http_import_faces(self, body: s.ImportRequest, authorization: str | None = Header(None)) -> dict:
+        """Many photos of many persons in one call (see deployments/import_api.py); answered per item."""
+        items = [{"external_id": item.external_id, "metadata": item.metadata,
+                  "image": images.b64decode(item.image, f"items.{k}.image")} for k, item in enumerate(body.items)]
+        return await self.import_faces(bearer(authorization), items)
 
     @router.get("/v1/persons", response_model=s.PersonPage, responses=TENANT_ERRORS)
     async def http_list_persons(self, limit: int = Query(50, ge=1, le=1000), cursor: str | None = Query(None, max_length=512),
