@@ -201,6 +201,7 @@ def test_console_flow_in_a_real_browser(browser, app, http, admin_token, identit
 
     console.sign_in("admin", admin_token)
     console.until("#page-admin")
+    console.until("#signed-in-as", "Admin key bootstrap")
     stored = json.loads(console.storage()["session"]["securegate.credential"])
     assert stored == {"kind": "admin", "token": admin_token} and console.storage()["local"] == {}
     assert admin_token not in browser.current_url
@@ -356,7 +357,13 @@ def test_console_flow_in_a_real_browser(browser, app, http, admin_token, identit
     assert api_key not in browser.current_url
 
     # ---- admin deletes the tenant: the confirmation names what is destroyed -----------------------------
-    console.sign_in("admin", admin_token)
+    # Signed in with a named admin key holding every scope (the first sign-in used the bootstrap token).
+    scopes = ["tenants:read", "tenants:write", "keys:read", "keys:rotate", "audit:read", "admin-keys:read", "admin-keys:write"]
+    r = http.post("/v1/admin-keys", json={"name": f"console-{secrets.token_hex(3)}", "scopes": scopes},
+                  headers={"Authorization": f"Bearer {admin_token}"})
+    assert r.status_code == 201, r.text
+    console.sign_in("admin", r.json()["admin_key"])
+    console.until("#signed-in-as", f"Admin key {r.json()['name']}")
     console.until("#tenant-list td", tenant_name)
     console.find(f"#tenant-list button[aria-label='Rotate data key ({tenant_name})']").click()
     console.until("#key-status .rotations li[data-state=done]", tenant_id)  # the live key status shows it through

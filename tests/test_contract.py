@@ -10,14 +10,15 @@ Generated cases are steered towards the code behind the validation layer, so tha
 checked too and not only 400s: tenant operations carry the fuzzing tenant's API key and admin operations
 the admin token (a few keep their generated `Authorization`), path ids are sometimes real ones of the
 fuzzing tenant, and image fields sometimes hold a real photo (one face, two faces, or none). Destructive
-operations only ever touch what the test creates for them: DELETE of a tenant or person goes to a
-throwaway one created on the spot, and an API-key rotation of the fuzzing tenant adopts the new key.
+operations only ever touch what the test creates for them: DELETE of a tenant, person or admin key
+goes to a throwaway one created on the spot, and an API-key rotation of the fuzzing tenant adopts the new key.
 """
 
 from __future__ import annotations
 
 import base64
 import os
+import secrets
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -90,6 +91,12 @@ class Target:
         r = self.http.post("/v1/tenants", json={"name": "contract-throwaway"}, headers=self.admin)
         assert r.status_code == 201, r.text
         return r.json()["tenant_id"]
+
+    def throwaway_admin_key(self) -> str:
+        name = f"contract-{secrets.token_hex(4)}"
+        r = self.http.post("/v1/admin-keys", json={"name": name, "scopes": ["tenants:read"]}, headers=self.admin)
+        assert r.status_code == 201, r.text
+        return name
 
     def throwaway_person(self) -> str:
         r = self.http.post("/v1/persons", json={}, headers=self.tenant)
@@ -165,6 +172,8 @@ def _steer(case, target: Target, auth: str, real_ids: bool, image: str | None) -
             params["person_id"], params["face_id"] = target.throwaway_face()
         elif "person_id" in params:
             params["person_id"] = target.throwaway_person() if method == "DELETE" else target.person_id
+    if path == "/v1/admin-keys/{name}" and (real_ids or params.get("name") == "bootstrap"):
+        params["name"] = target.throwaway_admin_key()  # never the first-start token: the run goes on with it
     if method == "DELETE" and path == "/v1/tenants/{tenant_id}" and params.get("tenant_id") == target.tenant_id:
         params["tenant_id"] = target.throwaway_tenant()  # never the fuzzing tenant: the run goes on with it
     if path == "/v1/events/stream":

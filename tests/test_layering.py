@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from securegate import errors
-from tenancy import ratelimit, registry, service, store
+from tenancy import admin_keys, ratelimit, registry, service, store
 from tenancy.tenant import Tenant, TenantSettings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,7 +23,8 @@ def test_ingress_replica_loads_no_index_or_store():
     """Import the ingress, then unpickle what the TenantRouter sends it (a Tenant; a domain error translated at
     the router's boundary), in a fresh interpreter."""
     tenant = Tenant("t1", "acme", "mobilefacenet/128", 128, TenantSettings(), 1.0)
-    sent = pickle.dumps((tenant, errors.declared_api_error(store.NotFound("person p1 not found"))))
+    admin_key = admin_keys.AdminKey("ops", ("tenants:read",), 1.0)  # what check_admin answers
+    sent = pickle.dumps((tenant, admin_key, errors.declared_api_error(store.NotFound("person p1 not found"))))
     code = ("import pickle, sys; import deployments.ingress; "
             f"pickle.loads({sent!r}); "
             f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
@@ -36,6 +37,11 @@ def test_ingress_replica_loads_no_index_or_store():
     (registry.InvalidApiKey("malformed API key"), errors.Unauthenticated, {}),
     (registry.TenantNotFound("tenant t1 not found"), errors.NotFound, {}),
     (service.Forbidden("not an admin token"), errors.Forbidden, {}),
+    (admin_keys.NotAnAdminKey("not a live admin key"), errors.Forbidden, {}),
+    (admin_keys.MissingScope("admin key 'ops' lacks the scope 'keys:rotate'"), errors.Forbidden, {}),
+    (admin_keys.AdminKeyConflict("names are never reused"), errors.Conflict, {}),
+    (admin_keys.AdminKeyNotFound("no admin key named 'x'"), errors.NotFound, {}),
+    (admin_keys.InvalidAdminKeyRequest("bad scope"), errors.InvalidRequest, {}),
     (service.TenantUnavailable("tenant index restarted during search; retry"), errors.ServiceUnavailable, {}),
     (service.ShardedCentroidSearch("match_on 'centroid' is not available"), errors.InvalidRequest, {}),
     (store.NotFound("person p1 not found"), errors.NotFound, {}),

@@ -78,13 +78,19 @@ function render() {
   );
   const keyId = cred.kind === "tenant" ? cred.token.split("_").slice(0, 2).join("_") : null;
   who.replaceChildren(
-    h("span", { id: "signed-in-as" }, cred.kind === "admin" ? "Admin" : `Tenant key ${keyId}`),
+    h("span", { id: "signed-in-as" }, cred.kind === "admin" ? adminLabel(cred.token) : `Tenant key ${keyId}`),
     h("button", { type: "button", id: "sign-out", onclick: signOut }, "Sign out"),
   );
   document.title = `${current.title} · SecureGate`;
   const root = h("div", { class: "page", id: `page-${current.id}` }, h("h1", {}, current.title));
   main.replaceChildren(root);
   current.page.render(root, { cleanups, kind: cred.kind });
+}
+
+/** A named admin key (sgadmin_<name>_<secret>) by its name; the first-start token as "bootstrap". */
+function adminLabel(token) {
+  const parts = token.split("_");
+  return `Admin key ${parts.length === 3 && parts[0] === "sgadmin" ? parts[1] : "bootstrap"}`;
 }
 
 function navigate() {
@@ -114,12 +120,13 @@ function signInPage() {
       "fieldset",
       {},
       h("legend", {}, "Sign in with"),
-      h("div", { class: "row" }, h("label", { for: "kind-tenant" }, tenant, " a tenant API key"), h("label", { for: "kind-admin" }, adminKind, " the admin token")),
+      h("div", { class: "row" }, h("label", { for: "kind-tenant" }, tenant, " a tenant API key"), h("label", { for: "kind-admin" }, adminKind, " an admin key")),
     ),
     field(
       "Key or token",
       secret,
-      "The admin token is printed by `securegate serve` on first start (and kept in its data dir, admin_token). " +
+      "The first admin key is printed by `securegate serve` on first start (and kept in its data dir, admin_token); " +
+        "named ones come from `securegate admin-keys create`. " +
         "Kept in this tab only (sessionStorage) and sent as the bearer header; signing out forgets it.",
     ),
     h("div", { class: "actions" }, submit),
