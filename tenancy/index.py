@@ -15,9 +15,9 @@ ANN tier (len >= ann_min_faces): a FAISS PQ fast-scan index (4-bit product quant
 per 4 dims: d/8 bytes per face) scanned for >= 64 candidates, which are then re-ranked exactly from the
 float32 vectors. Graded on a gallery calibrated on real photos (benchmarks/search_tiers.py: anisotropic,
 clustered identities; recall per genuine-similarity band), 100K x 512, 2026-12-02, shared host (load 2-4):
-    PQ fast-scan d/4 sub-quantisers + re-rank of 64: same top-1 as exact in every band, 0.48 ms (exact 6.5);
-    the earlier d/8 sub-quantisers: 0.85 of the exact top-1 at genuine cosine 0.35-0.5, 0.27 ms;
-    HNSW-Flat M=32: 0.53 / 0.73 at efSearch 64 / 256 in that band (0.47 / 1.49 ms);
+    PQ fast-scan d/4 sub-quantisers + re-rank of 64: same top-1 as exact in every band, 0.45 ms (exact 6.5);
+    the earlier d/8 sub-quantisers: 0.85 of the exact top-1 at genuine cosine 0.35-0.5, 0.26 ms;
+    HNSW-Flat M=32: 0.53 / 0.73 at efSearch 64 / 256 in that band (0.48 / 1.52 ms);
     IVF1024,PQ64: 0.22 / 0.24 at nprobe 16 / 64, and impostors accepted where exact answers unknown.
 The first choice was made on vectors uniform on the sphere, probes at cosine 0.7 to their source:
     HNSW-Flat M=32 efC=40, 100K x 512: build 51 s (=> ~10 min at 1M on 2 cores), recall@1 0.63 at
@@ -151,7 +151,7 @@ def merge_search(per_shard: Sequence[Sequence[Sequence[Match]]], top_k: int) -> 
 def _pq_subquantizers(dim: int) -> int:
     """4-bit sub-quantisers, one per 4 dims (d/8 bytes a face). One per 8 dims at 512-d lost 15 % of the
     exact top-1 answers for genuine probes at cosine 0.35-0.5 on a calibrated gallery (benchmarks/search_tiers.py);
-    one per 4 lost none, at 0.48 instead of 0.27 ms per probe at 100K."""
+    one per 4 lost none, at 0.45 instead of 0.26 ms per probe at 100K (exact: 6.5 ms)."""
     target = dim // 4
     for m in range(max(target, 1), 0, -1):
         if dim % m == 0 and m % 2 == 0:
