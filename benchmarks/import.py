@@ -25,12 +25,13 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without install
+
+from deployed_app import deployed  # noqa: E402  (benchmarks/, the script's own folder)
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -90,25 +91,11 @@ def timed(run) -> dict:
 def run_all(config_path: Path, models: Path, photos: list[tuple[str, bytes]], trials: int, rounds: int, batch: int,
             parallel: int) -> dict:
     """`trials` rounds of raw, single and import in turn (so a change of load hits all three alike)."""
-    import ray
-    from ray import serve
-
-    from cli.serve import deploy, read_config, securegate_app
     from securegate.client import SecureGateClient
 
     raw = Raw(models)
     raw.enrol([photos[0][1]], batch)  # warm-up
-    data_dir = Path(tempfile.mkdtemp(prefix="sg-bench-import-"))
-    config = read_config(config_path)
-    app = securegate_app(config)
-    app.args = {**(app.args or {}), "models": str(models), "data_dir": str(data_dir)}
-    port = _free_port()
-    config.http_options.port = port
-    ray.init(include_dashboard=False, log_to_driver=False)
-    try:
-        deploy(config)
-        base = f"http://127.0.0.1:{port}"
-        token = (data_dir / "admin_token").read_text().strip()
+    with deployed(config_path, models, "sg-bench-import-") as (base, token):
         admin = SecureGateClient(base, admin_token=token, timeout=600)
         keys = [admin.create_tenant(name).api_key for name in ("bench-single", "bench-import")]
         single, bulk = (SecureGateClient(base, api_key=key, timeout=600) for key in keys)
@@ -152,17 +139,6 @@ def run_all(config_path: Path, models: Path, photos: list[tuple[str, bytes]], tr
         for client in (admin, single, bulk, *clients.values()):
             client.close()
         return out
-    finally:
-        serve.shutdown()
-        ray.shutdown()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main() -> None:

@@ -27,7 +27,6 @@ import multiprocessing as mp
 import os
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -36,6 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
+from deployed_app import deployed  # noqa: E402  (benchmarks/, the script's own folder)
+
+from cli.serve import APP_NAME  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -228,22 +230,9 @@ def drive(call, probes: list[bytes], concurrency: int, seconds: float) -> dict:
 
 def run_securegate(config_path: Path, models: Path, gallery: dict[str, Path], probes: list[bytes], seconds: float) -> dict:
     import httpx
-    import ray
     from ray import serve
 
-    from cli.serve import deploy, read_config, securegate_app
-
-    data_dir = Path(tempfile.mkdtemp(prefix="sg-bench-"))
-    config = read_config(config_path)
-    app = securegate_app(config)
-    app.args = {**(app.args or {}), "models": str(models), "data_dir": str(data_dir)}
-    port = _free_port()
-    config.http_options.port = port
-    ray.init(include_dashboard=False, log_to_driver=False)
-    try:
-        deploy(config)
-        base = f"http://127.0.0.1:{port}"
-        token = (data_dir / "admin_token").read_text().strip()
+    with deployed(config_path, models) as (base, token):
         with httpx.Client(base_url=base, timeout=120) as http:
             created = http.post("/v1/tenants", json={"name": "bench"}, headers={"Authorization": f"Bearer {token}"})
             created.raise_for_status()
@@ -263,7 +252,7 @@ def run_securegate(config_path: Path, models: Path, gallery: dict[str, Path], pr
             if r.status_code != 200:
                 raise RuntimeError(f"HTTP {r.status_code}")
 
-        handle = serve.get_app_handle(securegate_app(config).name)
+        handle = serve.get_app_handle(APP_NAME)
 
         def handle_search(data: bytes) -> None:
             handle.search.remote(key, data).result()
@@ -278,17 +267,6 @@ def run_securegate(config_path: Path, models: Path, gallery: dict[str, Path], pr
             out["handle"].append(drive(handle_search, probes, c, seconds))
             print(f"  handle c={c:<3} {out['handle'][-1]}", flush=True)
         return out
-    finally:
-        serve.shutdown()
-        ray.shutdown()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main() -> None:
