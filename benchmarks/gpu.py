@@ -314,15 +314,13 @@ def check_serve(models: str, timeout_s: float) -> dict:
     """configs/gpu.yaml for real: replicas running, on CUDA, and their processes on the GPU per nvidia-smi."""
     import httpx
     import ray
-    import yaml
     from ray import serve
     from ray.util.state import list_actors
 
+    from cli.serve import load_serve_config
     from graph import bind_app
 
-    (app,) = yaml.safe_load((REPO / "configs" / "gpu.yaml").read_text())["applications"]
-    args = dict(app.get("args") or {})
-    options = {d["name"]: {k: v for k, v in d.items() if k != "name"} for d in app.get("deployments", [])}
+    args, options, _ = load_serve_config(REPO / "configs" / "gpu.yaml")
     data_dir = tempfile.mkdtemp(prefix="securegate-gpu-check-")
     args.update(models=models, data_dir=data_dir)
     port = _free_port()

@@ -32,13 +32,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import ray  # noqa: E402
 from threadpoolctl import threadpool_info  # noqa: E402
 
+from cli.serve import load_serve_config  # noqa: E402
 from securegate.settings import Settings  # noqa: E402
 from tenancy.actors import NAMESPACE, TenantShardActor, actor_name  # noqa: E402
 from tenancy.index import FaceIndex  # noqa: E402
@@ -148,8 +148,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=4, help="placements take turns, probes/rounds each")
     ns = parser.parse_args()
 
-    (app,) = yaml.safe_load(Path(ns.config).read_text())["applications"]
-    options = Settings.from_args(app.get("args")).tenancy.index_actor_options  # what TenantService gets
+    args, _, _ = load_serve_config(ns.config)
+    options = Settings.from_args(args).tenancy.index_actor_options  # what TenantService gets
     ray_default = {k: v for k, v in options.items() if k != "runtime_env"}
     began = time.perf_counter()
     load_before = os.getloadavg()[0]

@@ -6,9 +6,11 @@ import argparse
 import json
 import logging
 import sys
+from typing import get_args
 
 from cli import admin, bulk_import, evaluate
 from cli.serve import cmd_serve
+from securegate.schemas import AdminScope
 
 
 def cmd_models(ns: argparse.Namespace) -> int:
@@ -63,8 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     admin_keys_sub = admin_keys_p.add_subparsers(dest="action", required=True)
     create_key_p = admin_keys_sub.add_parser("create")
     create_key_p.add_argument("name")
-    create_key_p.add_argument("--scopes", required=True, help="comma-separated: tenants:read, tenants:write, keys:read, "
-                              "keys:rotate, audit:read, admin-keys:read, admin-keys:write")
+    create_key_p.add_argument("--scopes", required=True, help="comma-separated: " + ", ".join(get_args(AdminScope)))
     admin_keys_sub.add_parser("list")
     admin_keys_sub.add_parser("revoke").add_argument("name")
     for child in admin_keys_sub.choices.values():

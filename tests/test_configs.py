@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cli.serve import load_serve_config
 from securegate.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -15,9 +16,9 @@ DEPLOYMENTS = {"Ingress", "Detector", "Embedder", "KeyService", "TenantRouter", 
 
 
 def app_config(path: Path) -> tuple[dict, dict[str, dict]]:
-    """(app args, {deployment: options}) of the config's one application, as Serve reads the file."""
-    (app,) = yaml.safe_load(path.read_text())["applications"]
-    return dict(app.get("args") or {}), {d["name"]: {k: v for k, v in d.items() if k != "name"} for d in app.get("deployments", [])}
+    """(app args, {deployment: options}) of the config's application, read through Serve's schema as the CLI reads it."""
+    args, options, _ = load_serve_config(path)
+    return args, options
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
@@ -101,8 +102,6 @@ def test_serve_build_accepts_the_graph(tmp_path):
 
 
 def test_cli_reads_a_config_like_serve_run():
-    from cli.serve import load_serve_config
-
     args, options, http = load_serve_config(str(REPO / "configs" / "local.yaml"))
     assert options["Embedder"]["user_config"]["max_batch_size"] == 32
     assert http["port"] == 8000 and "limits" in args
