@@ -135,6 +135,10 @@ class StreamRouter:
         return await self._started().promoted(tenant_id, unknown_id, person_id, external_id)
 
     @translated
+    async def person_merged(self, tenant_id: str, merged_person_id: str, person_id: str, external_id: str | None) -> int:
+        return await self._started().person_merged(tenant_id, merged_person_id, person_id, external_id)
+
+    @translated
     async def forget_person(self, tenant_id: str, person_id: str) -> int:
         return await self._started().forget_person(tenant_id, person_id)
 

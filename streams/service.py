@@ -453,6 +453,21 @@ class StreamService:
             self._cooldown[(key[0], key[1], person_id)] = self._cooldown.pop(key)
         return relinked
 
+    async def person_merged(self, tenant_id: str, merged_person_id: str, person_id: str, external_id: str | None) -> int:
+        """After a merge: the merged person's events now name the surviving person (none if no camera file)."""
+        if not events_path(self.data_dir, tenant_id).exists():
+            return 0
+        ciphers = await self.ciphers(tenant_id)
+        store = self.store(tenant_id)
+        relinked = 0
+        for event in store.events(ciphers, 0, 10**9, person=merged_person_id):
+            store.update_event(ciphers.current, ciphers, event["seq"], event["last_seen"],
+                               {"person_id": person_id, "external_id": external_id})
+            relinked += 1
+        for key in [k for k in self._cooldown if k[0] == tenant_id and k[2] == merged_person_id]:
+            self._cooldown[(key[0], key[1], person_id)] = self._cooldown.pop(key)
+        return relinked
+
     async def forget_person(self, tenant_id: str, person_id: str) -> int:
         """A person was deleted: their events are deleted too (not just unlinked)."""
         if not events_path(self.data_dir, tenant_id).exists():

@@ -29,7 +29,10 @@ import apsw
 from tenancy import chain, sqlite
 
 # Only these keys may appear in a tenant event's counts: numbers and short labels, never payloads.
-ALLOWED_COUNT_KEYS = {"faces", "matches", "persons", "deleted", "threshold", "top_k", "version", "remaining"}
+ALLOWED_COUNT_KEYS = {"faces", "matches", "persons", "deleted", "threshold", "top_k", "version", "remaining", "rejections"}
+# Only these keys may appear in a tenant event's ids: the random ids of the rows a correction touched (they name
+# no one), so the audit says which persons were merged or which face moved where.
+ALLOWED_ID_KEYS = {"person_id", "merged_person_id", "to_person_id", "face_id"}
 
 TENANT_PURPOSE = "audit-checkpoint"
 ORG_PURPOSE = "org-audit"
@@ -59,20 +62,28 @@ def tenant_chain_id(tenant_id: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class AuditRecord:
-    """One audit event before it is chained: who, what, outcome, counts (numbers only)."""
+    """One audit event before it is chained: who, what, outcome, counts (numbers only), and for corrections
+    the ids of the rows touched (`ids`, written only when set, so entries without them keep their old shape)."""
 
     principal: str
     action: str
     outcome: str = "ok"
     counts: dict[str, float] = field(default_factory=dict)
+    ids: dict[str, str] = field(default_factory=dict)
 
     def body(self, at: float) -> bytes:
         safe = {k: v for k, v in self.counts.items() if k in ALLOWED_COUNT_KEYS and isinstance(v, (int, float))}
-        return chain.canonical_body({"at": at, "actor": self.principal, "action": self.action,
-                                     "outcome": self.outcome, "counts": safe})
+        body = {"at": at, "actor": self.principal, "action": self.action, "outcome": self.outcome, "counts": safe}
+        ids = {k: v for k, v in self.ids.items() if k in ALLOWED_ID_KEYS and isinstance(v, str)}
+        if ids:
+            body["ids"] = ids
+        return chain.canonical_body(body)
 
     def with_counts(self, **counts: float) -> AuditRecord:
-        return AuditRecord(self.principal, self.action, self.outcome, {**self.counts, **counts})
+        return AuditRecord(self.principal, self.action, self.outcome, {**self.counts, **counts}, dict(self.ids))
+
+    def with_ids(self, **ids: str) -> AuditRecord:
+        return AuditRecord(self.principal, self.action, self.outcome, dict(self.counts), {**self.ids, **ids})
 
 
 # ---- a chain in an apsw connection: the caller holds the transaction (and any lock) -----------------------

@@ -36,6 +36,16 @@ only k scores per query come back to the host. The candidates are re-scored cano
 (the same pruning bound as the exact tier), and a query that would need k > 2048 is scored by the exact tier
 on the host. The ANN tier is not built (brute force on a GPU beats it). The device index is built by
 `flat_index(dim)`; tests inject a CPU `faiss.IndexFlatIP` with the same k limit to run this path without a GPU.
+
+Rejections ("not this person", tenancy/store.py): a person may hold negative examples. For a probe q and a
+person P with faces F and rejections R, P is a candidate only if max cos(q, F) > max cos(q, R), and max cos(q, F)
+passes the threshold (centroid search: cos(q, centroid) > max cos(q, R)). Only rejections scoring at or above
+the threshold can veto anyone (a candidate's best face is at least that), so a search asks the tier for
+top_k + V persons, V = the persons with such a rejection for this probe, drops the vetoed ones and cuts at
+top_k: exact, since at most V persons ranked above a kept one are dropped. Rejection scores are canonical
+(`exact_scores`), so every shard (each holds all of the tenant's rejections) vetoes alike, and a shard's
+filtered top_k still merges exactly (`merge_matches`: a person kept globally is kept by the shard holding
+its best face). A tenant with no rejections pays one length check per search.
 """
 
 from __future__ import annotations
@@ -224,6 +234,10 @@ class FaceIndex:
         self._gpu_flat = None  # device flat index mirroring the rows: appended on add, rebuilt lazily after removes
         self._centroids: np.ndarray | None = None  # cached [persons, dim], built on first centroid search
         self._stale_centroids: set[int] = set()
+        # Rejections: unit vectors [m, dim], their ids and person codes (few; searched in full when any exist).
+        self._rejection_ids: list[str] = []
+        self._rejection_vectors = np.empty((0, dim), dtype=np.float32)
+        self._rejection_codes = np.empty(0, dtype=np.int64)
 
     # ------------------------------------------------------------------ construction / mutation
 
@@ -265,12 +279,7 @@ class FaceIndex:
             raise ValueError("face ids must be unique and not already indexed")
         self._grow(stop)
         unit = _normalised(vectors, self.dim, out=self._vectors[start:stop])
-        known_persons = len(self._person_ids)
-        codes = self._person_codes(person_ids)
-        if len(self._person_ids) > known_persons:
-            counts = np.zeros(len(self._person_ids), dtype=np.int64)
-            counts[:known_persons] = self._faces_per_person[:known_persons]
-            self._faces_per_person = counts
+        codes = self._counted_codes(person_ids)
         self._person_of_row[start:stop] = codes
         self._face_ids.extend(face_ids)
         if self._row_of_face:
@@ -286,6 +295,91 @@ class FaceIndex:
             self._ann_label_of_row[start:stop] = self._ann.add(unit, np.arange(start, stop))
         elif not self.use_gpu and self._n >= self.ann_min_faces:
             self.rebuild_ann()
+
+    def _counted_codes(self, person_ids: list[str]) -> np.ndarray:
+        """Person codes of `person_ids`, new persons given a face count of 0."""
+        known_persons = len(self._person_ids)
+        codes = self._person_codes(person_ids)
+        if len(self._person_ids) > known_persons:
+            counts = np.zeros(len(self._person_ids), dtype=np.int64)
+            counts[:known_persons] = self._faces_per_person[:known_persons]
+            self._faces_per_person = counts
+        return codes
+
+    def reassign(self, face_ids: list[str], person_id: str) -> None:
+        """Faces (those indexed here; others ignored) now belong to `person_id`: a merge or a moved face. Rows,
+        vectors and the ANN/GPU tiers are unchanged; only the row's person code and the counts move."""
+        rows = [self._row_of_face[f] for f in face_ids if f in self._row_of_face]
+        code = int(self._counted_codes([person_id])[0])
+        if not rows:
+            return
+        rows_array = np.asarray(rows, dtype=np.int64)
+        old = self._person_of_row[rows_array].copy()
+        np.subtract.at(self._faces_per_person, old, 1)
+        self._faces_per_person[code] += len(rows)
+        self._person_of_row[rows_array] = code
+        self._mark_centroids_stale(np.concatenate([old, [code]]))
+
+    # ------------------------------------------------------------------ rejections
+
+    @property
+    def rejections(self) -> int:
+        return len(self._rejection_ids)
+
+    def add_rejections(self, rejection_ids: list[str], person_ids: list[str], vectors: np.ndarray) -> None:
+        """Negative examples of persons (ids already indexed are skipped: forwards are idempotent)."""
+        known = set(self._rejection_ids)
+        fresh = [i for i, r in enumerate(rejection_ids) if r not in known]
+        if not fresh:
+            return
+        unit = _normalised(np.asarray(vectors, np.float32).reshape(-1, self.dim)[fresh], self.dim)
+        self._rejection_ids.extend(rejection_ids[i] for i in fresh)
+        self._rejection_vectors = np.concatenate([self._rejection_vectors, unit])
+        self._rejection_codes = np.concatenate([self._rejection_codes, self._counted_codes([person_ids[i] for i in fresh])])
+
+    def remove_rejections(self, rejection_ids: Iterable[str] = (), persons: Iterable[str] = ()) -> None:
+        """Drop rejections by id, and every rejection of `persons` (a deleted person's)."""
+        ids, codes = set(rejection_ids), {self._code_of_person[p] for p in persons if p in self._code_of_person}
+        keep = np.array([r not in ids and int(c) not in codes for r, c in zip(self._rejection_ids, self._rejection_codes)], dtype=bool)
+        if keep.all():
+            return
+        self._rejection_ids = [r for r, k in zip(self._rejection_ids, keep) if k]
+        self._rejection_vectors = self._rejection_vectors[keep]
+        self._rejection_codes = self._rejection_codes[keep]
+
+    def reassign_rejections(self, from_person: str, to_person: str) -> None:
+        """A merge: the merged person's rejections become the surviving person's."""
+        source = self._code_of_person.get(from_person)
+        if source is None or not len(self._rejection_ids):
+            return
+        self._rejection_codes[self._rejection_codes == source] = int(self._counted_codes([to_person])[0])
+
+    def rejection_similarity(self, person_id: str, query: np.ndarray) -> float | None:
+        """max cos(query, R) over the person's rejections (canonical scores), None if they have none."""
+        code = self._code_of_person.get(person_id)
+        if code is None or not len(self._rejection_ids):
+            return None
+        mine = self._rejection_vectors[self._rejection_codes == code]
+        if not len(mine):
+            return None
+        unit = _normalised(np.atleast_2d(query), self.dim)[0]
+        return float(exact_scores(mine, unit).max())
+
+    def _vetoes(self, queries: np.ndarray, threshold: float) -> list[dict[str, float]]:
+        """Per (unit) query: {person id: max cos(q, R)} for the persons with a rejection that can veto a match
+        at `threshold` (its BLAS score within slack of it; the compared value is canonical)."""
+        slack = score_slack(self.dim)
+        scores = self._rejection_vectors @ queries.T  # [m, q]
+        out: list[dict[str, float]] = []
+        for column, query in enumerate(queries):
+            rows = np.flatnonzero(scores[:, column] >= threshold - slack)
+            veto: dict[str, float] = {}
+            if rows.size:
+                for row, sim in zip(rows.tolist(), exact_scores(self._rejection_vectors[rows], query).tolist()):
+                    person_id = self._person_ids[self._rejection_codes[row]]
+                    veto[person_id] = max(sim, veto.get(person_id, -np.inf))
+            out.append(veto)
+        return out
 
     def remove(self, face_ids: list[str]) -> None:
         """Remove faces (unknown ids are ignored). Keeps rows dense by moving the last row into each hole."""
@@ -343,6 +437,14 @@ class FaceIndex:
     def face_id_set(self) -> set[str]:
         return set(self._row_of_face)
 
+    def rejection_id_set(self) -> set[str]:
+        return set(self._rejection_ids)
+
+    def vector_of(self, face_id: str) -> np.ndarray | None:
+        """A copy of the face's unit vector, or None when it is not indexed here."""
+        row = self._row_of_face.get(face_id)
+        return None if row is None else self._vectors[row].copy()
+
     @property
     def tier(self) -> str:
         return "gpu" if self.use_gpu else "ann" if self._ann is not None else "exact"
@@ -355,6 +457,7 @@ class FaceIndex:
             total += self._ann.memory_bytes()
         if self._centroids is not None:
             total += self._centroids.nbytes
+        total += self._rejection_vectors.nbytes + self._rejection_codes.nbytes + _PYTHON_ID_BYTES * len(self._rejection_ids)
         return total
 
     # ------------------------------------------------------------------ face search
@@ -366,6 +469,14 @@ class FaceIndex:
         unit = _normalised(np.atleast_2d(queries), self.dim)
         if self._n == 0:
             return [[] for _ in unit]
+        if not self._rejection_ids:  # the common case: no extra work at all
+            return self._search_tier(unit, top_k, threshold)
+        vetoes = self._vetoes(unit, threshold)
+        found = self._search_tier(unit, top_k + max(len(v) for v in vetoes), threshold)
+        return [[m for m in matches if m.similarity > veto.get(m.person_id, -np.inf)][:top_k]
+                for matches, veto in zip(found, vetoes)]
+
+    def _search_tier(self, unit: np.ndarray, top_k: int, threshold: float) -> list[list[Match]]:
         if self.use_gpu:
             return self._search_gpu(unit, top_k, threshold)
         if self._ann is not None:
@@ -535,6 +646,14 @@ class FaceIndex:
     def search_centroids(self, queries: np.ndarray, top_k: int, threshold: float) -> list[list[tuple[str, float]]]:
         """For each query, up to top_k (person_id, similarity) by centroid similarity >= threshold."""
         unit = _normalised(np.atleast_2d(queries), self.dim)
+        if self._rejection_ids:
+            vetoes = self._vetoes(unit, threshold)
+            found = self._search_centroids(unit, top_k + max(len(v) for v in vetoes), threshold)
+            return [[(p, sim) for p, sim in matches if sim > veto.get(p, -np.inf)][:top_k]
+                    for matches, veto in zip(found, vetoes)]
+        return self._search_centroids(unit, top_k, threshold)
+
+    def _search_centroids(self, unit: np.ndarray, top_k: int, threshold: float) -> list[list[tuple[str, float]]]:
         centroids = self._fresh_centroids()
         scores = centroids @ unit.T
         scores[self._faces_per_person[: len(centroids)] == 0] = -np.inf  # persons whose faces are all gone

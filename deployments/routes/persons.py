@@ -12,7 +12,8 @@ router = APIRouter(tags=["persons"])
 
 class PersonRoutes:
     """Calls `self.create_person`, `list_persons`, `get_person`, `delete_person`, `enrol_face`, `delete_face`,
-    `import_faces`."""
+    `import_faces`, and the corrections `reject`, `list_rejections`, `delete_rejection`, `merge_persons`,
+    `move_face`."""
 
     @router.post("/v1/persons", status_code=201, response_model=s.PersonCreated, responses=TENANT_ERRORS)
     async def http_create_person(self, body: s.PersonCreate, authorization: str | None = Header(None)) -> dict:
@@ -47,3 +48,29 @@ class PersonRoutes:
     async def http_delete_face(self, person_id: str, face_id: str, authorization: str | None = Header(None)) -> Response:
         await self.delete_face(bearer(authorization), person_id, face_id)
         return Response(status_code=204)
+
+    # ---- corrections ----------------------------------------------------------------------------------------
+    @router.post("/v1/persons/{person_id}/rejections", status_code=201, response_model=s.RejectionsAdded, responses=TENANT_ERRORS)
+    async def http_reject(self, person_id: str, body: s.RejectionCreate, authorization: str | None = Header(None)) -> dict:
+        """"Not this person": a sealed negative example; a probe closer to it than to the person's faces does
+        not match the person."""
+        image = images.b64decode(body.image) if body.image is not None else None
+        return await self.reject(bearer(authorization), person_id, image, body.face_index, body.face_id, body.unknown_id)
+
+    @router.get("/v1/persons/{person_id}/rejections", response_model=s.RejectionList, responses=TENANT_ERRORS)
+    async def http_list_rejections(self, person_id: str, authorization: str | None = Header(None)) -> dict:
+        return await self.list_rejections(bearer(authorization), person_id)
+
+    @router.delete("/v1/persons/{person_id}/rejections/{rejection_id}", status_code=204, responses=TENANT_ERRORS)
+    async def http_delete_rejection(self, person_id: str, rejection_id: str, authorization: str | None = Header(None)) -> Response:
+        await self.delete_rejection(bearer(authorization), person_id, rejection_id)
+        return Response(status_code=204)
+
+    @router.post("/v1/persons/{person_id}/merge", response_model=s.PersonsMerged, responses=TENANT_ERRORS)
+    async def http_merge_persons(self, person_id: str, body: s.PersonMerge, authorization: str | None = Header(None)) -> dict:
+        """`merged_person_id`'s faces and rejections move to this person, which absorbs it (audited)."""
+        return await self.merge_persons(bearer(authorization), person_id, body.merged_person_id)
+
+    @router.post("/v1/persons/{person_id}/faces/{face_id}/move", response_model=s.FaceMoved, responses=TENANT_ERRORS)
+    async def http_move_face(self, person_id: str, face_id: str, body: s.FaceMove, authorization: str | None = Header(None)) -> dict:
+        return await self.move_face(bearer(authorization), person_id, face_id, body.to_person_id)
