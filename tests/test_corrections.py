@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -283,3 +284,22 @@ def test_handle_api_and_python_client(app, http, admin, look_alike, identity_pho
         merged = sg.merge_persons(b, a)
         assert (merged.faces_moved, merged.rejections_moved) == (1, 1)  # a's rejection goes with a
         assert len(sg.list_rejections(b).rejections) == 1
+
+
+def test_rejections_expire_with_the_tenants_retention(http, admin, identity_photos):
+    """Retention: a rejection is another person's face vector, so it expires after the tenant's
+    `retention_days` like a face does (the retention pass run now with a clock two days ahead)."""
+    from ray import serve
+
+    tenant = new_tenant(http, admin, "corrections-retention", {"retention_days": 1})
+    pid, _ = person(http, tenant, "kept-person", identity_photos["obama"][0])
+    r = http.post(f"/v1/persons/{pid}/rejections", json={"image": b64(identity_photos["biden"][0].read_bytes())},
+                  headers=tenant["auth"])
+    assert r.status_code == 201, r.text
+    router = serve.get_deployment_handle("TenantRouter", app_name="securegate")
+    router.enforce_retention.remote(time.time() - 3600).result()  # an hour ago: nothing is a day old yet
+    assert len(http.get(f"/v1/persons/{pid}/rejections", headers=tenant["auth"]).json()["rejections"]) == 1
+    router.enforce_retention.remote(time.time() + 2 * 86400).result()
+    assert http.get(f"/v1/persons/{pid}/rejections", headers=tenant["auth"]).json()["rejections"] == []
+    events = http.get("/v1/audit", params={"limit": 1000}, headers=tenant["auth"]).json()["events"]
+    assert [(e["actor"], e["counts"]) for e in events if e["action"] == "rejection.expire"] == [("retention", {"rejections": 1})]
