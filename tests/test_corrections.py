@@ -166,6 +166,31 @@ def test_a_face_of_another_person_as_rejection_on_a_sharded_tenant(http, admin, 
         assert [m["person_id"] for m in matches(http, tenant, photo, la.threshold)][:1] == [a], photo.name
     assert http.get(f"/v1/persons/{a}/rejections", headers=tenant["auth"]).json()["rejections"][0]["source"] == "face"
 
+    # Merge and move reach the shards too: A's second badge (another photo of A) is merged into A, then its
+    # face is moved to a third person; each time the searches on both shards name the face's new person.
+    a2, (a2_face,) = person(http, tenant, "person-a-badge-2", la.own[0])
+    assert http.post(f"/v1/persons/{a}/merge", json={"merged_person_id": a2}, headers=tenant["auth"]).status_code == 200
+    assert [(m["person_id"], m["face_id"]) for m in matches(http, tenant, la.own[0], 0.9)] == [(a, a2_face)]
+    c, _ = person(http, tenant, "person-c")
+    r = http.post(f"/v1/persons/{a}/faces/{a2_face}/move", json={"to_person_id": c}, headers=tenant["auth"])
+    assert r.status_code == 200, r.text
+    assert [(m["person_id"], m["face_id"]) for m in matches(http, tenant, la.own[0], 0.9)] == [(c, a2_face)]
+    # Deleting A drops its rejection on every shard: the probe matches B only, as before.
+    assert http.delete(f"/v1/persons/{a}", headers=tenant["auth"]).status_code == 204
+    assert [m["person_id"] for m in matches(http, tenant, la.probe, la.threshold)] == [b]
+
+
+def test_centroid_search_applies_the_rejections_too(http, admin, look_alike):
+    la = look_alike
+    tenant = new_tenant(http, admin, "corrections-centroid", {"match_on": "centroid"})
+    a, _ = person(http, tenant, "person-a", la.enrolled)
+    assert [m["person_id"] for m in matches(http, tenant, la.probe, la.threshold)] == [a]
+    assert http.post(f"/v1/persons/{a}/rejections", json={"image": b64(la.rejection.read_bytes())},
+                     headers=tenant["auth"]).status_code == 201
+    assert matches(http, tenant, la.probe, la.threshold) == []
+    for photo in la.own:
+        assert [m["person_id"] for m in matches(http, tenant, photo, la.threshold)] == [a], photo.name
+
 
 def test_merge_moves_faces_and_the_merged_id_is_gone(http, admin, identity_photos):
     tenant = new_tenant(http, admin, "corrections-merge")
