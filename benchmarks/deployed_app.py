@@ -16,7 +16,7 @@ def deployed(config_path: Path, models: Path, prefix: str = "sg-bench-") -> Iter
     import ray
     from ray import serve
 
-    from cli.serve import deploy, read_config, securegate_app
+    from cli.serve import deploy, read_config, securegate_app, start_ray
 
     data_dir = Path(tempfile.mkdtemp(prefix=prefix))
     config = read_config(config_path)
@@ -25,7 +25,7 @@ def deployed(config_path: Path, models: Path, prefix: str = "sg-bench-") -> Iter
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         config.http_options.port = s.getsockname()[1]
-    ray.init(include_dashboard=False, log_to_driver=False)
+    start_ray(include_dashboard=False, log_to_driver=False)
     try:
         deploy(config)
         yield f"http://127.0.0.1:{config.http_options.port}", (data_dir / "admin_token").read_text().strip()

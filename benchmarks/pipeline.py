@@ -152,9 +152,14 @@ def run_reference(models: Path, processes: int, threads: int | None, spinning: b
 
 # ---- SecureGate ------------------------------------------------------------------------------------------
 def ray_processes() -> dict[int, str]:
-    """pid -> kind for every process of the local Ray session (replicas by deployment, proxy, daemons)."""
+    """pid -> kind for every process of the local Ray session this process started (replicas by deployment,
+    proxy, daemons): descendants only, so other Ray sessions on the host (a test run) are not counted."""
     kinds = {}
-    for proc in psutil.process_iter(["pid", "cmdline"]):
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            proc.info = {"pid": proc.pid, "cmdline": proc.cmdline()}
+        except psutil.Error:
+            continue
         cmd = " ".join(proc.info["cmdline"] or ())
         if "ray::ServeReplica:securegate:" in cmd:
             kinds[proc.info["pid"]] = cmd.split("ray::ServeReplica:securegate:")[1].split(".")[0].split()[0]

@@ -21,7 +21,9 @@ from securegate.settings import Settings
 log = logging.getLogger("ray.serve")
 
 
-@serve.deployment(max_ongoing_requests=4, ray_actor_options={"num_cpus": 0.5})
+# A bounded queue (max_queued_requests, per caller): past capacity a caller gets 503 `overloaded` at once
+# (securegate.errors maps Serve's BackPressureError) instead of waiting seconds; configs/local.yaml explains.
+@serve.deployment(max_ongoing_requests=4, max_queued_requests=8, ray_actor_options={"num_cpus": 0.5})
 class Detector:
     def __init__(self, settings: dict) -> None:
         self.settings = Settings.model_validate(settings)
@@ -38,24 +40,36 @@ class Detector:
         # and a smaller square is what lets one CPU hold several cameras (benchmarks/streams.py).
         self.frame_model = FaceDetector(self.pack, self.model.providers, det_size=self.settings.streams.det_size,
                                         det_thresh=cfg.det_thresh, threads=self.settings.streams.det_threads)
+        # A lone image gets a session with more threads (settings.detector.idle_threads); on a GPU the device
+        # does the work and one session is enough.
+        self.idle_model = self.model
+        if cfg.idle_threads and cfg.idle_threads != cfg.threads and "CUDAExecutionProvider" not in self.model.providers:
+            self.idle_model = FaceDetector(self.pack, self.model.providers, det_size=cfg.det_size,
+                                           det_thresh=cfg.det_thresh, threads=cfg.idle_threads)
         self._slots = asyncio.Semaphore(cfg.concurrency)
+        self._detecting = 0  # images inside detect(): running or waiting for a slot
         log.info("Detector ready: %s on %s (GPUs %s)", self.pack.detector_path.name, self.model.providers, ray.get_gpu_ids())
 
     def reconfigure(self, user_config: dict) -> None:
         if "det_thresh" in user_config:
-            self.model.set_threshold(float(user_config["det_thresh"]))
-            self.frame_model.set_threshold(float(user_config["det_thresh"]))
+            for model in {id(m): m for m in (self.model, self.idle_model, self.frame_model)}.values():
+                model.set_threshold(float(user_config["det_thresh"]))
 
     async def detect(self, image: bytes, max_faces: int | None = None) -> list[DetectedFace]:
         """Faces largest-first after SCRFD's own ranking; at most `max_faces` (the configured limit). At most
         `detector.concurrency` images are decoded and detected at once; the rest wait their turn here."""
-        async with self._slots:
-            return await asyncio.to_thread(self._detect, image, max_faces)
+        self._detecting += 1
+        try:
+            async with self._slots:
+                model = self.idle_model if self._detecting == 1 else self.model
+                return await asyncio.to_thread(self._detect, model, image, max_faces)
+        finally:
+            self._detecting -= 1
 
-    def _detect(self, image: bytes, max_faces: int | None) -> list[DetectedFace]:
+    def _detect(self, model: FaceDetector, image: bytes, max_faces: int | None) -> list[DetectedFace]:
         pixels = images.decode(image, self.settings.limits.max_image_pixels)
         limit = min(max_faces or self.settings.limits.max_faces, self.settings.limits.max_faces)
-        faces = self.model.detect(pixels, max_faces=limit)
+        faces = model.detect(pixels, max_faces=limit)
         if faces:  # Ray counters refuse increments of 0
             metrics.faces_detected_total().inc(len(faces))
         return faces

@@ -180,7 +180,8 @@ class CorruptRecordError(ServerError):
 
 
 class ServiceUnavailableError(SecureGateError):
-    """503 `unavailable`, `kms_unavailable`, `not_ready`: a dependency is down; nothing was written. Retry."""
+    """503 `unavailable`, `kms_unavailable`, `not_ready`: a dependency is down; `overloaded`: the service is at
+    capacity (`details["retry_after_s"]`). Nothing was written. Retry."""
 
 
 # Keyed by the server's own error classes, so a code can only be spelled one way (securegate/errors.py).
@@ -205,6 +206,7 @@ _BY_CODE: dict[str, type[SecureGateError]] = {
     errors.KmsUnavailable.code: ServiceUnavailableError,
     errors.ServiceUnavailable.code: ServiceUnavailableError,
     errors.NotReady.code: ServiceUnavailableError,
+    errors.Overloaded.code: ServiceUnavailableError,
 }
 # When the body carries no SecureGate error (a proxy's page, a framework default): code and class by status.
 _BY_STATUS: dict[int, tuple[str, type[SecureGateError]]] = {

@@ -61,10 +61,14 @@ CorruptRecord = _error("CorruptRecord", 500, "corrupt_record")  # stored data fa
 KmsUnavailable = _error("KmsUnavailable", 503, "kms_unavailable")
 ServiceUnavailable = _error("ServiceUnavailable", 503, "unavailable")  # retry: a dependency is restarting
 NotReady = _error("NotReady", 503, "not_ready")
+# Past capacity: a deployment's queue (Serve's max_queued_requests) is full. Nothing was done; retry after
+# `retry_after_s`. A bounded queue answers at once instead of letting every caller wait seconds.
+Overloaded = _error("Overloaded", 503, "overloaded")
+OVERLOAD_RETRY_AFTER_S = 1.0
 
 
 def retry_after_header(seconds: float) -> str:
-    """The Retry-After header of a rate_limited answer: whole seconds, at least 1."""
+    """The Retry-After header of a rate_limited or overloaded answer: whole seconds, at least 1."""
     return str(max(1, math.ceil(seconds)))
 
 
@@ -85,8 +89,9 @@ def _library_errors() -> dict[type[BaseException], type[ApiError]]:
     # Imported on first use: this module is also the typed client's, which needs neither.
     import pydantic
     from ray.exceptions import RayActorError
+    from ray.serve.exceptions import BackPressureError
 
-    return {pydantic.ValidationError: InvalidRequest, RayActorError: ServiceUnavailable}
+    return {pydantic.ValidationError: InvalidRequest, RayActorError: ServiceUnavailable, BackPressureError: Overloaded}
 
 
 def to_api_error(exc: BaseException) -> ApiError:
@@ -100,6 +105,8 @@ def to_api_error(exc: BaseException) -> ApiError:
         return declared
     for kind, api_error in _library_errors().items():
         if isinstance(cause, kind) or isinstance(exc, kind):
+            if api_error is Overloaded:
+                return Overloaded("the service is at capacity; retry shortly", retry_after_s=OVERLOAD_RETRY_AFTER_S)
             return api_error(_first_line(cause) or api_error.code)
     logging.getLogger("ray.serve").error("unhandled error: %r", exc)
     return ApiError("internal error")

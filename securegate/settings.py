@@ -32,6 +32,10 @@ class DetectorSettings(Strict):
     # thread), and threads x concurrency above the replica's cores only adds switching (benchmarks/pipeline.py).
     threads: int | None = Field(1, ge=1, description="ONNX Runtime intra-op threads per inference; None = ORT default")
     concurrency: int = Field(2, ge=1, description="images decoded and detected at once per replica")
+    # One image alone on the replica would leave the other cores idle on a 1-thread session: it runs on a
+    # session with this many threads instead (latency at low load, benchmarks/pipeline.py concurrency 1).
+    idle_threads: int | None = Field(2, ge=1, description="ONNX Runtime threads for an image that arrives while the "
+                                     "replica detects nothing else; None or equal to `threads` = off (CPU only)")
 
 
 class EmbedderSettings(Strict):

@@ -522,6 +522,15 @@ def placement() -> dict:
     return {"pid": os.getpid(), "node_id": context.get_node_id(), "gpu_ids": [str(g) for g in ray.get_gpu_ids()]}
 
 
+def blocking_handle(handle):
+    """A deployment handle this synchronous actor can call with `.result()`. Serve's throughput-optimised mode
+    (RAY_SERVE_THROUGHPUT_OPTIMIZED=1, which `securegate serve` sets) runs a handle's router on the caller's
+    event loop, and a sync actor has none: its handles get their own loop, as Serve's default does."""
+    if not handle.is_initialized:
+        handle._init(_run_router_in_separate_loop=True)
+    return handle
+
+
 class KeyServiceDataKeys:
     """`data_key(version, purpose)` for one tenant through the KeyService deployment's handle (picklable)."""
 
@@ -529,7 +538,7 @@ class KeyServiceDataKeys:
         self.keys, self.tenant_id = keys, tenant_id
 
     def __call__(self, version: int | None, purpose: str = "embeddings") -> DataKey:
-        return self.keys.data_key.remote(self.tenant_id, purpose, version).result()
+        return blocking_handle(self.keys).data_key.remote(self.tenant_id, purpose, version).result()
 
 
 
@@ -540,7 +549,7 @@ class KeyServiceAuditMac:
         self.keys, self.tenant_id = keys, tenant_id
 
     def __call__(self, message: bytes) -> bytes:
-        return self.keys.mac.remote(message, audit_log.TENANT_PURPOSE, self.tenant_id).result()
+        return blocking_handle(self.keys).mac.remote(message, audit_log.TENANT_PURPOSE, self.tenant_id).result()
 
 
 # Restarted by Ray after a crash (activation re-reads the file). Calls in flight when it died fail to

@@ -72,8 +72,11 @@ def ray_cluster(metrics_port):
     import ray
     from ray import serve
 
-    # Logical CPUs: replicas mostly wait on each other in tests; 2 real cores do the work.
-    ray.init(num_cpus=16, num_gpus=LOGICAL_GPUS, include_dashboard=False, log_to_driver=False,
+    from cli.serve import start_ray
+
+    # Logical CPUs: replicas mostly wait on each other in tests; 2 real cores do the work. Serve's data path
+    # as `securegate serve` ships it (cli.serve.SERVE_ENVIRONMENT).
+    start_ray(num_cpus=16, num_gpus=LOGICAL_GPUS, include_dashboard=False, log_to_driver=False,
              _metrics_export_port=metrics_port)
     try:
         yield ray
