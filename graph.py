@@ -17,7 +17,7 @@ from deployments.ingress import Ingress
 from deployments.keys import KeyService
 from deployments.streams import StreamRouter
 from deployments.tenants import TenantRouter
-from securegate.settings import Settings
+from securegate.settings import DEFAULT_PACK, Settings
 
 
 def build_app(args: dict[str, Any]) -> Application:
@@ -38,10 +38,15 @@ def bind_app(args: dict[str, Any] | None = None, deployment_options: dict[str, d
 
     detector = configured(Detector).bind(settings)
     embedder = configured(Embedder).bind(settings)
+    # One Embedder deployment per further pack (settings `packs`), named Embedder-<pack> so a config's
+    # `deployments:` can size each; the Detector stays one (aligned crops do not depend on the recognizer).
+    embedders = {DEFAULT_PACK: embedder}
+    for name in settings["packs"]:
+        embedders[name] = configured(Embedder.options(name=f"Embedder-{name}")).bind(settings, name)
     keys = configured(KeyService).bind(settings)
-    tenants = configured(TenantRouter).bind(settings, keys)
+    tenants = configured(TenantRouter).bind(settings, keys, embedders)
     streams = configured(StreamRouter).bind(settings, keys, tenants, detector, embedder)
-    return configured(Ingress).bind(settings, detector, embedder, tenants, keys, streams)
+    return configured(Ingress).bind(settings, detector, embedder, tenants, keys, streams, embedders)
 
 
 app = bind_app()

@@ -1,4 +1,4 @@
-"""`securegate keys|tenants|audit|admin-keys`: talk to a running service over its admin API."""
+"""`securegate keys|tenants|audit|admin-keys|migrate`: talk to a running service over its admin API."""
 
 from __future__ import annotations
 
@@ -52,6 +52,19 @@ def cmd_tenants(ns: argparse.Namespace) -> int:
         if ns.action == "delete":
             return _print_response(client.delete(f"/v1/tenants/{ns.tenant_id}"))
         return _print_response(client.post(f"/v1/tenants/{ns.tenant_id}/api-keys"))
+
+
+def cmd_migrate(ns: argparse.Namespace) -> int:
+    """`migrate --tenant ID --to PACK [--batch-size N] [--hold]` starts (or, without --hold, releases a held)
+    model migration; `migrate --tenant ID --status` prints its progress. Exit 1 on a refusal or error."""
+    with admin_client(ns) as client:
+        path = f"/v1/admin/tenants/{ns.tenant}/migrate"
+        if ns.status:
+            return _print_response(client.get(path))
+        if not ns.to:
+            raise SystemExit("migrate: give --to PACK (a pack name: default, or one of the settings' packs), or --status")
+        return _print_response(client.post(path, json={"to": ns.to, "batch_size": ns.batch_size, "hold": ns.hold,
+                                                            "pause_s": ns.pause}))
 
 
 def cmd_audit(ns: argparse.Namespace) -> int:

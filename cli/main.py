@@ -55,6 +55,18 @@ def main(argv: list[str] | None = None) -> int:
     admin.add_options(keys_p)
     keys_p.set_defaults(func=admin.cmd_keys)
 
+    migrate_p = sub.add_parser("migrate", help="move a tenant onto another served model pack: its kept enrolment crops "
+                               "re-embedded into a shadow index, then an atomic switch (admin API of a running service)")
+    migrate_p.add_argument("--tenant", required=True)
+    migrate_p.add_argument("--to", help="the pack: default, or a name of the settings' packs")
+    migrate_p.add_argument("--batch-size", type=int, default=64, help="crops re-embedded per step")
+    migrate_p.add_argument("--hold", action="store_true", help="build the shadow index, then wait; run again without "
+                           "--hold to switch")
+    migrate_p.add_argument("--pause", type=float, default=0.0, help="seconds between batches (leave CPU to live traffic)")
+    migrate_p.add_argument("--status", action="store_true", help="print the migration's progress")
+    admin.add_options(migrate_p)
+    migrate_p.set_defaults(func=admin.cmd_migrate)
+
     audit_p = sub.add_parser("audit", help="verify the org audit or a tenant's audit chain (admin API of a running service)")
     audit_p.add_argument("action", choices=["verify"])
     audit_p.add_argument("--tenant", help="this tenant's audit chain (default: the org audit)")

@@ -21,6 +21,8 @@ ADMIN_SCOPES: dict[str, str] = {
     "key_status": "keys:read",
     "rotate_root_key": "keys:rotate",
     "rotate_tenant_key": "keys:rotate",
+    "migrate_tenant": "models:migrate",
+    "migration_status": "tenants:read",
     "org_audit": "audit:read",
     "admin_verify_audit": "audit:read",
     "list_admin_keys": "admin-keys:read",

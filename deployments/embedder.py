@@ -21,7 +21,7 @@ from securegate import metrics
 from vision.embedder import FaceEmbedder
 from vision.packs import resolve_pack
 from vision.runtime import onnx_providers
-from securegate.settings import Settings
+from securegate.settings import DEFAULT_PACK, Settings
 
 log = logging.getLogger("ray.serve")
 
@@ -31,9 +31,12 @@ log = logging.getLogger("ray.serve")
 @serve.deployment(max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.5},
                   logging_config={"enable_access_log": False})
 class Embedder:
-    def __init__(self, settings: dict) -> None:
+    def __init__(self, settings: dict, pack: str = DEFAULT_PACK) -> None:
+        """`pack`: which of the served packs this deployment runs (settings `models` = "default", or a name
+        of settings `packs`; graph.py binds one Embedder deployment per pack)."""
         self.settings = Settings.model_validate(settings)
-        self.pack = resolve_pack(self.settings.models)
+        self.pack_name = pack
+        self.pack = resolve_pack(self.settings.pack_source(pack))
         self.model = FaceEmbedder(self.pack, onnx_providers(use_gpu=bool(ray.get_gpu_ids())), threads=self.settings.embedder.threads)
         self._max_batch = self.settings.embedder.max_batch_size
         self._apply_batching(self.settings.embedder.max_batch_size, self.settings.embedder.batch_wait_timeout_s)
@@ -89,4 +92,4 @@ class Embedder:
         self.batch_sizes.clear()
 
     def info(self) -> dict:
-        return {**self.pack.describe(), "providers": self.model.providers, "strategy": self.model.strategy, "gpu_ids": ray.get_gpu_ids()}
+        return {**self.pack.describe(), "served_as": self.pack_name, "providers": self.model.providers, "strategy": self.model.strategy, "gpu_ids": ray.get_gpu_ids()}

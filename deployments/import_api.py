@@ -48,9 +48,11 @@ class ImportApi:
             else:
                 accepted.append((k, *outcome))
         if accepted:
-            vectors = await self._embed([face for _, face, _ in accepted])
+            vectors = await self._embed([face for _, face, _ in accepted], tenant)
+            keep = tenant.settings.keep_enrolment_photos  # the aligned crop is stored sealed with its face
             entries = [{"external_id": persons[k].external_id, "metadata": persons[k].metadata, "digest": digests[k],
-                        "vector": vector, "det_score": face.score, "quality": report.score}
+                        "vector": vector, "det_score": face.score, "quality": report.score,
+                        **({"crop": face.crop} if keep else {})}
                        for (k, face, report), vector in zip(accepted, vectors)]
             stored = await self._call(tenant, "import_faces", entries)
             for (k, _, _), result in zip(accepted, stored):

@@ -69,11 +69,16 @@ def model_id(model: dict) -> str:
 class Ingress(face_routes.FaceRoutes, person_routes.PersonRoutes, admin_routes.AdminRoutes, audit_routes.AuditRoutes,
               health_routes.HealthRoutes, stream_routes.StreamRoutes, ImportApi, admin_key_routes.AdminKeyRoutes):
     def __init__(self, settings: dict, detector: DeploymentHandle, embedder: DeploymentHandle,
-                 tenants: DeploymentHandle, keys: DeploymentHandle, streams: DeploymentHandle | None = None) -> None:
+                 tenants: DeploymentHandle, keys: DeploymentHandle, streams: DeploymentHandle | None = None,
+                 embedders: dict[str, DeploymentHandle] | None = None) -> None:
         self.settings = Settings.model_validate(settings)
         self.detector, self.embedder, self.tenants, self.keys = detector, embedder, tenants, keys
         self.streams = streams  # StreamRouter: cameras and events (deployments/stream_api.py)
         self._model: dict | None = None
+        # Every pack served, by name (settings `packs`; `embedder` is the default pack's): a tenant's crops go
+        # to the Embedder of the model it is bound to (after a model migration, not the default one).
+        self.embedders = dict(embedders or {})
+        self._served: dict[str, tuple[DeploymentHandle, dict]] | None = None
 
     def __serve_build_asgi_app__(self):
         """Serve calls this after the constructor for the app this replica serves: its own copy of `api`, frozen
@@ -171,6 +176,20 @@ class Ingress(face_routes.FaceRoutes, person_routes.PersonRoutes, admin_routes.A
                 tenant_id, lambda: self.tenants.rotate_tenant_key.remote(tenant_id, principal=admin_principal()))
         return await self.tenants.rotate_tenant_key.remote(tenant_id, principal=admin_principal())
 
+    # ---- admin: model migration (tenancy/migration.py) -------------------------------------------------------
+    @api_errors
+    async def migrate_tenant(self, admin_token: str, tenant_id: str, to: str, batch_size: int = 64,
+                             hold: bool = False, pause_s: float = 0.0) -> dict:
+        """Re-embed the tenant's kept crops with pack `to` into a shadow index, then switch (unless `hold`)."""
+        s.MigrationStart(to=to, batch_size=batch_size, hold=hold, pause_s=pause_s)  # the HTTP bounds, for handle callers too
+        await self._admin(admin_token, "migrate_tenant")
+        return await self.tenants.migrate.remote(tenant_id, to, batch_size, hold, pause_s, principal=admin_principal())
+
+    @api_errors
+    async def migration_status(self, admin_token: str, tenant_id: str) -> dict:
+        await self._admin(admin_token, "migration_status")
+        return await self.tenants.migration.remote(tenant_id)
+
     @api_errors
     async def key_status(self, admin_token: str) -> dict:
         await self._admin(admin_token, "key_status")
@@ -206,13 +225,74 @@ class Ingress(face_routes.FaceRoutes, person_routes.PersonRoutes, admin_routes.A
         """One face of `image` becomes a reference face of the person, if it passes the quality gates."""
         tenant = await self._tenant(api_key)
         face, report = enrolment_face(await self._faces(image, None), face_index, tenant.settings.quality)
-        (vector,) = await self._embed([face])
-        return await self._call(tenant, "add_face", person_id, vector, face.score, report.score)
+        (vector,) = await self._embed([face], tenant)
+        crop = face.crop if tenant.settings.keep_enrolment_photos else None  # kept sealed with the face
+        return await self._call(tenant, "add_face", person_id, vector, face.score, report.score, crop)
 
     @api_errors
     async def delete_face(self, api_key: str, person_id: str, face_id: str) -> None:
         tenant = await self._tenant(api_key)
         await self._call(tenant, "delete_face", person_id, face_id)
+
+    # ---- corrections: "not this person", merge, move ------------------------------------------------------
+    @api_errors
+    async def reject(self, api_key: str, person_id: str, image: bytes | None = None, face_index: int | None = None,
+                     face_id: str | None = None, unknown_id: str | None = None) -> dict:
+        """"Not this person": a negative example of the person, from one of `image` (its face, or the one
+        `face_index` picks), `face_id` (an enrolled face of another person of this tenant) or `unknown_id` (an
+        anonymous id of the camera events: each of its kept samples). Sealed like a face; a later probe closer to
+        one of the person's rejections than to all of their faces does not match them. A `person_seen` event
+        keeps no face vector (only who and how similar), so a rejection cannot be made from one: use the
+        image, or the unknown's id."""
+        given = [name for name, value in (("image", image), ("face_id", face_id), ("unknown_id", unknown_id)) if value is not None]
+        if len(given) != 1:
+            raise errors.InvalidRequest("give exactly one of image, face_id or unknown_id")
+        tenant = await self._tenant(api_key)
+        if face_id is not None:
+            return await self._call(tenant, "reject_face", person_id, face_id)
+        if unknown_id is not None:
+            if self.streams is None:
+                raise errors.NotFound(f"unknown {unknown_id} not found")
+            vectors = await self.streams.take_unknown.remote(tenant.tenant_id, unknown_id)
+            return await self._call(tenant, "add_rejections", person_id, np.asarray(vectors, np.float32), "unknown")
+        faces = await self._faces(image, None)
+        if face_index is None and len(faces) > 1:
+            raise errors.MultipleFaces(f"the image holds {len(faces)} faces; pick one with face_index",
+                                       faces=[f.summary()["bbox"] for f in faces])
+        if face_index is not None and face_index >= len(faces):
+            raise errors.InvalidRequest(f"face_index {face_index} is out of range: {len(faces)} face(s) found")
+        # No quality gate: the look-alike was mistaken at whatever quality the camera or photo gave.
+        (vector,) = await self._embed([faces[face_index or 0]], tenant)
+        return await self._call(tenant, "add_rejections", person_id, vector[None], "image")
+
+    @api_errors
+    async def list_rejections(self, api_key: str, person_id: str) -> dict:
+        tenant = await self._tenant(api_key)
+        return await self._call(tenant, "list_rejections", person_id, retry_reads=True)
+
+    @api_errors
+    async def delete_rejection(self, api_key: str, person_id: str, rejection_id: str) -> None:
+        tenant = await self._tenant(api_key)
+        await self._call(tenant, "delete_rejection", person_id, rejection_id)
+
+    @api_errors
+    async def merge_persons(self, api_key: str, person_id: str, merged_person_id: str) -> dict:
+        """`merged_person_id` is the same human as `person_id`: their faces and rejections move to `person_id`,
+        their camera events name `person_id`, and `merged_person_id` is deleted (404 from then on)."""
+        tenant = await self._tenant(api_key)
+        merged = await self._call(tenant, "merge_persons", person_id, merged_person_id)
+        external_id = merged.pop("external_id", None)
+        merged["events_relinked"] = 0
+        if self.streams is not None:
+            merged["events_relinked"] = await self.streams.person_merged.remote(
+                tenant.tenant_id, merged_person_id, person_id, external_id)
+        return merged
+
+    @api_errors
+    async def move_face(self, api_key: str, person_id: str, face_id: str, to_person_id: str) -> dict:
+        """Face `face_id` was enrolled to the wrong person: it becomes `to_person_id`'s."""
+        tenant = await self._tenant(api_key)
+        return await self._call(tenant, "move_face", person_id, face_id, to_person_id)
 
     @api_errors
     async def search(self, api_key: str, image: bytes, threshold: float | None = None, top_k: int = 1,
@@ -220,7 +300,7 @@ class Ingress(face_routes.FaceRoutes, person_routes.PersonRoutes, admin_routes.A
         """Every face in the image, searched in one batched call against the tenant's gallery."""
         tenant = await self._tenant(api_key)
         faces = await self._faces(image, max_faces)
-        vectors = await self._embed(faces)
+        vectors = await self._embed(faces, tenant)
         threshold = await self._threshold(threshold, tenant)
         results = await self._call(tenant, "search", vectors, top_k, threshold,
                                                  tenant.settings.match_on, retry_reads=True)
@@ -262,27 +342,39 @@ class Ingress(face_routes.FaceRoutes, person_routes.PersonRoutes, admin_routes.A
     async def verify_person(self, api_key: str, image: bytes, person_id: str, threshold: float | None = None) -> dict:
         """The image's largest face against an enrolled person: their faces, or their centroid (tenant setting)."""
         tenant = await self._tenant(api_key)
-        (vector,) = await self._embed([largest(await self._faces(image, None))])
+        (vector,) = await self._embed([largest(await self._faces(image, None))], tenant)
         scores = await self._call(tenant, "verify_person", vector, person_id, retry_reads=True)
         if scores["faces"] == 0:
             raise errors.NotFound(f"person {person_id} has no enrolled faces")
         threshold = await self._threshold(threshold, tenant)
         key = "centroid_similarity" if tenant.settings.match_on == "centroid" else "best_face_similarity"
         similarity = scores[key]
-        return {"similarity": round(similarity, 6), "match": similarity >= threshold, "threshold": threshold,
-                "best_face_similarity": round(scores["best_face_similarity"], 6),
-                "centroid_similarity": round(scores["centroid_similarity"], 6)}
+        # The search's rule: a probe at least as close to one of the person's rejections does not match them.
+        rejection = scores.get("best_rejection_similarity")
+        rejected = rejection is not None and similarity <= rejection
+        return {"similarity": round(similarity, 6), "match": similarity >= threshold and not rejected,
+                "threshold": threshold, "best_face_similarity": round(scores["best_face_similarity"], 6),
+                "centroid_similarity": round(scores["centroid_similarity"], 6),
+                "best_rejection_similarity": None if rejection is None else round(rejection, 6), "rejected": rejected}
 
     # ================================================================================== internals
     async def _tenant(self, api_key: str) -> Tenant:
         tenant = await self.tenants.authenticate.remote(api_key, 1.0)
         metrics.current_tenant.set(tenant.tenant_id)
         metrics.current_principal.set(f"key:{parse_api_key(api_key)[0]}")
-        model = await self.model_info()
-        if tenant.model != model_id(model):
+        served = await self._served_models()
+        if tenant.model not in served:
             raise errors.ModelMismatch(
-                f"tenant is bound to model {tenant.model}; this deployment serves {model_id(model)}")
+                f"tenant is bound to model {tenant.model}; this deployment serves {', '.join(sorted(served))}")
         return tenant
+
+    async def _served_models(self) -> dict[str, tuple[DeploymentHandle, dict]]:
+        """{model id: (Embedder handle, its info)} of every pack this application serves."""
+        if self._served is None:
+            handles = list(self.embedders.values()) or [self.embedder]
+            infos = await asyncio.gather(*(h.info.remote() for h in handles))
+            self._served = {model_id(info): (handle, info) for handle, info in zip(handles, infos)}
+        return self._served
 
     async def _call(self, tenant: Tenant, method: str, *args, retry_reads: bool = False):
         """A tenant index call, audited under the API key that made it."""
@@ -296,6 +388,8 @@ class Ingress(face_routes.FaceRoutes, person_routes.PersonRoutes, admin_routes.A
             return tenant.settings.default_threshold
         if self.settings.verify_threshold is not None:
             return self.settings.verify_threshold
+        if tenant is not None:  # the default of the model the tenant is bound to
+            return float((await self._served_models())[tenant.model][1]["default_threshold"])
         return float((await self.model_info())["default_threshold"])
 
     async def _faces(self, image: bytes, max_faces: int | None, field: str = "image") -> list[DetectedFace]:
@@ -310,5 +404,7 @@ class Ingress(face_routes.FaceRoutes, person_routes.PersonRoutes, admin_routes.A
             raise errors.NoFace(f"no face found in {field}", field=field)
         return faces
 
-    async def _embed(self, faces: list[DetectedFace]) -> np.ndarray:
-        return await self.embedder.embed.remote(np.stack([f.crop for f in faces]))
+    async def _embed(self, faces: list[DetectedFace], tenant: Tenant | None = None) -> np.ndarray:
+        """Aligned crops → vectors of the tenant's model (of the default pack without a tenant)."""
+        embedder = (await self._served_models())[tenant.model][0] if tenant is not None else self.embedder
+        return await embedder.embed.remote(np.stack([f.crop for f in faces]))

@@ -43,7 +43,8 @@ def as_api_errors(method):
 
 @serve.deployment(max_ongoing_requests=128, ray_actor_options={"num_cpus": 0.1})
 class TenantRouter:
-    def __init__(self, settings: dict, keys: DeploymentHandle) -> None:
+    def __init__(self, settings: dict, keys: DeploymentHandle, embedders: dict[str, DeploymentHandle] | None = None) -> None:
+        """`embedders`: {pack name: Embedder handle}, what model migrations re-embed kept crops with."""
         cfg = Settings.model_validate(settings)
         self.service = TenantService(
             cfg.data_dir, keys,
@@ -51,6 +52,7 @@ class TenantRouter:
             idle_evict_s=cfg.tenancy.idle_evict_s,
             index_actor_options=cfg.tenancy.index_actor_options,
             index_options={"ann_min_faces": cfg.tenancy.ann_min_faces},
+            embedders=embedders,
         )
         self.retention_check_s = cfg.tenancy.retention_check_s
         self.rate_limiter = RateLimiter()
@@ -61,6 +63,7 @@ class TenantRouter:
             self._evictor = asyncio.get_running_loop().create_task(self._evict_forever())
             # Rotations a previous run left half done carry on (their progress is persisted).
             asyncio.get_running_loop().create_task(self.service.resume_rotations())
+            asyncio.get_running_loop().create_task(self.service.migrations.resume())  # so do model migrations
 
     async def _evict_forever(self) -> None:
         """Housekeeping: idle eviction every few seconds, retention every `retention_check_s`."""
@@ -151,6 +154,19 @@ class TenantRouter:
 
     async def rotations(self) -> dict:
         return self.service.rotations
+
+    @as_api_errors
+    async def migrate(self, tenant_id: str, pack: str, batch_size: int, hold: bool, pause_s: float = 0.0,
+                      principal: str = "admin") -> dict:
+        """Start (or release, `hold: false`) a model migration of the tenant onto `pack` (tenancy/migration.py)."""
+        self._ensure_evictor()
+        return await self.service.migrations.start(tenant_id, pack, batch_size=batch_size, hold=hold, pause_s=pause_s,
+                                                   principal=principal)
+
+    @as_api_errors
+    async def migration(self, tenant_id: str) -> dict:
+        self._ensure_evictor()  # a restarted router resumes migrations on its first call
+        return self.service.migrations.status(tenant_id)
 
     # ---- a tenant's faces ------------------------------------------------------------------------------------
     @as_api_errors

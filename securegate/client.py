@@ -48,6 +48,7 @@ from securegate.schemas import (
     EmbedResponse,
     Face,
     FaceEnrolled,
+    FaceMoved,
     FaceSummary,
     Health,
     ImportedItem,
@@ -56,11 +57,16 @@ from securegate.schemas import (
     KeyCache,
     KeyRotation,
     KeyStatus,
+    MigrationStatus,
     ModelInfo,
     PersonCreated,
     PersonPage,
+    PersonsMerged,
     PersonView,
     Readiness,
+    RejectionList,
+    RejectionsAdded,
+    RejectionView,
     RootKeyRotation,
     SearchedFace,
     SearchMatch,
@@ -75,11 +81,12 @@ __all__ = [
     # results: the response models of securegate/schemas.py, re-exported
     "Face", "ModelInfo", "EmbeddedFace", "EmbedResponse", "VerifyResponse", "SearchMatch", "SearchedFace",
     "SearchResponse", "FaceSummary", "PersonView", "PersonPage", "PersonCreated", "FaceEnrolled", "TenantCreated",
-    "TenantView", "ApiKeyCreated", "RootKeyRotation", "KeyRotation", "KeyCache", "KeyStatus", "AuditEvent",
-    "AuditPage", "Health", "Readiness", "ImportResponse", "ImportedItem", "ImportRefusal",
+    "TenantView", "ApiKeyCreated", "RootKeyRotation", "KeyRotation", "KeyCache", "KeyStatus", "MigrationStatus", "AuditEvent",
+    "AuditPage", "Health", "Readiness", "ImportResponse", "ImportedItem", "ImportRefusal", "RejectionsAdded",
+    "RejectionList", "RejectionView", "PersonsMerged", "FaceMoved",
     # errors
     "SecureGateError", "SecureGateConnectionError", "InvalidRequestError", "InvalidImageError",
-    "AuthenticationError", "PermissionDeniedError", "NotFoundError", "ConflictError", "PayloadTooLargeError",
+    "AuthenticationError", "PermissionDeniedError", "NotFoundError", "ConflictError", "SamePersonError", "NoKeptCropsError", "PayloadTooLargeError",
     "ImageTooLargeError", "UnprocessableError", "NoFaceError", "MultipleFacesError", "LowQualityError",
     "ModelMismatchError", "RateLimitedError", "ServerError", "CorruptRecordError", "ServiceUnavailableError",
 ]
@@ -129,6 +136,15 @@ class NotFoundError(SecureGateError):
 
 class ConflictError(SecureGateError):
     """409 `conflict`: e.g. a duplicate `external_id`."""
+
+
+class SamePersonError(ConflictError):
+    """409 `same_person`: a merge into the same person, a face moved to its own person, a person's own face
+    given as their rejection."""
+
+
+class NoKeptCropsError(ConflictError):
+    """409 `no_kept_crops`: a model migration refused; the message says why (no kept enrolment crops)."""
 
 
 class PayloadTooLargeError(SecureGateError):
@@ -193,6 +209,8 @@ _BY_CODE: dict[str, type[SecureGateError]] = {
     errors.NotFound.code: NotFoundError,
     errors.MethodNotAllowed.code: InvalidRequestError,
     errors.Conflict.code: ConflictError,
+    errors.SamePerson.code: SamePersonError,
+    errors.NoKeptCrops.code: NoKeptCropsError,
     errors.PayloadTooLarge.code: PayloadTooLargeError,
     errors.ImageTooLarge.code: ImageTooLargeError,
     errors.UriTooLong.code: InvalidRequestError,
@@ -355,6 +373,33 @@ class SecureGateClient:
     def delete_face(self, person_id: str, face_id: str) -> None:
         self._request("DELETE", f"/v1/persons/{_seg(person_id)}/faces/{_seg(face_id)}", auth=self.api_key)
 
+    # ---- corrections ----------------------------------------------------------------------------------------
+    def reject(self, person_id: str, image: ImageInput | None = None, face_index: int | None = None,
+               face_id: str | None = None, unknown_id: str | None = None) -> RejectionsAdded:
+        """"Not this person": one of `image` (its face, `face_index` for one of several), `face_id` (an enrolled
+        face of another person) or `unknown_id` (an anonymous id from camera events) becomes a negative example
+        of the person; a probe closer to it than to all of the person's faces no longer matches them."""
+        return self._request("POST", f"/v1/persons/{_seg(person_id)}/rejections", RejectionsAdded, auth=self.api_key,
+                             json=_drop_none(image=_b64(image) if image is not None else None, face_index=face_index,
+                                             face_id=face_id, unknown_id=unknown_id))
+
+    def list_rejections(self, person_id: str) -> RejectionList:
+        return self._request("GET", f"/v1/persons/{_seg(person_id)}/rejections", RejectionList, auth=self.api_key)
+
+    def delete_rejection(self, person_id: str, rejection_id: str) -> None:
+        self._request("DELETE", f"/v1/persons/{_seg(person_id)}/rejections/{_seg(rejection_id)}", auth=self.api_key)
+
+    def merge_persons(self, person_id: str, merged_person_id: str) -> PersonsMerged:
+        """`merged_person_id` is absorbed into `person_id` (faces, rejections and camera events move; the merged id
+        answers 404 afterwards)."""
+        return self._request("POST", f"/v1/persons/{_seg(person_id)}/merge", PersonsMerged, auth=self.api_key,
+                             json={"merged_person_id": merged_person_id})
+
+    def move_face(self, person_id: str, face_id: str, to_person_id: str) -> FaceMoved:
+        """A face enrolled to the wrong person becomes `to_person_id`'s."""
+        return self._request("POST", f"/v1/persons/{_seg(person_id)}/faces/{_seg(face_id)}/move", FaceMoved,
+                             auth=self.api_key, json={"to_person_id": to_person_id})
+
     def audit(self, since: int = 0, limit: int = 100) -> AuditPage:
         """The tenant's audit events after sequence number `since`, oldest first."""
         return self._request("GET", "/v1/audit", AuditPage, auth=self.api_key, params={"since": since, "limit": limit})
@@ -401,6 +446,17 @@ class SecureGateClient:
         """Starts (or reports, when one is running) a content-key rotation of the tenant; records are re-encrypted
         in the background (`state` running → done). See `key_status`."""
         return self._request("POST", f"/v1/tenants/{_seg(tenant_id)}/keys/rotate", KeyRotation, auth=self.admin_token)
+
+    def migrate_tenant(self, tenant_id: str, to: str, *, batch_size: int = 64, hold: bool = False,
+                       pause_s: float = 0.0) -> MigrationStatus:
+        """Starts a model migration of the tenant onto pack `to` (its kept crops re-embedded into a shadow index,
+        then an atomic switch; `hold` waits before the switch, call again with hold False to switch)."""
+        return self._request("POST", f"/v1/admin/tenants/{_seg(tenant_id)}/migrate", MigrationStatus,
+                             auth=self.admin_token, json={"to": to, "batch_size": batch_size, "hold": hold, "pause_s": pause_s})
+
+    def migration_status(self, tenant_id: str) -> MigrationStatus:
+        """The tenant's latest model migration: state, faces re-embedded of total, crops/s."""
+        return self._request("GET", f"/v1/admin/tenants/{_seg(tenant_id)}/migrate", MigrationStatus, auth=self.admin_token)
 
     def key_status(self) -> KeyStatus:
         """The provider, root key, each tenant's key versions and latest content-key rotation."""

@@ -49,6 +49,9 @@ Forbidden = _error("Forbidden", 403, "forbidden")
 NotFound = _error("NotFound", 404, "not_found")
 MethodNotAllowed = _error("MethodNotAllowed", 405, "method_not_allowed")
 Conflict = _error("Conflict", 409, "conflict")
+# A correction that names one person twice (merge into itself, a face moved to its own person, a person's own
+# face as their rejection): the request conflicts with the gallery as it stands.
+SamePerson = _error("SamePerson", 409, "same_person")
 PayloadTooLarge = _error("PayloadTooLarge", 413, "payload_too_large")
 UriTooLong = _error("UriTooLong", 414, "uri_too_long")
 ImageTooLarge = _error("ImageTooLarge", 413, "image_too_large")
@@ -57,6 +60,8 @@ MultipleFaces = _error("MultipleFaces", 422, "multiple_faces")
 LowQuality = _error("LowQuality", 422, "low_quality")
 ModelMismatch = _error("ModelMismatch", 422, "model_mismatch")
 RateLimited = _error("RateLimited", 429, "rate_limited")
+# A model migration refused: the tenant keeps no enrolment crops (or not for every face) to re-embed.
+NoKeptCrops = _error("NoKeptCrops", 409, "no_kept_crops")
 CorruptRecord = _error("CorruptRecord", 500, "corrupt_record")  # stored data failed authentication
 KmsUnavailable = _error("KmsUnavailable", 503, "kms_unavailable")
 ServiceUnavailable = _error("ServiceUnavailable", 503, "unavailable")  # retry: a dependency is restarting

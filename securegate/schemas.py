@@ -117,6 +117,9 @@ class VerifyResponse(BaseModel):
     threshold: float
     best_face_similarity: float | None = Field(None, description="person form: best over the person's faces")
     centroid_similarity: float | None = Field(None, description="person form: to the person's centroid")
+    best_rejection_similarity: float | None = Field(None, description="person form: best over the person's rejections")
+    rejected: bool = Field(False, description="person form: the probe is at least as close to a rejection of the "
+                                              "person as to the person (then no match, whatever the threshold)")
 
     def __bool__(self) -> bool:  # the typed client's `if sg.verify(a, b):`
         return self.match
@@ -144,7 +147,7 @@ class ApiKeyCreated(BaseModel):
 # ---- admin keys (admin) --------------------------------------------------------------------------------------
 # What an admin key may do (tenancy/admin_keys.py; deployments/admin_keys.py maps each admin endpoint to one).
 AdminScope = Literal["tenants:read", "tenants:write", "keys:read", "keys:rotate", "audit:read",
-                     "admin-keys:read", "admin-keys:write"]
+                     "admin-keys:read", "admin-keys:write", "models:migrate"]
 ADMIN_KEY_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"  # safe in a URL path and in the key's `sgadmin_<name>_<secret>`
 
 
@@ -227,6 +230,62 @@ class FaceEnrolled(BaseModel):
     quality: float
 
 
+# ---- corrections: rejections, merge, move ---------------------------------------------------------------------
+class RejectionCreate(Body):
+    """"Not this person": exactly one of `image` (its face; `face_index` picks one of several), `face_id` (an
+    enrolled face of another person of this tenant) or `unknown_id` (an anonymous id from the camera events)."""
+
+    image: str | None = Field(None, description=IMAGE)
+    face_index: int | None = Field(None, ge=0, le=1000, description="which face of `image` (largest first)")
+    face_id: str | None = Field(None, min_length=1, max_length=64)
+    unknown_id: str | None = Field(None, min_length=1, max_length=64)
+
+    @model_validator(mode="after")
+    def one_source(self):
+        if sum(v is not None for v in (self.image, self.face_id, self.unknown_id)) != 1:
+            raise ValueError("give exactly one of image, face_id or unknown_id")
+        if self.face_index is not None and self.image is None:
+            raise ValueError("face_index goes with image")
+        return self
+
+
+class RejectionsAdded(BaseModel):
+    person_id: str
+    rejection_ids: list[str] = Field(..., description="one per vector stored (an unknown gives one per kept sample)")
+
+
+class RejectionView(BaseModel):
+    rejection_id: str
+    source: str = Field(..., description="image, face or unknown")
+    created_at: float
+
+
+class RejectionList(BaseModel):
+    person_id: str
+    rejections: list[RejectionView]
+
+
+class PersonMerge(Body):
+    merged_person_id: str = Field(..., min_length=1, max_length=64, description="the person absorbed (deleted after)")
+
+
+class PersonsMerged(BaseModel):
+    person_id: str = Field(..., description="the surviving person")
+    merged_person_id: str = Field(..., description="the absorbed person: answers 404 from now on")
+    faces_moved: int
+    rejections_moved: int
+    events_relinked: int = Field(0, description="camera events of the merged person now naming the surviving one")
+
+
+class FaceMove(Body):
+    to_person_id: str = Field(..., min_length=1, max_length=64)
+
+
+class FaceMoved(BaseModel):
+    face_id: str
+    person_id: str = Field(..., description="the face's person now")
+
+
 # ---- bulk import ----------------------------------------------------------------------------------------------
 IMPORT_MAX_ITEMS = 64  # photos per call; the body limit (limits.max_body_bytes) bounds their bytes
 
@@ -298,6 +357,7 @@ class AuditEvent(BaseModel):
     action: str = Field(..., examples=["face.enrol"])
     outcome: str = Field(..., description="ok, or the error code")
     counts: dict[str, float]
+    ids: dict[str, str] = Field(default_factory=dict, description="corrections: the person, face ids they touched")
 
 
 class AuditPage(BaseModel):
@@ -361,6 +421,33 @@ class KeyStatus(BaseModel):
     tenants: dict[str, dict[str, Any]]
     rotations: dict[str, KeyRotation]
     cache: KeyCache = Field(..., description="the unwrapped-key cache of the key service")
+
+
+class MigrationStart(Body):
+    """A tenant's gallery re-embedded with another served pack from its kept crops (tenancy/migration.py)."""
+
+    to: str = Field(..., min_length=1, max_length=32, description="a pack name: `default` or one of settings `packs`")
+    batch_size: int = Field(64, ge=1, le=1024, description="crops re-embedded per step (one commit each)")
+    hold: bool = Field(False, description="build the shadow index, then wait: POST again with hold false to switch")
+    pause_s: float = Field(0.0, ge=0, le=60, description="pause between batches, leaving the CPU to live traffic")
+
+
+class MigrationStatus(BaseModel):
+    tenant_id: str
+    pack: str
+    from_model: str
+    to_model: str
+    dim: int
+    state: str = Field(..., description="running, ready (shadow complete, held before the switch), done or failed")
+    hold: bool
+    batch_size: int
+    done: int | None = Field(None, description="faces with a vector of the new model")
+    total: int | None = Field(None, description="faces of the tenant")
+    crops_per_s: float | None = Field(None, description="re-embedding rate, pauses excluded")
+    pause_s: float = 0.0
+    error: str | None = None
+    started_at: float
+    updated_at: float
 
 
 class Health(BaseModel):

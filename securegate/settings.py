@@ -8,10 +8,11 @@ not settings.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Strict(BaseModel):
@@ -86,8 +87,15 @@ def default_data_dir() -> str:
     return os.environ.get("SECUREGATE_DATA_DIR") or str(Path("~/.securegate").expanduser())
 
 
+DEFAULT_PACK = "default"  # the name of the pack `models` names: new tenants are bound to it
+PACK_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"  # also a Serve deployment name suffix: Embedder-<name>
+
+
 class Settings(Strict):
     models: str | None = Field(None, description="model pack directory; None = $SECUREGATE_MODELS, then antelopev2")
+    packs: dict[str, str] = Field(default_factory=dict, description="further model packs served beside `models`, by "
+                                  "name: {name: directory or InsightFace pack name}; each has its own Embedder "
+                                  "deployment (Embedder-<name>); `securegate migrate --to NAME` moves a tenant onto one")
     data_dir: str = Field(default_factory=default_data_dir)
     verify_threshold: float | None = Field(None, ge=-1, le=1, description="None = the model pack's default")
     limits: Limits = Field(default_factory=Limits)
@@ -96,6 +104,22 @@ class Settings(Strict):
     keys: KeySettings = Field(default_factory=KeySettings)
     tenancy: TenancySettings = Field(default_factory=TenancySettings)
     streams: StreamSettings = Field(default_factory=StreamSettings)
+
+    @field_validator("packs")
+    @classmethod
+    def _pack_names(cls, packs: dict[str, str]) -> dict[str, str]:
+        for name in packs:
+            if name == DEFAULT_PACK or not re.fullmatch(PACK_NAME_PATTERN, name):
+                raise ValueError(f"pack name {name!r} must match {PACK_NAME_PATTERN} and not be {DEFAULT_PACK!r}")
+        return packs
+
+    def pack_source(self, name: str) -> str | None:
+        """Where the pack named `name` comes from (None: the default resolution of `models`)."""
+        if name == DEFAULT_PACK:
+            return self.models
+        if name not in self.packs:
+            raise ValueError(f"no model pack named {name!r}; served: {[DEFAULT_PACK, *self.packs]}")
+        return self.packs[name]
 
     @classmethod
     def from_args(cls, args: dict[str, Any] | None = None) -> "Settings":

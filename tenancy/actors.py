@@ -40,7 +40,7 @@ from tenancy.audit import AuditRecord
 from tenancy.chain import CheckpointPolicy
 from tenancy.index import FaceIndex
 from tenancy.personal import PersonKeys
-from tenancy.store import NotFound, TenantStore, shard_of
+from tenancy.store import NotFound, SamePerson, TenantStore, shard_of
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +140,7 @@ class TenantShard:
         person_keys = PersonKeys(self._data_key)
         try:
             loaded = store.load_all(ciphers.get, (self.shard, self.shards) if self.shards > 1 else None)
+            rejections = store.load_rejections(ciphers.get)  # all of them, on every shard (tenancy/index.py)
             if self.primary:  # persons written in clear before schema v3 are sealed now, by the file's one writer
                 sealed = store.seal_legacy_persons(person_keys)
                 if sealed:
@@ -154,6 +155,7 @@ class TenantShard:
             ciphers.clear()  # key material is not kept beyond activation
             person_keys.clear()
         self.index = FaceIndex.build(loaded.face_ids, loaded.person_ids, loaded.vectors.reshape(-1, self.dim), **self._index_options)
+        self.index.add_rejections(rejections.face_ids, rejections.person_ids, rejections.vectors)
         self.external_ids = external_ids
         if not self.primary:
             store.close()  # one writer per file: a shard only reads it, at activation and reconciliation
@@ -214,7 +216,8 @@ class TenantShard:
             return {"reloaded": True}
         with TenantStore.open(self._path, self.tenant_id, self.model, self.dim) as store:
             stored = store.face_ids((self.shard, self.shards))
-        if stored == self.index.face_id_set():
+            rejections = store.rejection_ids()
+        if stored == self.index.face_id_set() and rejections == self.index.rejection_id_set():
             return {"reloaded": False}
         log.warning("tenant %s shard %d out of step with the file: reloading", self.tenant_id, self.shard)
         self.close()
@@ -273,9 +276,41 @@ class TenantShard:
         if self.index is None:
             return
         self.index.remove(face_ids)
+        self.index.remove_rejections(persons=forget_persons)
         for person_id in forget_persons:
             self.external_ids.pop(person_id, None)
         self._report_memory()
+
+    def index_add_rejections(self, rejection_ids: list[str], person_ids: list[str], vectors: np.ndarray) -> None:
+        """Shard side of a new rejection (every shard holds all of them; idempotent; ignored while inactive)."""
+        if self.index is not None:
+            self.index.add_rejections(rejection_ids, person_ids, vectors)
+
+    def index_remove_rejections(self, rejection_ids: list[str]) -> None:
+        if self.index is not None:
+            self.index.remove_rejections(rejection_ids)
+
+    def index_reassign(self, face_ids: list[str], person_id: str, external_id: str | None,
+                       merged_person_id: str | None = None) -> None:
+        """Shard side of a merge or a moved face: faces held here (others ignored) now belong to `person_id`; on
+        a merge the merged person's rejections move too and the merged person is forgotten."""
+        if self.index is None:
+            return
+        self.index.reassign(face_ids, person_id)
+        self.external_ids[person_id] = external_id
+        if merged_person_id is not None:
+            self.index.reassign_rejections(merged_person_id, person_id)
+            self.external_ids.pop(merged_person_id, None)
+
+    def face_vector(self, face_id: str) -> np.ndarray | None:
+        """Shard side: the (unit) vector of a face indexed here, or None."""
+        self._touch()
+        return self.index.vector_of(face_id)
+
+    def _forward_all(self, method: str, *args) -> None:
+        """An index change every shard applies (rejections, merges): forwarded to shards 1..n-1 in turn."""
+        for k in range(1, self.shards):
+            self._forward(k, method, *args)
 
     def _require_primary(self, what: str) -> None:
         if not self.primary:
@@ -321,12 +356,14 @@ class TenantShard:
         self._require_primary("delete_person")
         self._touch()
         face_ids = self._audited(principal, "person.delete", lambda audit: self.store.delete_person(person_id, audit=audit))
+        self.index.remove_rejections(persons=[person_id])  # the file's went by cascade; shards: forget_person
         self._apply_remove(face_ids, forget_person=person_id if self.shards > 1 else None)
         self.external_ids.pop(person_id, None)
 
     # ---- faces --------------------------------------------------------------------------------------------
-    def add_face(self, person_id: str, embedding: np.ndarray, det_score: float, quality: float, *,
-                 principal: str = "internal") -> dict:
+    def add_face(self, person_id: str, embedding: np.ndarray, det_score: float, quality: float,
+                 crop: np.ndarray | None = None, *, principal: str = "internal") -> dict:
+        """`crop`: the aligned face, kept sealed beside the vector when the tenant keeps enrolment photos."""
         self._require_primary("add_face")
         self._touch()
         vector = np.asarray(embedding, np.float32).reshape(1, -1)
@@ -334,7 +371,8 @@ class TenantShard:
             raise ValueError(f"embedding has {vector.shape[1]} dims, tenant model has {self.dim}")
         cipher = self._data_key(None).cipher()
         record = self._audited(principal, "face.enrol",
-                               lambda audit: self.store.add_face(person_id, vector[0], cipher, det_score, quality, audit=audit))
+                               lambda audit: self.store.add_face(person_id, vector[0], cipher, det_score, quality,
+                                                                 audit=audit, crop=crop))
         del cipher
         self._apply_add(record.face_id, person_id, vector)
         self._report_memory()
@@ -390,8 +428,90 @@ class TenantShard:
         if expired:
             self._audited("retention", "face.expire", lambda audit: self.store.delete_faces(expired, audit=audit))
         self._apply_remove(expired)
+        # Rejections are another person's face vectors: they expire with the same retention period.
+        rejections = self.store.rejections_created_before(cutoff)
+        if rejections:
+            self._audited("retention", "rejection.expire", lambda audit: self.store.delete_rejections(rejections, audit=audit))
+            self.index.remove_rejections(rejections)
+            self._forward_all("index_remove_rejections", rejections)
         self._report_memory()
         return expired
+
+    # ---- corrections: rejections, merge, move ----------------------------------------------------------------
+    def add_rejections(self, person_id: str, vectors: np.ndarray, source: str = "image", *,
+                       principal: str = "internal") -> dict:
+        """"Not this person": each vector becomes a sealed negative example of the person; a later probe closer
+        to one of them than to every face of the person does not match the person (tenancy/index.py)."""
+        self._require_primary("add_rejections")
+        self._touch()
+        vectors = np.asarray(vectors, np.float32).reshape(-1, self.dim)
+        if not len(vectors):
+            raise ValueError("no vector to store as a rejection")
+        cipher = self._data_key(None).cipher()
+        ids = self._audited(principal, "person.reject",
+                            lambda audit: self.store.add_rejections(person_id, vectors, cipher, source, audit=audit))
+        del cipher
+        self.index.add_rejections(ids, [person_id] * len(ids), vectors)
+        self._forward_all("index_add_rejections", ids, [person_id] * len(ids), vectors)
+        self._report_memory()
+        return {"person_id": person_id, "rejection_ids": ids}
+
+    def reject_face(self, person_id: str, face_id: str, *, principal: str = "internal") -> dict:
+        """A rejection from an enrolled face of another person of this tenant (its vector, read from the index
+        of the shard holding it; never leaves the actors)."""
+        self._require_primary("reject_face")
+        self._touch()
+        owner = self.store.face_owner(face_id)
+        if owner is None:
+            raise NotFound(f"face {face_id} not found")
+        if owner == person_id:
+            raise SamePerson(f"face {face_id} is one of person {person_id}'s own faces")
+        k = shard_of(face_id, self.shards)
+        vector = self.index.vector_of(face_id) if k == self.shard else self._forward(k, "face_vector", face_id)
+        if vector is None:
+            raise NotFound(f"face {face_id} not found")
+        return self.add_rejections(person_id, vector, "face", principal=principal)
+
+    def list_rejections(self, person_id: str) -> dict:
+        self._require_primary("list_rejections")
+        self._touch()
+        if not self.store.has_person(person_id):
+            raise NotFound(f"person {person_id} not found")
+        return {"person_id": person_id, "rejections": self.store.rejections_of(person_id)}
+
+    def delete_rejection(self, person_id: str, rejection_id: str, *, principal: str = "internal") -> None:
+        self._require_primary("delete_rejection")
+        self._touch()
+        self._audited(principal, "rejection.delete",
+                      lambda audit: self.store.delete_rejection(person_id, rejection_id, audit=audit))
+        self.index.remove_rejections([rejection_id])
+        self._forward_all("index_remove_rejections", [rejection_id])
+
+    def merge_persons(self, person_id: str, merged_person_id: str, *, principal: str = "internal") -> dict:
+        """`merged_person_id` becomes `person_id`: faces and rejections move in one audited transaction (the
+        entry names the principal and both ids), the merged person is deleted (its id answers 404 after)."""
+        self._require_primary("merge_persons")
+        self._touch()
+        moved = self._audited(principal, "person.merge",
+                              lambda audit: self.store.merge_persons(person_id, merged_person_id, audit=audit))
+        self.index.reassign(moved["face_ids"], person_id)
+        self.index.reassign_rejections(merged_person_id, person_id)
+        self.external_ids.pop(merged_person_id, None)
+        self._forward_all("index_reassign", moved["face_ids"], person_id, self.external_ids.get(person_id), merged_person_id)
+        return {"person_id": person_id, "merged_person_id": merged_person_id, "faces_moved": len(moved["face_ids"]),
+                "rejections_moved": moved["rejections"], "external_id": self.external_ids.get(person_id)}
+
+    def move_face(self, person_id: str, face_id: str, to_person_id: str, *, principal: str = "internal") -> dict:
+        self._require_primary("move_face")
+        self._touch()
+        self._audited(principal, "face.move",
+                      lambda audit: self.store.move_face(person_id, face_id, to_person_id, audit=audit))
+        k = shard_of(face_id, self.shards)
+        if k == self.shard:
+            self.index.reassign([face_id], to_person_id)
+        else:
+            self._forward(k, "index_reassign", [face_id], to_person_id, self.external_ids.get(to_person_id))
+        return {"face_id": face_id, "person_id": to_person_id}
 
     # ---- search -------------------------------------------------------------------------------------------
     def search(self, vectors: np.ndarray, top_k: int, threshold: float, match_on: str = "faces") -> list[list[dict]]:
@@ -437,6 +557,7 @@ class TenantShard:
             "faces": int(len(faces)),
             "best_face_similarity": float(np.max(faces @ probe)) if len(faces) else None,
             "centroid_similarity": float(centroid @ probe) if centroid is not None else None,
+            "best_rejection_similarity": self.index.rejection_similarity(person_id, probe),
         }
 
     def verify_partial(self, vector: np.ndarray, person_id: str) -> dict:
@@ -449,7 +570,9 @@ class TenantShard:
         faces = self.index.person_vectors(person_id)
         return {"faces": int(len(faces)),
                 "best_face_similarity": float(np.max(faces @ probe)) if len(faces) else None,
-                "sum": faces.sum(axis=0, dtype=np.float64) if len(faces) else None}
+                "sum": faces.sum(axis=0, dtype=np.float64) if len(faces) else None,
+                # every shard holds all rejections: the caller takes the primary's
+                "best_rejection_similarity": self.index.rejection_similarity(person_id, probe)}
 
     def _match(self, person_id: str, face_id: str | None, similarity: float) -> dict:
         return format_match(person_id, self.external_ids.get(person_id), face_id, similarity)
@@ -468,16 +591,73 @@ class TenantShard:
         next(self.store.reencrypt_persons(person_keys, batch_size), None)
         person_keys.clear()
         persons = self.store.person_key_versions()
+        kept = self.store.reencrypt_kept(ciphers.get, current, batch_size)  # kept crops and shadow vectors
         steps = self.store.reencrypt(ciphers.get, current, batch_size, audit=AuditRecord(principal, "key.reencrypt"))
         next(steps, None)
         self._checkpoint_audit()
         versions = self.store.key_versions_in_use()
-        remaining = sum(n for version, n in [*versions.items(), *persons.items()] if version != current.key_version)
+        remaining = kept + sum(n for version, n in [*versions.items(), *persons.items()] if version != current.key_version)
         if remaining == 0:
             next(steps, None)  # lets the store finish: it truncates the WAL that held the old records
         ciphers.clear()
         return {"version": current.key_version, "remaining": remaining,
                 "total": sum(versions.values()) + sum(persons.values())}
+
+    # ---- model migration (tenancy/migration.py) -------------------------------------------------------------
+    def migration_state(self, model: str) -> dict:
+        """Faces, kept crops and shadow vectors for `model` (nothing decrypted); `bound`: the file's model."""
+        self._require_primary("migration_state")
+        self._touch()
+        _, missing, no_crop = self.store.shadow_missing(model, 0)
+        return {**self.store.crop_counts(), "shadow": self.store.shadow_count(model), "missing": missing,
+                "missing_without_crop": no_crop, "rejections": self.store.rejection_count(), "bound": self.store.model}
+
+    def migration_crops(self, model: str, limit: int) -> dict:
+        """The next `limit` faces lacking a shadow vector for `model`, with their decrypted crops (in memory
+        only, for the target Embedder); `missing`: faces still lacking one, `missing_without_crop`: of those,
+        faces that have no kept crop (the migration cannot finish while there are any)."""
+        self._require_primary("migration_crops")
+        self._touch()
+        face_ids, missing, no_crop = self.store.shadow_missing(model, limit)
+        ciphers = CipherCache(self._data_key)
+        try:
+            crops = self.store.load_crops(face_ids, ciphers.get)
+        finally:
+            ciphers.clear()
+        face_ids = [f for f in face_ids if f in crops]
+        return {"face_ids": face_ids, "crops": np.stack([crops[f] for f in face_ids]) if face_ids else None,
+                "missing": missing, "missing_without_crop": no_crop}
+
+    def migration_store(self, model: str, dim: int, face_ids: list[str], vectors: np.ndarray) -> int:
+        """Seal the target model's vectors into the shadow table (durable); faces deleted meanwhile are skipped."""
+        self._require_primary("migration_store")
+        self._touch()
+        cipher = self._data_key(None).cipher()
+        try:
+            return self.store.add_shadow(model, dim, face_ids, vectors, cipher)
+        finally:
+            del cipher
+
+    def migration_switch(self, model: str, dim: int, *, principal: str = "migration") -> int | None:
+        """The switch, atomically in the file (faces take their shadow vectors, the binding changes), then this
+        actor adopts the new model and reloads its index from the file. None: some face still lacks a shadow
+        vector (enrolled since the last batch); nothing changed, the caller catches up and tries again."""
+        self._require_primary("migration_switch")
+        self._touch()
+        switched = self.store.switch_model(model, dim, audit=AuditRecord(principal, "model.switch"))
+        if switched is None:
+            return None
+        self._checkpoint_audit()
+        self.model, self.dim = model, dim
+        self.index = None
+        self.activate()  # the index reloads: the new model's vectors, decrypted from the file
+        return switched
+
+    def migration_abandon(self) -> None:
+        """A migration started again towards another target: the old shadow goes."""
+        self._require_primary("migration_abandon")
+        self._touch()
+        self.store.clear_shadow()
 
     # ---- lifecycle ----------------------------------------------------------------------------------------
     def info(self) -> dict:
@@ -486,7 +666,8 @@ class TenantShard:
                 "memory_bytes": self.index.memory_bytes(), "activation_s": round(self.activation_s, 4),
                 "idle_s": round(time.monotonic() - self.last_used, 3),
                 "key_versions": self.store.key_versions_in_use() if self.store is not None else {},
-                "tier": self.index.tier, "placement": placement(), "shard": self.shard, "shards": self.shards}
+                "tier": self.index.tier, "placement": placement(), "shard": self.shard, "shards": self.shards,
+                "rejections": self.index.rejections}
 
     def pid(self) -> int:
         return os.getpid()

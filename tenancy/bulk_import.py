@@ -111,7 +111,8 @@ def import_faces(store, person_keys, tags: PhotoTags, cipher: RecordCipher, item
             results.append({"status": "skipped", "person_id": person.person_id, "face_id": face_id, "created_person": False})
             continue
         vector = np.asarray(item["vector"], np.float32).reshape(-1)
-        record = store.add_face(person.person_id, vector, cipher, item["det_score"], item["quality"])
+        # `crop`: the aligned face, present when the tenant keeps enrolment photos (stored sealed with the face).
+        record = store.add_face(person.person_id, vector, cipher, item["det_score"], item["quality"], crop=item.get("crop"))
         version, tag = tags.tag(person.person_id, item["digest"])
         store.record_import(person.person_id, record.face_id, tag, version)
         if version not in versions:

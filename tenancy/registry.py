@@ -89,6 +89,13 @@ class TenantRegistry:
             self._db.execute("UPDATE tenants SET settings=? WHERE tenant_id=?", (settings.model_dump_json(), tenant_id))
         return self.get(tenant_id)
 
+    def set_model(self, tenant_id: str, model: str, dim: int) -> Tenant:
+        """The tenant's model binding: changed only by a model migration's switch (tenancy/migration.py)."""
+        with self._lock, self._db:
+            self.get(tenant_id)
+            self._db.execute("UPDATE tenants SET model=?, dim=? WHERE tenant_id=?", (model, dim, tenant_id))
+        return self.get(tenant_id)
+
     def delete(self, tenant_id: str) -> None:
         with self._lock:
             self.get(tenant_id)

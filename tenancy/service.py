@@ -36,6 +36,7 @@ from tenancy.actors import (NAMESPACE, KeyServiceAuditMac, KeyServiceDataKeys, T
                             format_match, tenant_db_path)
 from tenancy.audit import OrgAudit, org_audit_path
 from tenancy.index import merge_search
+from tenancy.migration import Migrations, ModelSwitched
 from tenancy.rotation import DONE, FAILED, RotationLog, rotations_path
 from tenancy.admin_keys import AdminKey
 from tenancy.registry import TenantRegistry, load_or_create_admin_token
@@ -45,7 +46,8 @@ log = logging.getLogger(__name__)
 
 
 # Index actor writes: each takes the principal and chains its audit entry in the write's own transaction.
-AUDITED_WRITES = {"create_person", "delete_person", "add_face", "delete_face", "import_faces"}
+AUDITED_WRITES = {"create_person", "delete_person", "add_face", "delete_face", "import_faces",
+                  "add_rejections", "reject_face", "delete_rejection", "merge_persons", "move_face"}
 # Index actor reads that reveal faces, and the audit action each is recorded as (after the read).
 AUDITED_READS = {"search": "search", "verify_person": "verify"}
 
@@ -57,6 +59,11 @@ def audit_counts(method: str, result) -> dict:
     if method in ("add_face", "verify_person"):
         return {"faces": 1}
     return {}
+
+
+# Index actor calls that carry vectors of the tenant's model: refused when the binding changed under them
+# (a model migration's switch, tenancy/migration.py).
+MODEL_BOUND = {"search", "add_face", "import_faces", "verify_person"}
 
 
 # How long a tenant's activation may take before callers get a 503 (1M faces activate in ~20 s).
@@ -112,7 +119,8 @@ READ_RETRY_S = 15.0
 
 class TenantService:
     def __init__(self, data_dir: str, keys, *, admin_token: str | None = None, idle_evict_s: float = 900.0,
-                 index_actor_options: dict[str, Any] | None = None, index_options: dict[str, Any] | None = None) -> None:
+                 index_actor_options: dict[str, Any] | None = None, index_options: dict[str, Any] | None = None,
+                 embedders: dict[str, Any] | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.keys = keys
         self.registry = TenantRegistry(self.data_dir / "registry.db")
@@ -128,6 +136,8 @@ class TenantService:
         self.org_audit = OrgAudit(org_audit_path(self.data_dir))
         self.rotation_log = RotationLog(rotations_path(self.data_dir))  # survives restarts: resume_rotations
         self._rotation_tasks: dict[str, asyncio.Task] = {}
+        # Model migrations ({pack name: Embedder handle} of the packs served; resumed like rotations).
+        self.migrations = Migrations(self, embedders or {})
 
     # ---- credentials ---------------------------------------------------------------------------------------
     def check_admin(self, token: str, scope: str) -> AdminKey:
@@ -275,6 +285,7 @@ class TenantService:
         shutil.rmtree(tenant_db_path(self.data_dir, tenant_id).parent, ignore_errors=True)
         self.registry.delete(tenant_id)
         self.rotation_log.forget(tenant_id)
+        self.migrations.forget(tenant_id)
         receipt = {"tenant_id": tenant_id, "deleted_at": time.time(), **destroyed,
                    "key_ids": [f"tek:{tenant_id}"] + [f"cek:{tenant_id}:embeddings:v{v}" for v in versions]}
         seq = await self.org_record(principal, "tenant.erase", details=receipt, force_checkpoint=True)
@@ -387,6 +398,10 @@ class TenantService:
         return self._actors[tenant.tenant_id]
 
     def _spawn(self, tenant: Tenant, shard: int, shards: int):
+        try:  # the binding as it stands (a caller's Tenant may predate a model switch)
+            tenant = self.registry.get(tenant.tenant_id)
+        except Exception:
+            pass
         return TenantShardActor.options(
             name=actor_name(tenant.tenant_id, shard), namespace=NAMESPACE, get_if_exists=True, **self.actor_options
         ).remote(tenant.tenant_id, str(self.data_dir), tenant.model, tenant.dim,
@@ -417,6 +432,25 @@ class TenantService:
         `stream:<id>`) when it changes or reveals faces. Reads may be
         retried once after an actor crash (Ray restarts it and it reactivates from the file); writes are
         not: the caller never got an ack."""
+        if method in MODEL_BOUND:
+            return await self._model_bound_call(tenant, method, *args, retry_reads=retry_reads, principal=principal)
+        return await self._audited_call(tenant, method, *args, retry_reads=retry_reads, principal=principal)
+
+    async def _model_bound_call(self, tenant: Tenant, method: str, *args, retry_reads: bool, principal: str):
+        """Vectors embedded with the model the caller's `tenant` names: refused when the tenant is (being)
+        switched to another model, before the call or, for reads, while it ran (tenancy/migration.py). The check
+        and the submission to the actor happen in one step of this event loop, and the switch is flagged before
+        it is submitted, so a write with old-model vectors never reaches the actor after the switch."""
+        tenant_id = tenant.tenant_id
+        epoch = self.migrations.epochs.get(tenant_id, 0)
+        if tenant_id in self.migrations.switching or self.registry.get(tenant_id).model != tenant.model:
+            raise ModelSwitched(f"tenant {tenant_id} is switching to another model; retry")
+        result = await self._audited_call(tenant, method, *args, retry_reads=retry_reads, principal=principal)
+        if method not in AUDITED_WRITES and self.migrations.epochs.get(tenant_id, 0) != epoch:
+            raise ModelSwitched(f"tenant {tenant_id} switched to another model during {method}; retry")
+        return result
+
+    async def _audited_call(self, tenant: Tenant, method: str, *args, retry_reads: bool, principal: str):
         if method in AUDITED_WRITES:  # the actor chains the entry in the write's transaction
             return await self._call(tenant, method, *args, retry_reads=retry_reads, principal=principal)
         outcome, result = "error", None
@@ -479,7 +513,8 @@ class TenantService:
             if norm > 0:
                 centroid_similarity = float((total / norm).astype(np.float32) @ probe)
         return {"faces": faces, "best_face_similarity": max(bests) if bests else None,
-                "centroid_similarity": centroid_similarity}
+                "centroid_similarity": centroid_similarity,
+                "best_rejection_similarity": partials[0]["best_rejection_similarity"]}  # all rejections on every shard
 
     async def _info(self, shard_set: ShardSet) -> dict:
         infos = await asyncio.gather(*(h.info.remote() for h in shard_set.handles))

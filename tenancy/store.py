@@ -51,6 +51,11 @@ log = logging.getLogger(__name__)
 # Embeddings are stored little-endian regardless of host so a file moves between machines.
 VECTOR_DTYPE = np.dtype("<f4")
 _AAD_DOMAIN = b"securegate.tenancy.face.v1"
+# Rejections ("not this person" negative examples) are embeddings too, sealed the same way under their own
+# domain: a rejection row copied into the faces table (or the reverse) fails authentication.
+_REJECTION_AAD_DOMAIN = b"securegate.tenancy.rejection.v1"
+# Kept enrolment crops (aligned 112x112 faces) under their own domain: a crop is never mistaken for a vector.
+_CROP_AAD_DOMAIN = b"securegate.tenancy.crop.v1"
 _MMAP_BYTES = 1 << 34
 
 
@@ -101,6 +106,13 @@ class CorruptPerson(StoreError):
 
     def api_details(self) -> dict:
         return {"person_id": self.person_id}
+
+
+class SamePerson(StoreError, ValueError):
+    """A correction that names one person twice: a merge into itself, a face moved to its own person, a
+    person's own face given as a rejection of that person."""
+
+    api_error = errors.SamePerson
 
 
 class CorruptRecord(StoreError):
@@ -167,6 +179,29 @@ def record_aad(tenant_id: str, face_id: str, model: str) -> bytes:
         out += struct.pack(">I", len(encoded))
         out += encoded
     return bytes(out)
+
+
+def record_aad_domain(domain: bytes, *fields: str) -> bytes:
+    """Associated data of a sealed record of another kind than a face vector (a kept crop): its own domain,
+    then each field length-prefixed, as record_aad."""
+    out = bytearray(domain)
+    for field in fields:
+        encoded = field.encode("utf-8")
+        out += struct.pack(">I", len(encoded)) + encoded
+    return bytes(out)
+
+
+def encode_crop(crop: np.ndarray) -> bytes:
+    """An aligned face crop (H, W, 3 uint8) as bytes: height, width (uint16 big-endian) then the pixels."""
+    crop = np.ascontiguousarray(crop, dtype=np.uint8)
+    if crop.ndim != 3 or crop.shape[2] != 3:
+        raise ValueError(f"a crop is H x W x 3, got {crop.shape}")
+    return struct.pack(">HH", crop.shape[0], crop.shape[1]) + crop.tobytes()
+
+
+def decode_crop(data: bytes) -> np.ndarray:
+    height, width = struct.unpack(">HH", data[:4])
+    return np.frombuffer(data[4:], np.uint8).reshape(height, width, 3).copy()
 
 
 def _migrate_v1(conn: apsw.Connection) -> None:
@@ -238,7 +273,57 @@ def _migrate_v4(conn: apsw.Connection) -> None:
     conn.execute(bulk_import.PHOTO_TABLE)
 
 
-MIGRATIONS: tuple[Callable[[apsw.Connection], None], ...] = (_migrate_v1, _migrate_v2, _migrate_v3, _migrate_v4)
+def _migrate_v5(conn: apsw.Connection) -> None:
+    # Rejections: "not this person" negative examples of a person, sealed like faces (AAD: tenant, rejection
+    # id, model, under their own domain). A probe closer to one of a person's rejections than to all of the
+    # person's faces does not match that person (tenancy/index.py). Deleted with the person (cascade).
+    conn.execute(
+        """
+        CREATE TABLE rejections (
+            rejection_id TEXT PRIMARY KEY,
+            person_id    TEXT NOT NULL REFERENCES persons (person_id) ON DELETE CASCADE,
+            ciphertext   BLOB NOT NULL,
+            nonce        BLOB NOT NULL,
+            key_version  INTEGER NOT NULL,
+            source       TEXT NOT NULL,  -- image, face or unknown: what the vector came from (no id of it)
+            created_at   REAL NOT NULL
+        );
+        CREATE INDEX rejections_by_person ON rejections (person_id);
+        CREATE INDEX rejections_by_key_version ON rejections (key_version);
+        """
+    )
+
+
+def _migrate_v6(conn: apsw.Connection) -> None:
+    # Kept enrolment crops (tenant setting keep_enrolment_photos) and the shadow vectors of a model migration
+    # (tenancy/migration.py). Both hang off their face: deleting the face (by hand, with its person, by
+    # retention) deletes them in the same transaction (cascade). Each sealed like a face vector, under its own
+    # AAD domain: a crop's (tenant, face); a shadow vector's (tenant, face, target model), exactly the AAD the
+    # face's vector has once the tenant is bound to the target model, so the switch moves ciphertext as it is.
+    conn.execute(
+        """
+        CREATE TABLE face_crops (
+            face_id     TEXT PRIMARY KEY REFERENCES faces (face_id) ON DELETE CASCADE,
+            ciphertext  BLOB NOT NULL,
+            nonce       BLOB NOT NULL,
+            key_version INTEGER NOT NULL
+        );
+        CREATE INDEX face_crops_by_key_version ON face_crops (key_version);
+        CREATE TABLE face_shadow (
+            face_id     TEXT PRIMARY KEY REFERENCES faces (face_id) ON DELETE CASCADE,
+            model       TEXT NOT NULL,
+            ciphertext  BLOB NOT NULL,
+            nonce       BLOB NOT NULL,
+            key_version INTEGER NOT NULL
+        );
+        CREATE INDEX face_shadow_by_key_version ON face_shadow (key_version);
+        """
+    )
+
+
+# v6 is the model-migration step (kept crops, shadow vectors); v5 (rejections) is a concurrent change.
+MIGRATIONS: tuple[Callable[[apsw.Connection], None], ...] = (_migrate_v1, _migrate_v2, _migrate_v3, _migrate_v4, _migrate_v5,
+                                                             _migrate_v6)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -513,19 +598,23 @@ class TenantStore:
     # ------------------------------------------------------------------ faces
 
     def _seal(self, face_id: str, embedding: np.ndarray, cipher: RecordCipher) -> SealedRecord:
+        return self._seal_vector(embedding, cipher, self._face_aad(face_id))
+
+    def _seal_vector(self, embedding: np.ndarray, cipher: RecordCipher, aad: bytes) -> SealedRecord:
         vector = np.asarray(embedding)
         if vector.shape != (self.dim,):
             raise ValueError(f"embedding shape {vector.shape} != ({self.dim},)")
         if not np.isfinite(vector).all():
             raise ValueError("embedding contains NaN or infinity")
-        return cipher.seal(vector.astype(VECTOR_DTYPE, copy=False).tobytes(), aad=self._face_aad(face_id))
+        return cipher.seal(vector.astype(VECTOR_DTYPE, copy=False).tobytes(), aad=aad)
 
     def add_face(
         self, person_id: str, embedding: np.ndarray, cipher: RecordCipher, det_score: float, quality: float,
-        *, audit: AuditRecord | None = None,
+        *, audit: AuditRecord | None = None, crop: np.ndarray | None = None,
     ) -> FaceRecord:
-        """Seal and insert one embedding; durable when it returns."""
-        return self.add_faces(person_id, [embedding], cipher, [det_score], [quality], audit=audit)[0]
+        """Seal and insert one embedding (and its aligned crop, when kept); durable when it returns."""
+        return self.add_faces(person_id, [embedding], cipher, [det_score], [quality], audit=audit,
+                              crops=None if crop is None else [crop])[0]
 
     def add_faces(
         self,
@@ -536,10 +625,15 @@ class TenantStore:
         qualities: Sequence[float],
         *,
         audit: AuditRecord | None = None,
+        crops: Sequence[np.ndarray | None] | None = None,
     ) -> list[FaceRecord]:
-        """Seal and insert several embeddings of one person in a single durable transaction."""
+        """Seal and insert several embeddings of one person in a single durable transaction; `crops` (aligned
+        uint8 faces, None per face not kept) are sealed and stored in the same transaction."""
         if not len(embeddings) == len(det_scores) == len(qualities):
             raise ValueError("embeddings, det_scores and qualities must have the same length")
+        crops = list(crops) if crops is not None else [None] * len(embeddings)
+        if len(crops) != len(embeddings):
+            raise ValueError("crops and embeddings must have the same length")
         now = time.time()
         records: list[FaceRecord] = []
         rows: list[tuple] = []
@@ -548,6 +642,8 @@ class TenantStore:
             sealed = self._seal(face_id, embedding, cipher)
             records.append(FaceRecord(face_id, person_id, sealed.key_version, float(det_score), float(quality), now))
             rows.append((face_id, person_id, sealed.ciphertext, sealed.nonce, sealed.key_version, float(det_score), float(quality), now))
+        crop_rows = [(face_id, *self._seal_crop(face_id, crop, cipher)) for (face_id, *_), crop in zip(rows, crops)
+                     if crop is not None]
         with self._conn:
             if self._conn.execute("SELECT 1 FROM persons WHERE person_id = ?", (person_id,)).fetchone() is None:
                 raise NotFound(f"person {person_id} does not exist")
@@ -556,8 +652,135 @@ class TenantStore:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
-            self._audit(audit and audit.with_counts(faces=len(rows)))
+            if crop_rows:
+                self._conn.executemany("INSERT INTO face_crops (face_id, ciphertext, nonce, key_version) VALUES (?, ?, ?, ?)",
+                                       crop_rows)
+            self._audit(audit and audit.with_counts(faces=len(rows), **({"crops": len(crop_rows)} if crop_rows else {})))
         return records
+
+    # ------------------------------------------------------------------ kept crops and model migration
+    def _crop_aad(self, face_id: str) -> bytes:
+        return record_aad_domain(_CROP_AAD_DOMAIN, self.tenant_id, face_id)
+
+    def _seal_crop(self, face_id: str, crop: np.ndarray, cipher: RecordCipher) -> tuple[bytes, bytes, int]:
+        sealed = cipher.seal(encode_crop(crop), aad=self._crop_aad(face_id))
+        return sealed.ciphertext, sealed.nonce, sealed.key_version
+
+    def crop_counts(self) -> dict[str, int]:
+        """Faces, and how many of them have a kept crop (nothing decrypted)."""
+        faces, kept = self._conn.execute(
+            "SELECT count(*), count(c.face_id) FROM faces f LEFT JOIN face_crops c USING (face_id)").fetchone()
+        return {"faces": faces, "with_crop": kept}
+
+    def load_crops(self, face_ids: Sequence[str], cipher_for_version: Callable[[int], RecordCipher]) -> dict[str, np.ndarray]:
+        """Decrypted kept crops of these faces (those that have one), in memory only."""
+        out: dict[str, np.ndarray] = {}
+        for face_id in face_ids:
+            row = self._conn.execute("SELECT ciphertext, nonce, key_version FROM face_crops WHERE face_id = ?",
+                                     (face_id,)).fetchone()
+            if row is None:
+                continue
+            try:
+                plaintext = cipher_for_version(row[2]).open(SealedRecord(row[1], row[0], row[2]), aad=self._crop_aad(face_id))
+            except InvalidRecord as exc:
+                raise CorruptRecord(face_id) from exc
+            out[face_id] = decode_crop(plaintext)
+        return out
+
+    def shadow_missing(self, model: str, limit: int) -> tuple[list[str], int, int]:
+        """(up to `limit` face ids with a kept crop but no shadow vector for `model`, faces with no shadow
+        vector for `model` at all, faces of those without a kept crop). One read snapshot."""
+        with self._conn:
+            missing, no_crop = self._conn.execute(
+                "SELECT count(*), count(*) - count(c.face_id) FROM faces f LEFT JOIN face_shadow s"
+                " ON s.face_id = f.face_id AND s.model = ? LEFT JOIN face_crops c ON c.face_id = f.face_id"
+                " WHERE s.face_id IS NULL", (model,)).fetchone()
+            ids = [r[0] for r in self._conn.execute(
+                "SELECT f.face_id FROM faces f JOIN face_crops c USING (face_id) LEFT JOIN face_shadow s"
+                " ON s.face_id = f.face_id AND s.model = ? WHERE s.face_id IS NULL ORDER BY f.face_id LIMIT ?",
+                (model, limit))]
+        return ids, missing, no_crop
+
+    def shadow_count(self, model: str) -> int:
+        return self._conn.execute("SELECT count(*) FROM face_shadow WHERE model = ?", (model,)).fetchone()[0]
+
+    def add_shadow(self, model: str, dim: int, face_ids: Sequence[str], vectors: np.ndarray, cipher: RecordCipher) -> int:
+        """Seal the target model's vectors of these faces into the shadow table, in one durable transaction;
+        faces deleted meanwhile are skipped (returns how many were stored). Bound as the face's vector will be
+        once the tenant is bound to `model` (AAD tenant | face | model)."""
+        vectors = np.asarray(vectors, VECTOR_DTYPE).reshape(len(face_ids), -1)
+        if vectors.shape[1] != dim or not np.isfinite(vectors).all():
+            raise ValueError(f"shadow vectors must be finite and of dim {dim}, got {vectors.shape[1]}")
+        rows = []
+        for face_id, vector in zip(face_ids, vectors):
+            sealed = cipher.seal(vector.tobytes(), aad=record_aad(self.tenant_id, face_id, model))
+            rows.append((face_id, model, sealed.ciphertext, sealed.nonce, sealed.key_version, face_id))
+        with self._conn:
+            before = self._conn.total_changes()
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO face_shadow (face_id, model, ciphertext, nonce, key_version)"
+                " SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM faces WHERE face_id = ?)", rows)
+            return self._conn.total_changes() - before
+
+    def rejection_count(self) -> int:
+        """Rejections (schema v5) are vectors of the tenant's model with no crop kept: a migration cannot carry them."""
+        try:
+            return self._conn.execute("SELECT count(*) FROM rejections").fetchone()[0]
+        except apsw.SQLError:
+            return 0
+
+    def reencrypt_kept(self, cipher_for_version: Callable[[int], RecordCipher], new_cipher: RecordCipher,
+                       batch_size: int = 500) -> int:
+        """One batch of a content-key rotation over the kept crops and shadow vectors (one transaction);
+        returns how many of them are still under another version afterwards."""
+        version = new_cipher.key_version
+        with self._conn:
+            for table, aad in (("face_crops", lambda f, m: self._crop_aad(f)),
+                               ("face_shadow", lambda f, m: record_aad(self.tenant_id, f, m))):
+                model = "model" if table == "face_shadow" else "NULL"
+                rows = self._conn.execute(f"SELECT face_id, {model}, nonce, ciphertext, key_version FROM {table}"
+                                          " WHERE key_version != ? LIMIT ?", (version, batch_size)).fetchall()
+                updates = []
+                for face_id, row_model, nonce, ciphertext, key_version in rows:
+                    try:
+                        plaintext = cipher_for_version(key_version).open(SealedRecord(nonce, ciphertext, key_version),
+                                                                         aad=aad(face_id, row_model))
+                    except InvalidRecord as exc:
+                        raise CorruptRecord(face_id) from exc
+                    sealed = new_cipher.seal(plaintext, aad=aad(face_id, row_model))
+                    updates.append((sealed.ciphertext, sealed.nonce, sealed.key_version, face_id))
+                self._conn.executemany(f"UPDATE {table} SET ciphertext = ?, nonce = ?, key_version = ? WHERE face_id = ?", updates)
+            return sum(self._conn.execute(f"SELECT count(*) FROM {table} WHERE key_version != ?", (version,)).fetchone()[0]
+                       for table in ("face_crops", "face_shadow"))
+
+    def switch_model(self, model: str, dim: int, *, audit: AuditRecord | None = None) -> int | None:
+        """The switch of a model migration, in ONE transaction: every face's vector replaced by its shadow
+        vector for `model`, the file's binding (meta model, dim) changed, the shadow emptied. Returns the
+        number of faces switched, or None (nothing changed) while some face still has no shadow vector."""
+        with self._conn:
+            missing = self._conn.execute(
+                "SELECT count(*) FROM faces f LEFT JOIN face_shadow s ON s.face_id = f.face_id AND s.model = ?"
+                " WHERE s.face_id IS NULL", (model,)).fetchone()[0]
+            if missing:
+                return None
+            self._conn.execute(
+                "UPDATE faces SET (ciphertext, nonce, key_version) = (SELECT ciphertext, nonce, key_version FROM"
+                " face_shadow s WHERE s.face_id = faces.face_id AND s.model = ?)", (model,))
+            switched = self._conn.changes()
+            self._conn.execute("DELETE FROM face_shadow")
+            self._conn.executemany("UPDATE meta SET value = ? WHERE key = ?", [(model, "model"), (str(dim), "dim")])
+            self._audit(audit and audit.with_counts(faces=switched))
+        self.checkpoint()  # the WAL held the old model's vectors
+        self.model, self.dim = model, dim
+        model_bytes = model.encode("utf-8")
+        self._aad_suffix = struct.pack(">I", len(model_bytes)) + model_bytes
+        return switched
+
+    def clear_shadow(self) -> None:
+        """An abandoned migration's shadow vectors go (e.g. a new migration to another target)."""
+        with self._conn:
+            self._conn.execute("DELETE FROM face_shadow")
+        self.checkpoint()
 
     def delete_face(self, person_id: str, face_id: str, *, audit: AuditRecord | None = None) -> None:
         with self._conn:
@@ -591,6 +814,124 @@ class TenantStore:
         )
         return [FaceRecord(*row) for row in rows]
 
+    # ------------------------------------------------------------------ rejections ("not this person")
+
+    def add_rejections(self, person_id: str, embeddings: Sequence[np.ndarray] | np.ndarray, cipher: RecordCipher,
+                       source: str, *, audit: AuditRecord | None = None) -> list[str]:
+        """Seal and insert negative examples of one person in one durable transaction; returns their ids."""
+        now = time.time()
+        rows = []
+        for embedding in embeddings:
+            rejection_id = uuid.uuid4().hex
+            sealed = self._seal_vector(embedding, cipher, self._rejection_aad(rejection_id))
+            rows.append((rejection_id, person_id, sealed.ciphertext, sealed.nonce, sealed.key_version, source, now))
+        with self._conn:
+            if not self.has_person(person_id):
+                raise NotFound(f"person {person_id} does not exist")
+            self._conn.executemany(
+                "INSERT INTO rejections (rejection_id, person_id, ciphertext, nonce, key_version, source, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            self._audit(audit and audit.with_counts(rejections=len(rows)).with_ids(person_id=person_id))
+        return [row[0] for row in rows]
+
+    def rejections_of(self, person_id: str) -> list[dict]:
+        """The person's rejections (ids, source, time; nothing decrypted)."""
+        return [{"rejection_id": r[0], "source": r[1], "created_at": r[2]} for r in self._conn.execute(
+            "SELECT rejection_id, source, created_at FROM rejections WHERE person_id = ? ORDER BY created_at, rejection_id",
+            (person_id,))]
+
+    def delete_rejection(self, person_id: str, rejection_id: str, *, audit: AuditRecord | None = None) -> None:
+        with self._conn:
+            self._conn.execute("DELETE FROM rejections WHERE rejection_id = ? AND person_id = ?", (rejection_id, person_id))
+            if self._conn.changes() == 0:
+                raise NotFound(f"rejection {rejection_id} of person {person_id} does not exist")
+            self._audit(audit and audit.with_counts(rejections=1).with_ids(person_id=person_id))
+        self.checkpoint()
+
+    def rejections_created_before(self, cutoff: float) -> list[str]:
+        """Rejections older than `cutoff`: they expire with the tenant's retention period, like faces."""
+        return [r[0] for r in self._conn.execute("SELECT rejection_id FROM rejections WHERE created_at < ?", (cutoff,))]
+
+    def load_rejections(self, cipher_for_version: Callable[[int], RecordCipher]) -> LoadedFaces:
+        """Every rejection decrypted (all of them on every shard: they are few, and each shard vetoes its own
+        matches with the whole set); row i of `vectors` is face_ids[i] (the rejection id) of person_ids[i]."""
+        row_bytes = self.dim * VECTOR_DTYPE.itemsize
+        with self._conn:
+            rows = self._conn.execute(
+                "SELECT rejection_id, person_id, nonce, ciphertext, key_version FROM rejections ORDER BY rejection_id").fetchall()
+        vectors = np.empty((len(rows), self.dim), dtype=VECTOR_DTYPE)
+        for i, (rejection_id, _, nonce, ciphertext, version) in enumerate(rows):
+            try:
+                plaintext = cipher_for_version(version).open(SealedRecord(nonce, ciphertext, version), aad=self._rejection_aad(rejection_id))
+            except InvalidRecord as exc:
+                raise CorruptRecord(rejection_id) from exc
+            if len(plaintext) != row_bytes:
+                raise CorruptRecord(rejection_id)
+            vectors[i] = np.frombuffer(plaintext, VECTOR_DTYPE)
+        return LoadedFaces([r[0] for r in rows], [r[1] for r in rows], vectors)
+
+    def delete_rejections(self, rejection_ids: Sequence[str], *, audit: AuditRecord | None = None) -> None:
+        """Delete many rejections (retention) in one transaction and truncate the WAL."""
+        if not rejection_ids:
+            return
+        with self._conn:
+            self._conn.executemany("DELETE FROM rejections WHERE rejection_id = ?", [(r,) for r in rejection_ids])
+            self._audit(audit and audit.with_counts(rejections=len(rejection_ids)))
+        self.checkpoint()
+
+    def rejection_count(self) -> int:
+        return self._conn.execute("SELECT count(*) FROM rejections").fetchone()[0]
+
+    def rejection_ids(self) -> set[str]:
+        return {row[0] for row in self._conn.execute("SELECT rejection_id FROM rejections")}
+
+    def _rejection_aad(self, rejection_id: str) -> bytes:
+        tenant, model, rid = self.tenant_id.encode("utf-8"), self.model.encode("utf-8"), rejection_id.encode("utf-8")
+        return b"".join([_REJECTION_AAD_DOMAIN, *(struct.pack(">I", len(f)) + f for f in (tenant, rid, model))])
+
+    # ------------------------------------------------------------------ corrections: merge, move
+
+    def merge_persons(self, person_id: str, merged_person_id: str, *, audit: AuditRecord | None = None) -> dict:
+        """`merged_person_id`'s faces and rejections become `person_id`'s and the merged person is deleted, in
+        one transaction. Face and rejection seals bind their own ids, not the person's: nothing is re-sealed."""
+        with self._conn:
+            for pid in (person_id, merged_person_id):  # unknown ids first: 404 says nothing about anyone else's
+                if not self.has_person(pid):
+                    raise NotFound(f"person {pid} does not exist")
+            if person_id == merged_person_id:
+                raise SamePerson(f"cannot merge person {person_id} into itself")
+            face_ids = [r[0] for r in self._conn.execute("SELECT face_id FROM faces WHERE person_id = ?", (merged_person_id,))]
+            self._conn.execute("UPDATE faces SET person_id = ? WHERE person_id = ?", (person_id, merged_person_id))
+            self._conn.execute("UPDATE rejections SET person_id = ? WHERE person_id = ?", (person_id, merged_person_id))
+            rejections = self._conn.changes()
+            # A photo imported for both keeps the surviving person's record; the merged one's goes with it.
+            self._conn.execute("UPDATE OR IGNORE import_photos SET person_id = ? WHERE person_id = ?", (person_id, merged_person_id))
+            self._conn.execute("DELETE FROM persons WHERE person_id = ?", (merged_person_id,))
+            self._audit(audit and audit.with_counts(faces=len(face_ids), rejections=rejections, persons=1)
+                        .with_ids(person_id=person_id, merged_person_id=merged_person_id))
+        self.checkpoint()  # the merged person's sealed fields leave the WAL
+        return {"face_ids": face_ids, "rejections": rejections}
+
+    def move_face(self, person_id: str, face_id: str, to_person_id: str, *, audit: AuditRecord | None = None) -> None:
+        """Face `face_id` of `person_id` becomes `to_person_id`'s (the seal binds the face id: not re-sealed)."""
+        with self._conn:
+            if self._conn.execute("SELECT 1 FROM faces WHERE face_id = ? AND person_id = ?", (face_id, person_id)).fetchone() is None:
+                raise NotFound(f"face {face_id} of person {person_id} does not exist")
+            if not self.has_person(to_person_id):
+                raise NotFound(f"person {to_person_id} does not exist")
+            if person_id == to_person_id:
+                raise SamePerson(f"face {face_id} already belongs to person {person_id}")
+            self._conn.execute("UPDATE faces SET person_id = ? WHERE face_id = ?", (to_person_id, face_id))
+            self._conn.execute("UPDATE OR IGNORE import_photos SET person_id = ? WHERE face_id = ?", (to_person_id, face_id))
+            self._conn.execute("DELETE FROM import_photos WHERE face_id = ? AND person_id != ?", (face_id, to_person_id))
+            self._audit(audit and audit.with_counts(faces=1)
+                        .with_ids(person_id=person_id, to_person_id=to_person_id, face_id=face_id))
+
+    def face_owner(self, face_id: str) -> str | None:
+        """The person a face belongs to (nothing decrypted)."""
+        row = self._conn.execute("SELECT person_id FROM faces WHERE face_id = ?", (face_id,)).fetchone()
+        return row[0] if row else None
+
     # ------------------------------------------------------------------ imported photos (tenancy/bulk_import.py)
     def imported_face(self, person_id: str, tags: Sequence[bytes]) -> str | None:
         """The face imported from a photo of this person whose keyed tag is one of `tags`, while it is enrolled."""
@@ -612,7 +953,9 @@ class TenantStore:
         return self._conn.execute("SELECT count(*) FROM faces").fetchone()[0]
 
     def key_versions_in_use(self) -> dict[int, int]:
-        return dict(self._conn.execute("SELECT key_version, count(*) FROM faces GROUP BY key_version"))
+        """{content-key version: sealed vectors under it}, faces and rejections together (what a rotation re-seals)."""
+        return dict(self._conn.execute("SELECT key_version, count(*) FROM (SELECT key_version FROM faces"
+                                       " UNION ALL SELECT key_version FROM rejections) GROUP BY key_version"))
 
     # ------------------------------------------------------------------ bulk decrypt / rotation
 
@@ -688,28 +1031,31 @@ class TenantStore:
         batches. Ends with a WAL truncation so the records under the retired key do not linger there.
         """
         done = 0
+        # Faces, then rejections (both sealed vectors under the content key; each table binds its own ids).
+        tables = (("faces", "face_id", self._face_aad), ("rejections", "rejection_id", self._rejection_aad))
         while True:
             with self._conn:
-                remaining = self._conn.execute(
-                    "SELECT count(*) FROM faces WHERE key_version != ?", (new_cipher.key_version,)
-                ).fetchone()[0]
+                counts = [self._conn.execute(f"SELECT count(*) FROM {table} WHERE key_version != ?",
+                                             (new_cipher.key_version,)).fetchone()[0] for table, _, _ in tables]
+                remaining = sum(counts)
                 if remaining == 0:
                     break
+                table, id_column, aad_of = next(t for t, n in zip(tables, counts) if n)
                 batch = self._conn.execute(
-                    "SELECT face_id, nonce, ciphertext, key_version FROM faces WHERE key_version != ? LIMIT ?",
+                    f"SELECT {id_column}, nonce, ciphertext, key_version FROM {table} WHERE key_version != ? LIMIT ?",
                     (new_cipher.key_version, batch_size),
                 ).fetchall()
                 updates = []
-                for face_id, nonce, ciphertext, key_version in batch:
-                    aad = self._face_aad(face_id)
+                for row_id, nonce, ciphertext, key_version in batch:
+                    aad = aad_of(row_id)
                     try:
                         plaintext = cipher_for_version(key_version).open(SealedRecord(nonce, ciphertext, key_version), aad=aad)
                     except InvalidRecord as exc:
-                        raise CorruptRecord(face_id) from exc
+                        raise CorruptRecord(row_id) from exc
                     sealed = new_cipher.seal(plaintext, aad=aad)
-                    updates.append((sealed.ciphertext, sealed.nonce, sealed.key_version, face_id))
-                self._conn.executemany("UPDATE faces SET ciphertext = ?, nonce = ?, key_version = ? WHERE face_id = ?", updates)
-                self._audit(audit and audit.with_counts(faces=len(updates), version=new_cipher.key_version,
+                    updates.append((sealed.ciphertext, sealed.nonce, sealed.key_version, row_id))
+                self._conn.executemany(f"UPDATE {table} SET ciphertext = ?, nonce = ?, key_version = ? WHERE {id_column} = ?", updates)
+                self._audit(audit and audit.with_counts(**{table: len(updates)}, version=new_cipher.key_version,
                                                         remaining=remaining - len(updates)))
             done += len(batch)
             yield done, done + remaining - len(batch)

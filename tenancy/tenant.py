@@ -48,6 +48,9 @@ class TenantSettings(BaseModel):
     rate_limit_per_s: float | None = Field(None, ge=0.001, le=1e6, description="steady requests/s for the tenant; None = unlimited")
     rate_limit_burst: int = Field(20, ge=1, le=1_000_000, description="requests allowed at once above the steady rate")
     quality: QualityGates = Field(default_factory=QualityGates)
+    keep_enrolment_photos: bool = Field(False, description="keep each enrolled face's aligned crop (112x112, not the "
+                                        "photo), sealed with the tenant key and deleted with the face, so the gallery "
+                                        "can be re-embedded by a model migration")
 
 
 @dataclass(frozen=True)

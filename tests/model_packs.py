@@ -66,3 +66,35 @@ def build_pack(target: Path, pack: str, shared_models: Path, *, recognizer: bool
     for name, (side, width) in LANDMARK_AND_ATTRIBUTE.items():
         synthetic_standin_model(target / name, side, width)
     return target
+
+
+def renamed_pack(target: Path, shared_models: Path, recognizer_name: str) -> Path:
+    """The shared detector and the batch-1 copy of the shared recognizer, linked under a new recognizer name:
+    the same weights as the development pack, served as another model (model id `<recognizer_name>/128`)."""
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "scrfd_2.5g_bnkps.onnx").symlink_to(shared_models / "scrfd_2.5g_bnkps.onnx")
+    (target / f"{recognizer_name}.onnx").symlink_to(shared_models / "mobilefacenet_arcface_w128_batch1.onnx")
+    return target
+
+
+def rotated_pack(target: Path, shared_models: Path, recognizer_name: str, dim: int = 96, seed: int = 7) -> Path:
+    """A genuinely different recognizer built from the shared one: its 128-d output multiplied by a fixed random
+    128 x `dim` matrix with orthonormal columns (a projection onto a random `dim`-d subspace, then rotated). Its
+    vectors live in another space of another dimension: an old vector cannot even be compared with its probes,
+    while same-person photos still score close (cosines of the projected vectors)."""
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "scrfd_2.5g_bnkps.onnx").symlink_to(shared_models / "scrfd_2.5g_bnkps.onnx")
+    model = onnx.load(str(shared_models / "mobilefacenet_arcface_w128.onnx"))
+    graph = model.graph
+    old_output = graph.output[0]
+    width = old_output.type.tensor_type.shape.dim[1].dim_value
+    q, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((width, dim)))
+    graph.initializer.append(numpy_helper.from_array(q.astype(np.float32), "securegate_rotation"))
+    graph.node.append(helper.make_node("MatMul", [old_output.name, "securegate_rotation"], ["rotated"]))
+    batch = old_output.type.tensor_type.shape.dim[0]
+    new_output = helper.make_tensor_value_info("rotated", TensorProto.FLOAT, [batch.dim_param or batch.dim_value or "N", dim])
+    graph.output.remove(old_output)
+    graph.output.append(new_output)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(target / f"{recognizer_name}.onnx"))
+    return target

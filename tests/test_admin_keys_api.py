@@ -28,6 +28,8 @@ ADMIN_ROUTES = [
     ("GET", "/v1/admin/keys/status", "key_status"),
     ("POST", "/v1/admin/keys/rotate-root", "rotate_root_key"),
     ("POST", "/v1/tenants/{tenant_id}/keys/rotate", "rotate_tenant_key"),
+    ("POST", "/v1/admin/tenants/{tenant_id}/migrate", "migrate_tenant"),
+    ("GET", "/v1/admin/tenants/{tenant_id}/migrate", "migration_status"),
     ("GET", "/v1/admin/audit", "org_audit"),
     ("GET", "/v1/admin/audit/verify", "admin_verify_audit"),
     ("GET", "/v1/admin-keys", "list_admin_keys"),
@@ -108,6 +110,10 @@ def test_each_admin_endpoint_needs_its_scope(api, bootstrap):
             "key_status": ("GET", "/v1/admin/keys/status", {}, 200),
             "rotate_root_key": ("POST", "/v1/admin/keys/rotate-root", {}, 200),
             "rotate_tenant_key": ("POST", f"/v1/tenants/{tenant_id}/keys/rotate", {}, 202),
+            # This app serves one pack: an allowed key gets past the scope to the refusals (unknown pack, no
+            # migration yet); tests/test_model_migration.py runs migrations.
+            "migrate_tenant": ("POST", f"/v1/admin/tenants/{tenant_id}/migrate", {"json": {"to": "no-such-pack"}}, 400),
+            "migration_status": ("GET", f"/v1/admin/tenants/{tenant_id}/migrate", {}, 404),
             "org_audit": ("GET", "/v1/admin/audit", {}, 200),
             "admin_verify_audit": ("GET", "/v1/admin/audit/verify", {}, 200),
             "list_admin_keys": ("GET", "/v1/admin-keys", {}, 200),

@@ -8,9 +8,11 @@ without the KMS/HSM would copy it: all of it, -wal and -shm included, except the
 
 - every external id, metadata key and value, the stream's and the webhook's credentials, in UTF-8, UTF-16
   (both byte orders), JSON-escaped and percent-encoded forms;
-- every enrolled face's embedding (as /v1/embed returns it): its exact float32 bytes, and, since a stored
+- every enrolled face's embedding and a "not this person" rejection's (as /v1/embed returns them): its exact float32 bytes, and, since a stored
   copy need not be bit-identical to a fresh computation, any run of 128 float32s at any byte offset whose
-  cosine with it exceeds 0.9 (a positive control shows the scan finds a noisy copy buried in random bytes).
+  cosine with it exceeds 0.9 (a positive control shows the scan finds a noisy copy buried in random bytes);
+- every enrolled face's aligned crop (the tenant keeps enrolment photos, so the crops are stored, sealed):
+  any 64-byte run of its raw pixels that is not near-uniform (a positive control shows the scan finds one).
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ import base64
 import json
 import os
 import shutil
+import sqlite3
 import time
 from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
 import pytest
+from ray import serve
 
 EXTERNAL_IDS = ["emp-Qx7v-Ågot-Quintrell-4417", "emp-Zr2m-Łukasz-Wędrowny-9930", "emp-Kp5s-Ngozi-Adebayo-2208"]
 METADATA = [{"full_name": "Ågot Quintrell-Varga", "badge_serial": "BDG-77Q1-secret", "salary_band": "band-Xq-913377"},
@@ -76,6 +80,32 @@ def best_cosine(raw: bytes, vector: np.ndarray) -> float:
     return best
 
 
+def crop_runs(crop: np.ndarray, size: int = 64) -> list[bytes]:
+    """64-byte runs of a crop's raw pixels with at least 24 distinct byte values: a uniform run (the black border
+    norm_crop pads with) could be in any file by chance."""
+    raw = np.ascontiguousarray(crop, np.uint8).tobytes()
+    return [run for k in range(0, len(raw) - size, size) if len(set(run := raw[k:k + size])) >= 24]
+
+
+def aligned_crops(models_dir: Path, photos: list[Path]) -> list[np.ndarray]:
+    """The crops the Detector deployment computes for these photos (same pack, same settings: deterministic)."""
+    import cv2
+
+    from vision.detector import FaceDetector
+    from vision.packs import load_pack
+
+    detector = FaceDetector(load_pack(models_dir), ["CPUExecutionProvider"])
+    return [max(detector.detect(cv2.imread(str(p))), key=lambda f: f.area).crop for p in photos]
+
+
+def test_the_crop_scan_finds_a_raw_crop_in_random_bytes(models_dir, identity_photos):
+    (crop,) = aligned_crops(models_dir, [next(iter(identity_photos.values()))[0]])
+    runs = crop_runs(crop)
+    assert len(runs) > 100
+    blob = os.urandom(40_000) + crop.tobytes()[5_000:5_500] + os.urandom(40_000)
+    assert any(run in blob for run in runs) and not any(run in os.urandom(80_000) for run in runs)
+
+
 def test_the_embedding_scan_finds_a_noisy_copy_in_random_bytes():
     rng = np.random.default_rng(3)
     vector = rng.standard_normal(128).astype(np.float32)
@@ -106,8 +136,11 @@ def stolen_copy(data_dir: Path, into: Path) -> bytes:
     return b"".join(p.read_bytes() for p in copied)
 
 
-def leaks(raw: bytes, embeddings: list[np.ndarray]) -> list[str]:
+def leaks(raw: bytes, embeddings: list[np.ndarray], crops: list[np.ndarray] = ()) -> list[str]:
     found = [f"string {value!r}" for value in needles() if any(form in raw for form in forms(value))]
+    for i, crop in enumerate(crops):
+        if any(run in raw for run in crop_runs(crop)):
+            found.append(f"crop {i}: a 64-byte run of its pixels")
     for i, vector in enumerate(embeddings):
         exact = vector.astype("<f4").tobytes()
         if exact in raw or any(exact[k:k + 32] in raw for k in range(0, len(exact) - 32, 32)):
@@ -126,8 +159,8 @@ def rotate_content_key(http, admin, tenant_id: str) -> None:
         time.sleep(0.2)
 
 
-def test_a_copy_of_the_data_dir_reveals_nothing_personal(app, http, admin, identity_photos, data_dir, tmp_path):
-    r = http.post("/v1/tenants", json={"name": "at-rest"}, headers=admin)
+def test_a_copy_of_the_data_dir_reveals_nothing_personal(app, http, admin, identity_photos, data_dir, tmp_path, models_dir):
+    r = http.post("/v1/tenants", json={"name": "at-rest", "settings": {"keep_enrolment_photos": True}}, headers=admin)
     assert r.status_code == 201, r.text
     tenant_id, auth = r.json()["tenant_id"], {"Authorization": f"Bearer {r.json()['api_key']}"}
     photos = [paths[0] for paths in list(identity_photos.values())[: len(EXTERNAL_IDS)]]
@@ -140,6 +173,12 @@ def test_a_copy_of_the_data_dir_reveals_nothing_personal(app, http, admin, ident
         assert http.post(f"/v1/persons/{persons[external_id]}/faces", json={"image": image}, headers=auth).status_code == 201
         faces = http.post("/v1/embed", json={"image": image}).json()["faces"]
         embeddings += [np.asarray(face["embedding"], np.float32) for face in faces]
+    # A "not this person" rejection is another person's face vector: sealed like a face, re-sealed by rotation.
+    rejected = list(identity_photos.values())[len(EXTERNAL_IDS)][0]
+    r = http.post(f"/v1/persons/{persons[EXTERNAL_IDS[0]]}/rejections", json={"image": b64(rejected.read_bytes())}, headers=auth)
+    assert r.status_code == 201, r.text
+    embeddings += [np.asarray(f["embedding"], np.float32) for f in http.post("/v1/embed", json={"image": b64(rejected.read_bytes())}).json()["faces"]]
+    crops = aligned_crops(models_dir, photos)
     r = http.post("/v1/streams", json={"name": STREAM_NAME, "url": STREAM_URL, "fps": 1}, headers=auth)
     assert r.status_code == 201, r.text
     stream_id = r.json()["stream_id"]
@@ -152,9 +191,13 @@ def test_a_copy_of_the_data_dir_reveals_nothing_personal(app, http, admin, ident
         raw = stolen_copy(data_dir, tmp_path / "before-rotation")
         # The copy does hold this tenant's rows: their random ids are in clear (they name no one).
         assert all(person_id.encode() in raw for person_id in persons.values()) and stream_id.encode() in raw
-        assert leaks(raw, embeddings) == []
+        assert leaks(raw, embeddings, crops) == []
+        # The crops are there (sealed): one per face, in the tenant's file.
+        with sqlite3.connect(tmp_path / "before-rotation" / "tenants" / tenant_id / "embeddings.db") as db:
+            assert db.execute("SELECT count(*) FROM face_crops").fetchone()[0] == len(photos)
+            assert db.execute("SELECT count(*) FROM rejections").fetchone()[0] == 1
         rotate_content_key(http, admin, tenant_id)
-        assert leaks(stolen_copy(data_dir, tmp_path / "after-rotation"), embeddings) == []
+        assert leaks(stolen_copy(data_dir, tmp_path / "after-rotation"), embeddings, crops) == []
     finally:
         http.delete(f"/v1/streams/{stream_id}", headers=auth)
 
@@ -168,3 +211,7 @@ def test_a_copy_of_the_data_dir_reveals_nothing_personal(app, http, admin, ident
     assert r.status_code == 409, r.text  # uniqueness through the re-computed blind index
     r = http.post("/v1/search", json={"image": b64(photos[2].read_bytes())}, headers=auth)
     assert r.json()["faces"][0]["matches"][0]["external_id"] == EXTERNAL_IDS[2]
+    # The rejection was re-sealed too: a fresh activation (the old key version is retired) still opens it.
+    serve.get_deployment_handle("TenantRouter", app_name="securegate").evict.remote(tenant_id).result()
+    r = http.post("/v1/verify", json={"image": b64(rejected.read_bytes()), "person_id": persons[EXTERNAL_IDS[0]]}, headers=auth)
+    assert r.json()["rejected"] is True and r.json()["best_rejection_similarity"] > 0.99, r.text

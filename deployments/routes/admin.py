@@ -11,7 +11,7 @@ router = APIRouter(tags=["admin"])
 
 class AdminRoutes:
     """Calls `self.create_tenant`, `list_tenants`, `get_tenant`, `update_tenant`, `delete_tenant`,
-    `rotate_api_key`, `rotate_root_key`, `rotate_tenant_key`, `key_status`."""
+    `rotate_api_key`, `rotate_root_key`, `rotate_tenant_key`, `key_status`, `migrate_tenant`, `migration_status`."""
 
     @router.post("/v1/tenants", status_code=201, response_model=s.TenantCreated, responses=ADMIN_ERRORS)
     async def http_create_tenant(self, body: s.TenantCreate, authorization: str | None = Header(None)) -> dict:
@@ -45,6 +45,15 @@ class AdminRoutes:
     @router.post("/v1/tenants/{tenant_id}/keys/rotate", status_code=202, response_model=s.KeyRotation, responses=ADMIN_ERRORS)
     async def http_rotate_tenant_key(self, tenant_id: str, authorization: str | None = Header(None)) -> dict:
         return await self.rotate_tenant_key(bearer(authorization), tenant_id)
+
+    @router.post("/v1/admin/tenants/{tenant_id}/migrate", status_code=202, response_model=s.MigrationStatus,
+                 responses=ADMIN_ERRORS)
+    async def http_migrate_tenant(self, tenant_id: str, body: s.MigrationStart, authorization: str | None = Header(None)) -> dict:
+        return await self.migrate_tenant(bearer(authorization), tenant_id, body.to, body.batch_size, body.hold, body.pause_s)
+
+    @router.get("/v1/admin/tenants/{tenant_id}/migrate", response_model=s.MigrationStatus, responses=ADMIN_ERRORS)
+    async def http_migration_status(self, tenant_id: str, authorization: str | None = Header(None)) -> dict:
+        return await self.migration_status(bearer(authorization), tenant_id)
 
     @router.get("/v1/admin/keys/status", response_model=s.KeyStatus, responses=ADMIN_ERRORS)
     async def http_key_status(self, authorization: str | None = Header(None)) -> dict:

@@ -1,0 +1,213 @@
+"""Model upgrades (issue part 3): kept enrolment crops and `securegate migrate`, through a running application
+that serves three packs: the shared development pack (`default`), the batch-1 copy of the same recognizer
+under another name (`renamed`: same weights, another model id) and a genuinely different recognizer built
+from the shared one (`rotated`: its output projected onto a random 96-d subspace, tests/model_packs.py), on
+the shared photos. Searches are checked before, during and after each migration; a migration is interrupted
+by killing the tenant's index actor and by restarting the whole application, and resumes."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from types import SimpleNamespace
+
+import httpx
+import numpy as np
+import pytest
+
+from cli.main import main as securegate
+from securegate.client import NoKeptCropsError, SecureGateClient, ServiceUnavailableError
+from tests.model_packs import renamed_pack, rotated_pack
+
+APP, PREFIX = "securegate-migration", "/migration"
+THRESHOLD = 0.37  # the development recognizer's (README "Models"); the rotated one separates the photos as well
+
+
+@pytest.fixture(scope="module")
+def deployment(serve_port, models_dir, tmp_path_factory):
+    from ray import serve
+
+    from graph import build_app
+
+    root = tmp_path_factory.mktemp("packs")
+    args = {"models": str(models_dir), "data_dir": str(tmp_path_factory.mktemp("migration-data")),
+            "packs": {"renamed": str(renamed_pack(root / "renamed", models_dir, "mfn_renamed")),
+                      "rotated": str(rotated_pack(root / "rotated", models_dir, "mfn_rotated96"))}}
+
+    def start():
+        serve.run(build_app(args), name=APP, route_prefix=PREFIX)
+
+    def restart():
+        serve.delete(APP)
+        start()
+
+    start()
+    base = f"http://127.0.0.1:{serve_port}{PREFIX}"
+    with SecureGateClient(base) as probe:
+        probe.readyz()  # the router has started and written the admin token
+    token = open(f"{args['data_dir']}/admin_token").read().strip()
+    yield SimpleNamespace(base=base, token=token, data_dir=args["data_dir"], restart=restart)
+    serve.delete(APP)
+
+
+@pytest.fixture(scope="module")
+def admin(deployment):
+    with SecureGateClient(deployment.base, admin_token=deployment.token, timeout=120) as client:
+        yield client
+
+
+def split_photos(identity_photos) -> tuple[list[tuple[str, object]], dict[str, object]]:
+    """Every identity's photos but its last enrolled, the last kept as a probe (identities with two or more)."""
+    enrol, probes = [], {}
+    for who, photos in sorted(identity_photos.items()):
+        enrol += [(who, p) for p in photos[:-1]]
+        probes[who] = photos[-1]
+    return enrol, probes
+
+
+def new_tenant(admin, deployment, name: str, keep: bool, photos) -> tuple[str, SecureGateClient]:
+    created = admin.create_tenant(name, {"keep_enrolment_photos": keep})
+    client = SecureGateClient(deployment.base, api_key=created.api_key, timeout=120)
+    answer = client.import_faces([{"external_id": who, "image": photo} for who, photo in photos])
+    assert answer.enrolled >= len({who for who, _ in photos}), answer
+    return created.tenant_id, client
+
+
+def retried(call, *args, **kwargs):
+    """A call retried on 503 `unavailable`, as a client does while a killed index actor restarts."""
+    for attempt in range(50):
+        try:
+            return call(*args, **kwargs)
+        except ServiceUnavailableError:
+            if attempt == 49:
+                raise
+            time.sleep(0.2)
+
+
+def identities(client, probes) -> dict[str, str | None]:
+    """Who each probe photo is found to be (top match at the development threshold), or None."""
+    found = {}
+    for who, photo in probes.items():
+        faces = retried(client.search, photo, threshold=THRESHOLD, top_k=1).faces
+        found[who] = faces[0].matches[0].external_id if faces[0].matches else None
+    return found
+
+
+def wait_for(admin, tenant_id: str, states: set[str], timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while (status := admin.migration_status(tenant_id)).state not in states:
+        assert status.state in ("running", "ready") and time.monotonic() < deadline, status
+        time.sleep(0.1)
+    return status
+
+
+def kept_rows(deployment, tenant_id: str) -> tuple[int, int, int]:
+    """(faces, kept crops, shadow vectors) in the tenant's file, counted with the sqlite3 module."""
+    with sqlite3.connect(f"{deployment.data_dir}/tenants/{tenant_id}/embeddings.db") as db:
+        return tuple(db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("faces", "face_crops", "face_shadow"))
+
+
+def test_a_tenant_without_kept_crops_is_refused_and_told_why(admin, deployment, identity_photos):
+    enrol, _ = split_photos(identity_photos)
+    tenant_id, client = new_tenant(admin, deployment, "no-crops", False, enrol[:3])
+    with client, pytest.raises(NoKeptCropsError) as refused:
+        admin.migrate_tenant(tenant_id, "renamed")
+    assert refused.value.status == 409 and refused.value.code == "no_kept_crops"
+    assert "keep_enrolment_photos" in refused.value.message and "re-embedded" in refused.value.message
+    assert kept_rows(deployment, tenant_id)[1] == 0
+    # Turning the setting on later does not help the faces enrolled before: the refusal counts them.
+    admin.update_tenant(tenant_id, {"keep_enrolment_photos": True})
+    with pytest.raises(NoKeptCropsError) as refused:
+        admin.migrate_tenant(tenant_id, "renamed")
+    assert "3 of tenant" in refused.value.message or "enrolled without a kept crop" in refused.value.message
+    assert admin.get_tenant(tenant_id).model.name == "mobilefacenet_arcface_w128"
+    # An unknown pack is a bad request naming the packs served.
+    r = httpx.post(f"{deployment.base}/v1/admin/tenants/{tenant_id}/migrate", json={"to": "nope"},
+                   headers={"Authorization": f"Bearer {deployment.token}"})
+    assert r.status_code == 400 and "renamed" in r.json()["error"]["message"]
+
+
+def test_renamed_model_held_before_the_switch_then_switched(admin, deployment, identity_photos):
+    """Same weights under another model id: answers are identical before, during and after; the binding changes
+    only at the switch; a face enrolled while the shadow waits is caught up before the switch."""
+    enrol, probes = split_photos(identity_photos)
+    tenant_id, client = new_tenant(admin, deployment, "renamed", True, enrol)
+    with client:
+        before = identities(client, probes)
+        assert before == {who: who for who in probes}
+        faces, crops, _ = kept_rows(deployment, tenant_id)
+        assert crops == faces > 0  # bulk import kept every face's crop
+
+        started = admin.migrate_tenant(tenant_id, "renamed", batch_size=4, hold=True)
+        assert (started.from_model, started.to_model) == ("mobilefacenet_arcface_w128/128", "mfn_renamed/128")
+        held = wait_for(admin, tenant_id, {"ready"})
+        assert held.done == held.total == faces and held.crops_per_s > 0
+        assert kept_rows(deployment, tenant_id)[2] == faces  # the shadow index is complete, and waits
+        # During: still the old model, and searches answer from it.
+        assert admin.get_tenant(tenant_id).model.name == "mobilefacenet_arcface_w128"
+        assert identities(client, probes) == before
+        late = client.create_person(external_id="late-arrival")
+        who = sorted(probes)[0]
+        late_face = client.enrol_face(late.person_id, identity_photos[who][0]).face_id
+        assert kept_rows(deployment, tenant_id)[2] == faces  # no shadow vector yet for the late face
+
+        released = admin.migrate_tenant(tenant_id, "renamed", hold=False)  # the CLI's `migrate` without --hold
+        assert released.state == "running"
+        done = wait_for(admin, tenant_id, {"done"})
+        assert done.done == faces + 1 and done.error is None
+        assert admin.get_tenant(tenant_id).model.name == "mfn_renamed"
+        assert kept_rows(deployment, tenant_id) == (faces + 1, faces + 1, 0)
+        after = client.search(probes[who], threshold=THRESHOLD, top_k=2).faces[0].matches
+        assert {m.external_id for m in after} == {who, "late-arrival"}
+        assert next(m.face_id for m in after if m.external_id == "late-arrival") == late_face
+        assert identities(client, probes) == before
+
+
+def test_rotated_model_interrupted_by_actor_and_app_restarts(admin, deployment, identity_photos, capsys):
+    """A different recognizer (96-d): old vectors could not even be compared with its probes, so searches after
+    the switch finding the right people proves every face, the late one too, was re-embedded."""
+    import ray
+
+    enrol, probes = split_photos(identity_photos)
+    tenant_id, client = new_tenant(admin, deployment, "rotated", True, enrol)
+    faces = kept_rows(deployment, tenant_id)[0]
+    with client:
+        before = identities(client, probes)
+        assert before == {who: who for who in probes}
+        # Started by the CLI, slowly (2 crops a batch, a pause between batches) so it is caught mid-way.
+        code = securegate(["migrate", "--tenant", tenant_id, "--to", "rotated", "--batch-size", "2", "--pause", "1.0",
+                           "--url", deployment.base, "--admin-token", deployment.token])
+        assert code == 0
+        assert '"to_model": "mfn_rotated96/96"' in capsys.readouterr().out
+        # The tenant's index actor dies mid-migration: Ray restarts it, the driver carries on.
+        ray.kill(ray.get_actor(f"tenant-index:{tenant_id}", namespace="securegate"), no_restart=False)
+        assert identities(client, probes) == before  # during: the old model answers
+        late = client.create_person(external_id="late-arrival")
+        who = sorted(probes)[-1]
+        late_face = retried(client.enrol_face, late.person_id, identity_photos[who][0]).face_id
+        status = admin.migration_status(tenant_id)
+        assert status.state == "running" and 0 < status.done < status.total, status
+        assert admin.get_tenant(tenant_id).model.dim == 128
+
+    # The whole application restarts mid-migration; the new TenantRouter resumes from the shadow in the file.
+    interrupted_at = kept_rows(deployment, tenant_id)[2]
+    deployment.restart()
+    code = securegate(["migrate", "--tenant", tenant_id, "--status", "--url", deployment.base,
+                       "--admin-token", deployment.token])
+    assert code == 0 and '"state": "running"' in capsys.readouterr().out
+    done = wait_for(admin, tenant_id, {"done"}, timeout=90)
+    assert done.total == faces + 1 and 0 < interrupted_at < faces + 1
+    assert (admin.get_tenant(tenant_id).model.name, admin.get_tenant(tenant_id).model.dim) == ("mfn_rotated96", 96)
+
+    with SecureGateClient(deployment.base, api_key=client.api_key, timeout=120) as after:
+        assert identities(after, probes) == before
+        matches = after.search(probes[who], threshold=THRESHOLD, top_k=2).faces[0].matches
+        assert next(m.face_id for m in matches if m.external_id == "late-arrival") == late_face
+        embedded = np.asarray(after.embed(probes[who]).faces[0].embedding)
+        assert embedded.shape == (128,)  # /v1/embed stays on the default pack; the tenant's vectors are 96-d
+        # Kept crops go with their person, in the same transaction.
+        assert kept_rows(deployment, tenant_id)[:2] == (faces + 1, faces + 1)
+        after.delete_person(late.person_id)
+        assert kept_rows(deployment, tenant_id)[:2] == (faces, faces)
+        audit = [e.action for e in after.iter_audit()]
+        assert "model.migrate" in audit and "model.switch" in audit
