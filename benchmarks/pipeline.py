@@ -38,6 +38,7 @@ import psutil  # noqa: E402
 from deployed_app import deployed  # noqa: E402  (benchmarks/, the script's own folder)
 
 from cli.serve import APP_NAME  # noqa: E402
+from securegate.errors import ApiError  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -195,6 +196,14 @@ def cpu_delta_by_kind(kinds: dict[int, str], before: dict[int, float], after: di
     return out
 
 
+class Refused(Exception):
+    """An answer other than 200 (503 `overloaded` past capacity), with its Retry-After in seconds if any."""
+
+    def __init__(self, status: int, retry_after: str | float | None) -> None:
+        super().__init__(f"HTTP {status}")
+        self.retry_after_s = float(retry_after) if retry_after else None
+
+
 def drive(call, probes: list[bytes], concurrency: int, seconds: float) -> dict:
     """`concurrency` client threads calling `call(bytes)` back to back for `seconds`."""
     latencies: list[float] = []
@@ -213,6 +222,10 @@ def drive(call, probes: list[bytes], concurrency: int, seconds: float) -> dict:
             except Exception as exc:  # counted, not fatal: a 429/503 under overload is an answer too
                 with lock:
                     errors.append(type(exc).__name__)
+                # A well-behaved client waits as told (Retry-After) before its next image, as SecureGateClient does.
+                retry_after = getattr(exc, "retry_after_s", None)
+                if retry_after:
+                    time.sleep(min(retry_after, max(0.0, deadline - time.perf_counter())))
             i += concurrency
 
     kinds = ray_processes()
@@ -255,12 +268,15 @@ def run_securegate(config_path: Path, models: Path, gallery: dict[str, Path], pr
                 local.client = httpx.Client(base_url=base, timeout=120, headers=auth)
             r = local.client.post("/v1/search", json={"image": encoded[id(data)]})
             if r.status_code != 200:
-                raise RuntimeError(f"HTTP {r.status_code}")
+                raise Refused(r.status_code, r.headers.get("Retry-After"))
 
         handle = serve.get_app_handle(APP_NAME)
 
         def handle_search(data: bytes) -> None:
-            handle.search.remote(key, data).result()
+            try:
+                handle.search.remote(key, data).result()
+            except ApiError as exc:
+                raise Refused(exc.status, exc.details.get("retry_after_s")) from None
 
         for p in probes[:4]:
             http_search(p)

@@ -205,6 +205,8 @@ class Ingress(face_routes.FaceRoutes, person_routes.PersonRoutes, admin_routes.A
 
     @api_errors
     async def list_persons(self, api_key: str, limit: int = 50, cursor: str | None = None) -> dict:
+        if not 1 <= limit <= s.PAGE_LIMIT_MAX:  # the HTTP query's bounds, for handle callers too
+            raise errors.InvalidRequest(f"limit must be between 1 and {s.PAGE_LIMIT_MAX}")
         tenant = await self._tenant(api_key)
         return await self._call(tenant, "list_persons", limit, cursor, retry_reads=True)
 

@@ -13,6 +13,7 @@ MAX_BODY_DEPTH = 32  # nesting of any request body
 METADATA_MAX_DEPTH = 16  # a person's metadata object counts as level 1
 METADATA_MAX_BYTES = 16 * 1024  # UTF-8 JSON; a page of 1000 persons stays under 16 MiB
 SEQ_MAX = 2**63 - 1  # SQLite's largest INTEGER: audit sequence numbers
+PAGE_LIMIT_MAX = 1000  # items per page of a list (persons); HTTP and handle callers alike
 
 
 def check_json(value: Any, max_depth: int) -> None:

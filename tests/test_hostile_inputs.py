@@ -166,6 +166,17 @@ def test_metadata_at_the_bounds_round_trips(http, tenant):
                  400, "invalid_request")
 
 
+@pytest.mark.parametrize("limit", [0, -1, 1001, 10**9])
+def test_page_limit_is_bounded_for_handle_callers_too(app, http, tenant, limit):
+    """Was a 500 for Python callers (the bounds lived only in the HTTP query)."""
+    from securegate.errors import ApiError
+
+    assert_error(http.get("/v1/persons", params={"limit": limit}, headers=tenant["auth"]), 400, "invalid_request")
+    with pytest.raises(ApiError) as refused:
+        app[0].list_persons.remote(tenant["auth"]["Authorization"].removeprefix("Bearer "), limit).result()
+    assert (refused.value.status, refused.value.code) == (400, "invalid_request")
+
+
 @pytest.mark.parametrize("cursor", ["0x1p+99999:x", "inf:x", "nan:x", "-0x1p+1024:x"])
 def test_cursor_overflow_is_400(http, tenant, cursor):
     assert_error(http.get("/v1/persons", params={"cursor": cursor}, headers=tenant["auth"]), 400, "invalid_request")

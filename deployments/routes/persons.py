@@ -27,7 +27,7 @@ class PersonRoutes:
         return await self.import_faces(bearer(authorization), items)
 
     @router.get("/v1/persons", response_model=s.PersonPage, responses=TENANT_ERRORS)
-    async def http_list_persons(self, limit: int = Query(50, ge=1, le=1000), cursor: str | None = Query(None, max_length=512),
+    async def http_list_persons(self, limit: int = Query(50, ge=1, le=s.PAGE_LIMIT_MAX), cursor: str | None = Query(None, max_length=512),
                                 authorization: str | None = Header(None)) -> dict:
         return await self.list_persons(bearer(authorization), limit, cursor)
 
