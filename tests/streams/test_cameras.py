@@ -354,6 +354,14 @@ def test_sse_webhooks_attendance_promotion_and_deletion(http, admin, faces_root,
 
     # the stranger becomes a person; their camera samples make them searchable
     (unknown,) = http.get("/v1/unknowns", headers=tenant["auth"]).json()["unknowns"]
+    # "not this person" from an anonymous id: each of its kept camera samples becomes a rejection of kit, and the
+    # stranger's photo is then closer to kit's rejections than to kit's faces
+    r = http.post(f"/v1/persons/{persons['kit_harington']}/rejections", json={"unknown_id": unknown["unknown_id"]},
+                  headers=tenant["auth"])
+    assert r.status_code == 201 and len(r.json()["rejection_ids"]) == unknown["samples"], r.text
+    stranger = base64.b64encode(testmedia.photo(faces_root, testmedia.STRANGER, 3).read_bytes()).decode()
+    verdict = http.post("/v1/verify", json={"image": stranger, "person_id": persons["kit_harington"]}, headers=tenant["auth"]).json()
+    assert verdict["rejected"] is True and verdict["match"] is False, verdict
     r = http.post(f"/v1/unknowns/{unknown['unknown_id']}/promote", json={"external_id": "visitor-1"}, headers=tenant["auth"])
     assert r.status_code == 201, r.text
     promoted = r.json()
