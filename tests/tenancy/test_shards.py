@@ -79,6 +79,57 @@ def test_sharded_search_is_identical_to_unsharded(dim: int) -> None:
     assert np.mean([t == person_ids[s] for t, s in zip(top1, sources)]) > 0.95
 
 
+def brute_force_with_rejections(face_ids, person_ids, vectors, rejections: dict[str, np.ndarray], query, top_k, threshold):
+    """The rule spelled out: per person max cos(q, F) and max cos(q, R); a candidate passes the threshold and
+    beats every rejection of theirs; ranked by (similarity desc, face id asc)."""
+    scores = vectors @ query
+    best: dict[str, tuple[float, str]] = {}
+    for face_id, person_id, score in zip(face_ids, person_ids, scores.tolist()):
+        if person_id not in best or (-score, face_id) < (-best[person_id][0], best[person_id][1]):
+            best[person_id] = (score, face_id)
+    kept = [(p, f, s) for p, (s, f) in best.items()
+            if s >= threshold and (p not in rejections or s > float(np.max(rejections[p] @ query)))]
+    return sorted(kept, key=lambda t: (-t[2], t[1]))[:top_k]
+
+
+def test_rejections_on_synthetic_clusters_match_the_rule_unsharded_and_sharded() -> None:
+    """Stand-in data (synthetic identity clusters, as the test above): persons given "not this person" examples
+    close to another person's faces answer as the brute-force rule says, in one index and merged from 2 and 4
+    shards that each hold every rejection."""
+    dim = 64
+    face_ids, person_ids, vectors = clustered(persons=300, dim=dim, seed=5)
+    rng = np.random.default_rng(9)
+    sources = rng.choice(len(face_ids), 40, replace=False)
+    probes = unit(0.7 * vectors[sources] + 0.714 * unit(rng.standard_normal((40, dim))))
+    # The source person of half the probes gets two rejections: one a noisy copy of the probe (the look-alike
+    # case: it vetoes that person for this probe), one near an unrelated face (it vetoes nothing here).
+    owners = sorted({person_ids[i] for i in sources[:20]})
+    near = {person_ids[i]: probes[k] for k, i in enumerate(sources[:20])}
+    rejections = {p: unit(np.vstack([near[p], vectors[rng.integers(len(vectors))]]) + 0.3 * unit(rng.standard_normal((2, dim))))
+                  for p in owners}
+    rejection_ids = [f"r-{p}-{i}" for p in owners for i in range(2)]
+    rejection_persons = [p for p in owners for _ in range(2)]
+    rejection_vectors = np.vstack([rejections[p] for p in owners])
+
+    single = FaceIndex.build(face_ids, person_ids, vectors)
+    layouts = {n: build_shards(face_ids, person_ids, vectors, n, seed=n) for n in (2, 4)}
+    for index in [single, *(s for shards in layouts.values() for s in shards)]:
+        index.add_rejections(rejection_ids, rejection_persons, rejection_vectors)
+    vetoed = 0
+    for top_k in (1, 5):
+        for threshold in (0.2, 0.4):
+            got = single.search(probes, top_k, threshold)
+            for query, answer in zip(probes, got):
+                expected = brute_force_with_rejections(face_ids, person_ids, vectors, rejections, query, top_k, threshold)
+                assert [(m.person_id, m.face_id) for m in answer] == [(p, f) for p, f, _ in expected]
+                assert np.allclose([m.similarity for m in answer], [s for _, _, s in expected], atol=1e-5)
+                vetoed += brute_force_with_rejections(face_ids, person_ids, vectors, {}, query, top_k, threshold) != expected
+            for n, shards in layouts.items():
+                merged = merge_search([s.search(probes, top_k, threshold) for s in shards], top_k)
+                assert as_tuples(merged) == as_tuples(got), (n, top_k, threshold)
+    assert vetoed > 10  # the rejections did veto matches (else this would test nothing)
+
+
 def test_identical_after_removals_and_on_exact_ties() -> None:
     face_ids, person_ids, vectors = clustered(persons=300, dim=64, seed=5)
     # Exact ties: the same vector enrolled for two persons, and twice for one person.

@@ -297,3 +297,37 @@ def test_metadata_json_cannot_hold_is_invalid_not_a_duplicate(store: TenantStore
 def test_cursors_the_store_never_handed_out_are_invalid(store: TenantStore, cursor, keys: PersonKeys):
     with pytest.raises(InvalidCursor):
         store.list_persons(10, cursor, keys=keys)
+
+
+def test_rejections_are_sealed_apart_from_faces_and_follow_rotation_merge_and_deletion(
+        store: TenantStore, cipher: RecordCipher, keys: PersonKeys) -> None:
+    """A rejection ("not this person") is a vector sealed under its own AAD domain: copied into the faces table
+    under its own id it does not open as a face. Rotation re-seals rejections with the faces; a merge moves them
+    (nothing re-sealed: the seal binds the rejection id); deleting the person deletes them."""
+    keep, merged = store.create_person(None, {}, keys=keys), store.create_person(None, {}, keys=keys)
+    store.add_face(keep.person_id, unit_vectors(1, seed=1)[0], cipher, 0.9, 0.9)
+    vectors = unit_vectors(3, seed=2)
+    ids = store.add_rejections(merged.person_id, vectors, cipher, "image")
+    assert store.rejection_count() == 3 and store.key_versions_in_use() == {1: 4}
+    assert vectors[0].astype("<f4").tobytes() not in file_bytes(store)
+
+    with store.transaction():
+        store._conn.execute("INSERT INTO faces (face_id, person_id, ciphertext, nonce, key_version, det_score, quality, created_at)"
+                            " SELECT rejection_id, person_id, ciphertext, nonce, key_version, 0.9, 0.9, created_at"
+                            " FROM rejections WHERE rejection_id = ?", (ids[0],))
+    with pytest.raises(CorruptRecord) as excinfo:
+        store.load_all(lambda version: cipher)
+    assert excinfo.value.face_id == ids[0]
+    with store.transaction():
+        store._conn.execute("DELETE FROM faces WHERE face_id = ?", (ids[0],))
+
+    new = RecordCipher(os.urandom(32), 2)
+    list(store.reencrypt({1: cipher, 2: new}.__getitem__, new, batch_size=2))
+    assert store.key_versions_in_use() == {2: 4}
+    moved = store.merge_persons(keep.person_id, merged.person_id)
+    assert moved == {"face_ids": [], "rejections": 3} and not store.has_person(merged.person_id)
+    loaded = store.load_rejections(lambda version: new)  # the old key version is not needed any more
+    assert sorted(loaded.face_ids) == sorted(ids) and set(loaded.person_ids) == {keep.person_id}
+    np.testing.assert_array_equal(loaded.vectors[np.argsort(loaded.face_ids)], vectors[np.argsort(ids)])
+    store.delete_person(keep.person_id)
+    assert store.rejection_count() == 0
