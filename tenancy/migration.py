@@ -58,6 +58,12 @@ class ModelSwitched(Exception):
     api_error = errors.ServiceUnavailable
 
 
+class VectorsOfAnotherModel(ValueError):
+    """Vectors whose dimension is not the tenant's model's (embedded with another pack)."""
+
+    api_error = errors.ModelMismatch
+
+
 class MigrationLog:
     def __init__(self, path: str | Path) -> None:
         self._lock = threading.Lock()

@@ -36,7 +36,7 @@ from tenancy.actors import (NAMESPACE, KeyServiceAuditMac, KeyServiceDataKeys, T
                             format_match, tenant_db_path)
 from tenancy.audit import OrgAudit, org_audit_path
 from tenancy.index import merge_search
-from tenancy.migration import Migrations, ModelSwitched
+from tenancy.migration import Migrations, ModelSwitched, VectorsOfAnotherModel
 from tenancy.rotation import DONE, FAILED, RotationLog, rotations_path
 from tenancy.admin_keys import AdminKey
 from tenancy.registry import TenantRegistry, load_or_create_admin_token
@@ -443,8 +443,13 @@ class TenantService:
         it is submitted, so a write with old-model vectors never reaches the actor after the switch."""
         tenant_id = tenant.tenant_id
         epoch = self.migrations.epochs.get(tenant_id, 0)
-        if tenant_id in self.migrations.switching or self.registry.get(tenant_id).model != tenant.model:
+        bound = self.registry.get(tenant_id)
+        if tenant_id in self.migrations.switching or bound.model != tenant.model:
             raise ModelSwitched(f"tenant {tenant_id} is switching to another model; retry")
+        if method in ("search", "verify_person") and np.asarray(args[0]).shape[-1] != bound.dim:
+            # Vectors of another model's dimension (e.g. a caller embedding with another pack): never reshaped
+            # into the index's rows.
+            raise VectorsOfAnotherModel(f"tenant {tenant_id} is bound to {bound.model}; these vectors are not of its dimension")
         result = await self._audited_call(tenant, method, *args, retry_reads=retry_reads, principal=principal)
         if method not in AUDITED_WRITES and self.migrations.epochs.get(tenant_id, 0) != epoch:
             raise ModelSwitched(f"tenant {tenant_id} switched to another model during {method}; retry")

@@ -68,8 +68,11 @@ def split_photos(identity_photos) -> tuple[list[tuple[str, object]], dict[str, o
 def new_tenant(admin, deployment, name: str, keep: bool, photos) -> tuple[str, SecureGateClient]:
     created = admin.create_tenant(name, {"keep_enrolment_photos": keep})
     client = SecureGateClient(deployment.base, api_key=created.api_key, timeout=120)
-    answer = client.import_faces([{"external_id": who, "image": photo} for who, photo in photos])
-    assert answer.enrolled >= len({who for who, _ in photos}), answer
+    enrolled = 0
+    for k in range(0, len(photos), 6):  # a few per call: the Detector queues at most 8 images per caller
+        answer = client.import_faces([{"external_id": who, "image": photo} for who, photo in photos[k:k + 6]])
+        enrolled += answer.enrolled
+    assert enrolled >= len({who for who, _ in photos})
     return created.tenant_id, client
 
 
@@ -160,7 +163,8 @@ def test_renamed_model_held_before_the_switch_then_switched(admin, deployment, i
         after = client.search(probes[who], threshold=THRESHOLD, top_k=2).faces[0].matches
         assert {m.external_id for m in after} == {who, "late-arrival"}
         assert next(m.face_id for m in after if m.external_id == "late-arrival") == late_face
-        assert identities(client, probes) == before
+        others = {w: p for w, p in probes.items() if w != who}  # `who`'s probe ties with the late copy
+        assert identities(client, others) == {w: w for w in others}
 
 
 def test_rotated_model_interrupted_by_actor_and_app_restarts(admin, deployment, identity_photos, capsys):
@@ -200,7 +204,8 @@ def test_rotated_model_interrupted_by_actor_and_app_restarts(admin, deployment, 
     assert (admin.get_tenant(tenant_id).model.name, admin.get_tenant(tenant_id).model.dim) == ("mfn_rotated96", 96)
 
     with SecureGateClient(deployment.base, api_key=client.api_key, timeout=120) as after:
-        assert identities(after, probes) == before
+        others = {w: p for w, p in probes.items() if w != who}  # `who`'s probe ties with the late copy
+        assert identities(after, others) == {w: w for w in others}
         matches = after.search(probes[who], threshold=THRESHOLD, top_k=2).faces[0].matches
         assert next(m.face_id for m in matches if m.external_id == "late-arrival") == late_face
         embedded = np.asarray(after.embed(probes[who]).faces[0].embedding)
@@ -211,3 +216,54 @@ def test_rotated_model_interrupted_by_actor_and_app_restarts(admin, deployment, 
         assert kept_rows(deployment, tenant_id)[:2] == (faces, faces)
         audit = [e.action for e in after.iter_audit()]
         assert "model.migrate" in audit and "model.switch" in audit
+
+
+def test_kept_crops_and_shadow_in_the_store_follow_their_face(tmp_path):
+    """TenantStore on a real file, without Ray: a kept crop reads back as given and goes with its face (retention's
+    delete_faces, a person's deletion); a content-key rotation re-seals crops and shadow vectors; shadow progress
+    survives reopening the file (what a resumed migration reads); the switch changes nothing while a face lacks
+    its shadow vector, then binds the file to the new model in one step."""
+    import os
+
+    from kms import Keyring
+    from kms.providers.local import LocalKeyProvider
+    from kms.records import RecordCipher
+    from tenancy.personal import PersonKeys
+    from tenancy.store import ModelMismatch, TenantStore
+
+    ring = Keyring(LocalKeyProvider(tmp_path / "keys" / "root.key"), tmp_path / "keys" / "keystore.db")
+    ring.create_tenant("t1")
+    keys = PersonKeys(lambda version, purpose: ring.data_key("t1", purpose, version))
+    v1, v2 = RecordCipher(os.urandom(32), 1), RecordCipher(os.urandom(32), 2)
+    ciphers = {1: v1, 2: v2}.__getitem__
+    rng = np.random.default_rng(5)
+    crops = rng.integers(0, 256, (4, 112, 112, 3), dtype=np.uint8)
+    path = tmp_path / "t1.db"
+    with TenantStore.open(path, "t1", "old/4", 4) as store:
+        alice = store.create_person("alice", {}, keys=keys).person_id
+        bob = store.create_person("bob", {}, keys=keys).person_id
+        faces = [store.add_face(p, rng.standard_normal(4), v1, 0.9, 0.9, crop=c).face_id
+                 for p, c in zip([alice, alice, bob, bob], crops)]
+        loaded = store.load_crops(faces, ciphers)
+        assert all((loaded[f] == c).all() for f, c in zip(faces, crops))
+        assert store.crop_counts() == {"faces": 4, "with_crop": 4}
+        store.delete_faces([faces[0]])  # what retention (expire_faces) does
+        assert store.crop_counts() == {"faces": 3, "with_crop": 3} and store.load_crops([faces[0]], ciphers) == {}
+        ids, missing, no_crop = store.shadow_missing("new/3", 2)
+        assert (len(ids), missing, no_crop) == (2, 3, 0)
+        assert store.add_shadow("new/3", 3, ids, rng.standard_normal((2, 3)), v1) == 2
+    with TenantStore.open(path, "t1", "old/4", 4) as store:  # a restart: the committed batch is there
+        ids, missing, _ = store.shadow_missing("new/3", 10)
+        assert missing == 1 and len(ids) == 1 and ids[0] in faces[1:]
+        assert store.reencrypt_kept(ciphers, v2, 500) == 0  # crops and shadow re-sealed under version 2
+        assert store.switch_model("new/3", 3) is None  # a face still lacks its shadow vector: nothing changed
+        assert store.model == "old/4"
+        store.add_shadow("new/3", 3, ids, rng.standard_normal((1, 3)), v2)
+        assert store.switch_model("new/3", 3) == 3
+        assert store.load_all(ciphers).vectors.shape == (3, 3) and store.shadow_count("new/3") == 0
+        store.delete_person(bob)
+        assert store.crop_counts() == {"faces": 1, "with_crop": 1}
+    with pytest.raises(ModelMismatch):
+        TenantStore.open(path, "t1", "old/4", 4)
+    with TenantStore.open(path, "t1", "new/3", 3) as store:
+        assert (store.load_crops(faces[1:2], ciphers)[faces[1]] == crops[1]).all()
