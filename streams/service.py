@@ -32,6 +32,7 @@ import numpy as np
 import ray
 
 from kms.records import RecordCipher
+from securegate import errors
 from streams.sources import file_path, redact_text, redact_url, source_kind
 from streams.store import CameraStore, events_path
 from streams.worker import NAMESPACE, StreamWorkerActor, worker_name
@@ -234,6 +235,13 @@ class StreamService:
         except (StreamNotFound, FileNotFoundError):
             return None
         tenant = await self.tenants.tenant.remote(tenant_id)
+        # Camera faces are embedded by the default pack's Embedder: a tenant moved onto another pack by a model
+        # migration (README "Model upgrades") gets its cameras refused (the worker shows this error) rather
+        # than searched with another model's vectors.
+        info = await self.embedder.info.remote()
+        if tenant.model != f"{info['name']}/{info['dim']}":
+            raise errors.ModelMismatch(f"cameras embed with the default pack ({info['name']}/{info['dim']}); tenant "
+                                       f"{tenant_id} is bound to {tenant.model}")
         threshold = tenant.settings.default_threshold
         if threshold is None:
             threshold = self.settings.verify_threshold

@@ -216,6 +216,16 @@ def test_rotated_model_interrupted_by_actor_and_app_restarts(admin, deployment, 
         assert kept_rows(deployment, tenant_id)[:2] == (faces, faces)
         audit = [e.action for e in after.iter_audit()]
         assert "model.migrate" in audit and "model.switch" in audit
+        # Cameras embed with the default pack: this tenant's camera is refused, and says why.
+        auth = {"Authorization": f"Bearer {after.api_key}"}
+        stream = httpx.post(f"{deployment.base}/v1/streams", json={"name": "lobby"}, headers=auth, timeout=60).json()
+        deadline = time.monotonic() + 30
+        while (status := httpx.get(f"{deployment.base}/v1/streams/{stream['stream_id']}", headers=auth,
+                                   timeout=60).json()["status"])["state"] != "failed":
+            assert time.monotonic() < deadline, status
+            time.sleep(0.2)
+        assert "bound to mfn_rotated96/96" in status["last_error"], status
+        httpx.delete(f"{deployment.base}/v1/streams/{stream['stream_id']}", headers=auth, timeout=60)
 
 
 def test_kept_crops_and_shadow_in_the_store_follow_their_face(tmp_path):
