@@ -165,6 +165,12 @@ def test_renamed_model_held_before_the_switch_then_switched(admin, deployment, i
         assert next(m.face_id for m in after if m.external_id == "late-arrival") == late_face
         others = {w: p for w, p in probes.items() if w != who}  # `who`'s probe ties with the late copy
         assert identities(client, others) == {w: w for w in others}
+        # The org audit holds the start (with the admin key's name) and the switch, with no personal data.
+        org = httpx.get(f"{deployment.base}/v1/admin/audit", params={"limit": 1000},
+                        headers={"Authorization": f"Bearer {deployment.token}"}).json()["events"]
+        mine = [e for e in org if e.get("details", {}).get("tenant_id") == tenant_id]
+        assert [(e["action"], e["outcome"]) for e in mine if e["action"].startswith("model.")] == [
+            ("model.migrate", "started"), ("model.migrate", "switch-requested"), ("model.switch", "ok")], mine
 
 
 def test_rotated_model_interrupted_by_actor_and_app_restarts(admin, deployment, identity_photos, capsys):
