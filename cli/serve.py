@@ -27,10 +27,11 @@ DEFAULT_CONFIG = {
 
 # Ray Serve's throughput-optimised data path (Ray >= 2.56; constants in ray/serve/_private/constants.py): user code
 # and handle routers on each replica's own event loop, gRPC between replicas, direct ingress behind the proxy,
-# buffered request logs (replica logs go to the session's log files, not stderr). Measured by
+# (replica logs go to the session's log files, not stderr). Measured by
 # benchmarks/pipeline.py: CPU per searched image outside the Detector 103 -> 56 ms at concurrency 4 (README).
 # Every Ray process reads it when it imports Serve, so it must be in the environment before Ray starts.
-SERVE_ENVIRONMENT = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+# Request logs are still written as they happen (the mode would buffer 1000 lines): operators and tests read them.
+SERVE_ENVIRONMENT = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1"}
 
 
 def start_ray(**init_kwargs):

@@ -20,6 +20,14 @@ from securegate import schemas as s
 from tenancy.quality import enrolment_face
 
 
+# Photos of import calls being detected at once per Ingress replica: one Detector replica's worth
+# (max_ongoing_requests 4), so bulk work never fills the Detector's bounded queue (max_queued_requests) that
+# interactive searches need. A photo that still finds the queue full waits and retries: a bulk job is better
+# late than refused.
+IMPORT_DETECTIONS = 4
+OVERLOAD_RETRY_FOR_S = 60.0
+
+
 class ImportApi:
     """Needs from the Ingress: `self._tenant`, `self._faces`, `self._embed`, `self._call`."""
 
@@ -66,10 +74,24 @@ class ImportApi:
         """(face, quality report) of a photo fit to enrol, or the ApiError that refuses it. A failed dependency
         (5xx) is raised: the whole call fails rather than answer a photo as refused."""
         try:
-            return enrolment_face(await self._faces(image, None), None, gates)
+            return enrolment_face(await self._detect_for_import(image), None, gates)
         except Exception as exc:
             refusal = errors.to_api_error(exc)
             if refusal.status >= 500:
                 raise refusal from None
             refusal.details.pop("field", None)
             return refusal
+
+    async def _detect_for_import(self, image: bytes):
+        slots = self.__dict__.setdefault("_import_slots", asyncio.Semaphore(IMPORT_DETECTIONS))
+        deadline = asyncio.get_running_loop().time() + OVERLOAD_RETRY_FOR_S
+        pause = 0.1
+        async with slots:
+            while True:
+                try:
+                    return await self._faces(image, None)
+                except Exception as exc:
+                    if errors.to_api_error(exc).code != errors.Overloaded.code or asyncio.get_running_loop().time() > deadline:
+                        raise
+                await asyncio.sleep(pause)
+                pause = min(1.0, pause * 2)
