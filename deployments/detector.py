@@ -35,17 +35,19 @@ class Detector:
             det_size=cfg.det_size,
             det_thresh=cfg.det_thresh,
             threads=cfg.threads,
+            fit_aspect=cfg.fit_aspect,
         )
         # Camera frames get their own (smaller) input square: faces at a door are large in a 640x360 frame,
         # and a smaller square is what lets one CPU hold several cameras (benchmarks/streams.py).
         self.frame_model = FaceDetector(self.pack, self.model.providers, det_size=self.settings.streams.det_size,
-                                        det_thresh=cfg.det_thresh, threads=self.settings.streams.det_threads)
+                                        det_thresh=cfg.det_thresh, threads=self.settings.streams.det_threads,
+                                        fit_aspect=cfg.fit_aspect)
         # A lone image gets a session with more threads (settings.detector.idle_threads); on a GPU the device
         # does the work and one session is enough.
         self.idle_model = self.model
         if cfg.idle_threads and cfg.idle_threads != cfg.threads and "CUDAExecutionProvider" not in self.model.providers:
             self.idle_model = FaceDetector(self.pack, self.model.providers, det_size=cfg.det_size,
-                                           det_thresh=cfg.det_thresh, threads=cfg.idle_threads)
+                                           det_thresh=cfg.det_thresh, threads=cfg.idle_threads, fit_aspect=cfg.fit_aspect)
         self._slots = asyncio.Semaphore(cfg.concurrency)
         self._detecting = 0  # images inside detect(): running or waiting for a slot
         log.info("Detector ready: %s on %s (GPUs %s)", self.pack.detector_path.name, self.model.providers, ray.get_gpu_ids())

@@ -119,8 +119,8 @@ class VerifyResponse(BaseModel):
     best_face_similarity: float | None = Field(None, description="person form: best over the person's faces")
     centroid_similarity: float | None = Field(None, description="person form: to the person's centroid")
     best_rejection_similarity: float | None = Field(None, description="person form: best over the person's rejections")
-    rejected: bool = Field(False, description="person form: the probe is at least as close to a rejection of the "
-                                              "person as to the person (then no match, whatever the threshold)")
+    rejected: bool | None = Field(None, description="person form: the probe is at least as close to a rejection of "
+                                                    "the person as to the person (then no match, whatever the threshold)")
 
     def __bool__(self) -> bool:  # the typed client's `if sg.verify(a, b):`
         return self.match

@@ -40,14 +40,31 @@ class FaceDetector:
         det_size: int = 640,
         det_thresh: float = 0.5,
         threads: int | None = None,
+        fit_aspect: bool = True,
     ) -> None:
         from insightface.model_zoo import get_model
 
         self.pack = pack
-        self._model = get_model(str(pack.detector_path), providers=providers, sess_options=session_options(threads))
+        # Fitted sizes vary per image: one dynamic-shape session serves them all (insightface would build an
+        # exact-shape session per size). On the square it keeps insightface's own session, bit for bit.
+        self._model = get_model(str(pack.detector_path), providers=providers, sess_options=session_options(threads),
+                                static_shape_sessions=not fit_aspect)
         # ctx_id 0 keeps the providers we chose; insightface's ctx_id<0 would force CPU.
         self._model.prepare(0, input_size=(det_size, det_size), det_thresh=det_thresh)
+        self.det_size = det_size
+        # A model with dynamic height and width runs each image at its own aspect ratio (see _input_size);
+        # a model exported at a fixed size gets that size.
+        self._fits_aspect = fit_aspect and getattr(self._model, "static_input_size", None) is None
         self.providers = list(self._model.session.get_providers())
+
+    def _input_size(self, width: int, height: int) -> tuple[int, int]:
+        """(w, h) of the SCRFD input for an image: the long side at det_size, the short side its share rounded up
+        to SCRFD's largest stride (32). insightface pads an image into a det_size square; the padding is compute
+        spent on no pixels (a 4:3 photo: 25 % of the square). Same faces: benchmarks/pipeline.py, README."""
+        stride, side = 32, self.det_size
+        if width >= height:
+            return side, min(side, max(stride, -(-side * height // width // stride) * stride))
+        return min(side, max(stride, -(-side * width // height // stride) * stride)), side
 
     def set_threshold(self, det_thresh: float) -> None:
         self._model.det_thresh = float(det_thresh)
@@ -62,7 +79,8 @@ class FaceDetector:
         side = min(min(size) for size in (getattr(self._model, "input_sizes", None) or [self._model.input_size]))
         if min(height, width) * side <= max(height, width):
             return []
-        boxes, kps = self._model.detect(image_bgr, max_num=max_faces)
+        input_size = self._input_size(width, height) if self._fits_aspect else None
+        boxes, kps = self._model.detect(image_bgr, input_size=input_size, max_num=max_faces)
         size = self.pack.recognizer_input_size
         faces = []
         for box, points in zip(boxes, kps):
