@@ -23,7 +23,7 @@ log = logging.getLogger("ray.serve")
 
 # A bounded queue (max_queued_requests, per caller): past capacity a caller gets 503 `overloaded` at once
 # (securegate.errors maps Serve's BackPressureError) instead of waiting seconds; configs/local.yaml explains.
-@serve.deployment(max_ongoing_requests=4, max_queued_requests=8, ray_actor_options={"num_cpus": 0.5})
+@serve.deployment(max_ongoing_requests=4, max_queued_requests=4, ray_actor_options={"num_cpus": 0.5})
 class Detector:
     def __init__(self, settings: dict) -> None:
         self.settings = Settings.model_validate(settings)

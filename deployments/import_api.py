@@ -21,8 +21,8 @@ from tenancy.quality import enrolment_face
 
 
 # Photos of import calls being detected at once per Ingress replica: one Detector replica's worth
-# (max_ongoing_requests 4), so bulk work never fills the Detector's bounded queue (max_queued_requests) that
-# interactive searches need. A photo that still finds the queue full waits and retries: a bulk job is better
+# (max_ongoing_requests 4), so bulk work leaves the Detector's bounded queue (max_queued_requests) to the
+# interactive searches. A photo that still finds the queue full waits and retries: a bulk job is better
 # late than refused.
 IMPORT_DETECTIONS = 4
 OVERLOAD_RETRY_FOR_S = 60.0
