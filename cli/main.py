@@ -8,7 +8,7 @@ import logging
 import sys
 from typing import get_args
 
-from cli import admin, bulk_import, evaluate
+from cli import admin, bulk_import, evaluate, persons
 from cli.serve import cmd_serve
 from securegate.schemas import AdminScope
 
@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
 
     evaluate.add_parser(sub)
     bulk_import.add_parser(sub)
+    persons.add_parser(sub)
 
     keys_p = sub.add_parser("keys", help="key rotation and status (admin API of a running service)")
     keys_p.add_argument("action", choices=["rotate", "status"])
