@@ -25,6 +25,7 @@ from pathlib import Path
 
 import yaml
 
+from cli.serve import SERVE_ENVIRONMENT
 from tests.conftest import REPO, free_port
 from tests.processes import kill_pids, process_tree, stop_tree
 
@@ -116,6 +117,10 @@ def test_cluster_config_places_by_resources_and_heals_a_lost_index_node(models_d
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env.update(FAST_HEALTH_CHECKS, RAY_AUTH_MODE="token", SECUREGATE_MODELS=str(models_dir),
                PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])))
+    # The nodes run Serve's throughput-optimised data path as cluster.yaml tells operators to; the driver calls
+    # handles synchronously (`.result()`), which that mode refuses in the caller's own process.
+    env.update(SERVE_ENVIRONMENT)
+    driver_env = {k: v for k, v in env.items() if k not in SERVE_ENVIRONMENT}
     port = free_port()
     driver = None
     try:
@@ -128,7 +133,7 @@ def test_cluster_config_places_by_resources_and_heals_a_lost_index_node(models_d
         driver = Driver([sys.executable, str(REPO / "tests" / "multinode_driver.py"), "--config", str(CONFIG),
                          "--data-dir", str(data_dir), "--http-port", str(free_port()),
                          "--faces", str(faces_root / "identities")],
-                        {**env, "RAY_ADDRESS": address}, tmp_path / "driver.log")
+                        {**driver_env, "RAY_ADDRESS": address}, tmp_path / "driver.log")
         budget = started + 200
 
         nodes = driver.result("nodes", budget)
