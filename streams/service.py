@@ -448,31 +448,28 @@ class StreamService:
 
     async def promoted(self, tenant_id: str, unknown_id: str, person_id: str, external_id: str | None) -> int:
         """After promotion: the anonymous id is gone; its events now name the person."""
-        ciphers = await self.ciphers(tenant_id)
-        store = self.store(tenant_id)
-        relinked = 0
-        for event in store.events(ciphers, 0, 10**9, person=unknown_id):
-            store.update_event(ciphers.current, ciphers, event["seq"], event["last_seen"],
-                               {"person_id": person_id, "external_id": external_id})
-            relinked += 1
-        store.delete_unknown(unknown_id)
+        relinked = await self._relink(tenant_id, unknown_id, person_id, external_id)
+        self.store(tenant_id).delete_unknown(unknown_id)
         self._unknowns.get(tenant_id, {}).pop(unknown_id, None)
-        for key in [k for k in self._cooldown if k[0] == tenant_id and k[2] == unknown_id]:
-            self._cooldown[(key[0], key[1], person_id)] = self._cooldown.pop(key)
         return relinked
 
     async def person_merged(self, tenant_id: str, merged_person_id: str, person_id: str, external_id: str | None) -> int:
         """After a merge: the merged person's events now name the surviving person (none if no camera file)."""
         if not events_path(self.data_dir, tenant_id).exists():
             return 0
+        return await self._relink(tenant_id, merged_person_id, person_id, external_id)
+
+    async def _relink(self, tenant_id: str, old_id: str, person_id: str, external_id: str | None) -> int:
+        """Events that name `old_id` (an anonymous id, a merged person) name the person instead; the cooldowns
+        follow. Returns how many events changed."""
         ciphers = await self.ciphers(tenant_id)
         store = self.store(tenant_id)
         relinked = 0
-        for event in store.events(ciphers, 0, 10**9, person=merged_person_id):
+        for event in store.events(ciphers, 0, 10**9, person=old_id):
             store.update_event(ciphers.current, ciphers, event["seq"], event["last_seen"],
                                {"person_id": person_id, "external_id": external_id})
             relinked += 1
-        for key in [k for k in self._cooldown if k[0] == tenant_id and k[2] == merged_person_id]:
+        for key in [k for k in self._cooldown if k[0] == tenant_id and k[2] == old_id]:
             self._cooldown[(key[0], key[1], person_id)] = self._cooldown.pop(key)
         return relinked
 
