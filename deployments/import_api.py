@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 
+from ray.serve.exceptions import BackPressureError
+
 from deployments.api_calls import api_errors
 from securegate import errors
 from securegate import schemas as s
@@ -91,7 +93,9 @@ class ImportApi:
                 try:
                     return await self._faces(image, None)
                 except Exception as exc:
-                    if errors.to_api_error(exc).code != errors.Overloaded.code or asyncio.get_running_loop().time() > deadline:
+                    # Checked by type: to_api_error here would log an unexpected error that _gated_face maps again.
+                    overloaded = isinstance(errors.root_cause(exc), BackPressureError)
+                    if not overloaded or asyncio.get_running_loop().time() > deadline:
                         raise
                 await asyncio.sleep(pause)
                 pause = min(1.0, pause * 2)
