@@ -95,6 +95,9 @@ class Event(BaseModel):
     best_similarity: float | None = None
     track_length: int = Field(..., description="frames the face was tracked in")
     tracks: int = 1
+    best_frame_offset_s: float | None = Field(None, description="stream offset of the frame with the track's best face "
+                                              "(vision/quality.py): where a thumbnail of the event comes from")
+    best_frame_quality: float | None = Field(None, description="that face's quality score, 0..1")
 
 
 class EventPage(BaseModel):
