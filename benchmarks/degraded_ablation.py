@@ -79,6 +79,7 @@ class LocalCamera:
         self._faces: dict[bytes, list] = {}
         self._vectors: dict[bytes, tuple[np.ndarray, float]] = {}
         self.events: dict[int, dict] = {}
+        self.crops_embedded = 0  # by the worker (what the Embedder would compute), cached or not
 
     # Detector / Embedder / TenantRouter / StreamRouter, as the worker calls them
     def detect_frame(self, frame: np.ndarray, max_faces=None) -> list:
@@ -88,6 +89,7 @@ class LocalCamera:
         return self._faces[key]
 
     def embed_with_norms(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.crops_embedded += len(crops)
         missing = [c for c in crops if _key(c) not in self._vectors]
         if missing:
             vectors, norms = self.embedder.embed_with_norms(missing)
@@ -137,17 +139,19 @@ def ablate(models: str, faces: degradation.CrowdFaces, clips: dict, variants: di
     out: dict[str, dict] = {}
     names = [c.name for c in clips]
     print("\nablation (in-process camera code, stand-in deployments): recall [wrong names] / strangers→unknown")
-    print(f"{'variant':<36} " + " ".join(f"{n:>16}" for n in names))
+    print(f"{'variant':<36} {'crops/clip':>10} " + " ".join(f"{n:>16}" for n in names))
     for label, policy in variants.items():
         row = {}
+        camera.crops_embedded = 0
         for condition, (scene, _) in clips.items():
             events = asyncio.run(camera.run(decoded[condition], policy, fps))
             row[condition.name] = degradation.score(events, scene, faces.enrolled)
         out[label] = {n: {k: r[k] for k in ("recall", "wrong_names", "stranger_unknown_rate", "enrolled_unknown", "enrolled_missed")}
                       for n, r in row.items()}
+        out[label]["crops_embedded_per_clip"] = round(camera.crops_embedded / len(clips), 1)
         cells = [f"{r['recall']:.2f}" + (f"[{r['wrong_names']}]" if r["wrong_names"] else "") + f"/{r['stranger_unknown_rate']:.2f}"
                  for r in row.values()]
-        print(f"{label:<36} " + " ".join(f"{c:>16}" for c in cells), flush=True)
+        print(f"{label:<36} {out[label]['crops_embedded_per_clip']:>10} " + " ".join(f"{c:>16}" for c in cells), flush=True)
     spread = margins(camera, clips, decoded)
     print("\nsimilarity margins (oracle tracks): genuine face p5 / template min  vs  impostor face max / template max")
     for name, m in spread.items():
