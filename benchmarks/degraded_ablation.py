@@ -155,6 +155,9 @@ def ablate(models: str, faces: degradation.CrowdFaces, clips: dict, variants: di
     spread = margins(camera, clips, decoded)
     print("\nsimilarity margins (oracle tracks): genuine face p5 / template min  vs  impostor face max / template max")
     for name, m in spread.items():
+        if name == "spearman_with_genuine_similarity":
+            print("signal vs genuine similarity (Spearman, every enrolled look's faces):", m)
+            continue
         print(f"{name:<22} {m['genuine_face_p5']!s:>6} / {m['genuine_template_min']!s:<6}  vs  {m['impostor_face_max']!s:>6} / "
               f"{m['impostor_template_max']!s:<6}  ({m['faces']} faces, {m['looks']} looks)")
     return {"variants": out, "margins": spread}
@@ -165,9 +168,12 @@ def margins(camera: LocalCamera, clips: dict, decoded: dict) -> dict:
     to the appearance whose placement it sits on, an oracle track): the similarity of every face and of
     every look's template to its own enrolment vector (genuine) and the best similarity of strangers' faces
     and templates to anyone (impostor). Templates are the shipped pool: unit vectors weighted by raw norm."""
-    from vision.quality import normalise_exposure
+    from scipy.stats import spearmanr
+
+    from vision.quality import measure, normalise_exposure
 
     out = {}
+    signals: list[tuple[float, ...]] = []  # per genuine face: its signals and its similarity to its enrolment
     for condition, (scene, _) in clips.items():
         looks: dict[int, list[tuple[np.ndarray, float]]] = {}
         for t, image in decoded[condition]:
@@ -178,6 +184,10 @@ def margins(camera: LocalCamera, clips: dict, decoded: dict) -> dict:
                     if placed and abs(placed[0] * scene.width - cx) < placed[2] / 4 and abs(placed[1] * scene.height - cy) < placed[2] / 4:
                         vector, norm = camera.embed_with_norms(normalise_exposure(face.crop)[None])
                         looks.setdefault(i, []).append((vector[0], float(norm[0])))
+                        if a.identity in camera.ids:
+                            q = measure(face.bbox, face.landmarks, face.crop, face.score)
+                            signals.append((q.det_score, q.face_px, q.sharpness, q.brightness, float(norm[0]), q.score(),
+                                            float(vector[0] @ camera.gallery[camera.ids.index(a.identity)])))
                         break
         genuine_face, genuine_template, impostor_face, impostor_template = [], [], [], []
         for i, faces in looks.items():
@@ -200,4 +210,8 @@ def margins(camera: LocalCamera, clips: dict, decoded: dict) -> dict:
         out[condition.name] = {"genuine_face_p5": q(genuine_face, 5), "genuine_template_min": q(genuine_template, 0),
                                "impostor_face_max": q(impostor_face, 100), "impostor_template_max": q(impostor_template, 100),
                                "faces": len(genuine_face) + len(impostor_face), "looks": len(looks)}
+    table = np.array(signals)
+    names = ("det_score", "face_px", "sharpness", "brightness", "embedding_norm", "quality_score")
+    out["spearman_with_genuine_similarity"] = {n: round(float(spearmanr(table[:, k], table[:, -1]).statistic), 3)
+                                               for k, n in enumerate(names)} if len(table) > 2 else {}
     return out
