@@ -79,6 +79,7 @@ class LocalCamera:
         self._faces: dict[bytes, list] = {}
         self._vectors: dict[bytes, tuple[np.ndarray, float]] = {}
         self.events: dict[int, dict] = {}
+        self.now = 0.0  # stream offset of the frame being processed
         self.crops_embedded = 0  # by the worker (what the Embedder would compute), cached or not
 
     # Detector / Embedder / TenantRouter / StreamRouter, as the worker calls them
@@ -111,7 +112,10 @@ class LocalCamera:
         seq = len(self.events) + 1
         self.events[seq] = {"kind": "person_seen" if kind == "person" else "unknown_seen",
                             "external_id": sighting.get("external_id"), "first_offset_s": sighting["first_offset_s"],
-                            "last_offset_s": sighting["last_offset_s"]}
+                            "last_offset_s": sighting["last_offset_s"],
+                            # stream time from the track's first frame to its decision: the latency a camera
+                            # adds by waiting for faces, whatever the host's speed
+                            "decision_s": round(self.now - sighting["first_offset_s"], 3)}
         return seq
 
     def close_sighting(self, tenant_id, stream_id, seq, final: dict) -> None:
@@ -126,7 +130,9 @@ class LocalCamera:
         worker._apply({"fps": fps, "gates": self.gates, "threshold": self.threshold, "match_on": "faces", "tenant": None,
                        "policy": policy, "url": None})
         for t, image in frames:
+            self.now = t
             await worker._process(Frame(image, t, t))
+        self.now = frames[-1][0]
         await worker._finish(worker.tracks.close_all())
         return list(self.events.values())
 
@@ -139,19 +145,27 @@ def ablate(models: str, faces: degradation.CrowdFaces, clips: dict, variants: di
     out: dict[str, dict] = {}
     names = [c.name for c in clips]
     print("\nablation (in-process camera code, stand-in deployments): recall [wrong names] / strangers→unknown")
-    print(f"{'variant':<36} {'crops/clip':>10} " + " ".join(f"{n:>16}" for n in names))
+    print("(crops/clip: faces embedded per clip; decide p50: stream seconds from a track's first frame to its event, "
+          "person/unknown)")
+    print(f"{'variant':<36} {'crops/clip':>10} {'decide p50':>11} " + " ".join(f"{n:>16}" for n in names))
     for label, policy in variants.items():
         row = {}
         camera.crops_embedded = 0
+        delays: dict[str, list[float]] = {"person_seen": [], "unknown_seen": []}
         for condition, (scene, _) in clips.items():
             events = asyncio.run(camera.run(decoded[condition], policy, fps))
             row[condition.name] = degradation.score(events, scene, faces.enrolled)
+            for event in events:
+                delays[event["kind"]].append(event["decision_s"])
         out[label] = {n: {k: r[k] for k in ("recall", "wrong_names", "stranger_unknown_rate", "enrolled_unknown", "enrolled_missed")}
                       for n, r in row.items()}
         out[label]["crops_embedded_per_clip"] = round(camera.crops_embedded / len(clips), 1)
+        out[label]["decision_p50_s"] = {k: round(float(np.median(v)), 2) if v else None for k, v in delays.items()}
         cells = [f"{r['recall']:.2f}" + (f"[{r['wrong_names']}]" if r["wrong_names"] else "") + f"/{r['stranger_unknown_rate']:.2f}"
                  for r in row.values()]
-        print(f"{label:<36} {out[label]['crops_embedded_per_clip']:>10} " + " ".join(f"{c:>16}" for c in cells), flush=True)
+        decide = "/".join(str(v) for v in out[label]["decision_p50_s"].values())
+        print(f"{label:<36} {out[label]['crops_embedded_per_clip']:>10} {decide:>11} " + " ".join(f"{c:>16}" for c in cells),
+              flush=True)
     spread = margins(camera, clips, decoded)
     print("\nsimilarity margins (oracle tracks): genuine face p5 / template min  vs  impostor face max / template max")
     for name, m in spread.items():
