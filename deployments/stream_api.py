@@ -9,6 +9,7 @@ import datetime as dt
 
 from deployments.api_calls import api_errors
 from securegate import errors
+from vision import images
 
 
 EVENT_KINDS = ("person_seen", "unknown_seen")
@@ -49,11 +50,12 @@ class StreamApi:
 
     @api_errors
     async def push_frame(self, api_key: str, stream_id: str, jpeg: bytes, captured_at: float | None = None) -> dict:
-        """One frame (JPEG bytes) from an edge device or browser; `captured_at` in epoch seconds (default: now).
-        Frames are never stored; when the camera's pipeline is behind, the oldest waiting frame is dropped."""
+        """One frame (JPEG, or another format the photo endpoints take) from an edge device or browser;
+        `captured_at` in epoch seconds (default: now). Frames are never stored; when the camera's pipeline is behind, the oldest waiting frame is dropped."""
         tenant = await self._tenant(api_key)
-        if not jpeg:
-            raise errors.InvalidImage("empty frame")
+        # The photo endpoints' gate, here, before the bytes travel to the camera's queue: a bomb, garbage or an
+        # image too small to hold a face is refused with its code and never reaches a decoder.
+        images.check(jpeg, self.settings.limits.max_image_pixels)
         return await self.streams.push_frame.remote(tenant.tenant_id, stream_id, jpeg, captured_at)
 
     # ---- events -----------------------------------------------------------------------------------------

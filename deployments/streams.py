@@ -33,9 +33,12 @@ def translated(method):
             return await method(self, *args, **kwargs)
         except tuple(TRANSLATED) as exc:
             raise TRANSLATED[type(exc)](str(exc)) from None
-        except ValueError as exc:
-            if "decodable image" in str(exc):
-                raise errors.InvalidImage(str(exc)) from None
+        except Exception as exc:
+            # An API error raised further down (a worker's InvalidImage) arrives wrapped in Ray's task error, whose
+            # text carries the worker's task header: answer with the error itself.
+            cause = errors.root_cause(exc)
+            if isinstance(cause, errors.ApiError):
+                raise cause from None
             raise
 
     return wrapper

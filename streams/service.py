@@ -226,7 +226,7 @@ class StreamService:
         if not stream["config"].get("enabled", True):
             raise InvalidStream("the stream is disabled")
         worker = await self._ensure_worker(tenant_id, stream_id)
-        return await worker.push_frame.remote(jpeg, captured_at)
+        return await worker.push_frame.remote(jpeg, captured_at, self.settings.limits.max_image_pixels)
 
     async def worker_config(self, tenant_id: str, stream_id: str) -> dict | None:
         """What a (re)started worker needs: the decrypted URL, the tenant, threshold and quality gates."""

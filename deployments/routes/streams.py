@@ -15,10 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from securegate.schemas import SEQ_MAX, Body, ErrorResponse
 from deployments.stream_api import StreamApi
 from securegate import errors
+from vision import images
 
 router = APIRouter()
 
-ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 414, 422, 429, 503)}
+ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 414, 415, 422, 429, 503)}
 Kind = Literal["person_seen", "unknown_seen"]
 
 
@@ -213,10 +214,17 @@ class StreamRoutes(StreamApi):
         return Response(status_code=204)
 
     @router.post("/v1/streams/{stream_id}/frames", status_code=202, response_model=FrameAccepted, responses=ERRORS,
-                 tags=["cameras"], openapi_extra={"requestBody": {"required": True, "content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}}}})
+                 tags=["cameras"], openapi_extra={"requestBody": {"required": True, "content": {
+                     media_type: {"schema": {"type": "string", "format": "binary"}} for media_type in images.MEDIA_TYPES}}})
     async def http_push_frame(self, stream_id: str, request: Request,
                               ts: float | None = Query(None, ge=0, le=1e10, description="capture time, epoch seconds (default: arrival)"),
-                              authorization: str | None = Header(None)) -> dict:
+                              authorization: str | None = Header(None), content_type: str | None = Header(None)) -> dict:
+        """One frame as the raw body, sent as one of the image media types; it passes the photo endpoints'
+        image gate (header, pixel limit) before it is queued."""
+        media_type = (content_type or "").split(";")[0].strip().lower()
+        if media_type not in images.MEDIA_TYPES:
+            raise errors.UnsupportedMediaType(f"send the frame as the body with Content-Type one of {', '.join(images.MEDIA_TYPES)}",
+                                              media_types=list(images.MEDIA_TYPES))
         return await self.push_frame(_bearer(authorization), stream_id, await request.body(), ts)
 
     @router.get("/v1/events", response_model=EventPage, responses=ERRORS, tags=["events"])
