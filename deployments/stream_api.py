@@ -6,6 +6,7 @@ comes from the API key; the StreamRouter deployment does the work.
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 from deployments.api_calls import api_errors
 from securegate import errors
@@ -13,6 +14,8 @@ from vision import images
 
 
 EVENT_KINDS = ("person_seen", "unknown_seen")
+# An open event stream re-checks its API key this often while idle (and before every batch it delivers).
+CREDENTIAL_RECHECK_S = 2.0
 
 
 class StreamApi:
@@ -71,13 +74,24 @@ class StreamApi:
         return {"events": found, "next_since": found[-1]["seq"] if found else since}
 
     async def event_feed(self, api_key: str, since: int = 0, timeout_s: float = 15.0):
-        """Live events for Server-Sent Events: (tenant id, an async iterator of event lists; [] = keep-alive)."""
+        """Live events for Server-Sent Events: an async iterator of event lists ([] = nothing new yet).
+
+        The key is checked again before every batch it delivers and at least every CREDENTIAL_RECHECK_S while
+        idle: once the key is rotated away or the tenant deleted, the iterator raises the API error the key
+        now gets (401, 404) instead of delivering, so a stream never outlives its credential by more than
+        that."""
         tenant = await self._tenant(api_key)
 
         async def feed():
-            cursor = since
+            cursor, checked = since, time.monotonic()
             while True:
-                batch = await self.streams.wait_events.remote(tenant.tenant_id, cursor, timeout_s)
+                batch = await self.streams.wait_events.remote(tenant.tenant_id, cursor, min(timeout_s, CREDENTIAL_RECHECK_S))
+                if batch or time.monotonic() - checked >= CREDENTIAL_RECHECK_S:
+                    try:
+                        await self.tenants.authenticate.remote(api_key)  # no rate-limit cost: the stream's own check
+                    except Exception as exc:
+                        raise errors.to_api_error(exc) from None
+                    checked = time.monotonic()
                 if batch:
                     cursor = batch[-1]["seq"]
                 yield batch

@@ -10,19 +10,14 @@ The StreamRouter deployment wraps it (one replica: it is the one writer of every
   tenant's unknowns (cosine, the tenant's threshold); the same stranger gets the same id on every camera
   and every visit. Vectors are sealed like faces and follow the tenant's retention and deletion.
 - Live events: `wait_events` long-polls (the Ingress turns it into Server-Sent Events); webhooks get each
-  new event as a JSON body signed with HMAC-SHA256 (`X-SecureGate-Signature: sha256=<hex>`), retried with
-  exponential backoff, then dead-lettered after `webhook_max_attempts`.
+  new event signed as Standard Webhooks, retried, then dead-lettered (`streams.webhooks`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hashlib
-import hmac
-import json
 import logging
-import secrets
 import time
 import uuid
 from pathlib import Path
@@ -35,6 +30,7 @@ from kms.records import RecordCipher
 from securegate import errors
 from streams.sources import file_path, redact_text, redact_url, source_kind
 from streams.store import CameraStore, events_path
+from streams.webhooks import WebhookDeliveries, new_secret
 from streams.worker import NAMESPACE, StreamWorkerActor, worker_name
 
 log = logging.getLogger(__name__)
@@ -89,7 +85,7 @@ class StreamService:
         self._cooldown: dict[tuple[str, str, str], tuple[int, float]] = {}  # (tenant, camera, identity) -> (seq, last_seen)
         self._unknowns: dict[str, dict[str, dict]] = {}  # tenant -> unknown id -> {vectors, ...}
         self._new_event: dict[str, asyncio.Condition] = {}
-        self._deliver_now = asyncio.Event()
+        self.webhooks = WebhookDeliveries(self._stores, self.ciphers, self.cfg)
         self._background: list[asyncio.Task] = []
         self._model_threshold: float | None = None
         self._ciphers: dict[str, tuple[float, _Ciphers]] = {}  # tenant -> (expires, ciphers)
@@ -138,7 +134,7 @@ class StreamService:
     def start_background(self) -> None:
         if not self._background:
             loop = asyncio.get_running_loop()
-            self._background = [loop.create_task(self._resume_all()), loop.create_task(self._deliver_forever()),
+            self._background = [loop.create_task(self._resume_all()), loop.create_task(self.webhooks.forever()),
                                 loop.create_task(self._retention_forever()), loop.create_task(self._watch_workers())]
 
     # ---- streams ------------------------------------------------------------------------------------------
@@ -373,7 +369,7 @@ class StreamService:
         for webhook in store.webhooks(ciphers):
             if not webhook["kinds"] or event_kind in webhook["kinds"]:
                 store.add_delivery(webhook["webhook_id"], event["seq"])
-        self._deliver_now.set()
+        self.webhooks.wake.set()
         condition = self._condition(tenant_id)
         async with condition:
             condition.notify_all()
@@ -552,7 +548,7 @@ class StreamService:
             http_url = False
         if not http_url:
             raise InvalidStream("a webhook URL is http:// or https://")
-        secret = secrets.token_urlsafe(32)
+        secret = new_secret()
         ciphers = await self.ciphers(tenant_id, read=False)
         max_attempts = max_attempts or self.cfg.webhook_max_attempts
         webhook_id = self.store(tenant_id).add_webhook(ciphers.current, url, secret, kinds, max_attempts)
@@ -578,61 +574,6 @@ class StreamService:
             raise StreamNotFound(f"webhook {webhook_id} not found")
         return self.store(tenant_id).deliveries(webhook_id, state, limit)
 
-    async def _deliver_forever(self) -> None:
-        import httpx
-
-        async with httpx.AsyncClient(timeout=self.cfg.webhook_timeout_s) as client:
-            while True:
-                try:
-                    await asyncio.wait_for(self._deliver_now.wait(), 0.5)
-                except asyncio.TimeoutError:
-                    pass
-                self._deliver_now.clear()
-                for tenant_id in list(self._stores):
-                    try:
-                        await self._deliver_due(client, tenant_id)
-                    except Exception:
-                        log.exception("webhook deliveries of %s failed", tenant_id)
-
-    async def _deliver_due(self, client, tenant_id: str) -> None:
-        store = self._stores.get(tenant_id)
-        if store is None:
-            return
-        due = store.due_deliveries(time.time())
-        if not due:
-            return
-        ciphers = await self.ciphers(tenant_id)
-        hooks = {w["webhook_id"]: w for w in store.webhooks(ciphers)}
-
-        async def deliver(delivery: dict) -> None:
-            hook = hooks.get(delivery["webhook_id"])
-            event = store.event(ciphers, delivery["seq"])
-            if hook is None or event is None:
-                store.update_delivery(delivery["delivery_id"], "dropped", delivery["attempts"], 0, None, "event or webhook deleted")
-                return
-            body = json.dumps({"delivery_id": delivery["delivery_id"], "event": event}, sort_keys=True).encode()
-            signature = hmac.new(hook["secret"].encode(), body, hashlib.sha256).hexdigest()
-            attempts = delivery["attempts"] + 1
-            status, error = None, None
-            try:
-                response = await client.post(hook["url"], content=body, headers={
-                    "Content-Type": "application/json", "X-SecureGate-Signature": f"sha256={signature}",
-                    "X-SecureGate-Delivery": delivery["delivery_id"], "X-SecureGate-Event": event["kind"]})
-                status = response.status_code
-                if 200 <= status < 300:
-                    store.update_delivery(delivery["delivery_id"], "delivered", attempts, 0, status, None)
-                    return
-                error = f"HTTP {status}"
-            except Exception as exc:
-                error = redact_text(f"{type(exc).__name__}: {exc}", hook["url"])[:300]
-            if attempts >= hook["max_attempts"]:
-                store.update_delivery(delivery["delivery_id"], "dead", attempts, 0, status, error)
-            else:
-                delay = self.cfg.webhook_backoff_s * 2 ** (attempts - 1)
-                store.update_delivery(delivery["delivery_id"], "pending", attempts, time.time() + delay, status, error)
-
-        await asyncio.gather(*(deliver(d) for d in due))
-
 
 def _max(a, b):
     values = [v for v in (a, b) if v is not None]
@@ -641,8 +582,3 @@ def _max(a, b):
 
 def _round(value):
     return None if value is None else round(float(value), 6)
-
-
-def signature(secret: str, body: bytes) -> str:
-    """What a webhook receiver computes to check `X-SecureGate-Signature` (sha256=<this>)."""
-    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()

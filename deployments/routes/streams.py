@@ -21,6 +21,7 @@ router = APIRouter()
 
 ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 414, 415, 422, 429, 503)}
 Kind = Literal["person_seen", "unknown_seen"]
+KEEP_ALIVE_S = 15.0  # a comment this often keeps an idle event stream's connection open
 
 
 class _Body(Body):
@@ -152,7 +153,8 @@ class WebhookCreated(BaseModel):
     url: str
     kinds: list[str]
     max_attempts: int
-    secret: str = Field(..., description="HMAC-SHA256 key of X-SecureGate-Signature; shown once")
+    secret: str = Field(..., description="Standard Webhooks signing secret (whsec_...): check each delivery's webhook-id, "
+                        "webhook-timestamp and webhook-signature headers with a Standard Webhooks verifier; shown once")
 
 
 class WebhookView(BaseModel):
@@ -238,7 +240,9 @@ class StreamRoutes(StreamApi):
                                 max_s: float = Query(3600.0, gt=0, le=86400, description="the stream ends after this; reconnect with Last-Event-ID"),
                                 authorization: str | None = Header(None), last_event_id: str | None = Header(None)):
         """Server-Sent Events: `id` = seq, `event` = kind, `data` = the event as JSON; a comment every 15 s keeps
-        the connection open. Reconnecting clients send Last-Event-ID and miss nothing."""
+        the connection open. Reconnecting clients send Last-Event-ID and miss nothing. The key is checked again
+        as the stream runs: once it is rotated away or the tenant deleted, the stream ends within seconds with
+        an `error` event carrying the error body the key now gets."""
         # Others are ignored like any malformed value (isdigit alone passes "²", which int() refuses).
         if last_event_id and last_event_id.isascii() and last_event_id.isdigit() and int(last_event_id) <= SEQ_MAX:
             since = int(last_event_id)
@@ -254,13 +258,19 @@ class StreamRoutes(StreamApi):
         async def sse():
             yield ": connected\n\n"
             ends = time.monotonic() + max_s
-            async for batch in feed:
-                if time.monotonic() >= ends:
-                    break
-                if not batch:
-                    yield ": keep-alive\n\n"
-                for event in batch:
-                    yield f"id: {event['seq']}\nevent: {event['kind']}\ndata: {json.dumps(event)}\n\n"
+            quiet_since = time.monotonic()
+            try:
+                async for batch in feed:
+                    if time.monotonic() >= ends:
+                        break
+                    if not batch and time.monotonic() - quiet_since >= KEEP_ALIVE_S:
+                        yield ": keep-alive\n\n"
+                        quiet_since = time.monotonic()
+                    for event in batch:
+                        yield f"id: {event['seq']}\nevent: {event['kind']}\ndata: {json.dumps(event)}\n\n"
+                        quiet_since = time.monotonic()
+            except errors.ApiError as exc:  # the credential no longer holds: say why, then end the stream
+                yield f"event: error\ndata: {json.dumps(exc.body())}\n\n"
 
         return StreamingResponse(sse(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 

@@ -6,6 +6,8 @@ server), MJPEG over HTTP and pushed frames. Events are checked against each clip
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import shutil
 import subprocess
@@ -18,12 +20,14 @@ import httpx
 import pytest
 
 from streams import testmedia
-from streams.service import signature
 from tests.conftest import free_port
 from tests.streams.mjpeg_server import MjpegServer
 
 RTSP_SERVER = Path(__file__).with_name("rtsp_server.py")
 SYSTEM_PYTHON = "/usr/bin/python3"
+GST_CHECK = ('import gi; gi.require_version("Gst", "1.0"); gi.require_version("GstRtspServer", "1.0"); '
+             'from gi.repository import Gst; Gst.init(None); '
+             'assert all(Gst.ElementFactory.find(e) for e in ("qtdemux", "h264parse", "rtph264pay"))')
 TOLERANCE_S = 1.0  # event offsets vs the timeline: sampling (5 fps), voting (2 faces) and edge-of-frame faces
 
 
@@ -154,7 +158,12 @@ class RtspServer:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> "RtspServer":
-        assert Path(SYSTEM_PYTHON).exists() and shutil.which("gst-inspect-1.0") or True
+        # The server needs the system python3 with GStreamer's RTSP server (`make system-deps` installs them); a
+        # missing install fails here, with what to do, rather than passing unseen.
+        found = subprocess.run([SYSTEM_PYTHON, "-c", GST_CHECK], capture_output=True, text=True, timeout=60) \
+            if Path(SYSTEM_PYTHON).exists() else None
+        assert found is not None and found.returncode == 0, \
+            f"GStreamer's RTSP server is not installed for {SYSTEM_PYTHON}: run `make system-deps` ({found and found.stderr[-300:]})"
         self.process = subprocess.Popen([SYSTEM_PYTHON, str(RTSP_SERVER), str(self.port), str(self.clip), f"/{self.mount}",
                                          self.user, self.password], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         line = self.process.stdout.readline().strip()
@@ -270,11 +279,45 @@ def test_pushed_frames_produce_the_timeline_events(http, site, scenes, face_cuts
     assert http.patch(f"/v1/streams/{stream['stream_id']}", json={"fps": 0}, headers=tenant["auth"]).status_code == 400
 
 
+class Refused(Exception):
+    """A webhook receiver refuses a delivery."""
+
+
+class StandardWebhookVerifier:
+    """A receiver's check, written here from the Standard Webhooks specification: an independent implementation,
+    not the server's code nor the `standardwebhooks` library it signs with. HMAC-SHA256 under the base64 key of
+    the `whsec_` secret over "{webhook-id}.{webhook-timestamp}.{body}", sent as "v1,<base64>"; a timestamp more
+    than `tolerance_s` from now is refused, and so is an id already accepted (a replay within the window)."""
+
+    def __init__(self, secret: str, tolerance_s: float = 300.0) -> None:
+        assert secret.startswith("whsec_"), secret
+        self.key, self.tolerance_s, self.seen = base64.b64decode(secret[len("whsec_"):]), tolerance_s, set()
+
+    def verify(self, headers: dict, body: bytes, now: float | None = None) -> dict:
+        h = {k.lower(): v for k, v in headers.items()}
+        try:
+            message_id, timestamp, signatures = h["webhook-id"], h["webhook-timestamp"], h["webhook-signature"]
+        except KeyError as missing:
+            raise Refused(f"missing header {missing}") from None
+        mac = hmac.new(self.key, f"{message_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+        expected = "v1," + base64.b64encode(mac).decode()
+        if not any(hmac.compare_digest(expected, candidate) for candidate in signatures.split()):
+            raise Refused("signature")
+        if abs((time.time() if now is None else now) - int(timestamp)) > self.tolerance_s:
+            raise Refused("timestamp outside the tolerance")
+        if message_id in self.seen:
+            raise Refused("replayed id")
+        self.seen.add(message_id)
+        return json.loads(body)
+
+
 class WebhookReceiver:
-    """A real HTTP endpoint on 127.0.0.1 that fails its first `fail_first` deliveries with a 500."""
+    """A real HTTP endpoint on 127.0.0.1 that fails its first `fail_first` deliveries with a 500; every attempt's
+    headers and body are kept in `attempts`, the accepted ones in `received`."""
 
     def __init__(self, fail_first: int = 1) -> None:
         self.received: list[tuple[dict, bytes]] = []
+        self.attempts: list[tuple[dict, bytes]] = []
         self.fail_first = fail_first
         receiver = self
 
@@ -284,6 +327,7 @@ class WebhookReceiver:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.attempts.append((dict(self.headers), body))
                 if receiver.fail_first > 0:
                     receiver.fail_first -= 1
                     self.send_response(500)
@@ -333,11 +377,28 @@ def test_sse_webhooks_attendance_promotion_and_deletion(http, admin, faces_root,
     listener.join(20)
     assert [e["seq"] for e in sse_events] == [e["seq"] for e in events]
 
-    # webhooks: the first delivery got a 500 and was retried; each body is signed with the webhook's secret
+    # webhooks: signed as Standard Webhooks, checked by an independent verifier; the first delivery got a 500 and
+    # was retried under the same webhook-id; a replayed or re-stamped delivery is refused
     wait_until(lambda: len(receiver.received) >= len(events), 20, "webhook deliveries")
+    verifier = StandardWebhookVerifier(hook["secret"])
     for headers, body in receiver.received:
-        assert headers["X-SecureGate-Signature"] == "sha256=" + signature(hook["secret"], body)
+        assert verifier.verify(headers, body)["delivery_id"] == headers["webhook-id"]
+        assert not any(k.lower().startswith("x-securegate") for k in headers), headers  # no second, weaker signature
     assert sorted(json.loads(b)["event"]["seq"] for _, b in receiver.received) == sorted(e["seq"] for e in events)
+    (failed_headers, failed_body), *_ = receiver.attempts
+    failed_id = json.loads(failed_body)["delivery_id"]
+    retried = next(h for h, b in receiver.received if json.loads(b)["delivery_id"] == failed_id)
+    assert retried["webhook-id"] == failed_headers["webhook-id"] == failed_id
+    headers, body = receiver.received[0]
+    with pytest.raises(Refused, match="replayed"):
+        verifier.verify(headers, body)  # the same delivery again, inside the window
+    fresh = StandardWebhookVerifier(hook["secret"])
+    with pytest.raises(Refused, match="tolerance"):
+        fresh.verify(headers, body, now=int(headers["webhook-timestamp"]) + 301)  # captured, replayed 5 minutes on
+    with pytest.raises(Refused, match="signature"):
+        fresh.verify({**headers, "webhook-timestamp": str(int(time.time()) + 1)}, body)  # re-stamped to pass the window
+    with pytest.raises(Refused, match="signature"):
+        fresh.verify(headers, body.replace(b'"kind"', b'"kind" ', 1))  # the body changed
     deliveries = http.get(f"/v1/webhooks/{hook['webhook_id']}/deliveries", headers=tenant["auth"]).json()["deliveries"]
     assert {d["state"] for d in deliveries} == {"delivered"} and max(d["attempts"] for d in deliveries) == 2
     dead_letters = wait_until(lambda: (d := http.get(f"/v1/webhooks/{dead['webhook_id']}/deliveries", params={"state": "dead"},
@@ -384,6 +445,84 @@ def test_sse_webhooks_attendance_promotion_and_deletion(http, admin, faces_root,
     assert worker in {a["name"] for a in ray_cluster.util.list_named_actors(all_namespaces=True)}
     assert http.delete(f"/v1/tenants/{tenant['id']}", headers=admin).status_code == 204
     wait_until(lambda: worker not in {a["name"] for a in ray_cluster.util.list_named_actors(all_namespaces=True)}, 10, "the worker to stop")
+
+
+class SseListener:
+    """A client of /v1/events/stream in a thread: the (event, data) pairs it gets, and when the stream ended."""
+
+    def __init__(self, base_url: str, auth: dict) -> None:
+        self.received: list[tuple[str, dict]] = []
+        self.ended_at: float | None = None
+        self.connected = threading.Event()
+        self.thread = threading.Thread(target=self._listen, args=(base_url, auth), daemon=True)
+        self.thread.start()
+        assert self.connected.wait(30), "the event stream did not open"
+
+    def _listen(self, base_url: str, auth: dict) -> None:
+        kind = "message"
+        try:
+            with httpx.Client(base_url=base_url, timeout=120) as client:
+                with client.stream("GET", "/v1/events/stream", headers=auth) as response:
+                    assert response.status_code == 200, response.read()
+                    self.connected.set()
+                    for line in response.iter_lines():
+                        if line.startswith("event: "):
+                            kind = line[7:]
+                        elif line.startswith("data: "):
+                            self.received.append((kind, json.loads(line[6:])))
+                            kind = "message"
+        finally:
+            self.ended_at = time.monotonic()
+
+    def events(self) -> list[dict]:
+        return [data for kind, data in self.received if kind != "error"]
+
+
+def push_still(http, tenant, stream_id: str, photo: Path, frames: int = 8) -> None:
+    """A person in front of a pushing camera: the same photo as `frames` frames at 5 fps."""
+    origin = time.time()
+    for i in range(frames):
+        r = http.post(f"/v1/streams/{stream_id}/frames", params={"ts": origin + i * 0.2}, content=photo.read_bytes(),
+                      headers={**tenant["auth"], "Content-Type": "image/jpeg"})
+        assert r.status_code == 202, r.text
+        time.sleep(0.2)
+
+
+def test_an_open_event_stream_ends_once_its_key_is_rotated_or_its_tenant_deleted(http, admin, app, faces_root):
+    """Issue 23: the stream authenticated once and went on delivering with a rotated key (and after the tenant's
+    deletion) for up to max_s. It re-checks the key as it runs and ends within seconds, saying why."""
+    tenant = new_tenant(http, admin, "sse-credentials")
+    r = http.post("/v1/persons", json={"external_id": "kit"}, headers=tenant["auth"])
+    kit = r.json()["person_id"]
+    photo = base64.b64encode(testmedia.photo(faces_root, "kit_harington", 1).read_bytes()).decode()
+    assert http.post(f"/v1/persons/{kit}/faces", json={"image": photo}, headers=tenant["auth"]).status_code == 201
+    stream = create_stream(http, tenant, name="pushed", cooldown_s=0)
+    old = SseListener(app[1], tenant["auth"])
+    push_still(http, tenant, stream["stream_id"], testmedia.photo(faces_root, "kit_harington", 2))
+    wait_until(lambda: old.events(), 30, "the first event over the stream")
+    assert [e["external_id"] for e in old.events()] == ["kit"]
+
+    r = http.post(f"/v1/tenants/{tenant['id']}/api-keys", headers=admin)
+    assert r.status_code in (200, 201), r.text
+    rotated_at = time.monotonic()
+    new_auth = {"Authorization": f"Bearer {r.json()['api_key']}"}
+    assert http.get("/v1/events", headers=tenant["auth"]).status_code == 401
+    wait_until(lambda: old.ended_at, 10, "the stream of the rotated key to end")
+    assert old.ended_at - rotated_at < 5.0
+    assert old.received[-1][0] == "error" and old.received[-1][1]["error"]["code"] == "unauthenticated", old.received
+
+    # Events after the rotation reach the new key's stream, and the old one got nothing more.
+    current = SseListener(app[1], new_auth)
+    wait_until(lambda: stream_status(http, {"auth": new_auth}, stream["stream_id"])["tracks_active"] == 0, 20, "the track to end")
+    push_still(http, {"auth": new_auth}, stream["stream_id"], testmedia.photo(faces_root, "kit_harington", 3))
+    wait_until(lambda: current.events(), 30, "an event over the new key's stream")
+    assert len(old.events()) == 1
+
+    assert http.delete(f"/v1/tenants/{tenant['id']}", headers=admin).status_code == 204
+    deleted_at = time.monotonic()
+    wait_until(lambda: current.ended_at, 10, "the stream of a deleted tenant to end")
+    assert current.ended_at - deleted_at < 5.0
+    assert current.received[-1][0] == "error" and current.received[-1][1]["error"]["code"] in ("unauthenticated", "not_found")
 
 
 def test_readme_camera_example_runs(app, site, media, data_dir, monkeypatch):
