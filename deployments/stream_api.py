@@ -9,7 +9,8 @@ import datetime as dt
 import time
 
 from deployments.api_calls import api_errors
-from securegate import errors
+from securegate import errors, metrics
+from securegate import schemas as s
 from vision import images
 
 
@@ -118,15 +119,12 @@ class StreamApi:
     async def promote_unknown(self, api_key: str, unknown_id: str, external_id: str | None = None,
                               metadata: dict | None = None) -> dict:
         """The anonymous id becomes a person: its camera samples become the person's faces and its events
-        name the person."""
+        name the person, all or nothing (streams/promotion.py); refused (model_mismatch) when the samples were
+        embedded by another model than the tenant's gallery holds."""
+        person = s.PersonCreate(external_id=external_id, metadata=metadata or {})  # the HTTP body's bounds, for handle callers too
         tenant = await self._tenant(api_key)
-        vectors = await self.streams.take_unknown.remote(tenant.tenant_id, unknown_id)
-        person = await self._call(tenant, "create_person", external_id, metadata or {})
-        for vector in vectors:
-            # Camera samples passed the quality gates when they were embedded; their scores are not kept.
-            await self._call(tenant, "add_face", person["person_id"], vector, 0.0, 0.0)
-        relinked = await self.streams.promoted.remote(tenant.tenant_id, unknown_id, person["person_id"], external_id)
-        return {"person_id": person["person_id"], "external_id": external_id, "faces": len(vectors), "events": relinked}
+        return await self.streams.promote_unknown.remote(tenant, unknown_id, person.external_id, person.metadata,
+                                                         metrics.current_principal.get())
 
     # ---- webhooks ---------------------------------------------------------------------------------------
     @api_errors

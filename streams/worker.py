@@ -183,7 +183,7 @@ class StreamWorker:
         sighting = {"track_id": track.track_id, "first_seen": track.first_seen, "last_seen": track.last_seen,
                     "first_offset_s": round(track.first_offset_s, 3), "last_offset_s": round(track.last_offset_s, 3),
                     "track_length": track.frames, "best_similarity": track.best_similarity,
-                    "votes": len(track.votes), "decided_at": time.time()}
+                    "votes": len(track.votes), "votes_for": track.votes_for, "decided_at": time.time()}
         if kind == "person":
             sighting.update(person_id=person_id, external_id=external_id)
         else:

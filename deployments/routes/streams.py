@@ -96,6 +96,10 @@ class Event(BaseModel):
     unknown_id: str | None = None
     best_similarity: float | None = None
     track_length: int = Field(..., description="frames the face was tracked in")
+    votes: int | None = Field(None, description="the votes that decided the event's identity: frames of its first track "
+                              "embedded and searched until the majority was reached (or the track ended)")
+    votes_for: int | None = Field(None, description="of those, the votes for the identity named (for unknown_seen: the "
+                                  "votes that matched nobody); a tie for the most votes names nobody")
     tracks: int = 1
 
 
