@@ -8,7 +8,6 @@ import base64
 import contextlib
 import io
 import json
-import re
 import shutil
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from securegate import client as sgc
 from securegate import errors, schemas
 from securegate.client import SecureGateClient, SecureGateError
 from tests import hostile
+from tests.docs_snippets import doc_snippet
 from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -325,9 +325,7 @@ def test_admin_tenants_and_keys(app, admin, identity_photos):
 
 
 def test_readme_example_runs(app, admin, identity_photos, tmp_path, monkeypatch):
-    text = (REPO / "README.md").read_text()
-    match = re.search(r"<!-- http-client-example -->\s*```python\n(.*?)```", text, re.S)
-    assert match, "README.md has no <!-- http-client-example --> python block"
+    snippet = doc_snippet("http-client-example")
     created = admin.create_tenant("docs-example")
     for i, photo in enumerate(identity_photos["obama"][:2], start=1):
         shutil.copy(photo, tmp_path / f"alice_{i}.jpg")
@@ -336,6 +334,6 @@ def test_readme_example_runs(app, admin, identity_photos, tmp_path, monkeypatch)
     monkeypatch.setenv("SECUREGATE_API_KEY", created.api_key)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        exec(compile(match.group(1), "README.md", "exec"), {"__name__": "__docs__"})
+        exec(compile(snippet, "README.md", "exec"), {"__name__": "__docs__"})
     assert out.getvalue().split("\n")[:3] == ["True", "alice", "400 invalid_image"], out.getvalue()
     admin.delete_tenant(created.tenant_id)
