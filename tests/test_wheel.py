@@ -81,6 +81,22 @@ def test_installed_modules_come_from_the_wheel(installed):
     assert (installed["site"] / "console" / "index.html").is_file()  # the console's files are package data
 
 
+def test_import_paths_of_the_shipped_configs_resolve_from_the_wheel(installed):
+    """What a Serve config names (configs/*.yaml, the KubeRay manifest's serveConfigV2) is importable from the
+    installed package, resolved the way Serve resolves it."""
+    import yaml
+
+    configs = [yaml.safe_load(p.read_text()) for p in sorted((REPO / "configs").glob("*.yaml"))]
+    configs.append(yaml.safe_load(yaml.safe_load((REPO / "deploy/kuberay/rayservice.yaml").read_text())["spec"]["serveConfigV2"]))
+    paths = sorted({app["import_path"] for c in configs for app in c["applications"]})
+    code = ("import sys; from ray._common.utils import import_attr; "
+            "[print(p, callable(import_attr(p)), import_attr(p).__module__) for p in sys.argv[1:]]")
+    run = subprocess.run([installed["python"], "-c", code, *paths], cwd=installed["cwd"], env=installed["env"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.split() == [w for p in paths for w in (p, "True", p.split(":")[0])], run.stdout
+
+
 def test_installed_securegate_models_runs_from_another_directory(installed, models_dir):
     run = subprocess.run([installed["securegate"], "models", "--models", str(models_dir)], cwd=installed["cwd"],
                          env=installed["env"], capture_output=True, text=True, timeout=300)
