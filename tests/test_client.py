@@ -20,7 +20,7 @@ import pydantic
 import pytest
 
 from securegate import client as sgc
-from securegate import errors, schemas
+from securegate import client_errors, errors, schemas
 from securegate.client import SecureGateClient, SecureGateError
 from tests import hostile
 from tests.conftest import free_port
@@ -244,15 +244,16 @@ def test_every_error_code_of_the_api_has_its_exception():
     api_errors = [v for v in vars(errors).values() if isinstance(v, type) and issubclass(v, errors.ApiError)]
     assert len(api_errors) >= 20
     for cls in api_errors:
-        assert cls.code in sgc._BY_CODE, f"{cls.__name__} ({cls.code}) has no client exception"
-        exc = sgc.error_from_response(httpx.Response(cls.status, json=cls("m", field="image").body()))
+        assert cls.code in client_errors._BY_CODE, f"{cls.__name__} ({cls.code}) has no client exception"
+        exc = client_errors.error_from_response(httpx.Response(cls.status, json=cls("m", field="image").body()))
         assert (exc.status, exc.code, exc.message, exc.details) == (cls.status, cls.code, "m", {"field": "image"})
-        assert type(exc) is sgc._BY_CODE[cls.code] and isinstance(exc, sgc._BY_STATUS[cls.status][1]), cls
+        assert type(exc) is client_errors._BY_CODE[cls.code] and isinstance(exc, client_errors._BY_STATUS[cls.status][1]), cls
 
 
 def test_answers_are_the_api_response_models():
-    """One definition per API type: whatever a client method returns is a class of securegate/schemas.py,
-    the one the server validates its answers with; the client declares none of its own."""
+    """One definition per API type: whatever a client method returns is a class of securegate/schemas.py or
+    securegate/stream_schemas.py, the one the server validates its answers with; the client declares none of
+    its own."""
     returned = set()
     for name, method in vars(sgc.SecureGateClient).items():
         if callable(method) and not name.startswith("_"):
@@ -262,10 +263,13 @@ def test_answers_are_the_api_response_models():
                 stack.extend(typing.get_args(hint))
                 if isinstance(hint, type) and issubclass(hint, pydantic.BaseModel):
                     returned.add(hint)
-    assert len(returned) >= 18 and all(m.__module__ == "securegate.schemas" for m in returned), returned
-    assert all(getattr(sgc, m.__name__) is m for m in returned)  # importable from the client under the API's name
-    declared = [v for v in vars(sgc).values() if isinstance(v, type) and v.__module__ == sgc.__name__]
-    assert all(issubclass(v, (sgc.SecureGateClient, Exception)) for v in declared), declared
+    assert len(returned) >= 30, returned
+    assert all(m.__module__ in ("securegate.schemas", "securegate.stream_schemas") for m in returned), returned
+    assert all(getattr(sgc, m.__name__) is m and m.__name__ in sgc.__all__ for m in returned)  # under the API's name
+    client_modules = {"securegate.client", "securegate.client_errors", "securegate.client_events", "securegate.client_http",
+                      "securegate.client_retry"}
+    declared = [v for v in vars(sgc).values() if isinstance(v, type) and v.__module__ in client_modules]
+    assert declared and not [v for v in declared if issubclass(v, pydantic.BaseModel)], declared
 
     # An answer that does not match its schema is an error, not a half-filled object.
     transport = httpx.MockTransport(lambda request: httpx.Response(200, json={"faces": [{"bbox": "nope"}]}))
