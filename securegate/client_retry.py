@@ -20,9 +20,10 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Retry the error codes in `codes` up to `attempts` calls in all, each wait the larger of the server's
-    Retry-After and an exponential backoff with jitter (from `initial_s`), at most `max_wait_s`; no wait that
-    would end past `budget_s` after the first call. `SecureGateClient(retry=None)` never retries."""
+    """Retry the error codes in `codes` up to `attempts` calls in all; each wait is the larger of the server's
+    Retry-After and an exponential backoff (`initial_s`, doubling), plus up to `initial_s` of jitter, at most
+    `max_wait_s`; no wait that would end past `budget_s` after the first call. With the defaults and the
+    server's 1 s Retry-After: about 1, 1, 2 s, three retries. `SecureGateClient(retry=None)` never retries."""
 
     attempts: int = 4
     initial_s: float = 0.5
@@ -42,6 +43,7 @@ class RetryPolicy:
         return isinstance(exc, SecureGateError) and exc.code in self.codes
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
-        backoff = tenacity.wait_exponential_jitter(initial=self.initial_s, max=self.max_wait_s)(state)
         asked = state.outcome.exception().retry_after_s or 0.0
-        return min(self.max_wait_s, max(asked, backoff))
+        backoff = tenacity.wait_exponential(multiplier=self.initial_s, max=self.max_wait_s)(state)
+        jitter = tenacity.wait_random(0, self.initial_s)(state)  # callers told the same Retry-After do not come back together
+        return min(self.max_wait_s, max(asked, backoff) + jitter)
