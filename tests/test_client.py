@@ -1,7 +1,8 @@
 """securegate.client.SecureGateClient against the running application, on the real photos.
 
-Every client method runs at least once against the real service; error answers map to typed exceptions
-that always carry the API's code; the README example runs as written.
+Every client method runs at least once against the real service (the camera methods in
+tests/test_client_cameras.py); error answers map to typed exceptions that always carry the API's code;
+`overloaded` is retried; the README example runs as written.
 """
 
 import base64
