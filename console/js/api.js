@@ -67,13 +67,14 @@ export const del = (path, options) => call("DELETE", path, options);
  * Server-Sent Events over fetch (EventSource cannot send an Authorization header). Calls onEvent with
  * {event, data, id} for each message until the server ends the stream or `signal` aborts; rejects with
  * ApiError when the server refuses. `lastEventId` is sent as Last-Event-ID: a reconnecting reader gets
- * every event after it, none twice.
+ * every event after it, none twice. `onOpen` is called once the server has accepted the stream.
  */
-export async function streamEvents(path, onEvent, signal, lastEventId = null) {
+export async function streamEvents(path, onEvent, signal, lastEventId = null, onOpen = () => {}) {
   const headers = { ...headersFor(undefined, false), Accept: "text/event-stream" };
   if (lastEventId !== null) headers["Last-Event-ID"] = String(lastEventId);
   const response = await fetch(apiUrl(path), { headers, signal, cache: "no-store" });
   if (!response.ok) throw await errorFrom(response);
+  onOpen();
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
   for (;;) {

@@ -106,6 +106,7 @@ export function statusArea() {
     info: (text) => el.replaceChildren(h("p", { class: "info" }, text)),
     ok: (text) => el.replaceChildren(h("p", { class: "ok" }, text)),
     error: (err) => el.replaceChildren(errorBox(err)),
+    clearError: () => el.querySelector(".error") && el.replaceChildren(),
   };
 }
 

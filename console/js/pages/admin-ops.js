@@ -154,7 +154,11 @@ export function auditVerifySection(tenants) {
   const which = h("select", { id: "audit-chain" });
   const go = h("button", { type: "submit", id: "verify-audit" }, "Verify");
   const form = h("form", { class: "row" }, field("Audit chain", which), go);
-  const fill = (list) => which.replaceChildren(h("option", { value: "" }, "the org audit"), list.map((t) => h("option", { value: t.tenant_id }, `tenant ${t.name}`)));
+  const fill = (list) => {
+    const chosen = which.value;
+    which.replaceChildren(h("option", { value: "" }, "the org audit"), ...list.map((t) => h("option", { value: t.tenant_id }, `tenant ${t.name}`)));
+    which.value = list.some((t) => t.tenant_id === chosen) ? chosen : "";
+  };
   fill(tenants);
   form.addEventListener("submit", (e) => {
     e.preventDefault();

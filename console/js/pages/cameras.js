@@ -75,6 +75,7 @@ function camerasSection(initial, names, cleanups) {
   const refresh = async () => {
     try {
       show((await get("/v1/streams")).streams);
+      status.clearError(); // a refresh that failed (server restarting, network) is over
     } catch (err) {
       status.error(err);
     }
@@ -191,10 +192,12 @@ function wallSection(cameraName, cleanups, onUnknown) {
           add(JSON.parse(data));
           if (id !== null) lastId = Number(id);
           if (event === "unknown_seen") onUnknown();
-        }, controller.signal, connections ? lastId : null);
-        live.dataset.connections = String(++connections);
-        live.dataset.lastEventId = String(lastId);
-        live.textContent = connections > 1 ? `live (reconnected from event ${lastId})` : "live";
+        }, controller.signal, connections ? lastId : null, () => {
+          live.dataset.connections = String(++connections);
+          live.dataset.lastEventId = String(lastId); // the Last-Event-ID this connection resumed from
+          live.textContent = connections > 1 ? `live (reconnected from event ${lastId})` : "live";
+          status.clearError();
+        });
         await opened;
         delay = 1000;
       } catch (err) {
@@ -214,14 +217,14 @@ function eventCard(e, cameraName, corrected) {
   const who = named ? e.external_id ?? `person ${e.person_id.slice(0, 8)}` : `unknown ${e.unknown_id ?? ""}`;
   const summary = h("span", { class: "summary" });
   const update = (ev) =>
-    summary.replaceChildren(
+    summary.replaceChildren(...[
       h("strong", {}, who),
       named && ev.unknown_id ? h("span", { class: "hint" }, ` (was unknown ${ev.unknown_id})`) : null,
       ` at ${cameraName(ev.camera)}`,
       h("span", { class: "hint" }, ` · ${when(ev.last_seen)}`),
       ev.best_similarity !== null && ev.best_similarity !== undefined ? h("span", { class: "hint" }, ` · similarity ${fmt(ev.best_similarity, 2)}`) : null,
       h("span", { class: "hint" }, ` · tracked over ${ev.track_length} frames`),
-    );
+    ].filter(Boolean));
   update(e);
   const el = h(
     "li",
