@@ -184,7 +184,10 @@ function photoRow({ externalId, file, path }) {
     set,
     done(item, photo) {
       set(item.status, OUTCOME[item.status] ?? item.status);
-      if (item.status === "refused") details.replaceChildren(errorBox(item.error), item.error.faces ? boxedPhoto(photo, item.error.faces) : null);
+      if (item.status === "refused") {
+        const { code, message, ...more } = item.error; // the API's error body, shown as errorBox shows any refusal
+        details.replaceChildren(...[errorBox({ code, message, details: more }), more.faces ? boxedPhoto(photo, more.faces) : null].filter(Boolean));
+      }
       else details.replaceChildren(h("code", {}, item.face_id ?? ""), item.quality !== null && item.quality !== undefined ? ` quality ${item.quality.toFixed(2)}` : "");
     },
   };

@@ -299,5 +299,6 @@ export function render(root, { cleanups }) {
     section("New person", createForm),
     detail,
   );
-  busy(find, listStatus, loadFirst);
+  // The first page loads without holding the Search button: a search typed meanwhile is not lost.
+  busy(null, listStatus, loadFirst);
 }
