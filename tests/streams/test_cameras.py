@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from streams import testmedia
+from tests.docs_snippets import doc_snippet
 from tests.conftest import free_port
 from tests.streams.mjpeg_server import MjpegServer
 
@@ -498,8 +499,21 @@ def test_an_open_event_stream_ends_once_its_key_is_rotated_or_its_tenant_deleted
     assert http.post(f"/v1/persons/{kit}/faces", json={"image": photo}, headers=tenant["auth"]).status_code == 201
     stream = create_stream(http, tenant, name="pushed", cooldown_s=0)
     old = SseListener(app[1], tenant["auth"])
+    client_saw: dict = {"events": []}  # the Python client's stream, on the same key
+
+    def follow() -> None:
+        from securegate.client import SecureGateClient
+
+        try:
+            with SecureGateClient(app[1], api_key=tenant["auth"]["Authorization"][7:]) as sg, sg.stream_events() as events:
+                for event in events:
+                    client_saw["events"].append(event)
+        except Exception as exc:
+            client_saw["error"] = exc
+
+    threading.Thread(target=follow, daemon=True).start()
     push_still(http, tenant, stream["stream_id"], testmedia.photo(faces_root, "kit_harington", 2))
-    wait_until(lambda: old.events(), 30, "the first event over the stream")
+    wait_until(lambda: old.events() and client_saw["events"], 30, "the first event over the streams")
     assert [e["external_id"] for e in old.events()] == ["kit"]
 
     r = http.post(f"/v1/tenants/{tenant['id']}/api-keys", headers=admin)
@@ -510,6 +524,10 @@ def test_an_open_event_stream_ends_once_its_key_is_rotated_or_its_tenant_deleted
     wait_until(lambda: old.ended_at, 10, "the stream of the rotated key to end")
     assert old.ended_at - rotated_at < 5.0
     assert old.received[-1][0] == "error" and old.received[-1][1]["error"]["code"] == "unauthenticated", old.received
+    from securegate.client import AuthenticationError
+
+    wait_until(lambda: "error" in client_saw, 10, "the client's stream to end")
+    assert isinstance(client_saw["error"], AuthenticationError) and client_saw["error"].code == "unauthenticated", client_saw
 
     # Events after the rotation reach the new key's stream, and the old one got nothing more.
     current = SseListener(app[1], new_auth)
@@ -678,11 +696,8 @@ def test_unknowns_sealed_before_they_carried_their_model_open_and_are_bound_forw
 def test_readme_camera_example_runs(app, site, media, data_dir, monkeypatch):
     import contextlib
     import io
-    import re
 
-    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    match = re.search(r"<!-- cameras-example -->\s*```python\n(.*?)```", text, re.S)
-    assert match, "README.md has no <!-- cameras-example --> python block"
+    snippet = doc_snippet("cameras-example")
     tenant, _ = site
     monkeypatch.setenv("SECUREGATE_URL", app[1])
     monkeypatch.setenv("SECUREGATE_API_KEY", tenant["auth"]["Authorization"][7:])
@@ -690,7 +705,7 @@ def test_readme_camera_example_runs(app, site, media, data_dir, monkeypatch):
     assert media["door"] == data_dir / "media" / "door.mp4"
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        exec(compile(match.group(1), "README.md", "exec"), {"__name__": "__docs__"})
+        exec(compile(snippet, "docs/cameras.md", "exec"), {"__name__": "__docs__"})
     lines = out.getvalue().splitlines()
     assert {line for line in lines if line.startswith("person_seen")} == {"person_seen obama", "person_seen biden"}, lines
     assert len([line for line in lines if line.startswith("unknown_seen unk_")]) == 1, lines
