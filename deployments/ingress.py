@@ -261,7 +261,7 @@ class Ingress(face_routes.FaceRoutes, person_routes.PersonRoutes, admin_routes.A
         if unknown_id is not None:
             if self.streams is None:
                 raise errors.NotFound(f"unknown {unknown_id} not found")
-            vectors = await self.streams.take_unknown.remote(tenant.tenant_id, unknown_id)
+            vectors = await self.streams.take_unknown.remote(tenant, unknown_id)
             return await self._call(tenant, "add_rejections", person_id, np.asarray(vectors, np.float32), "unknown")
         faces = await self._faces(image, None)
         if face_index is None and len(faces) > 1:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -131,6 +132,7 @@ _BY_CODE: dict[str, type[SecureGateError]] = {
     errors.PayloadTooLarge.code: PayloadTooLargeError,
     errors.ImageTooLarge.code: ImageTooLargeError,
     errors.UriTooLong.code: InvalidRequestError,
+    errors.UnsupportedMediaType.code: InvalidRequestError,
     errors.NoFace.code: NoFaceError,
     errors.MultipleFaces.code: MultipleFacesError,
     errors.LowQuality.code: LowQualityError,
@@ -153,6 +155,7 @@ _BY_STATUS: dict[int, tuple[str, type[SecureGateError]]] = {
     409: ("conflict", ConflictError),
     413: ("payload_too_large", PayloadTooLargeError),
     414: ("uri_too_long", InvalidRequestError),
+    415: ("unsupported_media_type", InvalidRequestError),
     422: ("invalid_request", UnprocessableError),
     429: ("rate_limited", RateLimitedError),
     500: ("internal", ServerError),
@@ -185,3 +188,15 @@ def error_from_response(response: httpx.Response) -> SecureGateError:
     if "retry-after" in response.headers and "retry_after_s" not in details:
         details["retry_after"] = response.headers["retry-after"]
     return cls(status, code, message, details)
+
+
+def error_from_stream_end(data: str) -> SecureGateError:
+    """The error an event stream ended with (`event: error`, its data our error body): the stream's API key no
+    longer holds (rotated away: `AuthenticationError`; its tenant deleted: `NotFoundError`)."""
+    try:
+        error = json.loads(data)["error"]
+        code, message = str(error["code"]), str(error.get("message", ""))
+    except (ValueError, KeyError, TypeError):
+        return SecureGateError(None, "invalid_response", f"an event stream ended with an unreadable error: {data[:200]}")
+    details = {k: v for k, v in error.items() if k not in ("code", "message")}
+    return _BY_CODE.get(code, SecureGateError)(None, code, message, details)

@@ -11,7 +11,7 @@ import time
 import httpx
 from httpx_sse import EventSource, SSEError
 
-from securegate.client_errors import SecureGateConnectionError, SecureGateError
+from securegate.client_errors import SecureGateConnectionError, SecureGateError, error_from_stream_end
 from securegate.client_http import ApiSession, validate
 from securegate.stream_schemas import Event
 
@@ -27,7 +27,9 @@ class EventStream:
     `last_event_id` is the `seq` of the last event yielded; a new stream given it (`stream_events(
     last_event_id=...)`) starts right after it, so a consumer that stores it misses nothing across restarts.
     With `reconnect` (the default) the stream does that itself when the server ends it (after `max_s`) or the
-    connection breaks; `SecureGateConnectionError` when the server cannot be reached again.
+    connection breaks; `SecureGateConnectionError` when the server cannot be reached again. When the key is
+    rotated away or its tenant deleted, the server ends the stream within seconds and iterating raises
+    `AuthenticationError` / `NotFoundError`.
     """
 
     def __init__(self, session: ApiSession, api_key: str | None, *, since: int = 0, last_event_id: int | None = None,
@@ -80,6 +82,8 @@ class EventStream:
                                   timeout=self._timeout) as response:
             self.connections += 1
             for message in EventSource(response).iter_sse():
+                if message.event == "error":  # the server ended the stream: its key no longer holds; not retried
+                    raise error_from_stream_end(message.data)
                 if not message.data:
                     continue
                 event = validate(Event, message.data, response.status_code, f"GET {PATH}")

@@ -79,6 +79,10 @@ class Event(BaseModel):
     unknown_id: str | None = None
     best_similarity: float | None = None
     track_length: int = Field(..., description="frames the face was tracked in")
+    votes: int | None = Field(None, description="the votes that decided the event's identity: frames of its first track "
+                              "embedded and searched until the majority was reached (or the track ended)")
+    votes_for: int | None = Field(None, description="of those, the votes for the identity named (for unknown_seen: the "
+                                  "votes that matched nobody); a tie for the most votes names nobody")
     tracks: int = 1
 
 
@@ -136,7 +140,8 @@ class WebhookCreated(BaseModel):
     url: str
     kinds: list[str]
     max_attempts: int
-    secret: str = Field(..., description="HMAC-SHA256 key of X-SecureGate-Signature; shown once")
+    secret: str = Field(..., description="Standard Webhooks signing secret (whsec_...): check each delivery's webhook-id, "
+                        "webhook-timestamp and webhook-signature headers with a Standard Webhooks verifier; shown once")
 
 
 class WebhookView(BaseModel):

@@ -7,7 +7,9 @@ tracker); nothing here associates boxes itself. Per track we keep what identity 
   is embedded while the track has fewer than `min_votes` embeddings, and afterwards only when it beats the
   best quality embedded so far, up to `max_embeddings` per track;
 - the votes: each embedded face's best gallery match (or none), and the identity is the strict majority
-  of the votes once `min_votes` are in (or the plurality when the track ends), never one frame's answer;
+  of the votes once `min_votes` are in (or the plurality when the track ends), never one frame's answer; a
+  track that ends on a tie for the most votes is reported as unknown (its frames disagree: naming either
+  person is a coin flip, and a wrong name is the failure that matters);
 - the track's extent (first/last seen, frames) and the best similarity for its identity.
 """
 
@@ -51,16 +53,23 @@ class Track:
         end of the track. True when decided now."""
         if self.identity is not None or not self.votes or (len(self.votes) < min_votes and not final):
             return False
-        counts = Counter(p for p, _, _ in self.votes)
-        winner, n = counts.most_common(1)[0]
+        (winner, n), *others = Counter(p for p, _, _ in self.votes).most_common()
         if not final and n * 2 <= len(self.votes):
             return False
+        if others and others[0][1] == n:  # a tie for the most votes (at the end only): the frames disagree, name nobody
+            winner = UNKNOWN
         if winner is UNKNOWN:
             self.identity = ("unknown", None, None)
         else:
             external = next(e for p, _, e in self.votes if p == winner)
             self.identity = ("person", winner, external)
         return True
+
+    @property
+    def votes_for(self) -> int:
+        """Votes for the identity decided (for an unknown: the votes that matched nobody)."""
+        named = self.identity[1] if self.identity is not None and self.identity[0] == "person" else UNKNOWN
+        return sum(p == named for p, _, _ in self.votes)
 
     def unknown_vector(self) -> np.ndarray:
         mean = np.mean(np.asarray(self.vectors, np.float32), axis=0)

@@ -17,10 +17,12 @@ from securegate.stream_schemas import (Attendance, Delivery, DeliveryList, Event
                                        WebhookCreated, WebhookList)
 from deployments.stream_api import StreamApi
 from securegate import errors
+from vision import images
 
 router = APIRouter()
 
-ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 414, 422, 429, 503)}
+ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 414, 415, 422, 429, 503)}
+KEEP_ALIVE_S = 15.0  # a comment this often keeps an idle event stream's connection open
 
 
 def _bearer(authorization: str | None) -> str:
@@ -53,10 +55,17 @@ class StreamRoutes(StreamApi):
         return Response(status_code=204)
 
     @router.post("/v1/streams/{stream_id}/frames", status_code=202, response_model=FrameAccepted, responses=ERRORS,
-                 tags=["cameras"], openapi_extra={"requestBody": {"required": True, "content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}}}})
+                 tags=["cameras"], openapi_extra={"requestBody": {"required": True, "content": {
+                     media_type: {"schema": {"type": "string", "format": "binary"}} for media_type in images.MEDIA_TYPES}}})
     async def http_push_frame(self, stream_id: str, request: Request,
                               ts: float | None = Query(None, ge=0, le=1e10, description="capture time, epoch seconds (default: arrival)"),
-                              authorization: str | None = Header(None)) -> dict:
+                              authorization: str | None = Header(None), content_type: str | None = Header(None)) -> dict:
+        """One frame as the raw body, sent as one of the image media types; it passes the photo endpoints'
+        image gate (header, pixel limit) before it is queued."""
+        media_type = (content_type or "").split(";")[0].strip().lower()
+        if media_type not in images.MEDIA_TYPES:
+            raise errors.UnsupportedMediaType(f"send the frame as the body with Content-Type one of {', '.join(images.MEDIA_TYPES)}",
+                                              media_types=list(images.MEDIA_TYPES))
         return await self.push_frame(_bearer(authorization), stream_id, await request.body(), ts)
 
     @router.get("/v1/events", response_model=EventPage, responses=ERRORS, tags=["events"])
@@ -70,7 +79,9 @@ class StreamRoutes(StreamApi):
                                 max_s: float = Query(3600.0, gt=0, le=86400, description="the stream ends after this; reconnect with Last-Event-ID"),
                                 authorization: str | None = Header(None), last_event_id: str | None = Header(None)):
         """Server-Sent Events: `id` = seq, `event` = kind, `data` = the event as JSON; a comment every 15 s keeps
-        the connection open. Reconnecting clients send Last-Event-ID and miss nothing."""
+        the connection open. Reconnecting clients send Last-Event-ID and miss nothing. The key is checked again
+        as the stream runs: once it is rotated away or the tenant deleted, the stream ends within seconds with
+        an `error` event carrying the error body the key now gets."""
         # Others are ignored like any malformed value (isdigit alone passes "²", which int() refuses).
         if last_event_id and last_event_id.isascii() and last_event_id.isdigit() and int(last_event_id) <= SEQ_MAX:
             since = int(last_event_id)
@@ -86,13 +97,19 @@ class StreamRoutes(StreamApi):
         async def sse():
             yield ": connected\n\n"
             ends = time.monotonic() + max_s
-            async for batch in feed:
-                if time.monotonic() >= ends:
-                    break
-                if not batch:
-                    yield ": keep-alive\n\n"
-                for event in batch:
-                    yield f"id: {event['seq']}\nevent: {event['kind']}\ndata: {json.dumps(event)}\n\n"
+            quiet_since = time.monotonic()
+            try:
+                async for batch in feed:
+                    if time.monotonic() >= ends:
+                        break
+                    if not batch and time.monotonic() - quiet_since >= KEEP_ALIVE_S:
+                        yield ": keep-alive\n\n"
+                        quiet_since = time.monotonic()
+                    for event in batch:
+                        yield f"id: {event['seq']}\nevent: {event['kind']}\ndata: {json.dumps(event)}\n\n"
+                        quiet_since = time.monotonic()
+            except errors.ApiError as exc:  # the credential no longer holds: say why, then end the stream
+                yield f"event: error\ndata: {json.dumps(exc.body())}\n\n"
 
         return StreamingResponse(sse(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
