@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import re
 
 
 class ApiError(Exception):
@@ -25,7 +26,7 @@ class ApiError(Exception):
         self.details = details
 
     def body(self) -> dict:
-        err = {"code": self.code, "message": self.message}
+        err = {"code": self.code, "message": public_message(self.message) or self.code}
         if self.details:
             err.update(self.details)
         return {"error": err}
@@ -55,6 +56,8 @@ SamePerson = _error("SamePerson", 409, "same_person")
 PayloadTooLarge = _error("PayloadTooLarge", 413, "payload_too_large")
 UriTooLong = _error("UriTooLong", 414, "uri_too_long")
 ImageTooLarge = _error("ImageTooLarge", 413, "image_too_large")
+# A raw body (a pushed camera frame) sent as a media type the endpoint does not take.
+UnsupportedMediaType = _error("UnsupportedMediaType", 415, "unsupported_media_type")
 NoFace = _error("NoFace", 422, "no_face")
 MultipleFaces = _error("MultipleFaces", 422, "multiple_faces")
 LowQuality = _error("LowQuality", 422, "low_quality")
@@ -118,7 +121,30 @@ def to_api_error(exc: BaseException) -> ApiError:
 
 
 def _first_line(exc) -> str:
-    return str(exc).splitlines()[0] if str(exc) else ""
+    return public_message(str(exc))
+
+
+# What Ray puts in front of a remote error's text: its task header ("ray::StreamWorker.push_frame() (pid=12,
+# ip=10.0.0.1, actor_id=...)") and a traceback, the error's own line last. Process ids, addresses and our
+# code's layout: never answered.
+_RAY_HEADER = re.compile(r"ray::\S*(?:\s*\([^)]*\))?:?\s*")
+_TRACEBACK = re.compile(r"^\s*(Traceback \(most recent call last\)|File \")", re.M)
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # Ray colours its task header for terminals
+_ERROR_TYPE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception|Exit)(?:\([^)]*\))?:\s*")
+
+
+def public_message(text: str) -> str:
+    """An error's text fit for a client: one line, without Ray's task header or a traceback (a remote error's
+    text gives its last line, the error's own, without the exception's type)."""
+    text = _ANSI.sub("", str(text))
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        return ""
+    if _RAY_HEADER.match(lines[0].strip()) or _TRACEBACK.search(text):
+        line = _ERROR_TYPE.sub("", lines[-1].strip()) if len(lines) > 1 else ""
+    else:
+        line = lines[0]
+    return _RAY_HEADER.sub("", line).strip()
 
 
 def root_cause(exc: BaseException) -> BaseException:

@@ -16,7 +16,8 @@ tracker); nothing here associates boxes itself. Per track we keep what identity 
 
 A track is a person when its template matches them at the tenant's threshold after `min_votes` faces and no
 face named someone else, or when a strict majority of its votes names them; it is unknown only once it has
-`max_embeddings` faces (or ends) without either. The threshold is the tenant's for templates and faces alike:
+`max_embeddings` faces (or ends) without either. A track that ends on a tie for the most votes is unknown (its
+frames disagree: naming either person is a coin flip, and a wrong name is the failure that matters). The threshold is the tenant's for templates and faces alike:
 a lower bar for templates was measured and not taken (docs/cameras-quality.md).
 """
 
@@ -111,10 +112,11 @@ class Track:
             return True
         if len(self.votes) < policy.min_votes and not final:
             return False
-        counts = Counter(p for p, _, _ in self.votes)
-        winner, n = counts.most_common(1)[0]
+        (winner, n), *others = Counter(p for p, _, _ in self.votes).most_common()
         if not final and n * 2 <= len(self.votes):
             return False
+        if others and others[0][1] == n:  # a tie for the most votes (at the end only): the frames disagree, name nobody
+            winner = UNKNOWN
         if winner is UNKNOWN:
             # A template may still get there with more faces: unknown only once no more are coming.
             if policy.pooled and not final and len(self.votes) < policy.max_embeddings and len(named) <= 1:
@@ -124,6 +126,20 @@ class Track:
             external = next(e for p, _, e in self.votes if p == winner)
             self.identity = ("person", winner, external)
         return True
+
+    @property
+    def decided_by(self) -> str | None:
+        """"template" when the track's template named the person, else "votes" (once decided)."""
+        if self.identity is None:
+            return None
+        by_template = self.identity[0] == "person" and self.template_match is not None and self.template_match[0] == self.identity[1]
+        return "template" if by_template else "votes"
+
+    @property
+    def votes_for(self) -> int:
+        """Votes for the identity decided (for an unknown: the votes that matched nobody)."""
+        named = self.identity[1] if self.identity is not None and self.identity[0] == "person" else UNKNOWN
+        return sum(p == named for p, _, _ in self.votes)
 
     def unknown_vector(self) -> np.ndarray:
         return self.template()

@@ -16,12 +16,13 @@ import asyncio
 import logging
 import time
 
-import cv2
 import numpy as np
 import ray
 
+from securegate import errors
 from streams.sources import Frame, FrameQueue, StreamReader, redact_url
 from streams.tracking import FaceTracks, Policy, Track
+from vision import images
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,13 @@ NAMESPACE = "securegate"
 
 def worker_name(tenant_id: str, stream_id: str) -> str:
     return f"stream:{tenant_id}:{stream_id}"
+
+
+def describe(exc: BaseException) -> str:
+    """A camera's `last_error`: the failure's type and own words, never Ray's task header or traceback (process
+    ids, addresses, code paths), which a remote call's error text starts with."""
+    cause = errors.root_cause(exc)
+    return f"{type(cause).__name__}: {errors.public_message(str(cause))}"[:500]
 
 
 class StreamWorker:
@@ -82,13 +90,13 @@ class StreamWorker:
         self.queue = FrameQueue(self.queue._capacity)
         self._apply(config)
 
-    async def push_frame(self, jpeg: bytes, captured_at: float | None = None) -> dict:
-        """A pushed JPEG frame; decoded here, queued like a decoded one (dropped when the queue is full)."""
+    async def push_frame(self, data: bytes, captured_at: float | None, max_pixels: int) -> dict:
+        """A pushed frame, already through the Ingress's image gate; decoded here by the photo endpoints' decoder
+        (which checks the header again), queued like a read one (dropped when the queue is full). A body whose
+        header passed but whose data does not decode raises InvalidImage, our own error, never a decoder's."""
         if self._task is None:
             await self.start()
-        image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
-        if image is None:
-            raise ValueError("frame is not a decodable image")
+        image = await asyncio.to_thread(images.decode, data, max_pixels)
         captured_at = time.time() if captured_at is None else float(captured_at)
         if self._push_origin is None:
             self._push_origin = captured_at
@@ -124,7 +132,7 @@ class StreamWorker:
         try:
             config = await self.router.worker_config.remote(self.tenant_id, self.stream_id)
         except Exception as exc:
-            self.state, self.last_error = "failed", f"{type(exc).__name__}: {exc}"
+            self.state, self.last_error = "failed", describe(exc)
             log.exception("stream %s: no configuration", self.stream_id)
             return
         if config is None:  # the stream was deleted while we restarted
@@ -141,7 +149,8 @@ class StreamWorker:
                     continue
                 await self._process(frame)
             except Exception as exc:  # a failed dependency: keep the camera going, show the error
-                self.last_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500]
+                # The error's own words, never Ray's task header or traceback (pids, addresses, code paths).
+                self.last_error = describe(exc)
                 log.warning("stream %s: frame failed: %s", self.stream_id, self.last_error)
                 await asyncio.sleep(0.2)
         await self._finish(self.tracks.close_all())
@@ -178,7 +187,8 @@ class StreamWorker:
         sighting = {"track_id": track.track_id, "first_seen": track.first_seen, "last_seen": track.last_seen,
                     "first_offset_s": round(track.first_offset_s, 3), "last_offset_s": round(track.last_offset_s, 3),
                     "track_length": track.frames, "best_similarity": track.best_similarity,
-                    "votes": len(track.votes), "decided_at": time.time(), **_best_frame(track)}
+                    "votes": len(track.votes), "votes_for": track.votes_for, "decided_by": track.decided_by,
+                    "decided_at": time.time(), **_best_frame(track)}
         if kind == "person":
             sighting.update(person_id=person_id, external_id=external_id)
         else:

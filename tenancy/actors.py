@@ -333,6 +333,39 @@ class TenantShard:
         self.external_ids[person.person_id] = person.external_id
         return {"person_id": person.person_id}
 
+    def create_person_with_faces(self, person_id: str, external_id: str | None, metadata: dict, vectors: np.ndarray, *,
+                                 principal: str = "internal") -> dict:
+        """A person and their faces in one durable commit (one audit entry, `person.promote`), under the id the
+        caller chose: a camera unknown promoted (streams/promotion.py), whose samples passed the quality gates
+        when they were embedded (their scores are not kept). Idempotent on the id: a person already made under
+        it (a retried promotion) is answered as it stands, nothing added."""
+        self._require_primary("create_person_with_faces")
+        self._touch()
+        vectors = np.asarray(vectors, np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
+            raise ValueError(f"embeddings of shape {vectors.shape}, tenant model has {self.dim} dims")
+        if self.store.has_person(person_id):
+            return {"person_id": person_id, "external_id": self.external_ids.get(person_id),
+                    "faces": len(self.store.faces_of(person_id)), "created": False}
+        keys, cipher = PersonKeys(self._data_key), self._data_key(None).cipher()
+
+        def write(audit: AuditRecord):
+            with self.store.transaction():
+                person = self.store.create_person(external_id, metadata, keys=keys, person_id=person_id)
+                records = self.store.add_faces(person_id, list(vectors), cipher, [0.0] * len(vectors), [0.0] * len(vectors))
+                self.store.record_audit(audit.with_counts(persons=1, faces=len(records)))
+            return person, records
+
+        try:
+            person, records = self._audited(principal, "person.promote", write)
+        finally:
+            keys.clear()
+        self.external_ids[person_id] = person.external_id
+        for record, vector in zip(records, vectors):
+            self._apply_add(record.face_id, person_id, vector.reshape(1, -1))
+        self._report_memory()
+        return {"person_id": person_id, "external_id": person.external_id, "faces": len(records), "created": True}
+
     def get_person(self, person_id: str) -> dict:
         self._require_primary("get_person")
         self._touch()
@@ -351,6 +384,16 @@ class TenantShard:
         return {"persons": [{"person_id": p.person_id, "external_id": p.external_id, "metadata": p.metadata,
                              "created_at": p.created_at} for p in persons],
                 "next_cursor": next_cursor}
+
+    def find_person(self, external_id: str) -> dict:
+        """The person with this external id, found through the blind index (tenancy/personal.py): one page
+        holding that person, or none."""
+        self._require_primary("find_person")
+        self._touch()
+        person = self.store.get_person_by_external_id(external_id, keys=PersonKeys(self._data_key))
+        found = [] if person is None else [{"person_id": person.person_id, "external_id": person.external_id,
+                                            "metadata": person.metadata, "created_at": person.created_at}]
+        return {"persons": found, "next_cursor": None}
 
     def delete_person(self, person_id: str, *, principal: str = "internal") -> None:
         self._require_primary("delete_person")

@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 
 
 # Index actor writes: each takes the principal and chains its audit entry in the write's own transaction.
-AUDITED_WRITES = {"create_person", "delete_person", "add_face", "delete_face", "import_faces",
+AUDITED_WRITES = {"create_person", "create_person_with_faces", "delete_person", "add_face", "delete_face", "import_faces",
                   "add_rejections", "reject_face", "delete_rejection", "merge_persons", "move_face"}
 # Index actor reads that reveal faces, and the audit action each is recorded as (after the read).
 AUDITED_READS = {"search": "search", "verify_person": "verify"}
@@ -63,7 +63,7 @@ def audit_counts(method: str, result) -> dict:
 
 # Index actor calls that carry vectors of the tenant's model: refused when the binding changed under them
 # (a model migration's switch, tenancy/migration.py).
-MODEL_BOUND = {"search", "add_face", "import_faces", "verify_person"}
+MODEL_BOUND = {"search", "add_face", "import_faces", "verify_person", "create_person_with_faces"}
 
 
 # How long a tenant's activation may take before callers get a 503 (1M faces activate in ~20 s).
