@@ -16,7 +16,8 @@ tracker); nothing here associates boxes itself. Per track we keep what identity 
 
 A track is a person when its template matches them at the tenant's threshold after `min_votes` faces and no
 face named someone else, or when a strict majority of its votes names them; it is unknown only once it has
-`max_embeddings` faces (or ends) without either. A track that ends on a tie for the most votes is unknown (its
+`max_embeddings` faces (or ends) without either; a track that ends with fewer than `min_votes` faces reports
+nothing. A track that ends on a tie for the most votes is unknown (its
 frames disagree: naming either person is a coin flip, and a wrong name is the failure that matters). The threshold is the tenant's for templates and faces alike:
 a lower bar for templates was measured and not taken (docs/cameras-quality.md).
 """
@@ -104,14 +105,16 @@ class Track:
         """Set the identity (see the module's docstring). True when decided now."""
         if self.identity is not None or not self.votes:
             return False
+        # Never one face's answer: a track that ends with fewer faces than `min_votes` reports nothing (faces
+        # that can serve include the edge-of-frame fragments enrolment gates used to refuse). Per-frame votes
+        # (before) named a one-vote track at its end.
+        if len(self.votes) < policy.min_votes and (not final or policy.pooled):
+            return False
         named = {p for p, _, _ in self.votes if p is not UNKNOWN}
         template = self.template_match
-        if (policy.pooled and template is not None and template[0] is not UNKNOWN and named <= {template[0]}
-                and (len(self.votes) >= policy.min_votes or final)):
+        if policy.pooled and template is not None and template[0] is not UNKNOWN and named <= {template[0]}:
             self.identity = ("person", template[0], template[2])
             return True
-        if len(self.votes) < policy.min_votes and not final:
-            return False
         (winner, n), *others = Counter(p for p, _, _ in self.votes).most_common()
         if not final and n * 2 <= len(self.votes):
             return False

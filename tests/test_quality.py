@@ -88,6 +88,7 @@ def track(votes, template=None) -> Track:
 def test_a_template_names_a_person_no_single_face_reached():
     t = track([(None, None), (None, None)], template=("p1", 0.41))
     assert t.decide(Policy()) and t.identity == ("person", "p1", "p1") and t.best_similarity == 0.41
+    assert (t.decided_by, t.votes_for) == ("template", 0)
     # Per-frame votes alone would have called it unknown at once.
     t = track([(None, None), (None, None)], template=("p1", 0.41))
     assert t.decide(PER_FRAME_VOTES) and t.identity == ("unknown", None, None)
@@ -97,7 +98,8 @@ def test_a_track_whose_faces_named_two_people_is_not_decided_by_its_template():
     """It may have switched face mid-way: the votes decide (a strict majority, or unknown at its end)."""
     t = track([("p1", 0.5), ("p2", 0.45)], template=("p1", 0.5))
     assert not t.decide(Policy())
-    assert t.decide(Policy(), final=True) and t.identity[0] == "person"  # plurality at the end, as before
+    assert t.decide(Policy(), final=True) and t.identity == ("unknown", None, None)  # a tie at the end names nobody
+    assert (t.decided_by, t.votes_for) == ("votes", 0)
     t = track([("p1", 0.5), ("p2", 0.45), ("p2", 0.47)], template=("p1", 0.44))
     assert t.decide(Policy()) and t.identity == ("person", "p2", "p2")
 
@@ -108,8 +110,14 @@ def test_unknown_waits_for_the_template_to_have_its_faces():
     assert not t.decide(policy)
     t.votes += [(None, None, None), (None, None, None)]
     assert t.decide(policy) and t.identity == ("unknown", None, None)
-    t = track([(None, None)])
+    t = track([(None, None), (None, None)])
     assert t.decide(policy, final=True) and t.identity == ("unknown", None, None)
+
+
+def test_a_track_that_ends_with_one_face_reports_nothing():
+    t = track([("p1", 0.6)], template=("p1", 0.6))
+    assert not t.decide(Policy(), final=True) and t.identity is None
+    assert t.decide(PER_FRAME_VOTES, final=True) and t.identity[0] == "person"  # before: one vote named them
 
 
 def test_the_template_is_the_quality_weighted_mean_of_unit_vectors():
