@@ -17,7 +17,7 @@ Same model, same crops, same ONNX Runtime thread count on both sides:
                       them (streams/worker.py: the tracks' best faces of a frame; 1-3 crops, counts drawn
                       from the shared photos' faces per photo capped at 3).
          The 0.9x goal is graded per shape; CPU seconds per call by process kind are printed for each, which is
-         the arithmetic behind a shape that cannot reach it on 2 cores (see README).
+         the arithmetic behind a shape that cannot reach it on 2 cores (see docs/benchmarks.md).
 Raw batch 32 and Serve are measured in alternating rounds with Serve deployed (idle while raw runs), and
 CPU used by other processes on the host is reported per phase: the machine is shared, and a neighbour
 busy during one phase only would fake the ratio. Prints tables, then one JSON line.

@@ -28,7 +28,7 @@ DEFAULT_CONFIG = {
 # Ray Serve's throughput-optimised data path (Ray >= 2.56; constants in ray/serve/_private/constants.py): user code
 # and handle routers on each replica's own event loop, gRPC between replicas, direct ingress behind the proxy,
 # (replica logs go to the session's log files, not stderr). Measured by
-# benchmarks/pipeline.py: CPU per searched image outside the Detector 103 -> 56 ms at concurrency 4 (README).
+# benchmarks/pipeline.py: CPU per searched image outside the Detector 103 -> 56 ms at concurrency 4 (docs/benchmarks.md).
 # Every Ray process reads it when it imports Serve, so it must be in the environment before Ray starts.
 # Request logs are still written as they happen (the mode would buffer 1000 lines): operators and tests read them.
 # Direct ingress would hold every stopping Ingress replica for a 30 s drain (meant for an external load balancer

@@ -61,7 +61,7 @@ class TenancySettings(Strict):
     idle_evict_s: float = Field(900.0, gt=0, description="an idle tenant's index actor is evicted after this")
     ann_min_faces: int = Field(200_000, ge=1, description="tenants this large also get the ANN tier")
     # Ray sets OMP_NUM_THREADS from num_cpus (=> 1 BLAS thread at 0.05); an exact search needs the cores, so
-    # the default says its threads explicitly (configs/local.yaml explains; README "Search as deployed").
+    # the default says its threads explicitly (configs/local.yaml explains; docs/search.md "Search as deployed").
     index_actor_options: dict[str, Any] = Field(default_factory=lambda: {
         "num_cpus": 0.05, "runtime_env": {"env_vars": {"OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"}}})
     retention_check_s: float = Field(3600.0, gt=0, description="how often faces past a tenant's retention are deleted")

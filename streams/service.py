@@ -236,7 +236,7 @@ class StreamService:
             return None
         tenant = await self.tenants.tenant.remote(tenant_id)
         # Camera faces are embedded by the default pack's Embedder: a tenant moved onto another pack by a model
-        # migration (README "Model upgrades") gets its cameras refused (the worker shows this error) rather
+        # migration (docs/models.md "Model upgrades") gets its cameras refused (the worker shows this error) rather
         # than searched with another model's vectors.
         info = await self.embedder.info.remote()
         if tenant.model != f"{info['name']}/{info['dim']}":

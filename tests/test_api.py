@@ -3,7 +3,6 @@
 import asyncio
 import base64
 import itertools
-import re
 import time
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import numpy as np
 import pytest
 
 from tests import hostile
+from tests.docs_snippets import doc_snippet
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -135,8 +135,7 @@ def test_handle_api_raises_typed_errors(app):
 
 def test_readme_handle_snippet_runs(app, identity_photos, tmp_path, monkeypatch):
     """The README's Python example, executed as written against the running app."""
-    text = (REPO / "README.md").read_text()
-    snippet = re.search(r"<!-- handle-example -->\s*```python\n(.*?)```", text, re.S).group(1)
+    snippet = doc_snippet("handle-example")
     (tmp_path / "alice_1.jpg").write_bytes(identity_photos["obama"][0].read_bytes())
     (tmp_path / "alice_2.jpg").write_bytes(identity_photos["obama"][1].read_bytes())
     monkeypatch.chdir(tmp_path)

@@ -56,3 +56,29 @@ def test_concurrent_images_past_capacity_get_503_at_once(small_app, identity_pho
         assert r.headers["Retry-After"] == "1"
     # Refused at once: faster than the slowest accepted image, which waited its turn in the bounded queue.
     assert min(t for _, t in refused) < max(ok)
+
+
+class _CountingTransport(httpx.HTTPTransport):
+    """httpx's own transport, keeping the status of every answer (to see the client's retries)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.statuses: list[int] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        self.statuses.append(response.status_code)
+        return response
+
+
+def test_the_client_retries_overloaded_until_served(small_app, identity_photos):
+    """The same 8 concurrent images through SecureGateClient with its default retry policy: the refusals
+    (503 overloaded) are sent again after Retry-After, and every image is detected."""
+    from securegate.client import SecureGateClient
+
+    transport = _CountingTransport()
+    with SecureGateClient(small_app, transport=transport) as sg:
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda _: sg.detect(identity_photos["obama"][0]), range(8)))
+    assert all(len(faces) == 1 for faces in answers)
+    assert transport.statuses.count(503) >= 1 and transport.statuses.count(200) == 8, transport.statuses

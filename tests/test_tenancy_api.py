@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from tests import hostile
+from tests.docs_snippets import doc_snippet
 
 
 def b64(data: bytes) -> str:
@@ -348,12 +349,8 @@ def test_idle_tenants_are_evicted_and_their_memory_returned(http, admin, identit
 
 
 def test_readme_tenancy_snippet_runs(app, http, admin, identity_photos, tmp_path, monkeypatch):
-    """The README's tenancy example, executed as written against the running app."""
-    import re
-    from pathlib import Path
-
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    snippet = re.search(r"<!-- tenancy-handle-example -->\s*```python\n(.*?)```", text, re.S).group(1)
+    """The tenancy example of docs/api.md, executed as written against the running app."""
+    snippet = doc_snippet("tenancy-handle-example")
     tenant = new_tenant(http, admin, "readme")
     monkeypatch.setenv("SECUREGATE_API_KEY", tenant["key"])
     (tmp_path / "alice_1.jpg").write_bytes(identity_photos["rose_leslie"][0].read_bytes())

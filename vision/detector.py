@@ -60,7 +60,7 @@ class FaceDetector:
     def _input_size(self, width: int, height: int) -> tuple[int, int]:
         """(w, h) of the SCRFD input for an image: the long side at det_size, the short side its share rounded up
         to SCRFD's largest stride (32). insightface pads an image into a det_size square; the padding is compute
-        spent on no pixels (a 4:3 photo: 25 % of the square). Same faces: benchmarks/pipeline.py, README."""
+        spent on no pixels (a 4:3 photo: 25 % of the square). Same faces: benchmarks/pipeline.py, docs/benchmarks.md."""
         stride, side = 32, self.det_size
         if width >= height:
             return side, min(side, max(stride, -(-side * height // width // stride) * stride))

@@ -19,6 +19,7 @@ import pytest
 
 from streams import testmedia
 from streams.service import signature
+from tests.docs_snippets import doc_snippet
 from tests.conftest import free_port
 from tests.streams.mjpeg_server import MjpegServer
 
@@ -391,11 +392,8 @@ def test_sse_webhooks_attendance_promotion_and_deletion(http, admin, faces_root,
 def test_readme_camera_example_runs(app, site, media, data_dir, monkeypatch):
     import contextlib
     import io
-    import re
 
-    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    match = re.search(r"<!-- cameras-example -->\s*```python\n(.*?)```", text, re.S)
-    assert match, "README.md has no <!-- cameras-example --> python block"
+    snippet = doc_snippet("cameras-example")
     tenant, _ = site
     monkeypatch.setenv("SECUREGATE_URL", app[1])
     monkeypatch.setenv("SECUREGATE_API_KEY", tenant["auth"]["Authorization"][7:])
@@ -403,7 +401,7 @@ def test_readme_camera_example_runs(app, site, media, data_dir, monkeypatch):
     assert media["door"] == data_dir / "media" / "door.mp4"
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        exec(compile(match.group(1), "README.md", "exec"), {"__name__": "__docs__"})
+        exec(compile(snippet, "docs/cameras.md", "exec"), {"__name__": "__docs__"})
     lines = out.getvalue().splitlines()
     assert {line for line in lines if line.startswith("person_seen")} == {"person_seen obama", "person_seen biden"}, lines
     assert len([line for line in lines if line.startswith("unknown_seen unk_")]) == 1, lines
