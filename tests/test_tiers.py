@@ -40,6 +40,8 @@ KNOWN = {
     "tests/streams/test_cameras.py::test_rtsp_camera_cut_mid_stream_reconnects": {"app", "rtsp"},
     "tests/test_install.py::test_gpu_extra_resolves_against_pypi_without_cuda": {"network"},
     "tests/test_multinode.py::test_cluster_config_places_by_resources_and_heals_a_lost_index_node": {"own_cluster"},
+    "tests/test_wheel.py::test_installed_securegate_serve_answers_a_search": {"own_cluster"},
+    "tests/test_make_serve.py::test_make_serve_from_a_fresh_copy_serves": {"network", "own_cluster"},
 }
 
 
