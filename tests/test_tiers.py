@@ -1,6 +1,6 @@
 """The test tiers (docs/testing.md): tests/conftest.py marks each test by what it needs, from the fixtures it
 uses (explicit marks where a fixture cannot tell), and `make test-fast` runs the tests marked `fast`. Checked
-on the real suite, collected in a fresh interpreter as `make test` collects it, on tests whose needs are known."""
+on the whole suite as `make test` collects it, on tests whose needs are known."""
 
 from __future__ import annotations
 
@@ -8,16 +8,9 @@ import json
 import subprocess
 import sys
 
-from tests.conftest import NEEDS, REPO
+import pytest
 
-# Print {node id: its markers} once collection is done; nothing runs.
-COLLECT = """
-import json, sys, pytest
-class Report:
-    def pytest_collection_finish(self, session):
-        print("TIERS " + json.dumps({i.nodeid: sorted({m.name for m in i.iter_markers()}) for i in session.items}))
-sys.exit(pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider"], plugins=[Report()]))
-"""
+from tests.conftest import COLLECTED_TIERS, NEEDS, REPO
 
 # node id -> the tier markers it must carry, and why it is known to need them.
 KNOWN = {
@@ -44,16 +37,34 @@ KNOWN = {
     "tests/test_make_serve.py::test_make_serve_from_a_fresh_copy_serves": {"network", "own_cluster"},
 }
 
+# Print the tiers of every test once collection is done; nothing runs.
+COLLECT = """
+import json, sys, pytest
+from tests.conftest import COLLECTED_TIERS
+class Report:
+    def pytest_collection_finish(self, session):
+        print("TIERS " + json.dumps({k: sorted(v) for k, v in session.config.stash[COLLECTED_TIERS].items()}))
+sys.exit(pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider"], plugins=[Report()]))
+"""
 
-def test_tiers_of_known_tests_and_the_size_of_the_fast_tier():
+
+def suite_tiers(config: pytest.Config) -> dict[str, set[str]]:
+    """node id -> tiers of the whole suite: this session's collection when it collected the whole suite (`make
+    test`, `make test-fast`), else a collection in a fresh interpreter (about 10 s of imports)."""
+    if config.args_source == pytest.Config.ArgsSource.TESTPATHS:
+        return config.stash[COLLECTED_TIERS]
     done = subprocess.run([sys.executable, "-c", COLLECT], cwd=REPO, capture_output=True, text=True, timeout=300)
     line = next((x for x in done.stdout.splitlines() if x.startswith("TIERS ")), None)
     assert done.returncode == 0 and line, done.stdout[-3000:] + done.stderr[-3000:]
-    marks = {node: set(names) & {"fast", *NEEDS} for node, names in json.loads(line[len("TIERS "):]).items()}
-    wrong = {node: (sorted(marks.get(node, {"not collected"})), sorted(want)) for node, want in KNOWN.items()
-             if marks.get(node) != want}
+    return {node: set(tiers) for node, tiers in json.loads(line[len("TIERS "):]).items()}
+
+
+def test_tiers_of_known_tests_and_the_size_of_the_fast_tier(request):
+    tiers = suite_tiers(request.config)
+    wrong = {node: (sorted(tiers.get(node, {"not collected"})), sorted(want)) for node, want in KNOWN.items()
+             if tiers.get(node) != want}
     assert not wrong, f"tier markers (found, expected): {wrong}"
     # Every test is in exactly one of: the fast tier, or one or more needs.
-    assert all(("fast" in m) != bool(m - {"fast"}) for m in marks.values())
-    fast = [node for node, m in marks.items() if m == {"fast"}]
+    assert all(("fast" in t) != bool(t & set(NEEDS)) for t in tiers.values())
+    fast = [node for node, t in tiers.items() if t == {"fast"}]
     assert len(fast) >= 150, f"`make test-fast` runs {len(fast)} tests"
