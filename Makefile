@@ -37,7 +37,7 @@ endif
 setup: $(INSTALLED)
 
 # SoftHSM2 backs the PKCS#11 tests (in the fast tier too), nginx the mTLS front's test, chromium + chromium-driver
-# the console's browser tests; each installed only when missing.
+# the console's browser tests, npm fetches their axe-core (tests/axe.py); each installed only when missing.
 # GStreamer's RTSP server (system python3 + gi) serves the camera tests' RTSP stream (tests/streams/rtsp_server.py).
 export GST_CHECK = import gi; gi.require_version("Gst", "1.0"); gi.require_version("GstRtspServer", "1.0"); \
   from gi.repository import Gst; Gst.init(None); assert all(Gst.ElementFactory.find(e) for e in ("qtdemux", "h264parse", "rtph264pay"))
@@ -53,6 +53,8 @@ system-deps: softhsm
 	    gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad >/dev/null; }
 	@{ command -v chromium >/dev/null 2>&1 && [ -x /usr/bin/chromedriver ]; } || { \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; }
+	@command -v npm >/dev/null 2>&1 || { \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends npm >/dev/null; }
 
 serve: setup
 	$(BIN)/securegate serve $(ARGS)

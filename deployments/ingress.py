@@ -204,10 +204,16 @@ class Ingress(face_routes.FaceRoutes, person_routes.PersonRoutes, admin_routes.A
         return await self._call(tenant, "create_person", person.external_id, person.metadata)
 
     @api_errors
-    async def list_persons(self, api_key: str, limit: int = 50, cursor: str | None = None) -> dict:
+    async def list_persons(self, api_key: str, limit: int = 50, cursor: str | None = None, external_id: str | None = None) -> dict:
+        """One page of persons in creation order; with `external_id`, the one person holding it (or none),
+        found through the blind index rather than by reading pages."""
         if not 1 <= limit <= s.PAGE_LIMIT_MAX:  # the HTTP query's bounds, for handle callers too
             raise errors.InvalidRequest(f"limit must be between 1 and {s.PAGE_LIMIT_MAX}")
+        if external_id is not None and cursor is not None:
+            raise errors.InvalidRequest("external_id finds one person: it takes no cursor")
         tenant = await self._tenant(api_key)
+        if external_id is not None:
+            return await self._call(tenant, "find_person", s.PersonCreate(external_id=external_id).external_id, retry_reads=True)
         return await self._call(tenant, "list_persons", limit, cursor, retry_reads=True)
 
     @api_errors

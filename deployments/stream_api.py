@@ -136,6 +136,13 @@ class StreamApi:
         tenant = await self._tenant(api_key)
         return {"deliveries": await self.streams.deliveries.remote(tenant.tenant_id, webhook_id, state, limit)}
 
+    @api_errors
+    async def retry_delivery(self, api_key: str, webhook_id: str, delivery_id: str) -> dict:
+        """A dead letter sent again: pending, due now, with the webhook's `max_attempts` afresh (409 conflict
+        for a delivery that is not dead)."""
+        tenant = await self._tenant(api_key)
+        return await self.streams.retry_delivery.remote(tenant.tenant_id, webhook_id, delivery_id)
+
     # ---- hooks the Ingress calls from its own operations --------------------------------------------------
     async def _streams_around_key_rotation(self, tenant_id: str, rotate) -> dict:
         """A content-key rotation also moves events.db to the new key version: its old keys are held in the

@@ -162,3 +162,7 @@ class StreamRouter:
     @translated
     async def deliveries(self, tenant_id: str, webhook_id: str, state: str | None, limit: int) -> list[dict]:
         return await self._started().deliveries(tenant_id, webhook_id, state, limit)
+
+    @translated
+    async def retry_delivery(self, tenant_id: str, webhook_id: str, delivery_id: str) -> dict:
+        return await self._started().retry_delivery(tenant_id, webhook_id, delivery_id)

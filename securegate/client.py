@@ -175,9 +175,11 @@ class SecureGateClient:
                              json=_drop_none(external_id=external_id, metadata=dict(metadata) if metadata is not None else None))
 
     @route("GET /v1/persons")
-    def list_persons(self, limit: int = 50, cursor: str | None = None) -> PersonPage:
-        """One page of persons; pass `next_cursor` back for the next one (None on the last page)."""
-        return self._session.request("GET", "/v1/persons", PersonPage, auth=self.api_key, params=_drop_none(limit=limit, cursor=cursor))
+    def list_persons(self, limit: int = 50, cursor: str | None = None, external_id: str | None = None) -> PersonPage:
+        """One page of persons; pass `next_cursor` back for the next one (None on the last page). With
+        `external_id`: the person holding exactly that id, or an empty page."""
+        return self._session.request("GET", "/v1/persons", PersonPage, auth=self.api_key,
+                                     params=_drop_none(limit=limit, cursor=cursor, external_id=external_id))
 
     def iter_persons(self, page_size: int = 100) -> Iterator[PersonView]:
         """Every person of the tenant, following cursors page by page."""
@@ -361,6 +363,12 @@ class SecureGateClient:
         """The webhook's deliveries (pending, delivered, dead or dropped), with attempts and the last error."""
         return self._session.request("GET", f"/v1/webhooks/{_seg(webhook_id)}/deliveries", DeliveryList, auth=self.api_key,
                                      params=_drop_none(state=state, limit=limit))
+
+    @route("POST /v1/webhooks/{webhook_id}/deliveries/{delivery_id}/retry")
+    def retry_delivery(self, webhook_id: str, delivery_id: str) -> Delivery:
+        """A dead letter sent again, with the webhook's attempts afresh (ConflictError for one not dead)."""
+        return self._session.request("POST", f"/v1/webhooks/{_seg(webhook_id)}/deliveries/{_seg(delivery_id)}/retry",
+                                     Delivery, auth=self.api_key)
 
     # ---- admin (admin_token) -------------------------------------------------------------------------------
     @route("POST /v1/tenants")

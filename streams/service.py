@@ -55,6 +55,12 @@ class TooManyStreams(ValueError):
     """The tenant has `max_streams_per_tenant` streams already."""
 
 
+class DeliveryNotDead(Exception):
+    """Only a dead-lettered webhook delivery can be retried."""
+
+    api_error = errors.Conflict
+
+
 class _Ciphers:
     """Record ciphers of one operation, by key version, fetched from the KeyService once each; dropped with
     the operation (as the face store does)."""
@@ -572,6 +578,18 @@ class StreamService:
     async def delete_webhook(self, tenant_id: str, webhook_id: str) -> None:
         if not self.store(tenant_id).delete_webhook(webhook_id):
             raise StreamNotFound(f"webhook {webhook_id} not found")
+
+    async def retry_delivery(self, tenant_id: str, webhook_id: str, delivery_id: str) -> dict:
+        """A dead letter queued again with its attempts counted afresh; the delivery loop, which looks for due
+        deliveries at least twice a second, sends it with the webhook's current URL and secret."""
+        await self.deliveries(tenant_id, webhook_id, "dead", 1)  # the webhook is this tenant's
+        found = self.store(tenant_id).requeue_dead(webhook_id, delivery_id)
+        if found is None:
+            raise StreamNotFound(f"delivery {delivery_id} of webhook {webhook_id} not found")
+        before, delivery = found
+        if before != "dead":
+            raise DeliveryNotDead(f"delivery {delivery_id} is {before}, not dead: only a dead letter can be retried")
+        return delivery
 
     async def deliveries(self, tenant_id: str, webhook_id: str, state: str | None, limit: int) -> list[dict]:
         if webhook_id not in {w["webhook_id"] for w in await self.list_webhooks(tenant_id)}:

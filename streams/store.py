@@ -305,6 +305,23 @@ class CameraStore:
                              " updated_at=? WHERE delivery_id=?",
                              (state, attempts, next_attempt_at, last_status, last_error, time.time(), delivery_id))
 
+    def requeue_dead(self, webhook_id: str, delivery_id: str) -> tuple[str, dict] | None:
+        """A dead delivery made pending again, due now, its attempts counted afresh (the webhook's full
+        `max_attempts`); a delivery in any other state is left as it is. (state before, delivery now), or None
+        when the webhook has no such delivery."""
+        now = time.time()
+        with self._lock:
+            row = self._db.execute("SELECT * FROM deliveries WHERE delivery_id = ? AND webhook_id = ?",
+                                   (delivery_id, webhook_id)).fetchone()
+            if row is None:
+                return None
+            before = row[3]
+            if before == "dead":
+                self._db.execute("UPDATE deliveries SET state='pending', attempts=0, next_attempt_at=?, updated_at=?"
+                                 " WHERE delivery_id=?", (now, now, delivery_id))
+                row = self._db.execute("SELECT * FROM deliveries WHERE delivery_id = ?", (delivery_id,)).fetchone()
+        return before, self._delivery(row)
+
     def deliveries(self, webhook_id: str, state: str | None = None, limit: int = 100) -> list[dict]:
         sql, args = "SELECT * FROM deliveries WHERE webhook_id = ?", [webhook_id]
         if state:

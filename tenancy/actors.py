@@ -352,6 +352,16 @@ class TenantShard:
                              "created_at": p.created_at} for p in persons],
                 "next_cursor": next_cursor}
 
+    def find_person(self, external_id: str) -> dict:
+        """The person with this external id, found through the blind index (tenancy/personal.py): one page
+        holding that person, or none."""
+        self._require_primary("find_person")
+        self._touch()
+        person = self.store.get_person_by_external_id(external_id, keys=PersonKeys(self._data_key))
+        found = [] if person is None else [{"person_id": person.person_id, "external_id": person.external_id,
+                                            "metadata": person.metadata, "created_at": person.created_at}]
+        return {"persons": found, "next_cursor": None}
+
     def delete_person(self, person_id: str, *, principal: str = "internal") -> None:
         self._require_primary("delete_person")
         self._touch()

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from securegate.schemas import SEQ_MAX, ErrorResponse
-from securegate.stream_schemas import (Attendance, DeliveryList, EventPage, FrameAccepted, Kind, Promote, Promoted,
+from securegate.stream_schemas import (Attendance, Delivery, DeliveryList, EventPage, FrameAccepted, Kind, Promote, Promoted,
                                        StreamCreate, StreamList, StreamPatch, StreamView, UnknownList, WebhookCreate,
                                        WebhookCreated, WebhookList)
 from deployments.stream_api import StreamApi
@@ -126,3 +126,8 @@ class StreamRoutes(StreamApi):
     async def http_webhook_deliveries(self, webhook_id: str, state: Literal["pending", "delivered", "dead", "dropped"] | None = Query(None),
                                       limit: int = Query(100, ge=1, le=1000), authorization: str | None = Header(None)) -> dict:
         return await self.webhook_deliveries(_bearer(authorization), webhook_id, state, limit)
+
+    @router.post("/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/retry", response_model=Delivery, responses=ERRORS, tags=["events"])
+    async def http_retry_delivery(self, webhook_id: str, delivery_id: str, authorization: str | None = Header(None)) -> dict:
+        """A dead letter sent again (pending, due now, its attempts counted afresh); 409 for any other state."""
+        return await self.retry_delivery(_bearer(authorization), webhook_id, delivery_id)
