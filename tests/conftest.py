@@ -27,6 +27,8 @@ NEEDS = ("app", "browser", "rtsp", "network", "own_cluster")
 # Any of these fixtures, directly or through another fixture, means the session's Ray cluster (and mostly the app).
 RAY_FIXTURES = frozenset({"ray_cluster", "serve_port", "app", "http"})
 BROWSER_FIXTURES = frozenset({"browser"})
+# axe-core comes from the npm registry the first time (tests/axe.py).
+NETWORK_FIXTURES = frozenset({"axe_source"})
 # node id -> its tiers, for every test this session collected (before `-m` deselects any): tests/test_tiers.py.
 COLLECTED_TIERS = pytest.StashKey[dict]()
 
@@ -38,6 +40,8 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.app)
         if used & BROWSER_FIXTURES:
             item.add_marker(pytest.mark.browser)
+        if used & NETWORK_FIXTURES:
+            item.add_marker(pytest.mark.network)
         if not any(item.get_closest_marker(need) for need in NEEDS):
             item.add_marker(pytest.mark.fast)
     config.stash[COLLECTED_TIERS] = {item.nodeid: {m.name for m in item.iter_markers() if m.name in ("fast", *NEEDS)}
