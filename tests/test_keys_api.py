@@ -197,13 +197,18 @@ class CuttableProxy:
 
 
 @pytest.fixture(scope="module")
-def aws_app(ray_cluster, serve_port, models_dir, tmp_path_factory):
-    """A second application whose KeyService uses AWS KMS (a moto server) through a cuttable proxy."""
+def aws_app(app, serve_port, models_dir, tmp_path_factory):
+    """A second application whose KeyService uses AWS KMS (a moto server) through a cuttable proxy: its own
+    KeyService, TenantRouter (over its own data dir) and Ingress; the session app's Detector and Embedder are
+    borrowed (they hold no keys), so the models are not loaded a second time."""
     import boto3
     from moto.server import ThreadedMotoServer
     from ray import serve
 
-    from graph import bind_app
+    from deployments.ingress import Ingress
+    from deployments.keys import KeyService
+    from deployments.tenants import TenantRouter
+    from securegate.settings import Settings
 
     creds = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -223,8 +228,11 @@ def aws_app(ray_cluster, serve_port, models_dir, tmp_path_factory):
             "endpoint_url": f"http://127.0.0.1:{proxy.port}", "max_attempts": 2,
             "connect_timeout_s": 1.0, "read_timeout_s": 2.0}},
     }
-    options = {"KeyService": {"ray_actor_options": {"num_cpus": 0.25, "runtime_env": {"env_vars": creds}}}}
-    serve.run(bind_app(args, options), name="securegate-aws", route_prefix="/aws")
+    settings = Settings.from_args(args).model_dump()
+    keys = KeyService.options(ray_actor_options={"num_cpus": 0.25, "runtime_env": {"env_vars": creds}}).bind(settings)
+    borrowed = {name: serve.get_deployment_handle(name, "securegate") for name in ("Detector", "Embedder")}
+    serve.run(Ingress.bind(settings, borrowed["Detector"], borrowed["Embedder"], TenantRouter.bind(settings, keys), keys),
+              name="securegate-aws", route_prefix="/aws")
     import httpx
 
     with httpx.Client(base_url=f"http://127.0.0.1:{serve_port}/aws", timeout=120) as client:
