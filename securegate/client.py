@@ -89,6 +89,7 @@ __all__ = [
     "AuthenticationError", "PermissionDeniedError", "NotFoundError", "ConflictError", "SamePersonError", "NoKeptCropsError", "PayloadTooLargeError",
     "ImageTooLargeError", "UnprocessableError", "NoFaceError", "MultipleFacesError", "LowQualityError",
     "ModelMismatchError", "RateLimitedError", "ServerError", "CorruptRecordError", "ServiceUnavailableError",
+    "InsufficientStorageError",
 ]
 
 ImageInput = bytes | bytearray | memoryview | str | os.PathLike
@@ -200,6 +201,11 @@ class ServiceUnavailableError(SecureGateError):
     capacity (`details["retry_after_s"]`). Nothing was written. Retry."""
 
 
+class InsufficientStorageError(SecureGateError):
+    """507 `insufficient_storage`: the server's data disk is full; nothing was stored. Retry after
+    `details["retry_after_s"]`, once its operator has freed space (writes resume without a restart)."""
+
+
 # Keyed by the server's own error classes, so a code can only be spelled one way (securegate/errors.py).
 _BY_CODE: dict[str, type[SecureGateError]] = {
     errors.InvalidRequest.code: InvalidRequestError,
@@ -225,6 +231,7 @@ _BY_CODE: dict[str, type[SecureGateError]] = {
     errors.ServiceUnavailable.code: ServiceUnavailableError,
     errors.NotReady.code: ServiceUnavailableError,
     errors.Overloaded.code: ServiceUnavailableError,
+    errors.InsufficientStorage.code: InsufficientStorageError,
 }
 # When the body carries no SecureGate error (a proxy's page, a framework default): code and class by status.
 _BY_STATUS: dict[int, tuple[str, type[SecureGateError]]] = {
@@ -242,6 +249,7 @@ _BY_STATUS: dict[int, tuple[str, type[SecureGateError]]] = {
     502: ("unavailable", ServiceUnavailableError),
     503: ("unavailable", ServiceUnavailableError),
     504: ("unavailable", ServiceUnavailableError),
+    507: ("insufficient_storage", InsufficientStorageError),
 }
 
 
