@@ -178,8 +178,15 @@ class OrgAudit:
         self.policy = policy or ORG_POLICY
         self._lock = threading.Lock()  # an apsw connection is for one thread at a time
         self._db = sqlite.connect(self.path, vfs=vfs)
+        # Every router replica appends here (admin reads too): a write transaction takes the write lock when it
+        # begins, so reading the head and appending after it never meets another replica's append (SQLITE_BUSY).
+        self._db.transaction_mode = "IMMEDIATE"
         with self._db:
             self._db.execute(AUDIT_TABLES)
+            # Finding a tenant's newest mirror or erasure receipt without reading every entry.
+            self._db.execute(
+                "CREATE INDEX IF NOT EXISTS org_audit_by_action_tenant ON audit_chain"
+                " (json_extract(CAST(body AS TEXT), '$.action'), json_extract(CAST(body AS TEXT), '$.details.tenant_id'))")
 
     def record(self, principal: str, action: str, outcome: str = "ok", details: dict[str, Any] | None = None) -> int:
         """Append an entry (ids and counts only in `details`); returns its sequence number."""

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import apsw
 
+from securegate import errors
 from tenancy import audit as audit_log
 from tenancy import chain, sqlite
 from tenancy.actors import tenant_db_path
@@ -127,20 +128,30 @@ class AuditTrail:
             log.exception("org audit checkpoint failed")
 
     # ---- erasure receipts -------------------------------------------------------------------------------------
-    async def record_erasure(self, principal: str, tenant_id: str, destroyed: dict, key_ids: list[str]) -> dict:
-        """Sign the receipt of a tenant's erasure and keep it in the org audit: {receipt_seq, receipt, signature}."""
+    async def sign_erasure(self, tenant_id: str, destroyed: dict, key_ids: list[str]) -> tuple[dict, dict | None]:
+        """The receipt of an erasure about to be done, and its signature: made before anything is destroyed, so a
+        key provider that cannot answer now (503) stops the erasure with nothing done. A provider without a
+        signing key (not configured) leaves the receipt unsigned, logged, rather than the tenant undeletable."""
         receipt = {"type": RECEIPT_TYPE, "tenant_id": tenant_id,
                    "deleted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **destroyed, "key_ids": key_ids}
-        signed = await self.keys.sign.remote(chain.canonical_body(receipt))
-        signature = {"key_id": signed["key_id"], "algorithm": signed["algorithm"],
-                     "value": base64.b64encode(signed["value"]).decode()}
-        seq = await self.record(principal, ERASE_ACTION, details={**receipt, "signature": signature})
-        return {"receipt_seq": seq, "receipt": receipt, "signature": signature}
+        try:
+            signed = await self.keys.sign.remote(chain.canonical_body(receipt))
+        except Exception as exc:
+            if getattr(errors.root_cause(exc), "status", None) == 503:
+                raise
+            log.error("the erasure receipt of tenant %s is not signed: %s", tenant_id, errors.root_cause(exc))
+            return receipt, None
+        return receipt, {"key_id": signed["key_id"], "algorithm": signed["algorithm"],
+                         "value": base64.b64encode(signed["value"]).decode()}
+
+    async def record_erasure(self, principal: str, receipt: dict, signature: dict | None) -> int:
+        """Keep the (signed) receipt in the org audit, once the erasure is done."""
+        return await self.record(principal, ERASE_ACTION, details={**receipt, "signature": signature})
 
     async def erasure_receipt(self, tenant_id: str) -> dict | None:
         """The signed receipt of the tenant's erasure with the public key that checks it, or None."""
         entry = self.org.latest(ERASE_ACTION, tenant_id)
-        if entry is None or "signature" not in entry["details"]:  # erased before receipts were signed
+        if entry is None or not entry["details"].get("signature"):  # erased before receipts were signed, or unsigned
             return None
         receipt = dict(entry["details"])
         signature = receipt.pop("signature")

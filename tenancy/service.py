@@ -231,6 +231,8 @@ class TenantService:
         await self.evict(tenant_id)
         destroyed = self._tenant_counts(tenant_id)
         versions = await self.keys.versions.remote(tenant_id)
+        key_ids = [f"tek:{tenant_id}"] + [f"cek:{tenant_id}:embeddings:v{v}" for v in versions]
+        receipt, signature = await self.audit.sign_erasure(tenant_id, destroyed, key_ids)  # nothing destroyed yet
         await self.keys.destroy_tenant.remote(tenant_id)
         log.info("tenant %s deleted: keys destroyed, files removed", tenant_id)
         shutil.rmtree(tenant_db_path(self.data_dir, tenant_id).parent, ignore_errors=True)
@@ -238,9 +240,8 @@ class TenantService:
         self.rotation_log.forget(tenant_id)
         self.migrations.forget(tenant_id)
         self.audit.forget_tenant(tenant_id)
-        key_ids = [f"tek:{tenant_id}"] + [f"cek:{tenant_id}:embeddings:v{v}" for v in versions]
-        signed = await self.audit.record_erasure(principal, tenant_id, destroyed, key_ids)
-        return {"receipt_seq": signed["receipt_seq"], **signed["receipt"], "signature": signed["signature"]}
+        seq = await self.audit.record_erasure(principal, receipt, signature)
+        return {"receipt_seq": seq, **receipt, "signature": signature}
 
     def _tenant_counts(self, tenant_id: str) -> dict[str, int]:
         """Rows about to be destroyed: persons, faces, audit entries (its file), camera events (events.db)."""

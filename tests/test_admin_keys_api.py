@@ -184,16 +184,10 @@ def replicas(app, serve_port, models_dir, tmp_path_factory):
     one); its Ingress borrows the session app's model and key deployments, which admin keys never call."""
     from ray import serve
 
-    from deployments.ingress import Ingress
-    from deployments.tenants import TenantRouter
-    from securegate.settings import Settings
+    from tests.side_apps import run_side_app
 
     data_dir = tmp_path_factory.mktemp("admin-replicas")
-    settings = Settings.from_args({"models": str(models_dir), "data_dir": str(data_dir)}).model_dump()
-    borrowed = {name: serve.get_deployment_handle(name, "securegate") for name in ("Detector", "Embedder", "KeyService")}
-    tenants = TenantRouter.options(num_replicas=2).bind(settings, borrowed["KeyService"])
-    serve.run(Ingress.bind(settings, borrowed["Detector"], borrowed["Embedder"], tenants, borrowed["KeyService"]),
-              name="admin-replicas", route_prefix="/replicas")
+    run_side_app("admin-replicas", "/replicas", models_dir, data_dir, router_options={"num_replicas": 2})
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{serve_port}/replicas", timeout=120) as client:
             yield Recorder(client), data_dir

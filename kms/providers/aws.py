@@ -209,46 +209,30 @@ class AwsKmsProvider:
             self._call(lambda: self._client.create_alias(AliasName=self.key_alias, TargetKeyId=new_key["KeyId"]))
 
     def _load_mac_key(self) -> None:
-        try:
-            metadata = self._call(lambda: self._client.describe_key(KeyId=self.mac_key_alias))["KeyMetadata"]
-        except KeyNotFound:
-            if not self._create_if_missing:
-                raise
-            metadata = self._call(
-                lambda: self._client.create_key(
-                    KeySpec="HMAC_256",
-                    KeyUsage="GENERATE_VERIFY_MAC",
-                    Description=f"SecureGate checkpoint MAC key ({self.mac_key_alias})",
-                )
-            )["KeyMetadata"]
-            try:
-                self._call(lambda: self._client.create_alias(AliasName=self.mac_key_alias, TargetKeyId=metadata["KeyId"]))
-            except KmsError as exc:
-                if not _is_code(exc, "AlreadyExistsException"):
-                    raise
-                # Another replica created it first: use theirs (ours stays unused behind no alias).
-                metadata = self._call(lambda: self._client.describe_key(KeyId=self.mac_key_alias))["KeyMetadata"]
+        metadata = self._key_behind(self.mac_key_alias, "HMAC_256", "GENERATE_VERIFY_MAC", "checkpoint MAC key")
         self._mac_key_ids = frozenset({metadata["KeyId"], metadata["Arn"]})
 
     def _load_sign_key(self) -> None:
+        self._key_behind(self.sign_key_alias, "ECC_NIST_P256", "SIGN_VERIFY", "receipt signing key")
+        self._sign_key_loaded = True
+
+    def _key_behind(self, alias: str, spec: str, usage: str, what: str) -> dict:
+        """The metadata of the key behind `alias`, created (with the alias) when missing and allowed."""
         try:
-            self._call(lambda: self._client.describe_key(KeyId=self.sign_key_alias))
+            return self._call(lambda: self._client.describe_key(KeyId=alias))["KeyMetadata"]
         except KeyNotFound:
             if not self._create_if_missing:
                 raise
-            metadata = self._call(
-                lambda: self._client.create_key(
-                    KeySpec="ECC_NIST_P256",
-                    KeyUsage="SIGN_VERIFY",
-                    Description=f"SecureGate receipt signing key ({self.sign_key_alias})",
-                )
-            )["KeyMetadata"]
-            try:
-                self._call(lambda: self._client.create_alias(AliasName=self.sign_key_alias, TargetKeyId=metadata["KeyId"]))
-            except KmsError as exc:
-                if not _is_code(exc, "AlreadyExistsException"):
-                    raise  # (another replica created it first: the alias names theirs, which we then use)
-        self._sign_key_loaded = True
+        metadata = self._call(lambda: self._client.create_key(
+            KeySpec=spec, KeyUsage=usage, Description=f"SecureGate {what} ({alias})"))["KeyMetadata"]
+        try:
+            self._call(lambda: self._client.create_alias(AliasName=alias, TargetKeyId=metadata["KeyId"]))
+        except KmsError as exc:
+            if not _is_code(exc, "AlreadyExistsException"):
+                raise
+            # Another replica created it first: use theirs (ours stays unused behind no alias).
+            metadata = self._call(lambda: self._client.describe_key(KeyId=alias))["KeyMetadata"]
+        return metadata
 
     def _create_cmk(self) -> dict:
         response = self._call(

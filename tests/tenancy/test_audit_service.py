@@ -12,6 +12,8 @@ import apsw
 import numpy as np
 import pytest
 
+from tests.test_audit_api import cut
+
 DIM = 128
 MODEL = "mobilefacenet_arcface_w128/128"
 
@@ -86,15 +88,6 @@ def test_tampering_with_a_real_tenant_file_is_found(app, tmp_path):
         "truncate": (False, "truncated", 6)}
 
 
-def _cut(path, after_seq: int) -> None:
-    """Delete a chain's entries after `after_seq` and every checkpoint naming them, from the real file."""
-    conn = apsw.Connection(str(path))
-    with conn:
-        conn.execute("DELETE FROM audit_chain WHERE seq > ?", (after_seq,))
-        conn.execute("DELETE FROM audit_checkpoints WHERE seq > ?", (after_seq,))
-    conn.close()
-
-
 def test_cutting_a_tenant_chain_with_its_checkpoints_is_found(app, tmp_path):
     """Issue 23 §5: the newest entries and the checkpoints that name them, deleted from the tenant's file. The file
     alone still verifies; the copy of its newest checkpoint kept in the org audit says entries were cut."""
@@ -107,7 +100,7 @@ def test_cutting_a_tenant_chain_with_its_checkpoints_is_found(app, tmp_path):
         await service.call(tenant, "search", unit(np.ones((1, DIM))), 1, 0.0, principal="key:t1")
         await service.evict(tenant.tenant_id)  # the actor checkpoints its head as it closes; the service mirrors it
         before = await service.verify_tenant_audit(tenant.tenant_id)
-        _cut(tenant_db_path(service.data_dir, tenant.tenant_id), 4)
+        cut(tenant_db_path(service.data_dir, tenant.tenant_id), 4)
         return tenant, before, await service.verify_tenant_audit(tenant.tenant_id)
 
     tenant, before, after = asyncio.run(scenario())
@@ -126,7 +119,7 @@ def test_cutting_the_org_audit_with_its_checkpoints_is_found(app, tmp_path):
         for k in range(5):
             await service.org_record("admin:ops", "tenant.update", details={"tenant_id": f"t{k}"})
         before = await service.verify_org_audit()
-        _cut(service.org_audit.path, 3)
+        cut(service.org_audit.path, 3)
         return before, await service.verify_org_audit()
 
     before, after = asyncio.run(scenario())
