@@ -20,12 +20,15 @@ import os
 import subprocess
 import sys
 
+from cli.serve import SERVE_ENVIRONMENT
 from tests.conftest import REPO
 
 
 def test_a_migration_spills_no_crop_or_vector_in_clear(models_dir, identity_photos, tmp_path):
     photos = [str(p) for who in sorted(identity_photos) for p in identity_photos[who][:2]]
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    # Neither this session's cluster address nor its Serve settings: the driver starts Ray as `securegate serve`
+    # does (cli.serve.start_ray sets them after its own Serve import, so its handles work outside an event loop).
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS" and k not in SERVE_ENVIRONMENT}
     run = subprocess.run(
         [sys.executable, str(REPO / "tests" / "spill_driver.py"), "--spill-dir", str(tmp_path / "spill"),
          "--data-dir", str(tmp_path / "data"), "--models", str(models_dir), "--photos", *photos],
