@@ -218,6 +218,9 @@ def aws_app(app, serve_port, models_dir, tmp_path_factory):
                               aws_access_key_id="testing", aws_secret_access_key="testing")
     key_id = kms_client.create_key(KeySpec="SYMMETRIC_DEFAULT", KeyUsage="ENCRYPT_DECRYPT")["KeyMetadata"]["KeyId"]
     kms_client.create_alias(AliasName="alias/securegate-outage", TargetKeyId=key_id)
+    # The erasure receipts' signing key, as an operator creates it: ECC P-256, sign/verify only, behind `<alias>-sign`.
+    sign_id = kms_client.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
+    kms_client.create_alias(AliasName="alias/securegate-outage-sign", TargetKeyId=sign_id)
     proxy = CuttableProxy(moto_port)
     data_dir = tmp_path_factory.mktemp("aws-app")
     args = {
@@ -273,3 +276,20 @@ def test_kms_outage_is_a_503_and_writes_nothing(aws_app, identity_photos):
     names = [t["name"] for t in client.get("/v1/tenants", headers=admin).json()]
     assert names == ["aws-tenant"]
     assert client.post(f"/v1/persons/{person}/faces", json={"image": b64(photo)}, headers=auth).status_code == 201
+
+
+def test_an_erasure_receipt_signed_by_aws_kms_verifies_offline(aws_app, identity_photos):
+    """Issue 23 §6 with the KeyService on AWS KMS (moto): the receipt is signed by KMS `Sign` with the ECC key, and
+    the key published by the service checks it with `cryptography` alone."""
+    from tests.test_audit_api import verifies
+
+    client, _, data_dir = aws_app
+    admin = {"Authorization": f"Bearer {(data_dir / 'admin_token').read_text().strip()}"}
+    created = client.post("/v1/tenants", json={"name": "aws-erased"}, headers=admin).json()
+    assert client.delete(f"/v1/tenants/{created['tenant_id']}", headers=admin).status_code == 204
+    signed = client.get(f"/v1/admin/erasure-receipts/{created['tenant_id']}", headers=admin).json()
+    keys = {k["key_id"]: k["public_key_pem"] for k in client.get("/v1/erasure-receipts/keys").json()["keys"]}
+    assert signed["signature"]["key_id"].startswith("arn:aws:kms:") and signed["signature"]["key_id"] in keys
+    assert verifies(keys[signed["signature"]["key_id"]], signed["signature"]["value"], signed["receipt"])
+    assert not verifies(keys[signed["signature"]["key_id"]], signed["signature"]["value"],
+                        {**signed["receipt"], "key_ids": []})
