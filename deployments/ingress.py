@@ -119,11 +119,15 @@ class Ingress(face_routes.FaceRoutes, person_routes.PersonRoutes, admin_routes.A
 
     @api_errors
     async def ready(self) -> dict:
-        detector, embedder, keys = await asyncio.gather(
-            self.detector.info.remote(), self.embedder.info.remote(), self.keys.ready.remote())
+        detector, embedder, keys, storage = await asyncio.gather(
+            self.detector.info.remote(), self.embedder.info.remote(), self.keys.ready.remote(),
+            self.tenants.storage.remote())
         if not keys:
             raise errors.NotReady("the key service cannot reach its provider")
-        return {"ready": True, "detector": detector, "embedder": embedder, "keys": keys}
+        if not storage["writable"]:
+            raise errors.NotReady(f"{errors.DISK_FULL_MESSAGE} ({storage['free_bytes']} bytes free)",
+                                  cause=errors.InsufficientStorage.code, free_bytes=storage["free_bytes"])
+        return {"ready": True, "detector": detector, "embedder": embedder, "keys": keys, "storage": storage}
 
     # ---- admin: tenants --------------------------------------------------------------------------------
     @api_errors
@@ -141,7 +145,7 @@ class Ingress(face_routes.FaceRoutes, person_routes.PersonRoutes, admin_routes.A
 
     @api_errors
     async def get_tenant(self, admin_token: str, tenant_id: str) -> dict:
-        await self._admin(admin_token, "get_tenant")
+        await self._admin(admin_token, "get_tenant", tenant_id=tenant_id)
         return await self.tenants.get_tenant.remote(tenant_id)
 
     @api_errors
@@ -187,7 +191,7 @@ class Ingress(face_routes.FaceRoutes, person_routes.PersonRoutes, admin_routes.A
 
     @api_errors
     async def migration_status(self, admin_token: str, tenant_id: str) -> dict:
-        await self._admin(admin_token, "migration_status")
+        await self._admin(admin_token, "migration_status", tenant_id=tenant_id)
         return await self.tenants.migration.remote(tenant_id)
 
     @api_errors
@@ -334,7 +338,7 @@ class Ingress(face_routes.FaceRoutes, person_routes.PersonRoutes, admin_routes.A
     @api_errors
     async def admin_verify_audit(self, admin_token: str, tenant_id: str | None = None) -> dict:
         """A tenant's audit chain, or (None) the org audit's, checked."""
-        await self._admin(admin_token, "admin_verify_audit")
+        await self._admin(admin_token, "admin_verify_audit", tenant_id=tenant_id)
         return await self.tenants.verify_audit.remote(tenant_id)
 
     @api_errors
@@ -345,6 +349,17 @@ class Ingress(face_routes.FaceRoutes, person_routes.PersonRoutes, admin_routes.A
         await self._admin(admin_token, "org_audit")
         events = await self.tenants.org_audit_events.remote(since, limit)
         return {"events": events, "next_since": events[-1]["seq"] if events else since}
+
+    @api_errors
+    async def erasure_receipt(self, admin_token: str, tenant_id: str) -> dict:
+        """A deleted tenant's erasure receipt, signed with the key provider's public-key signature."""
+        await self._admin(admin_token, "erasure_receipt", tenant_id=tenant_id)
+        return await self.tenants.erasure_receipt.remote(tenant_id)
+
+    @api_errors
+    async def receipt_keys(self) -> dict:
+        """The public keys that check erasure receipts (no credential: they are published)."""
+        return {"keys": await self.tenants.signing_keys.remote()}
 
     @api_errors
     async def verify_person(self, api_key: str, image: bytes, person_id: str, threshold: float | None = None) -> dict:

@@ -47,8 +47,9 @@ import httpx
 import pydantic
 
 from securegate.client_errors import (
-    AuthenticationError, ConflictError, CorruptRecordError, ImageTooLargeError, InvalidImageError, InvalidRequestError,
-    LowQualityError, ModelMismatchError, MultipleFacesError, NoFaceError, NoKeptCropsError, NotFoundError,
+    AuthenticationError, ConflictError, CorruptRecordError, ImageTooLargeError, InsufficientStorageError,
+    InvalidImageError, InvalidRequestError, LowQualityError, ModelMismatchError, MultipleFacesError, NoFaceError,
+    NoKeptCropsError, NotFoundError,
     PayloadTooLargeError, PermissionDeniedError, RateLimitedError, SamePersonError, SecureGateConnectionError,
     SecureGateError, ServerError, ServiceUnavailableError, UnprocessableError, error_from_response,
 )
@@ -57,10 +58,10 @@ from securegate.client_http import ApiSession
 from securegate.client_retry import RetryPolicy
 from securegate.schemas import (
     AdminKeyCreated, AdminKeyList, AdminKeyView, ApiKeyCreated, AuditEvent, AuditPage, AuditVerification,
-    DetectResponse, EmbeddedFace, EmbedResponse, Face, FaceEnrolled, FaceMoved, FaceSummary, Health, ImportedItem,
+    DetectResponse, EmbeddedFace, ErasureReceipt, EmbedResponse, Face, FaceEnrolled, FaceMoved, FaceSummary, Health, ImportedItem,
     ImportRefusal, ImportResponse, KeyCache, KeyRotation, KeyStatus, MigrationStatus, ModelInfo, OrgAuditEvent,
     OrgAuditPage, PersonCreated, PersonPage, PersonsMerged, PersonView, Readiness, RejectionList, RejectionsAdded,
-    RejectionView, RootKeyRotation, SearchedFace, SearchMatch, SearchResponse, TenantCreated, TenantView,
+    RejectionView, RootKeyRotation, SearchedFace, SearchMatch, SearchResponse, SigningKeys, TenantCreated, TenantView,
     VerifyResponse,
 )
 from securegate.stream_schemas import (
@@ -76,7 +77,7 @@ __all__ = [
     "TenantView", "ApiKeyCreated", "RootKeyRotation", "KeyRotation", "KeyCache", "KeyStatus", "MigrationStatus", "AuditEvent",
     "AuditPage", "Health", "Readiness", "ImportResponse", "ImportedItem", "ImportRefusal", "RejectionsAdded",
     "RejectionList", "RejectionView", "PersonsMerged", "FaceMoved", "AdminKeyCreated", "AdminKeyList", "AdminKeyView",
-    "AuditVerification", "OrgAuditEvent", "OrgAuditPage",
+    "AuditVerification", "OrgAuditEvent", "OrgAuditPage", "ErasureReceipt", "SigningKeys",
     "StreamView", "StreamStatus", "StreamList", "FrameAccepted", "Event", "EventPage", "Attendance", "AttendanceRow",
     "Unknown", "UnknownList", "Promoted", "WebhookCreated", "WebhookView", "WebhookList", "Delivery", "DeliveryList",
     # errors (securegate/client_errors.py)
@@ -84,7 +85,7 @@ __all__ = [
     "AuthenticationError", "PermissionDeniedError", "NotFoundError", "ConflictError", "SamePersonError", "NoKeptCropsError", "PayloadTooLargeError",
     "ImageTooLargeError", "UnprocessableError", "NoFaceError", "MultipleFacesError", "LowQualityError",
     "ModelMismatchError", "RateLimitedError", "ServerError", "CorruptRecordError", "ServiceUnavailableError",
-    "error_from_response",
+    "InsufficientStorageError", "error_from_response",
 ]
 
 ImageInput = bytes | bytearray | memoryview | str | os.PathLike
@@ -459,6 +460,17 @@ class SecureGateClient:
         """The org audit chain checked, or with `tenant_id` that tenant's."""
         return self._session.request("GET", "/v1/admin/audit/verify", AuditVerification, auth=self.admin_token,
                                      params=_drop_none(tenant=tenant_id))
+
+    @route("GET /v1/admin/erasure-receipts/{tenant_id}")
+    def erasure_receipt(self, tenant_id: str) -> ErasureReceipt:
+        """The signed receipt of an erased tenant; check it offline with `erasure_receipt_keys()`."""
+        return self._session.request("GET", f"/v1/admin/erasure-receipts/{_seg(tenant_id)}", ErasureReceipt,
+                                     auth=self.admin_token)
+
+    @route("GET /v1/erasure-receipts/keys")
+    def erasure_receipt_keys(self) -> SigningKeys:
+        """The public keys that check erasure receipts (no credential needed), the current one first."""
+        return self._session.request("GET", "/v1/erasure-receipts/keys", SigningKeys)
 
     # ---- health ------------------------------------------------------------------------------------------------
     @route("GET /v1/healthz")

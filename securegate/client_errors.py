@@ -118,6 +118,11 @@ class ServiceUnavailableError(SecureGateError):
     capacity (`retry_after_s`; the client retries it, see securegate/client_retry.py). Nothing was written."""
 
 
+class InsufficientStorageError(SecureGateError):
+    """507 `insufficient_storage`: the server's data disk is full; nothing was stored. Retry after
+    `retry_after_s`, once its operator has freed space (writes resume without a restart)."""
+
+
 # Keyed by the server's own error classes, so a code can only be spelled one way (securegate/errors.py).
 _BY_CODE: dict[str, type[SecureGateError]] = {
     errors.InvalidRequest.code: InvalidRequestError,
@@ -144,6 +149,7 @@ _BY_CODE: dict[str, type[SecureGateError]] = {
     errors.ServiceUnavailable.code: ServiceUnavailableError,
     errors.NotReady.code: ServiceUnavailableError,
     errors.Overloaded.code: ServiceUnavailableError,
+    errors.InsufficientStorage.code: InsufficientStorageError,
 }
 # When the body carries no SecureGate error (a proxy's page, a framework default): code and class by status.
 _BY_STATUS: dict[int, tuple[str, type[SecureGateError]]] = {
@@ -162,6 +168,7 @@ _BY_STATUS: dict[int, tuple[str, type[SecureGateError]]] = {
     502: ("unavailable", ServiceUnavailableError),
     503: ("unavailable", ServiceUnavailableError),
     504: ("unavailable", ServiceUnavailableError),
+    507: ("insufficient_storage", InsufficientStorageError),
 }
 
 

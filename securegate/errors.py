@@ -10,6 +10,7 @@ module, the bottom layer, imports none of them and neither does the HTTP ingress
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import math
@@ -73,6 +74,11 @@ NotReady = _error("NotReady", 503, "not_ready")
 # `retry_after_s`. A bounded queue answers at once instead of letting every caller wait seconds.
 Overloaded = _error("Overloaded", 503, "overloaded")
 OVERLOAD_RETRY_AFTER_S = 1.0
+# The data disk is full (SQLite's SQLITE_FULL, ENOSPC): nothing of the request was stored. Writes resume on
+# their own once space is freed; retry after `retry_after_s`.
+InsufficientStorage = _error("InsufficientStorage", 507, "insufficient_storage")
+DISK_FULL_RETRY_AFTER_S = 30.0
+DISK_FULL_MESSAGE = "the data disk is full: nothing was stored; retry once space has been freed on the server"
 
 
 def retry_after_header(seconds: float) -> str:
@@ -82,14 +88,35 @@ def retry_after_header(seconds: float) -> str:
 
 def declared_api_error(exc: BaseException) -> ApiError | None:
     """The API error that `exc` (or the exception Ray wrapped in it) declares with `api_error`, carrying the
-    details of its `api_details()`; None when it declares none."""
+    details of its `api_details()`; a full disk, wherever it was hit, is InsufficientStorage; None otherwise."""
     cause = root_cause(exc)
     for candidate in (cause, exc):
         kind = getattr(type(candidate), "api_error", None)
         if kind is not None:
             details = candidate.api_details() if hasattr(candidate, "api_details") else {}
             return kind(_first_line(cause) or kind.code, **details)
+    if disk_full(exc):
+        return InsufficientStorage(DISK_FULL_MESSAGE, retry_after_s=DISK_FULL_RETRY_AFTER_S)
     return None
+
+
+@functools.cache
+def _disk_full_errors() -> tuple[type[BaseException], ...]:
+    try:  # the service's SQLite driver; the typed client (which imports this module) does not need it
+        import apsw
+    except ImportError:
+        return ()
+    return (apsw.FullError,)
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether `exc`, or what it wraps, is a write refused for want of space: SQLITE_FULL, or ENOSPC / EDQUOT."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, _disk_full_errors()) or (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)):
+            return True
+        exc, seen = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__, seen + 1
+    return False
 
 
 @functools.cache

@@ -35,7 +35,7 @@ from ray.exceptions import RayActorError
 
 from securegate import metrics
 from tenancy import audit as audit_log
-from tenancy import bulk_import
+from tenancy import bulk_import, reembed
 from tenancy.audit import AuditRecord
 from tenancy.chain import CheckpointPolicy
 from tenancy.index import FaceIndex
@@ -108,6 +108,7 @@ class TenantShard:
         self.tenant_id, self.model, self.dim = tenant_id, model, dim
         self.shard, self.shards = shard, shards
         self._shard_handles: dict[int, Any] = {}
+        self._embedders: dict[Any, Any] = {}  # a model migration's target Embedder handles, by deployment
         self._reconciled = False  # set when a (re)activation of the primary reconciled the other shards
         self._path = tenant_db_path(data_dir, tenant_id)
         self._data_key = data_key
@@ -655,31 +656,19 @@ class TenantShard:
         return {**self.store.crop_counts(), "shadow": self.store.shadow_count(model), "missing": missing,
                 "missing_without_crop": no_crop, "rejections": self.store.rejection_count(), "bound": self.store.model}
 
-    def migration_crops(self, model: str, limit: int) -> dict:
-        """The next `limit` faces lacking a shadow vector for `model`, with their decrypted crops (in memory
-        only, for the target Embedder); `missing`: faces still lacking one, `missing_without_crop`: of those,
-        faces that have no kept crop (the migration cannot finish while there are any)."""
-        self._require_primary("migration_crops")
+    def migration_embed(self, model: str, dim: int, limit: int, embedder) -> dict:
+        """The next `limit` faces lacking a shadow vector for `model`: their kept crops decrypted here, embedded by
+        `embedder` (the target pack's Embedder handle) in messages Ray inlines, and sealed into the shadow table
+        (durable), so no decrypted crop or vector goes through the object store (tenancy/reembed.py). Counts only."""
+        self._require_primary("migration_embed")
         self._touch()
-        face_ids, missing, no_crop = self.store.shadow_missing(model, limit)
+        if embedder.deployment_id not in self._embedders:
+            self._embedders[embedder.deployment_id] = blocking_handle(embedder)
         ciphers = CipherCache(self._data_key)
         try:
-            crops = self.store.load_crops(face_ids, ciphers.get)
+            return reembed.next_batch(self.store, ciphers, model, dim, limit, self._embedders[embedder.deployment_id])
         finally:
-            ciphers.clear()
-        face_ids = [f for f in face_ids if f in crops]
-        return {"face_ids": face_ids, "crops": np.stack([crops[f] for f in face_ids]) if face_ids else None,
-                "missing": missing, "missing_without_crop": no_crop}
-
-    def migration_store(self, model: str, dim: int, face_ids: list[str], vectors: np.ndarray) -> int:
-        """Seal the target model's vectors into the shadow table (durable); faces deleted meanwhile are skipped."""
-        self._require_primary("migration_store")
-        self._touch()
-        cipher = self._data_key(None).cipher()
-        try:
-            return self.store.add_shadow(model, dim, face_ids, vectors, cipher)
-        finally:
-            del cipher
+            ciphers.clear()  # key material is not kept beyond the batch
 
     def migration_switch(self, model: str, dim: int, *, principal: str = "migration") -> int | None:
         """The switch, atomically in the file (faces take their shadow vectors, the binding changes), then this

@@ -3,9 +3,10 @@
 Needs the tenant's kept enrolment crops (tenant setting `keep_enrolment_photos`, tenancy/store.py
 `face_crops`): a vector cannot be turned into another model's vector, a face crop can be embedded again.
 
-    start ─► batches: the primary index actor hands over up to `batch_size` faces lacking a shadow vector,
-             with their decrypted crops ─► the target pack's Embedder deployment ─► the actor seals the
-             vectors into `face_shadow` (AAD tenant | face | target model), one durable commit per batch
+    start ─► batches: the primary index actor decrypts the kept crops of up to `batch_size` faces lacking a
+             shadow vector, sends them to the target pack's Embedder deployment in messages small enough for
+             Ray to inline (tenancy/reembed.py: never through the object store, which spills to disk) and
+             seals the vectors into `face_shadow` (AAD tenant | face | target model), one durable commit per batch
           ─► switch: ONE transaction of the tenant's file swaps every face's vector for its shadow vector and
              the file's binding (meta model, dim); the actor reloads its index; then the registry's binding
              changes and the tenant's actors are evicted (re-activated with the new model on the next call)
@@ -247,15 +248,15 @@ class Migrations:
                 progress = self.log.get(tenant_id)
                 if progress is None or progress["state"] not in (RUNNING, READY):
                     return
-                batch = await self._step(tenant_id, "migration_crops", target, progress["batch_size"])
+                started = time.perf_counter()
+                # The actor decrypts, embeds (with the target Embedder) and seals: only counts come back here.
+                batch = await self._step(tenant_id, "migration_embed", target, dim, progress["batch_size"],
+                                         self.embedders[pack])
                 if batch["missing_without_crop"]:
                     raise NoKeptCrops(f"{batch['missing_without_crop']} faces enrolled during the migration have no "
                                       "kept crop (keep_enrolment_photos was turned off); they cannot be re-embedded")
-                if batch["face_ids"]:
-                    started = time.perf_counter()
-                    vectors = await self.embedders[pack].embed.remote(batch["crops"])
-                    await self._step(tenant_id, "migration_store", target, dim, batch["face_ids"], vectors)
-                    embedded += len(batch["face_ids"])
+                if batch["embedded"]:
+                    embedded += batch["embedded"]
                     busy += time.perf_counter() - started
                     state = await self._step(tenant_id, "migration_state", target)
                     self.log.update(tenant_id, done=state["shadow"], total=state["faces"],

@@ -32,6 +32,7 @@ ADMIN_ROUTES = [
     ("GET", "/v1/admin/tenants/{tenant_id}/migrate", "migration_status"),
     ("GET", "/v1/admin/audit", "org_audit"),
     ("GET", "/v1/admin/audit/verify", "admin_verify_audit"),
+    ("GET", "/v1/admin/erasure-receipts/{tenant_id}", "erasure_receipt"),
     ("GET", "/v1/admin-keys", "list_admin_keys"),
     ("POST", "/v1/admin-keys", "create_admin_key"),
     ("DELETE", "/v1/admin-keys/{name}", "revoke_admin_key"),
@@ -116,6 +117,7 @@ def test_each_admin_endpoint_needs_its_scope(api, bootstrap):
             "migration_status": ("GET", f"/v1/admin/tenants/{tenant_id}/migrate", {}, 404),
             "org_audit": ("GET", "/v1/admin/audit", {}, 200),
             "admin_verify_audit": ("GET", "/v1/admin/audit/verify", {}, 200),
+            "erasure_receipt": ("GET", f"/v1/admin/erasure-receipts/{tenant_id}", {}, 404),  # the tenant lives on
             "list_admin_keys": ("GET", "/v1/admin-keys", {}, 200),
             "create_admin_key": ("POST", "/v1/admin-keys", {"json": {"name": "made-{who}", "scopes": ["admin-keys:write"]}}, 201),
             "revoke_admin_key": ("DELETE", "/v1/admin-keys/{victim}", {}, 200),
@@ -148,12 +150,17 @@ def test_each_admin_endpoint_needs_its_scope(api, bootstrap):
     assert names["victim-with"]["revoked_at"] is not None and names["victim-without"]["revoked_at"] is None
 
     # Each admin action in the org audit carries the name of the key that made it.
-    events = api("GET", "/v1/admin/audit", bootstrap, params={"limit": 1000}).json()["events"]
+    events, page = [], [None] * 1000
+    while len(page) == 1000:  # every page (admin reads are recorded too: it grows with each test, and each read)
+        page = api("GET", "/v1/admin/audit", bootstrap, params={"since": events[-1]["seq"] if events else 0,
+                                                                 "limit": 1000}).json()["events"]
+        events += page
     actors = {(e["action"], e["actor"]) for e in events}
     assert ("tenant.create", "admin:only-tenants-write") in actors
     assert ("admin_key.revoke", "admin:only-admin-keys-write") in actors
     assert ("root_key.rotate", "admin:only-keys-rotate") in actors
     assert not any(e["actor"].startswith("admin:all-but-") for e in events)  # refusals did nothing
+    assert ("admin.read", "admin:only-audit-read") in actors  # reads are recorded under the key's name too
 
 
 def test_a_key_grants_only_scopes_it_holds(api, bootstrap):
@@ -177,16 +184,10 @@ def replicas(app, serve_port, models_dir, tmp_path_factory):
     one); its Ingress borrows the session app's model and key deployments, which admin keys never call."""
     from ray import serve
 
-    from deployments.ingress import Ingress
-    from deployments.tenants import TenantRouter
-    from securegate.settings import Settings
+    from tests.side_apps import run_side_app
 
     data_dir = tmp_path_factory.mktemp("admin-replicas")
-    settings = Settings.from_args({"models": str(models_dir), "data_dir": str(data_dir)}).model_dump()
-    borrowed = {name: serve.get_deployment_handle(name, "securegate") for name in ("Detector", "Embedder", "KeyService")}
-    tenants = TenantRouter.options(num_replicas=2).bind(settings, borrowed["KeyService"])
-    serve.run(Ingress.bind(settings, borrowed["Detector"], borrowed["Embedder"], tenants, borrowed["KeyService"]),
-              name="admin-replicas", route_prefix="/replicas")
+    run_side_app("admin-replicas", "/replicas", models_dir, data_dir, router_options={"num_replicas": 2})
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{serve_port}/replicas", timeout=120) as client:
             yield Recorder(client), data_dir

@@ -23,7 +23,7 @@ import pytest
 from tests.conftest import SHARED, free_port
 from tests.test_wheel import tree_copy, wait_ready
 
-pytestmark = [pytest.mark.network, pytest.mark.timeout(1200)]
+pytestmark = [pytest.mark.network, pytest.mark.own_cluster, pytest.mark.timeout(1200)]
 
 
 def test_make_serve_from_a_fresh_copy_serves(tmp_path):

@@ -1,7 +1,7 @@
 """Past capacity SecureGate answers at once with 503 `overloaded` and Retry-After, instead of queueing callers for
 seconds: the Detector's queue per caller is bounded (Serve's `max_queued_requests`, configs/*.yaml) and Serve's
-BackPressureError becomes that answer. Here a second copy of the app with a Detector of capacity 1 + 1 queued
-is driven with 8 concurrent images through HTTP."""
+BackPressureError becomes that answer. Here a second Ingress over a Detector of capacity 1 + 1 queued is
+driven with 8 concurrent images through HTTP."""
 
 import base64
 import time
@@ -22,13 +22,20 @@ def test_backpressure_is_503_overloaded_with_retry_after():
 
 
 @pytest.fixture(scope="module")
-def small_app(serve_port, models_dir, tmp_path_factory):
+def small_app(app, serve_port, models_dir, tmp_path_factory):
+    """Its own Ingress and small Detector; the session app's Embedder, TenantRouter and KeyService are borrowed
+    (only /v1/detect is called here), so two replicas start instead of a whole second app's six."""
     from ray import serve
 
-    from graph import bind_app
+    from deployments.detector import Detector
+    from deployments.ingress import Ingress
+    from securegate.settings import Settings
 
-    settings = {"models": str(models_dir), "data_dir": str(tmp_path_factory.mktemp("overload-data"))}
-    serve.run(bind_app(settings, {"Detector": {"num_replicas": 1, "max_ongoing_requests": 1, "max_queued_requests": 1}}),
+    data_dir = tmp_path_factory.mktemp("overload-data")
+    settings = Settings.from_args({"models": str(models_dir), "data_dir": str(data_dir)}).model_dump()
+    borrowed = {name: serve.get_deployment_handle(name, "securegate") for name in ("Embedder", "TenantRouter", "KeyService")}
+    detector = Detector.options(num_replicas=1, max_ongoing_requests=1, max_queued_requests=1).bind(settings)
+    serve.run(Ingress.bind(settings, detector, borrowed["Embedder"], borrowed["TenantRouter"], borrowed["KeyService"]),
               name="overload", route_prefix="/overload")
     try:
         yield f"http://127.0.0.1:{serve_port}/overload"

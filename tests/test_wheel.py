@@ -106,6 +106,7 @@ def test_installed_securegate_models_runs_from_another_directory(installed, mode
                                                                   "mobilefacenet_arcface_w128.onnx", 128)
 
 
+@pytest.mark.own_cluster
 def test_installed_securegate_serve_answers_a_search(installed, models_dir, identity_photos, tmp_path):
     """`securegate serve` from the wheel: ready, a tenant made with the generated admin token, a face enrolled
     and found again with another photo of the same person; the console's files are served."""

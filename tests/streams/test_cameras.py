@@ -181,6 +181,7 @@ class RtspServer:
         return f"rtsp://{self.user}:{self.password}@127.0.0.1:{self.port}/{self.mount}"
 
 
+@pytest.mark.rtsp
 def test_rtsp_and_mjpeg_cameras_and_one_anonymous_id_for_the_stranger(http, site, live_videos, live_jpegs, scenes, ray_cluster):
     """Two cameras at once: "door" over RTSP (with credentials), "hall" as MJPEG over HTTP (token in the
     query). The stranger walks past both: one anonymous id, the same as in the file test (another visit)."""
@@ -223,6 +224,7 @@ def test_rtsp_and_mjpeg_cameras_and_one_anonymous_id_for_the_stranger(http, site
             assert rtsp.password not in text and "tok-123" not in text, path
 
 
+@pytest.mark.rtsp
 def test_rtsp_camera_cut_mid_stream_reconnects(http, site, videos):
     tenant, _ = site
     rtsp = RtspServer(videos["hall"], "hall").start()

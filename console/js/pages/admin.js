@@ -258,6 +258,9 @@ function healthSection(cleanups) {
       rows.push(["Recognizer", describe(r.embedder), "ok"]);
       rows.push(["Detector", describe(r.detector), "ok"]);
       rows.push(["Key provider", r.keys ? "reachable" : "unreachable", r.keys ? "ok" : "bad"]);
+      if (r.storage && r.storage.free_bytes !== undefined) {
+        rows.push(["Data disk", `writable, ${Math.floor(r.storage.free_bytes / 2 ** 20)} MiB free`, "ok"]);
+      }
     } catch (err) {
       rows.push(["Ready", `${err.code}: ${err.message}`, "bad"]);
     }
