@@ -35,13 +35,9 @@ httpx's.
 
 from __future__ import annotations
 
-import base64
 import datetime
-import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any, Literal, TypeVar
-from urllib.parse import quote
 
 import httpx
 import pydantic
@@ -53,6 +49,7 @@ from securegate.client_errors import (
     PayloadTooLargeError, PermissionDeniedError, RateLimitedError, SamePersonError, SecureGateConnectionError,
     SecureGateError, ServerError, ServiceUnavailableError, UnprocessableError, error_from_response,
 )
+from securegate.client_encoding import ImageInput, drop_none, follow_pages, image_b64, image_bytes, segment
 from securegate.client_events import EventStream
 from securegate.client_http import ApiSession
 from securegate.client_retry import RetryPolicy
@@ -88,7 +85,6 @@ __all__ = [
     "InsufficientStorageError", "error_from_response",
 ]
 
-ImageInput = bytes | bytearray | memoryview | str | os.PathLike
 EventKind = Literal["person_seen", "unknown_seen"]
 DeliveryState = Literal["pending", "delivered", "dead", "dropped"]
 F = TypeVar("F", bound=Callable[..., Any])
@@ -141,26 +137,26 @@ class SecureGateClient:
     def detect(self, image: ImageInput, max_faces: int | None = None) -> list[Face]:
         """Faces in the image, largest first."""
         return self._session.request("POST", "/v1/detect", DetectResponse,
-                             json=_drop_none(image=_b64(image), max_faces=max_faces)).faces
+                             json=drop_none(image=image_b64(image), max_faces=max_faces)).faces
 
     @route("POST /v1/embed")
     def embed(self, image: ImageInput, max_faces: int | None = None) -> EmbedResponse:
         """Each face's unit-length embedding, with the model that produced them."""
-        return self._session.request("POST", "/v1/embed", EmbedResponse, json=_drop_none(image=_b64(image), max_faces=max_faces))
+        return self._session.request("POST", "/v1/embed", EmbedResponse, json=drop_none(image=image_b64(image), max_faces=max_faces))
 
     @route("POST /v1/verify")
     def verify(self, image_a: ImageInput, image_b: ImageInput, threshold: float | None = None) -> VerifyResponse:
         """The largest face of each image: cosine similarity against the threshold (default: the model pack's).
         The answer is truthy when the faces match."""
         return self._session.request("POST", "/v1/verify", VerifyResponse,
-                             json=_drop_none(image_a=_b64(image_a), image_b=_b64(image_b), threshold=threshold))
+                             json=drop_none(image_a=image_b64(image_a), image_b=image_b64(image_b), threshold=threshold))
 
     # ---- a tenant's gallery (api_key) --------------------------------------------------------------------
     @route("POST /v1/verify")
     def verify_person(self, image: ImageInput, person_id: str, threshold: float | None = None) -> VerifyResponse:
         """The image's largest face against an enrolled person (their faces or centroid, per tenant setting)."""
         return self._session.request("POST", "/v1/verify", VerifyResponse, auth=self.api_key,
-                             json=_drop_none(image=_b64(image), person_id=person_id, threshold=threshold))
+                             json=drop_none(image=image_b64(image), person_id=person_id, threshold=threshold))
 
     @route("POST /v1/search")
     def search(self, image: ImageInput, threshold: float | None = None, top_k: int = 1,
@@ -168,19 +164,19 @@ class SecureGateClient:
         """Every face of the image searched in the tenant's gallery; each face's matches best first, empty
         when nothing reaches the threshold."""
         return self._session.request("POST", "/v1/search", SearchResponse, auth=self.api_key,
-                             json=_drop_none(image=_b64(image), threshold=threshold, top_k=top_k, max_faces=max_faces))
+                             json=drop_none(image=image_b64(image), threshold=threshold, top_k=top_k, max_faces=max_faces))
 
     @route("POST /v1/persons")
     def create_person(self, external_id: str | None = None, metadata: Mapping[str, Any] | None = None) -> PersonCreated:
         return self._session.request("POST", "/v1/persons", PersonCreated, auth=self.api_key,
-                             json=_drop_none(external_id=external_id, metadata=dict(metadata) if metadata is not None else None))
+                             json=drop_none(external_id=external_id, metadata=dict(metadata) if metadata is not None else None))
 
     @route("GET /v1/persons")
     def list_persons(self, limit: int = 50, cursor: str | None = None, external_id: str | None = None) -> PersonPage:
         """One page of persons; pass `next_cursor` back for the next one (None on the last page). With
         `external_id`: the person holding exactly that id, or an empty page."""
         return self._session.request("GET", "/v1/persons", PersonPage, auth=self.api_key,
-                                     params=_drop_none(limit=limit, cursor=cursor, external_id=external_id))
+                                     params=drop_none(limit=limit, cursor=cursor, external_id=external_id))
 
     def iter_persons(self, page_size: int = 100) -> Iterator[PersonView]:
         """Every person of the tenant, following cursors page by page."""
@@ -194,32 +190,32 @@ class SecureGateClient:
 
     @route("GET /v1/persons/{person_id}")
     def get_person(self, person_id: str) -> PersonView:
-        return self._session.request("GET", f"/v1/persons/{_seg(person_id)}", PersonView, auth=self.api_key)
+        return self._session.request("GET", f"/v1/persons/{segment(person_id)}", PersonView, auth=self.api_key)
 
     @route("DELETE /v1/persons/{person_id}")
     def delete_person(self, person_id: str) -> None:
         """The person and every face of theirs; nothing of them stays in the tenant's file."""
-        self._session.request("DELETE", f"/v1/persons/{_seg(person_id)}", auth=self.api_key)
+        self._session.request("DELETE", f"/v1/persons/{segment(person_id)}", auth=self.api_key)
 
     @route("POST /v1/persons/{person_id}/faces")
     def enrol_face(self, person_id: str, image: ImageInput, face_index: int | None = None) -> FaceEnrolled:
         """One face of the image becomes a reference face of the person (quality gates apply). With several
         faces in the image, `face_index` picks one (largest first)."""
-        return self._session.request("POST", f"/v1/persons/{_seg(person_id)}/faces", FaceEnrolled, auth=self.api_key,
-                             json=_drop_none(image=_b64(image), face_index=face_index))
+        return self._session.request("POST", f"/v1/persons/{segment(person_id)}/faces", FaceEnrolled, auth=self.api_key,
+                             json=drop_none(image=image_b64(image), face_index=face_index))
 
     @route("POST /v1/persons/import")
     def import_faces(self, items: Sequence[Mapping[str, Any]]) -> ImportResponse:
         """Bulk import: many photos in one call, each `{"external_id", "image", "metadata"?}` (image: bytes or a
         path; at most schemas.IMPORT_MAX_ITEMS). Persons are found or created by external id; a photo already
         enrolled for its person is `skipped`; refused photos come back per item with their error, not raised."""
-        body = [_drop_none(external_id=item["external_id"], image=_b64(item["image"]),
+        body = [drop_none(external_id=item["external_id"], image=image_b64(item["image"]),
                            metadata=dict(item["metadata"]) if item.get("metadata") is not None else None) for item in items]
         return self._session.request("POST", "/v1/persons/import", ImportResponse, auth=self.api_key, json={"items": body})
 
     @route("DELETE /v1/persons/{person_id}/faces/{face_id}")
     def delete_face(self, person_id: str, face_id: str) -> None:
-        self._session.request("DELETE", f"/v1/persons/{_seg(person_id)}/faces/{_seg(face_id)}", auth=self.api_key)
+        self._session.request("DELETE", f"/v1/persons/{segment(person_id)}/faces/{segment(face_id)}", auth=self.api_key)
 
     # ---- corrections ----------------------------------------------------------------------------------------
     @route("POST /v1/persons/{person_id}/rejections")
@@ -228,29 +224,29 @@ class SecureGateClient:
         """"Not this person": one of `image` (its face, `face_index` for one of several), `face_id` (an enrolled
         face of another person) or `unknown_id` (an anonymous id from camera events) becomes a negative example
         of the person; a probe closer to it than to all of the person's faces no longer matches them."""
-        return self._session.request("POST", f"/v1/persons/{_seg(person_id)}/rejections", RejectionsAdded, auth=self.api_key,
-                             json=_drop_none(image=_b64(image) if image is not None else None, face_index=face_index,
+        return self._session.request("POST", f"/v1/persons/{segment(person_id)}/rejections", RejectionsAdded, auth=self.api_key,
+                             json=drop_none(image=image_b64(image) if image is not None else None, face_index=face_index,
                                              face_id=face_id, unknown_id=unknown_id))
 
     @route("GET /v1/persons/{person_id}/rejections")
     def list_rejections(self, person_id: str) -> RejectionList:
-        return self._session.request("GET", f"/v1/persons/{_seg(person_id)}/rejections", RejectionList, auth=self.api_key)
+        return self._session.request("GET", f"/v1/persons/{segment(person_id)}/rejections", RejectionList, auth=self.api_key)
 
     @route("DELETE /v1/persons/{person_id}/rejections/{rejection_id}")
     def delete_rejection(self, person_id: str, rejection_id: str) -> None:
-        self._session.request("DELETE", f"/v1/persons/{_seg(person_id)}/rejections/{_seg(rejection_id)}", auth=self.api_key)
+        self._session.request("DELETE", f"/v1/persons/{segment(person_id)}/rejections/{segment(rejection_id)}", auth=self.api_key)
 
     @route("POST /v1/persons/{person_id}/merge")
     def merge_persons(self, person_id: str, merged_person_id: str) -> PersonsMerged:
         """`merged_person_id` is absorbed into `person_id` (faces, rejections and camera events move; the merged id
         answers 404 afterwards)."""
-        return self._session.request("POST", f"/v1/persons/{_seg(person_id)}/merge", PersonsMerged, auth=self.api_key,
+        return self._session.request("POST", f"/v1/persons/{segment(person_id)}/merge", PersonsMerged, auth=self.api_key,
                              json={"merged_person_id": merged_person_id})
 
     @route("POST /v1/persons/{person_id}/faces/{face_id}/move")
     def move_face(self, person_id: str, face_id: str, to_person_id: str) -> FaceMoved:
         """A face enrolled to the wrong person becomes `to_person_id`'s."""
-        return self._session.request("POST", f"/v1/persons/{_seg(person_id)}/faces/{_seg(face_id)}/move", FaceMoved,
+        return self._session.request("POST", f"/v1/persons/{segment(person_id)}/faces/{segment(face_id)}/move", FaceMoved,
                              auth=self.api_key, json={"to_person_id": to_person_id})
 
     @route("GET /v1/audit")
@@ -260,7 +256,7 @@ class SecureGateClient:
 
     def iter_audit(self, since: int = 0, page_size: int = 100) -> Iterator[AuditEvent]:
         """Every audit event after `since`, page by page."""
-        return _follow_pages(lambda after: self.audit(since=after, limit=page_size), since, page_size)
+        return follow_pages(lambda after: self.audit(since=after, limit=page_size), since, page_size)
 
     @route("GET /v1/audit/verify")
     def verify_audit(self) -> AuditVerification:
@@ -273,7 +269,7 @@ class SecureGateClient:
                       loop: bool | None = None, enabled: bool | None = None) -> StreamView:
         """A camera: `url` is rtsp://, http(s):// (MJPEG or a video) or a file on the server; without one, the
         camera takes pushed frames (`push_frame`). Unset settings take the server's defaults."""
-        return self._session.request("POST", "/v1/streams", StreamView, auth=self.api_key, json=_drop_none(
+        return self._session.request("POST", "/v1/streams", StreamView, auth=self.api_key, json=drop_none(
             name=name, url=url, fps=fps, cooldown_s=cooldown_s, loop=loop, enabled=enabled))
 
     @route("GET /v1/streams")
@@ -283,38 +279,38 @@ class SecureGateClient:
     @route("GET /v1/streams/{stream_id}")
     def get_stream(self, stream_id: str) -> StreamView:
         """The camera with its live `status` (state, frames read, processed and dropped, lag)."""
-        return self._session.request("GET", f"/v1/streams/{_seg(stream_id)}", StreamView, auth=self.api_key)
+        return self._session.request("GET", f"/v1/streams/{segment(stream_id)}", StreamView, auth=self.api_key)
 
     @route("PATCH /v1/streams/{stream_id}")
     def update_stream(self, stream_id: str, *, name: str | None = None, url: str | None = None, fps: float | None = None,
                       cooldown_s: float | None = None, loop: bool | None = None, enabled: bool | None = None) -> StreamView:
         """Changes the settings given (the camera's worker restarts with them)."""
-        return self._session.request("PATCH", f"/v1/streams/{_seg(stream_id)}", StreamView, auth=self.api_key, json=_drop_none(
+        return self._session.request("PATCH", f"/v1/streams/{segment(stream_id)}", StreamView, auth=self.api_key, json=drop_none(
             name=name, url=url, fps=fps, cooldown_s=cooldown_s, loop=loop, enabled=enabled))
 
     @route("DELETE /v1/streams/{stream_id}")
     def delete_stream(self, stream_id: str) -> None:
-        self._session.request("DELETE", f"/v1/streams/{_seg(stream_id)}", auth=self.api_key)
+        self._session.request("DELETE", f"/v1/streams/{segment(stream_id)}", auth=self.api_key)
 
     @route("POST /v1/streams/{stream_id}/frames")
     def push_frame(self, stream_id: str, jpeg: ImageInput, ts: float | None = None) -> FrameAccepted:
         """One JPEG frame (bytes or a path) to a camera created without a `url`; `ts` is its capture time (epoch
         seconds, default: arrival). A camera behind on its frames drops the oldest (`dropped`), never queues
         without bound."""
-        return self._session.request("POST", f"/v1/streams/{_seg(stream_id)}/frames", FrameAccepted, auth=self.api_key,
-                                     content=_bytes(jpeg), params=_drop_none(ts=ts), headers={"Content-Type": "image/jpeg"})
+        return self._session.request("POST", f"/v1/streams/{segment(stream_id)}/frames", FrameAccepted, auth=self.api_key,
+                                     content=image_bytes(jpeg), params=drop_none(ts=ts), headers={"Content-Type": "image/jpeg"})
 
     # ---- events (api_key) ----------------------------------------------------------------------------------------
     @route("GET /v1/events")
     def events(self, since: int = 0, limit: int = 100, camera: str | None = None, person: str | None = None,
                kind: EventKind | None = None) -> EventPage:
         """The tenant's camera events after `since`, oldest first; `person` is a person id or external id."""
-        return self._session.request("GET", "/v1/events", EventPage, auth=self.api_key, params=_drop_none(
+        return self._session.request("GET", "/v1/events", EventPage, auth=self.api_key, params=drop_none(
             since=since, limit=limit, camera=camera, person=person, kind=kind))
 
     def iter_events(self, since: int = 0, page_size: int = 100, **filters: Any) -> Iterator[Event]:
         """Every stored event after `since` (filters as `events`), page by page; `stream_events` follows new ones."""
-        return _follow_pages(lambda after: self.events(since=after, limit=page_size, **filters), since, page_size)
+        return follow_pages(lambda after: self.events(since=after, limit=page_size, **filters), since, page_size)
 
     @route("GET /v1/events/stream")
     def stream_events(self, since: int = 0, *, last_event_id: int | None = None, max_s: float | None = None,
@@ -330,7 +326,7 @@ class SecureGateClient:
     def attendance(self, date: str | datetime.date | None = None) -> Attendance:
         """First in and last out per person on `date` (UTC; a `date` or "YYYY-MM-DD"; default today)."""
         day = date.isoformat() if isinstance(date, datetime.date) else date
-        return self._session.request("GET", "/v1/attendance", Attendance, auth=self.api_key, params=_drop_none(date=day))
+        return self._session.request("GET", "/v1/attendance", Attendance, auth=self.api_key, params=drop_none(date=day))
 
     @route("GET /v1/unknowns")
     def list_unknowns(self) -> UnknownList:
@@ -341,15 +337,15 @@ class SecureGateClient:
     def promote_unknown(self, unknown_id: str, external_id: str | None = None,
                         metadata: Mapping[str, Any] | None = None) -> Promoted:
         """The anonymous id becomes a person: its camera samples their faces, its events theirs."""
-        return self._session.request("POST", f"/v1/unknowns/{_seg(unknown_id)}/promote", Promoted, auth=self.api_key,
-                                     json=_drop_none(external_id=external_id, metadata=dict(metadata) if metadata is not None else None))
+        return self._session.request("POST", f"/v1/unknowns/{segment(unknown_id)}/promote", Promoted, auth=self.api_key,
+                                     json=drop_none(external_id=external_id, metadata=dict(metadata) if metadata is not None else None))
 
     @route("POST /v1/webhooks")
     def create_webhook(self, url: str, kinds: Sequence[EventKind] = (), max_attempts: int | None = None) -> WebhookCreated:
         """Events of `kinds` (all when empty) POSTed to `url`, signed with the returned `secret` (shown only here);
         a delivery is retried up to `max_attempts`, then dead-lettered."""
         return self._session.request("POST", "/v1/webhooks", WebhookCreated, auth=self.api_key,
-                                     json=_drop_none(url=url, kinds=list(kinds), max_attempts=max_attempts))
+                                     json=drop_none(url=url, kinds=list(kinds), max_attempts=max_attempts))
 
     @route("GET /v1/webhooks")
     def list_webhooks(self) -> WebhookList:
@@ -357,18 +353,18 @@ class SecureGateClient:
 
     @route("DELETE /v1/webhooks/{webhook_id}")
     def delete_webhook(self, webhook_id: str) -> None:
-        self._session.request("DELETE", f"/v1/webhooks/{_seg(webhook_id)}", auth=self.api_key)
+        self._session.request("DELETE", f"/v1/webhooks/{segment(webhook_id)}", auth=self.api_key)
 
     @route("GET /v1/webhooks/{webhook_id}/deliveries")
     def webhook_deliveries(self, webhook_id: str, state: DeliveryState | None = None, limit: int = 100) -> DeliveryList:
         """The webhook's deliveries (pending, delivered, dead or dropped), with attempts and the last error."""
-        return self._session.request("GET", f"/v1/webhooks/{_seg(webhook_id)}/deliveries", DeliveryList, auth=self.api_key,
-                                     params=_drop_none(state=state, limit=limit))
+        return self._session.request("GET", f"/v1/webhooks/{segment(webhook_id)}/deliveries", DeliveryList, auth=self.api_key,
+                                     params=drop_none(state=state, limit=limit))
 
     @route("POST /v1/webhooks/{webhook_id}/deliveries/{delivery_id}/retry")
     def retry_delivery(self, webhook_id: str, delivery_id: str) -> Delivery:
         """A dead letter sent again, with the webhook's attempts afresh (ConflictError for one not dead)."""
-        return self._session.request("POST", f"/v1/webhooks/{_seg(webhook_id)}/deliveries/{_seg(delivery_id)}/retry",
+        return self._session.request("POST", f"/v1/webhooks/{segment(webhook_id)}/deliveries/{segment(delivery_id)}/retry",
                                      Delivery, auth=self.api_key)
 
     # ---- admin (admin_token) -------------------------------------------------------------------------------
@@ -376,7 +372,7 @@ class SecureGateClient:
     def create_tenant(self, name: str, settings: Mapping[str, Any] | None = None) -> TenantCreated:
         """A new tenant bound to the deployment's model, with its first API key (shown only here)."""
         return self._session.request("POST", "/v1/tenants", TenantCreated, auth=self.admin_token,
-                             json=_drop_none(name=name, settings=dict(settings) if settings is not None else None))
+                             json=drop_none(name=name, settings=dict(settings) if settings is not None else None))
 
     @route("GET /v1/tenants")
     def list_tenants(self) -> list[TenantView]:
@@ -384,23 +380,23 @@ class SecureGateClient:
 
     @route("GET /v1/tenants/{tenant_id}")
     def get_tenant(self, tenant_id: str) -> TenantView:
-        return self._session.request("GET", f"/v1/tenants/{_seg(tenant_id)}", TenantView, auth=self.admin_token)
+        return self._session.request("GET", f"/v1/tenants/{segment(tenant_id)}", TenantView, auth=self.admin_token)
 
     @route("PATCH /v1/tenants/{tenant_id}")
     def update_tenant(self, tenant_id: str, settings: Mapping[str, Any]) -> TenantView:
         """Merges `settings` into the tenant's (`quality` is merged key by key)."""
-        return self._session.request("PATCH", f"/v1/tenants/{_seg(tenant_id)}", TenantView, auth=self.admin_token,
+        return self._session.request("PATCH", f"/v1/tenants/{segment(tenant_id)}", TenantView, auth=self.admin_token,
                              json={"settings": dict(settings)})
 
     @route("DELETE /v1/tenants/{tenant_id}")
     def delete_tenant(self, tenant_id: str) -> None:
         """Crypto-shreds the tenant: its keys are destroyed and its files removed. Irreversible."""
-        self._session.request("DELETE", f"/v1/tenants/{_seg(tenant_id)}", auth=self.admin_token)
+        self._session.request("DELETE", f"/v1/tenants/{segment(tenant_id)}", auth=self.admin_token)
 
     @route("POST /v1/tenants/{tenant_id}/api-keys")
     def rotate_api_key(self, tenant_id: str) -> ApiKeyCreated:
         """A new API key for the tenant; every older key of the tenant is revoked at once."""
-        return self._session.request("POST", f"/v1/tenants/{_seg(tenant_id)}/api-keys", ApiKeyCreated, auth=self.admin_token)
+        return self._session.request("POST", f"/v1/tenants/{segment(tenant_id)}/api-keys", ApiKeyCreated, auth=self.admin_token)
 
     @route("POST /v1/admin/keys/rotate-root")
     def rotate_root_key(self) -> RootKeyRotation:
@@ -411,20 +407,20 @@ class SecureGateClient:
     def rotate_tenant_key(self, tenant_id: str) -> KeyRotation:
         """Starts (or reports, when one is running) a content-key rotation of the tenant; records are re-encrypted
         in the background (`state` running → done). See `key_status`."""
-        return self._session.request("POST", f"/v1/tenants/{_seg(tenant_id)}/keys/rotate", KeyRotation, auth=self.admin_token)
+        return self._session.request("POST", f"/v1/tenants/{segment(tenant_id)}/keys/rotate", KeyRotation, auth=self.admin_token)
 
     @route("POST /v1/admin/tenants/{tenant_id}/migrate")
     def migrate_tenant(self, tenant_id: str, to: str, *, batch_size: int = 64, hold: bool = False,
                        pause_s: float = 0.0) -> MigrationStatus:
         """Starts a model migration of the tenant onto pack `to` (its kept crops re-embedded into a shadow index,
         then an atomic switch; `hold` waits before the switch, call again with hold False to switch)."""
-        return self._session.request("POST", f"/v1/admin/tenants/{_seg(tenant_id)}/migrate", MigrationStatus,
+        return self._session.request("POST", f"/v1/admin/tenants/{segment(tenant_id)}/migrate", MigrationStatus,
                              auth=self.admin_token, json={"to": to, "batch_size": batch_size, "hold": hold, "pause_s": pause_s})
 
     @route("GET /v1/admin/tenants/{tenant_id}/migrate")
     def migration_status(self, tenant_id: str) -> MigrationStatus:
         """The tenant's latest model migration: state, faces re-embedded of total, crops/s."""
-        return self._session.request("GET", f"/v1/admin/tenants/{_seg(tenant_id)}/migrate", MigrationStatus, auth=self.admin_token)
+        return self._session.request("GET", f"/v1/admin/tenants/{segment(tenant_id)}/migrate", MigrationStatus, auth=self.admin_token)
 
     @route("GET /v1/admin/keys/status")
     def key_status(self) -> KeyStatus:
@@ -444,7 +440,7 @@ class SecureGateClient:
     @route("DELETE /v1/admin-keys/{name}")
     def revoke_admin_key(self, name: str) -> AdminKeyView:
         """The key stops working at once; its name is never reused."""
-        return self._session.request("DELETE", f"/v1/admin-keys/{_seg(name)}", AdminKeyView, auth=self.admin_token)
+        return self._session.request("DELETE", f"/v1/admin-keys/{segment(name)}", AdminKeyView, auth=self.admin_token)
 
     @route("GET /v1/admin/audit")
     def org_audit(self, since: int = 0, limit: int = 100) -> OrgAuditPage:
@@ -453,18 +449,18 @@ class SecureGateClient:
                                      params={"since": since, "limit": limit})
 
     def iter_org_audit(self, since: int = 0, page_size: int = 100) -> Iterator[OrgAuditEvent]:
-        return _follow_pages(lambda after: self.org_audit(since=after, limit=page_size), since, page_size)
+        return follow_pages(lambda after: self.org_audit(since=after, limit=page_size), since, page_size)
 
     @route("GET /v1/admin/audit/verify")
     def admin_verify_audit(self, tenant_id: str | None = None) -> AuditVerification:
         """The org audit chain checked, or with `tenant_id` that tenant's."""
         return self._session.request("GET", "/v1/admin/audit/verify", AuditVerification, auth=self.admin_token,
-                                     params=_drop_none(tenant=tenant_id))
+                                     params=drop_none(tenant=tenant_id))
 
     @route("GET /v1/admin/erasure-receipts/{tenant_id}")
     def erasure_receipt(self, tenant_id: str) -> ErasureReceipt:
         """The signed receipt of an erased tenant; check it offline with `erasure_receipt_keys()`."""
-        return self._session.request("GET", f"/v1/admin/erasure-receipts/{_seg(tenant_id)}", ErasureReceipt,
+        return self._session.request("GET", f"/v1/admin/erasure-receipts/{segment(tenant_id)}", ErasureReceipt,
                                      auth=self.admin_token)
 
     @route("GET /v1/erasure-receipts/keys")
@@ -485,35 +481,3 @@ class SecureGateClient:
 
 
 _TENANT_LIST = pydantic.TypeAdapter(list[TenantView])
-
-
-def _follow_pages(fetch: Callable[[int], Any], since: int, page_size: int) -> Iterator[Any]:
-    """The events of pages with `events` and `next_since` (audit, camera events), fetched after `since` until one
-    comes back short."""
-    while True:
-        page = fetch(since)
-        yield from page.events
-        if len(page.events) < page_size:
-            return
-        since = page.next_since
-
-
-def _bytes(image: ImageInput) -> bytes:
-    if isinstance(image, (bytes, bytearray, memoryview)):
-        return bytes(image)
-    if isinstance(image, (str, os.PathLike)):
-        return Path(image).read_bytes()
-    raise TypeError(f"an image is bytes or a file path, not {type(image).__name__}")
-
-
-def _b64(image: ImageInput) -> str:
-    return base64.b64encode(_bytes(image)).decode("ascii")
-
-
-def _seg(value: str) -> str:
-    """One URL path segment: ids never contain '/', but a caller's typo must not reach another route."""
-    return quote(str(value), safe="")
-
-
-def _drop_none(**values: Any) -> dict[str, Any]:
-    return {k: v for k, v in values.items() if v is not None}
