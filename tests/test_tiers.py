@@ -19,7 +19,7 @@ KNOWN = {
     "tests/tenancy/test_chain.py::test_intact_chain": {"fast"},
     # pure tests in files whose other tests use the app: the tier is per test, not per file
     "tests/test_overload.py::test_backpressure_is_503_overloaded_with_retry_after": {"fast"},
-    "tests/test_tls.py::test_serve_https_from_tls_config": {"own_cluster"},
+    "tests/test_tls.py::test_ray_internal_grpc_tls": {"own_cluster"},
     # SoftHSM2 and a moto server in-process: no Ray, so fast
     "tests/kms/test_kms_pkcs11.py::test_round_trip": {"fast"},
     "tests/kms/test_kms_aws.py::test_generate_unwrap_round_trip": {"fast"},
@@ -33,7 +33,7 @@ KNOWN = {
     "tests/streams/test_cameras.py::test_rtsp_camera_cut_mid_stream_reconnects": {"app", "rtsp"},
     "tests/test_install.py::test_gpu_extra_resolves_against_pypi_without_cuda": {"network"},
     "tests/test_multinode.py::test_cluster_config_places_by_resources_and_heals_a_lost_index_node": {"own_cluster"},
-    "tests/test_wheel.py::test_installed_securegate_serve_answers_a_search": {"own_cluster"},
+    "tests/test_wheel.py::test_installed_securegate_serves_https_from_the_tls_config_and_answers_a_search": {"own_cluster"},
     "tests/test_make_serve.py::test_make_serve_from_a_fresh_copy_serves": {"network", "own_cluster"},
 }
 

@@ -1,7 +1,8 @@
 """TLS end to end, with certificates made here (tests/certs.py):
 
-1. HTTPS on the Serve proxy from configs/tls.yaml, through `securegate serve` in its own process (http_options
-   are per Serve instance; the session's Serve speaks plain HTTP).
+1. HTTPS on the Serve proxy from configs/tls.yaml, through the installed `securegate serve` in its own process
+   (http_options are per Serve instance; the session's Serve speaks plain HTTP): tests/test_wheel.py, which
+   starts that one Ray for both the installed package and the TLS config.
 2. Ray's internal gRPC TLS (RAY_USE_TLS=1 ...) on a `ray start` cluster of its own, stopped by PID.
 3. mTLS: configs/nginx-mtls.conf in front of the session's Serve app.
 
@@ -25,7 +26,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 
 from tests.certs import CertificateAuthority
 from tests.conftest import REPO, free_port
@@ -65,70 +65,6 @@ def base_env(**extra: str) -> dict[str, str]:
            if k not in ("RAY_ADDRESS", "RAY_USE_TLS", "RAY_TLS_SERVER_CERT", "RAY_TLS_SERVER_KEY", "RAY_TLS_CA_CERT")}
     env.update(PYTHONUNBUFFERED="1", **extra)
     return env
-
-
-# ------------------------------------------------------------------------------------------ 1. HTTPS
-@pytest.mark.own_cluster
-def test_serve_https_from_tls_config(tmp_path, models_dir):
-    from ray.serve.config import HTTPOptions
-
-    ca = CertificateAuthority.create().write(tmp_path / "ca")
-    server = ca.issue("localhost", hosts=["localhost", "127.0.0.1"], server=True).write(tmp_path / "server")
-
-    config = yaml.safe_load((REPO / "configs" / "tls.yaml").read_text())
-    http_options = config["http_options"]
-    assert {"ssl_certfile", "ssl_keyfile"} <= http_options.keys(), "configs/tls.yaml must configure HTTPS"
-    HTTPOptions(**http_options)  # the shipped file is a valid Serve HTTPOptions
-    with pytest.raises(ValueError, match="must be provided together"):
-        HTTPOptions(host="127.0.0.1", ssl_certfile=str(server.cert_path))  # the documented constraint
-    http_options.update(ssl_certfile=str(server.cert_path), ssl_keyfile=str(server.key_path))
-    config_path = tmp_path / "tls.yaml"
-    config_path.write_text(yaml.safe_dump(config))
-
-    port = free_port()
-    ray_tmp = short_tmpdir()
-    log = tmp_path / "serve.log"
-    env = base_env(
-        RAY_ADDRESS="local",            # a fresh local Ray even if another cluster is discoverable
-        RAY_TMPDIR=str(ray_tmp),        # its session (and so its processes' command lines) under a unique dir
-    )
-    cmd = [sys.executable, "-m", "cli.main", "serve", "--config", str(config_path), "--port", str(port),
-           "--models", str(models_dir), "--data-dir", str(tmp_path / "data")]
-    base = f"https://127.0.0.1:{port}"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 150
-        while True:
-            assert proc.poll() is None, f"securegate serve exited ({proc.returncode}):\n{tail(log)}"
-            assert time.monotonic() < deadline, f"HTTPS never answered:\n{tail(log)}"
-            try:
-                r = httpx.get(f"{base}/v1/healthz", verify=str(ca.cert_path), timeout=5)
-                if r.status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(1)
-        assert r.json() == {"status": "ok"}
-        assert r.http_version == "HTTP/1.1" and r.url.scheme == "https"
-
-        # Plain HTTP to the HTTPS port: the TLS server closes the connection without an HTTP answer.
-        with pytest.raises(httpx.TransportError):
-            httpx.get(f"http://127.0.0.1:{port}/v1/healthz", timeout=10)
-        # The certificate really is checked: the system trust store does not know the test CA.
-        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
-            httpx.get(f"{base}/v1/healthz", timeout=10)
-    finally:
-        # SIGTERM (what operators and process managers send): the CLI runs serve.shutdown() and ray.shutdown().
-        code = stop_process(proc, signal.SIGTERM, timeout=60)
-        deadline = time.monotonic() + 10
-        while process_tree(str(ray_tmp)) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        leftovers = process_tree(str(ray_tmp))
-        stop_pids(leftovers)
-        shutil.rmtree(ray_tmp, ignore_errors=True)
-    assert code == 0, f"securegate serve did not stop cleanly on SIGTERM ({code}):\n{tail(log)}"
-    assert not leftovers, f"Ray processes outlived `securegate serve`: {leftovers}"
 
 
 # --------------------------------------------------------------------------------- 2. Ray gRPC TLS

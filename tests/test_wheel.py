@@ -21,8 +21,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
+from tests.certs import CertificateAuthority
 from tests.conftest import REPO, free_port
+from tests.processes import process_tree, stop_pids
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -107,17 +110,37 @@ def test_installed_securegate_models_runs_from_another_directory(installed, mode
 
 
 @pytest.mark.own_cluster
-def test_installed_securegate_serve_answers_a_search(installed, models_dir, identity_photos, tmp_path):
-    """`securegate serve` from the wheel: ready, a tenant made with the generated admin token, a face enrolled
-    and found again with another photo of the same person; the console's files are served."""
+def test_installed_securegate_serves_https_from_the_tls_config_and_answers_a_search(installed, models_dir, identity_photos,
+                                                                                     tmp_path):
+    """`securegate serve` from the wheel with the shipped configs/tls.yaml (its certificate paths pointed at ones
+    made here): HTTPS ready, a tenant made with the generated admin token, a face enrolled and found again with
+    another photo of the same person, the console's files served; plain HTTP to the port gets no answer and the
+    certificate really is checked; SIGTERM stops it cleanly with no Ray process left behind. One Ray start
+    proves the installed package and the TLS config (each used to start a cluster of its own)."""
+    from ray.serve.config import HTTPOptions
+
+    ca = CertificateAuthority.create().write(tmp_path / "ca")
+    server = ca.issue("localhost", hosts=["localhost", "127.0.0.1"], server=True).write(tmp_path / "server")
+    config = yaml.safe_load((REPO / "configs" / "tls.yaml").read_text())
+    http_options = config["http_options"]
+    assert {"ssl_certfile", "ssl_keyfile"} <= http_options.keys(), "configs/tls.yaml must configure HTTPS"
+    HTTPOptions(**http_options)  # the shipped file is a valid Serve HTTPOptions
+    with pytest.raises(ValueError, match="must be provided together"):
+        HTTPOptions(host="127.0.0.1", ssl_certfile=str(server.cert_path))  # the documented constraint
+    http_options.update(ssl_certfile=str(server.cert_path), ssl_keyfile=str(server.key_path))
+    config_path = tmp_path / "tls.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+
     port, data_dir = free_port(), tmp_path / "data"
-    proc = subprocess.Popen([installed["securegate"], "serve", "--port", str(port), "--models", str(models_dir),
-                             "--data-dir", str(data_dir)], cwd=installed["cwd"], env=installed["env"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([installed["securegate"], "serve", "--config", str(config_path), "--port", str(port),
+                             "--models", str(models_dir), "--data-dir", str(data_dir)], cwd=installed["cwd"],
+                            env=installed["env"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    base = f"https://127.0.0.1:{port}"
     try:
-        with httpx.Client(base_url=base, timeout=120) as http:
+        with httpx.Client(base_url=base, timeout=120, verify=str(ca.cert_path)) as http:
             wait_ready(http, proc)
+            assert http.get("/v1/healthz").http_version == "HTTP/1.1"
             admin = {"Authorization": f"Bearer {(data_dir / 'admin_token').read_text().strip()}"}
             key = http.post("/v1/tenants", json={"name": "wheel"}, headers=admin).raise_for_status().json()["api_key"]
             tenant = {"Authorization": f"Bearer {key}"}
@@ -128,9 +151,22 @@ def test_installed_securegate_serve_answers_a_search(installed, models_dir, iden
             found = http.post("/v1/search", json={"image": b64(second)}, headers=tenant).raise_for_status().json()
             assert [m["external_id"] for m in found["faces"][0]["matches"]] == ["obama"], found
             assert "<html" in http.get("/console/").raise_for_status().text.lower()
+        # Plain HTTP to the HTTPS port: the TLS server closes the connection without an HTTP answer.
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"http://127.0.0.1:{port}/v1/healthz", timeout=10)
+        # The certificate really is checked: the system trust store does not know the test CA.
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            httpx.get(f"{base}/v1/healthz", timeout=10)
     finally:
         out = stop(proc)
-    assert proc.returncode == 0, out[-3000:]
+        ray_tmp = installed["env"]["RAY_TMPDIR"]
+        deadline = time.monotonic() + 10
+        while process_tree(ray_tmp) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        leftovers = process_tree(ray_tmp)
+        stop_pids(leftovers)
+    assert proc.returncode == 0, out[-3000:]  # SIGTERM: the CLI runs serve.shutdown() and ray.shutdown()
+    assert not leftovers, f"Ray processes outlived `securegate serve`: {leftovers}"
 
 
 def stop(proc: subprocess.Popen) -> str:

@@ -33,7 +33,7 @@ def test_a_dead_letter_is_retried_and_delivered(app, http, admin, identity_photo
         return http.get(f"/v1/webhooks/{hook['webhook_id']}/deliveries", params={"state": "dead"},
                         headers=tenant["auth"]).json()["deliveries"]
 
-    (letter,) = wait_until(dead, 60, "the dead letter")
+    (letter,) = wait_until(dead, 120, "the dead letter")  # a camera worker starting on a loaded host
     assert letter["attempts"] == 1 and letter["last_status"] == 500 and receiver.received == []
 
     with SecureGateClient(app[1], api_key=tenant["key"]) as client:
