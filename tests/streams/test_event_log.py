@@ -85,20 +85,18 @@ def seed(store: CameraStore, keys: EventKeys, people: int = 20, days: int = 3) -
 
 
 def reference_attendance(events: list[dict], start: float, end: float) -> list[dict]:
-    """Today's definition, computed from every event opened: person_seen events overlapping the day."""
-    rows: dict[str, dict] = {}
-    for e in sorted(events, key=lambda e: e["seq"]):
-        if e["kind"] != "person_seen" or not (e["last_seen"] >= start and e["first_seen"] < end):
-            continue
-        row = rows.setdefault(e["person_id"], {"person_id": e["person_id"], "external_id": e.get("external_id"),
-                                               "first_in": e["first_seen"], "last_out": e["last_seen"],
-                                               "first_camera": e["camera"], "last_camera": e["camera"], "events": 0})
-        if e["first_seen"] < row["first_in"]:
-            row.update(first_in=e["first_seen"], first_camera=e["camera"])
-        if e["last_seen"] > row["last_out"]:
-            row.update(last_out=e["last_seen"], last_camera=e["camera"])
-        row["events"] += 1
-    return sorted(rows.values(), key=lambda r: r["first_in"])
+    """The definition, from every event opened: per person, over their person_seen events overlapping the day, the
+    earliest start and the latest end (the first such event by seq on ties), and the external id of their first."""
+    day = [e for e in events if e["kind"] == "person_seen" and e["last_seen"] >= start and e["first_seen"] < end]
+    rows = []
+    for person in {e["person_id"] for e in day}:
+        theirs = sorted((e for e in day if e["person_id"] == person), key=lambda e: e["seq"])
+        first = min(theirs, key=lambda e: (e["first_seen"], e["seq"]))
+        last = max(theirs, key=lambda e: (e["last_seen"], -e["seq"]))
+        rows.append(({"person_id": person, "external_id": theirs[0].get("external_id"), "first_in": first["first_seen"],
+                      "last_out": last["last_seen"], "first_camera": first["camera"], "last_camera": last["camera"],
+                      "events": len(theirs)}, theirs[0]["seq"]))
+    return [row for row, _ in sorted(rows, key=lambda r: (r[0]["first_in"], r[1]))]
 
 
 def raw_file(store: CameraStore) -> bytes:
