@@ -18,7 +18,8 @@ in turn, and timed there, with the baseline in the same run on the same file:
   unknown that StreamService._reidentify ran before (the matching only: the unknown's write to the file is the
   same in both);
 - the key versions a sighting asks for (`CameraStore.key_versions`, on every sighting): index probes vs the
-  baseline's UNION over every row.
+  baseline's UNION over every row;
+- then, once: a file of `--migrate` events written by the baseline, opened by this code and tagged.
 
 The baseline store is the `--baseline` revision's streams/store.py (loaded from `git show`, not checked out),
 opened on the same file. Both paths' answers are compared (same events, same attendance rows, same unknowns).
@@ -74,8 +75,9 @@ def unit(x: np.ndarray) -> np.ndarray:
 class Log:
     """The tenant's history, grown in steps: what was written is remembered for the checks."""
 
-    def __init__(self, store: CameraStore, keys: EventKeys, rng: np.random.Generator) -> None:
+    def __init__(self, store: CameraStore, keys: EventKeys, rng: np.random.Generator, sealing=None) -> None:
         self.store, self.keys, self.rng = store, keys, rng
+        self.sealing = keys if sealing is None else sealing  # add_event's first argument (the baseline's: a cipher)
         self.persons = [(uuid.uuid4().hex, f"emp-{i:05d}") for i in range(PERSONS)]
         self.unknown_ids: list[str] = []
         self.events = 0
@@ -105,7 +107,7 @@ class Log:
         else:
             kind, who = "unknown_seen", {"unknown_id": self.unknown_ids[int(rng.integers(len(self.unknown_ids)))]}
             payload["best_similarity"] = None
-        self.store.add_event(self.keys, kind, CAMERAS[int(rng.integers(len(CAMERAS)))], first, first + span, {**who, **payload})
+        self.store.add_event(self.sealing, kind, CAMERAS[int(rng.integers(len(CAMERAS)))], first, first + span, {**who, **payload})
 
     def grow_unknowns(self, total: int, dim: int) -> float:
         started = time.perf_counter()
@@ -237,6 +239,30 @@ def measure(log: Log, old_store, dim: int, sightings: int) -> dict:
     return out
 
 
+def migration(baseline: str, folder: Path, events: int) -> dict:
+    """A file the baseline wrote, opened by this code: the columns added on open, then every event tagged
+    (`index_legacy_events` in its default batches, as the StreamRouter does at first use), once."""
+    path = folder / "tenants" / "tenant-migrated" / "events.db"
+    keys = EventKeys(tenant_id="tenant-migrated").add(1, RecordCipher(os.urandom(32), 1), os.urandom(32), current=True)
+    old = store_at(baseline)(path, "tenant-migrated")
+    written = Log(old, keys, np.random.default_rng(6), sealing=keys.current)
+    written.unknown_ids = ["unk_" + uuid.uuid4().hex[:16] for _ in range(1000)]
+    written.grow_events(events)
+    old.close()
+    started = time.perf_counter()
+    store = CameraStore(path, "tenant-migrated")
+    open_s = time.perf_counter() - started
+    batches = 0
+    while store.index_legacy_events(keys):
+        batches += 1
+    tag_s = time.perf_counter() - started - open_s
+    person = max(written.per_person, key=written.per_person.get)
+    found = len(store.events(keys, 0, 10**9, person=person)) == written.per_person[person]
+    store.close()
+    return {"events": events, "open_s": round(open_s, 2), "tag_s": round(tag_s, 2), "events_per_s": round(events / tag_s),
+            "batches": batches + 1, "person_found_after": found}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, nargs="+", default=[100_000, 1_000_000], help="log sizes, in growing order")
@@ -245,6 +271,7 @@ def main() -> None:
     parser.add_argument("--sightings", type=int, default=100)
     parser.add_argument("--baseline", default="356442b", help="git revision whose CameraStore is the baseline (before the index)")
     parser.add_argument("--dir", default=None, help="where the tenant's events.db is written (default: a temp dir)")
+    parser.add_argument("--migrate", type=int, default=100_000, help="events of a baseline-written file migrated (0: skip)")
     args = parser.parse_args()
     assert len(args.events) == len(args.unknowns), "one unknowns count per log size"
 
@@ -277,10 +304,16 @@ def main() -> None:
     growth = {name: {"indexed": round(last[name]["indexed_ms"] / first[name]["indexed_ms"], 1),
                      "baseline": round(last[name]["baseline_ms"] / first[name]["baseline_ms"], 1)}
               for name in ("attendance_day", "person_events", "person_deletion", "key_versions", "reidentification")}
+    migrated = migration(args.baseline, folder, args.migrate) if args.migrate else None
+    if migrated:
+        print(f"migration of a file the baseline wrote: {migrated['events']:,} events, columns added in {migrated['open_s']} s, "
+              f"tagged in {migrated['tag_s']} s ({migrated['events_per_s']:,} events/s); a person found after: "
+              f"{migrated['person_found_after']}")
     host["load_after"] = round(os.getloadavg()[0], 1)
     print("\ngrowth from the first size to the last (x): " + ", ".join(f"{k} {v['indexed']} (baseline {v['baseline']})" for k, v in growth.items()))
     print(json.dumps({"date": dt.date.today().isoformat(), "host": host, "baseline": args.baseline, "dim": args.dim,
-                      "events_per_day": EVENTS_PER_DAY, "persons": PERSONS, "times": "ms", "results": results, "growth": growth}))
+                      "events_per_day": EVENTS_PER_DAY, "persons": PERSONS, "times": "ms", "results": results, "growth": growth,
+                      "migration": migrated}))
 
 
 if __name__ == "__main__":
