@@ -1,12 +1,11 @@
-"""Writes tests/streams/data/events-356442b.db with the CameraStore of the commit this script was added in.
+"""Writes tests/streams/data/events-356442b.db with the CameraStore of 356442b (loaded from `git show`).
 
 The file is what `streams/store.py` of main at 356442b writes (before the events' blind index): a tenant
 `tenant-legacy` with a stream, events of two persons and an unknown (one promoted and relinked), an unknown's
 vectors, a webhook and its deliveries. Every sealed value is under a fixed test key, version 1
-(`LEGACY_KEY` in tests/streams/test_event_log.py); the values are synthetic. Rerun it only at that commit:
+(`LEGACY_KEY` in tests/streams/test_event_log.py); the values are synthetic.
 
-    git show <this commit>:tests/streams/make_events_db.py > /tmp/make.py   # in a checkout of that commit
-    python /tmp/make.py tests/streams/data/events-356442b.db
+    .venv/bin/python tests/streams/make_events_db.py tests/streams/data/events-356442b.db
 """
 
 from __future__ import annotations
@@ -18,8 +17,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from benchmarks.revisions import module_at  # noqa: E402
 from kms.records import RecordCipher  # noqa: E402
-from streams.store import CameraStore  # noqa: E402
+
+CameraStore = module_at("356442b", "streams/store.py", "store_356442b").CameraStore
 
 LEGACY_KEY = bytes(range(32))
 TENANT = "tenant-legacy"
