@@ -3,9 +3,10 @@
     .venv/bin/python benchmarks/events.py                                         # 100K then 1M events, 5K then 50K unknowns
     .venv/bin/python benchmarks/events.py --events 20000 100000 --unknowns 1000 5000   # a quick run
 
-One tenant's events.db is grown through the real store code (streams.store.CameraStore.add_event: sealed
-payloads, blind-index tags; 10K events per transaction so that 1M rows do not take 1M fsyncs) to each size
-in turn, and timed there, with the baseline in the same run on the same file:
+A tenant's events.db per size is written through the real store code (streams.store.CameraStore.add_event: sealed
+payloads, blind-index tags; 10K events per transaction so that 1M rows do not take 1M fsyncs), then every size
+is timed in turn for `--rounds` rounds (medians kept; a change in the host's load falls on all sizes alike), the
+baseline in the same run on the same file:
 
 - attendance for a day (the middle day of the log): `streams.attendance.attendance` vs the code before the
   index (the `--baseline` revision's CameraStore.events with its day filter, then grouped per person as its
@@ -265,55 +266,78 @@ def migration(baseline: str, folder: Path, events: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, nargs="+", default=[100_000, 1_000_000], help="log sizes, in growing order")
+    parser.add_argument("--events", type=int, nargs="+", default=[100_000, 1_000_000], help="log sizes, smallest first")
     parser.add_argument("--unknowns", type=int, nargs="+", default=[5_000, 50_000], help="unknowns at each size")
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--sightings", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=2, help="measurements of every size in turn; the median is kept")
     parser.add_argument("--baseline", default="356442b", help="git revision whose CameraStore is the baseline (before the index)")
-    parser.add_argument("--dir", default=None, help="where the tenant's events.db is written (default: a temp dir)")
+    parser.add_argument("--dir", default=None, help="where the tenants' events.db files are written (default: a temp dir)")
     parser.add_argument("--migrate", type=int, default=100_000, help="events of a baseline-written file migrated (0: skip)")
     args = parser.parse_args()
     assert len(args.events) == len(args.unknowns), "one unknowns count per log size"
 
     folder = Path(args.dir or tempfile.mkdtemp(prefix="sg-events-bench-"))
-    path = folder / "tenants" / TENANT / "events.db"
     keys = EventKeys(tenant_id=TENANT).add(1, RecordCipher(os.urandom(32), 1), os.urandom(32), current=True)
-    store = CameraStore(path, TENANT)
-    old_store = store_at(args.baseline)(path, TENANT)
-    log = Log(store, keys, np.random.default_rng(5))
     host = {"cpus": os.cpu_count(), "load_before": round(os.getloadavg()[0], 1)}
-    print(f"{dt.date.today()}  {host['cpus']} CPUs, load average {host['load_before']}; file {path}", flush=True)
+    print(f"{dt.date.today()}  {host['cpus']} CPUs, load average {host['load_before']}; files under {folder}", flush=True)
+
+    # One tenant file per size, all written first, then measured in turn (round-robin), so that a change in the
+    # host's load falls on every size alike and the growth figures compare like with like.
+    tenants: dict[int, tuple[Log, object, dict]] = {}
+    for events, unknowns in zip(args.events, args.unknowns):
+        tenant = f"{TENANT}-{events}"
+        path = folder / "tenants" / tenant / "events.db"
+        store = CameraStore(path, tenant)
+        log = Log(store, keys, np.random.default_rng(events))
+        written = {"unknowns": unknowns, "unknowns_write_s": round(log.grow_unknowns(unknowns, args.dim), 1),
+                   "write_s": round(log.grow_events(events), 1)}
+        store._checkpoint()  # the writes above leave the WAL now, not inside the first timed deletion
+        written["file_mib"] = round(sum(p.stat().st_size for p in path.parent.glob("events.db*")) / 2**20)
+        print(f"{events:,} events written in {written['write_s']} s, {unknowns:,} unknowns in {written['unknowns_write_s']} s, "
+              f"file {written['file_mib']} MiB", flush=True)
+        tenants[events] = (log, store_at(args.baseline)(path, tenant), written)
+
+    rounds: dict[int, list[dict]] = {events: [] for events in tenants}
+    for r in range(args.rounds):
+        for events, (log, old_store, _) in tenants.items():
+            with threadpool_limits(1):  # one BLAS thread, as in the StreamRouter replica (Ray: OMP_NUM_THREADS from num_cpus < 1)
+                figures = measure(log, old_store, args.dim, args.sightings)
+            rounds[events].append(figures)
+            print(f"\nround {r + 1}, {events:,} events (load average {os.getloadavg()[0]:.1f})", flush=True)
+            for name, f in figures.items():
+                print(f"  {name:>17}: indexed {f['indexed_s'] * 1000:9.2f} ms   baseline {f['baseline_s'] * 1000:10.2f} ms   "
+                      f"x{f['speedup']:<7} same answers: {f['same_answers']}", flush=True)
 
     results = {}
-    for events, unknowns in zip(args.events, args.unknowns):
-        grow_s = log.grow_events(events)
-        unknowns_s = log.grow_unknowns(unknowns, args.dim)
-        store._checkpoint()  # the writes above leave the WAL now, not inside the first timed deletion
-        size_mib = sum(p.stat().st_size for p in path.parent.glob("events.db*")) / 2**20
-        print(f"\n{events:,} events (+{grow_s:.0f} s to write), {unknowns:,} unknowns (+{unknowns_s:.0f} s), file {size_mib:.0f} MiB",
-              flush=True)
-        with threadpool_limits(1):  # one BLAS thread, as in the StreamRouter replica (Ray: OMP_NUM_THREADS from num_cpus < 1)
-            figures = measure(log, old_store, args.dim, args.sightings)
-        for name, f in figures.items():
-            print(f"  {name:>17}: indexed {f['indexed_s'] * 1000:9.2f} ms   baseline {f['baseline_s'] * 1000:10.2f} ms   "
-                  f"x{f['speedup']:<7} same answers: {f['same_answers']}", flush=True)
-        results[str(events)] = {"unknowns": unknowns, "file_mib": round(size_mib), "write_s": round(grow_s, 1), **{
-            name: {(k[:-2] + "_ms" if k in ("indexed_s", "baseline_s") else k): (round(v * 1000, 3) if k in ("indexed_s", "baseline_s") else v)
-                   for k, v in f.items()} for name, f in figures.items()}}
+    for events, measured in rounds.items():
+        results[str(events)] = dict(tenants[events][2])
+        for name in measured[0]:
+            last = measured[-1][name]
+            figure = {k: v for k, v in last.items() if k not in ("indexed_s", "baseline_s", "speedup", "same_answers")}
+            for side in ("indexed", "baseline"):
+                figure[f"{side}_ms"] = round(float(np.median([m[name][f"{side}_s"] for m in measured])) * 1000, 3)
+            figure["speedup"] = round(figure["baseline_ms"] / figure["indexed_ms"], 1)
+            figure["same_answers"] = all(m[name]["same_answers"] for m in measured)
+            results[str(events)][name] = figure
     first, last = results[str(args.events[0])], results[str(args.events[-1])]
     growth = {name: {"indexed": round(last[name]["indexed_ms"] / first[name]["indexed_ms"], 1),
                      "baseline": round(last[name]["baseline_ms"] / first[name]["baseline_ms"], 1)}
               for name in ("attendance_day", "person_events", "person_deletion", "key_versions", "reidentification")}
+    print(f"\nmedians of {args.rounds} rounds:")
+    for events, figures in results.items():
+        print(f"  {int(events):,} events: " + ", ".join(f"{name} {f['indexed_ms']} ms vs {f['baseline_ms']} ms (x{f['speedup']})"
+                                                     for name, f in figures.items() if isinstance(f, dict)))
+    print("growth from the first size to the last (x): " + ", ".join(f"{k} {v['indexed']} (baseline {v['baseline']})" for k, v in growth.items()))
     migrated = migration(args.baseline, folder, args.migrate) if args.migrate else None
     if migrated:
         print(f"migration of a file the baseline wrote: {migrated['events']:,} events, columns added in {migrated['open_s']} s, "
               f"tagged in {migrated['tag_s']} s ({migrated['events_per_s']:,} events/s); a person found after: "
               f"{migrated['person_found_after']}")
     host["load_after"] = round(os.getloadavg()[0], 1)
-    print("\ngrowth from the first size to the last (x): " + ", ".join(f"{k} {v['indexed']} (baseline {v['baseline']})" for k, v in growth.items()))
     print(json.dumps({"date": dt.date.today().isoformat(), "host": host, "baseline": args.baseline, "dim": args.dim,
-                      "events_per_day": EVENTS_PER_DAY, "persons": PERSONS, "times": "ms", "results": results, "growth": growth,
-                      "migration": migrated}))
+                      "events_per_day": EVENTS_PER_DAY, "persons": PERSONS, "rounds": args.rounds, "times": "ms (median of rounds)",
+                      "results": results, "growth": growth, "migration": migrated}))
 
 
 if __name__ == "__main__":
