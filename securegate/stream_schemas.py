@@ -83,7 +83,12 @@ class Event(BaseModel):
                               "embedded and searched until the majority was reached (or the track ended)")
     votes_for: int | None = Field(None, description="of those, the votes for the identity named (for unknown_seen: the "
                                   "votes that matched nobody); a tie for the most votes names nobody")
+    decided_by: Literal["template", "votes"] | None = Field(None, description="template: the track's pooled template named "
+                                                            "the person (no face named anyone else); votes: the majority did")
     tracks: int = 1
+    best_frame_offset_s: float | None = Field(None, description="stream offset of the frame with the track's best face "
+                                              "(vision/quality.py): where a thumbnail of the event comes from")
+    best_frame_quality: float | None = Field(None, description="that face's quality score, 0..1")
 
 
 class EventPage(BaseModel):

@@ -365,13 +365,14 @@ class StreamService:
                     "tracks": current.get("tracks", 1) + 1,
                     "track_length": current.get("track_length", 0) + sighting["track_length"],
                     "best_similarity": _max(current.get("best_similarity"), sighting.get("best_similarity")),
-                    "last_offset_s": sighting["last_offset_s"]})
+                    "last_offset_s": sighting["last_offset_s"], **_best_frame(current, sighting)})
                 self._cooldown[key] = (seq, sighting["last_seen"])
                 return seq
         payload.update(best_similarity=_round(sighting.get("best_similarity")), track_length=sighting["track_length"],
-                       votes=sighting.get("votes", 0), votes_for=sighting.get("votes_for", 0), tracks=1,
+                       votes=sighting.get("votes", 0), votes_for=sighting.get("votes_for", 0),
+                       decided_by=sighting.get("decided_by"), tracks=1,
                        first_offset_s=sighting["first_offset_s"], last_offset_s=sighting["last_offset_s"],
-                       latency_s=round(time.time() - sighting["first_seen"], 4))
+                       latency_s=round(time.time() - sighting["first_seen"], 4), **_best_frame({}, sighting))
         event = store.add_event(ciphers, event_kind, stream_id, sighting["first_seen"], sighting["last_seen"], payload)
         self._cooldown[key] = (event["seq"], sighting["last_seen"])
         for webhook in store.webhooks(ciphers):
@@ -395,7 +396,7 @@ class StreamService:
         store.update_event(ciphers, seq, final["last_seen"], {
             "best_similarity": _round(_max(current.get("best_similarity"), final.get("best_similarity"))),
             "last_offset_s": max(current.get("last_offset_s", 0), final["last_offset_s"]),
-            "track_length": max(current.get("track_length", 0), final["track_length"])})
+            "track_length": max(current.get("track_length", 0), final["track_length"]), **_best_frame(current, final)})
         for key, (s, last) in list(self._cooldown.items()):
             if s == seq and key[0] == tenant_id:
                 self._cooldown[key] = (seq, max(last, final["last_seen"]))
@@ -603,6 +604,13 @@ class StreamService:
 def _max(a, b):
     values = [v for v in (a, b) if v is not None]
     return max(values) if values else None
+
+
+def _best_frame(current: dict, sighting: dict) -> dict:
+    """The event's best face (the source frame of its thumbnail): the sighting's if better than the event's."""
+    if sighting.get("best_frame_quality") is None or current.get("best_frame_quality", -1.0) >= sighting["best_frame_quality"]:
+        return {}
+    return {"best_frame_offset_s": sighting["best_frame_offset_s"], "best_frame_quality": sighting["best_frame_quality"]}
 
 
 def _round(value):

@@ -281,9 +281,8 @@ def strangers_scene(faces_root: str | Path, second_stranger: Path, fps: int = 5)
 def switching_scene(name: str, faces_root: str | Path, who: list[str], sizes: list[int]) -> Scene:
     """One face moving right a step per frame at 5 fps, frame k showing identity who[k] (photo 2) at side
     sizes[k]: ONE track whose frames show different people, for the per-track vote. The tracker confirms a
-    track from its second frame, so frame 0's identity gets no vote; a face is embedded in its first two voted
-    frames, then only when its quality beats the best so far (growing sizes embed more frames, shrinking ones
-    none)."""
+    track from its second frame, so frame 0's identity gets no vote; every voted frame is embedded until the
+    track is decided (streams/tracking.py)."""
     step, x0 = 0.02, 0.3
     appearances = tuple(Appearance(identity, photo(faces_root, identity, 2), k * 0.2, (k + 1) * 0.2, (x0 + k * step, 0.5),
                                    (x0 + (k + 1) * step, 0.5), size, size)

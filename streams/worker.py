@@ -1,8 +1,8 @@
 """One Ray actor per camera: frames in, sightings out.
 
     reader thread (PyAV) ─► FrameQueue (bounded, drops oldest) ─► detect (Detector, batched across cameras)
-        ─► ByteTrack ─► embed the tracks' best faces (Embedder) ─► search the tenant's gallery (TenantRouter)
-        ─► vote per track ─► StreamRouter.record_sighting (cooldown, encrypted event log, SSE, webhooks)
+        ─► ByteTrack ─► embed the tracks' faces (Embedder) ─► search the faces and each track's template
+        (TenantRouter) ─► decide per track (streams/tracking.py) ─► StreamRouter.record_sighting (cooldown, encrypted event log, SSE, webhooks)
 
 Pushed frames (`POST /v1/streams/{id}/frames`) enter the same queue. The actor is detached and named
 `stream:<tenant>:<stream>` in the `securegate` namespace; Ray restarts it after a crash (max_restarts=-1)
@@ -21,7 +21,7 @@ import ray
 
 from securegate import errors
 from streams.sources import Frame, FrameQueue, StreamReader, redact_url
-from streams.tracking import FaceTracks, Track
+from streams.tracking import FaceTracks, Policy, Track
 from vision import images
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,8 @@ class StreamWorker:
     # ---- the loop ---------------------------------------------------------------------------------------
     def _apply(self, config: dict) -> None:
         self.config = config
-        self.tracks = FaceTracks(config["fps"], config["gates"], lost_after_s=config.get("lost_after_s", 1.5))
+        self.tracks = FaceTracks(config["fps"], config["gates"], policy=config.get("policy", Policy()),
+                                 lost_after_s=config.get("lost_after_s", 1.5))
         if config.get("url"):
             self.reader = StreamReader(config["url"], self.queue, config["fps"], loop=config.get("loop", False),
                                        realtime=config.get("realtime", True)).start()
@@ -166,11 +167,14 @@ class StreamWorker:
         faces = await self.detector.detect_frame.remote(frame.image)
         wanted = self.tracks.observe(faces, frame.captured_at, frame.offset_s)
         if wanted:
-            vectors = await self.embedder.embed.remote(np.stack([w.face.crop for w in wanted]))
-            results = await self.tenants.call.remote(self.config["tenant"], "search", vectors, 1, self.config["threshold"],
+            vectors, norms = await self.embedder.embed_with_norms.remote(np.stack([w.crop for w in wanted]))
+            templates = self.tracks.embedded(wanted, vectors, norms)
+            # One search for the faces and the templates they changed.
+            queries = np.vstack([vectors, *(t.template()[None] for t in templates)])
+            results = await self.tenants.call.remote(self.config["tenant"], "search", queries, 1, self.config["threshold"],
                                                      self.config["match_on"], retry_reads=True, principal=f"stream:{self.stream_id}")
-            for item, vector, matches in zip(wanted, vectors, results):
-                self.tracks.vote(item.track_id, vector, matches[0] if matches else None)
+            top = [matches[0] if matches else None for matches in results]
+            self.tracks.answered(wanted, top[:len(wanted)], templates, top[len(wanted):])
         for track in self.tracks.decided():
             await self._report(track)
         await self._finish(self.tracks.ended(frame.offset_s))
@@ -183,7 +187,8 @@ class StreamWorker:
         sighting = {"track_id": track.track_id, "first_seen": track.first_seen, "last_seen": track.last_seen,
                     "first_offset_s": round(track.first_offset_s, 3), "last_offset_s": round(track.last_offset_s, 3),
                     "track_length": track.frames, "best_similarity": track.best_similarity,
-                    "votes": len(track.votes), "votes_for": track.votes_for, "decided_at": time.time()}
+                    "votes": len(track.votes), "votes_for": track.votes_for, "decided_by": track.decided_by,
+                    "decided_at": time.time(), **_best_frame(track)}
         if kind == "person":
             sighting.update(person_id=person_id, external_id=external_id)
         else:
@@ -200,7 +205,12 @@ class StreamWorker:
                 await self._report(track)
             await self.router.close_sighting.remote(self.tenant_id, self.stream_id, track.event, {
                 "last_seen": track.last_seen, "last_offset_s": round(track.last_offset_s, 3),
-                "track_length": track.frames, "best_similarity": track.best_similarity})
+                "track_length": track.frames, "best_similarity": track.best_similarity, **_best_frame(track)})
+
+
+def _best_frame(track: Track) -> dict:
+    """Where a thumbnail of the track comes from: its best face's frame (stream offset) and quality score."""
+    return {"best_frame_offset_s": round(track.best_offset_s, 3), "best_frame_quality": round(track.best_score, 4)}
 
 
 # Detached (outlives the router replica that created it), restarted by Ray after a crash; calls in flight

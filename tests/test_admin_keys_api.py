@@ -14,6 +14,7 @@ import pytest
 
 from cli import main as cli
 from deployments.admin_keys import ADMIN_SCOPES
+from tests.cli_output import printed_json
 from tenancy.admin_keys import SCOPES
 
 # Every admin route: (method, path template, handle API method). Checked against the OpenAPI document, so a
@@ -246,7 +247,7 @@ def test_the_bootstrap_token_can_be_revoked(replicas):
 def test_cli_creates_lists_and_revokes_admin_keys(app, api, bootstrap, data_dir, capsys):
     common = ["--url", app[1], "--data-dir", str(data_dir)]
     assert cli.main(["admin-keys", "create", "from-cli", "--scopes", "tenants:read, audit:read", *common]) == 0
-    created = json.loads(capsys.readouterr().out)
+    created = printed_json(capsys.readouterr().out)
     api.secrets.append(created["admin_key"])
     assert created["scopes"] == ["tenants:read", "audit:read"]
     assert api("GET", "/v1/tenants", created["admin_key"]).status_code == 200
@@ -257,7 +258,7 @@ def test_cli_creates_lists_and_revokes_admin_keys(app, api, bootstrap, data_dir,
     capsys.readouterr()
     assert api("GET", "/v1/tenants", created["admin_key"]).status_code == 403
     assert cli.main(["admin-keys", "create", "bad", "--scopes", "everything", *common]) == 1
-    assert json.loads(capsys.readouterr().out)["error"]["code"] == "invalid_request"
+    assert printed_json(capsys.readouterr().out)["error"]["code"] == "invalid_request"
 
 
 def test_no_answer_or_log_line_holds_a_secret(ray_cluster, api, replicas, bootstrap):

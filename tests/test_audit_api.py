@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
 
 from cli.main import main as securegate
+from tests.cli_output import printed_json
 from tests.side_apps import run_side_app
 from tests.test_tenancy_api import admin, create_person, enrol, new_tenant  # noqa: F401 - admin is a fixture
 
@@ -76,10 +77,10 @@ def test_tenant_and_admin_verify_the_audit_and_the_org_audit_keeps_the_receipt(a
     # The CLI: the org audit is intact and signed up to the receipt (exit 0); a deleted tenant has no chain.
     token = admin["Authorization"].split(" ", 1)[1]
     assert securegate(["audit", "verify", "--url", app[1], "--admin-token", token]) == 0
-    verified = json.loads(capsys.readouterr().out)
+    verified = printed_json(capsys.readouterr().out)
     assert verified["intact"] and verified["unsealed_tail"] == 0 and verified["last_checkpoint_seq"] >= receipt["seq"]
     assert securegate(["audit", "verify", "--tenant", tenant["id"], "--url", app[1], "--admin-token", token]) == 1
-    assert json.loads(capsys.readouterr().out)["error"]["code"] == "not_found"
+    assert printed_json(capsys.readouterr().out)["error"]["code"] == "not_found"
 
 
 def verifies(pem: str, signature_b64: str, receipt: dict) -> bool:
@@ -166,7 +167,7 @@ def test_a_cut_tenant_chain_is_reported_truncated_by_the_api_and_the_cli(app, ht
         assert (body["anchored_seq"], body["anchored_in"]) == (3, "org_audit")
     token = admin["Authorization"].split(" ", 1)[1]
     assert securegate(["audit", "verify", "--tenant", tenant["id"], "--url", app[1], "--admin-token", token]) == 1
-    assert json.loads(capsys.readouterr().out)["reason"] == "truncated"
+    assert printed_json(capsys.readouterr().out)["reason"] == "truncated"
 
 
 @pytest.fixture(scope="module")
@@ -199,4 +200,4 @@ def test_a_cut_org_audit_is_reported_truncated_by_the_api_and_the_cli(side, http
     # The read recorded before this check was appended after the cut: the chain ends at head - 2, the anchor at head.
     assert (found["intact"], found["reason"], found["anchored_seq"]) == (False, "truncated", head), found
     assert securegate(["audit", "verify", "--url", base, "--admin-token", token]) == 1
-    assert json.loads(capsys.readouterr().out)["reason"] == "truncated"
+    assert printed_json(capsys.readouterr().out)["reason"] == "truncated"

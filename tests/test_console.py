@@ -101,6 +101,19 @@ class Console:
             return False
         return self.wait.until(found, f"no visible {css!r}" + (f" with {text!r}" if text else ""))
 
+    def read(self, css: str, *parts: str, text: str | None = None) -> list[list[str]]:
+        """For each part (a selector inside the first visible css element), the texts of what it matches, all
+        read in one go: the page may re-render the element between finding it and reading inside it, and a
+        stale read is read again rather than failing."""
+        from selenium.webdriver.common.by import By
+
+        def found(_):
+            for el in self.all(css):
+                if el.is_displayed() and (text is None or text in el.text):
+                    return [[p.text for p in el.find_elements(By.CSS_SELECTOR, part)] for part in parts]
+            return False
+        return self.wait.until(found, f"no visible {css!r}" + (f" with {text!r}" if text else ""))
+
     def type(self, css: str, value: str) -> None:
         el = self.until(css)
         el.clear()
@@ -206,8 +219,7 @@ def test_console_flow_in_a_real_browser(browser, app, http, admin_token, identit
     console.find("#kind-admin").click()
     console.type("#credential", "not-the-token")
     console.find("#sign-in").click()
-    refusal = console.until("#sign-in-form .error")
-    assert refusal.find_element("css selector", ".code").text == "forbidden"
+    assert console.read("#sign-in-form .error", ".code") == [["forbidden"]]
     assert console.storage()["session"] == {}
 
     console.sign_in("admin", admin_token)
@@ -259,11 +271,11 @@ def test_console_flow_in_a_real_browser(browser, app, http, admin_token, identit
     not_an_image = tmp_path / "notes.txt"
     not_an_image.write_text("these are meeting notes, not a photo\n")
     console.upload("input[name=enrol-photo]", not_an_image)
-    shown = console.until("#enrol-status .error")
+    (code,), (message,) = console.read("#enrol-status .error", ".code", ".message")
     api = http.post(f"/v1/persons/{persons['rose_leslie']}/faces", json={"image": base64.b64encode(not_an_image.read_bytes()).decode()},
                     headers={"Authorization": f"Bearer {api_key}"}).json()["error"]
-    assert shown.find_element("css selector", ".code").text == api["code"] == "invalid_image"
-    assert shown.find_element("css selector", ".message").text == api["message"]
+    assert code == api["code"] == "invalid_image"
+    assert message == api["message"]
     # A photo whose face is too small and blurry: the quality gates' reasons are shown, each by name.
     import cv2
 
@@ -271,16 +283,14 @@ def test_console_flow_in_a_real_browser(browser, app, http, admin_token, identit
     photo = cv2.imread(str(identity_photos["kit_harington"][0]))
     cv2.imwrite(str(small), cv2.resize(photo, None, fx=0.15, fy=0.15, interpolation=cv2.INTER_AREA))
     console.upload("input[name=enrol-photo]", small)
-    refused = console.until("#enrol-status .error[data-code=low_quality]")
-    reasons = [li.text for li in refused.find_elements("css selector", ".reasons li")]
+    (reasons,) = console.read("#enrol-status .error[data-code=low_quality]", ".reasons li")
     assert any(r.startswith("face too small (face_size:") for r in reasons), reasons
 
     # The device camera (Chromium's test pattern: no face in it): a frame is taken and refused by the API.
     console.button("#person-detail", "Use camera").click()
     console.until("#person-detail video.camera")
     console.button("#person-detail", "Take photo").click()
-    refused = console.until("#enrol-status .error[data-code=no_face]")
-    assert refused.find_element("css selector", ".message").text == "no face found in image"
+    assert console.read("#enrol-status .error[data-code=no_face]", ".message") == [["no face found in image"]]
     brightness = console.driver.execute_script("""
         const img = document.querySelector("#person-detail img.preview");
         const c = document.createElement("canvas"); c.width = img.naturalWidth; c.height = img.naturalHeight;
@@ -563,8 +573,7 @@ def test_corrections_keyboard_only(browser, app, http, admin_token, identity_pho
     console.type("#merge-id", "kit_harington")
     console.find("#merge-person").click()
     console.until("dialog.confirm", "Merge kit_harington into kit_harington?").find_element("css selector", "button.danger").click()
-    shown = console.until("#correction-status .error[data-code=same_person]")
-    assert shown.find_element("css selector", ".message").text == api["message"]
+    assert console.read("#correction-status .error[data-code=same_person]", ".message") == [[api["message"]]]
     console.type("#merge-id", "kit-again")
     console.find("#merge-person").click()
     console.until("dialog.confirm", "Merge kit-again into kit_harington?").find_element("css selector", "button.danger").click()

@@ -42,6 +42,7 @@ const REASON_TEXT = {
   blur: "too blurry",
   pose: "head turned too far",
   det_score: "face not clear enough",
+  exposure: "face too dark",
 };
 
 function detailLines(err) {

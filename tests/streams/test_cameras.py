@@ -564,14 +564,14 @@ def push_scene(http, tenant, stream_id: str, scene: testmedia.Scene, cuts: testm
 def test_a_track_whose_frames_disagree_is_named_by_its_majority_and_a_tie_names_nobody(http, admin, faces_root, face_cuts):
     """One face moving across the frame, its frames showing different enrolled people (the clips only ever showed
     one person per track). Majority: biden's frame, then obama's, then obama's again: obama, never biden. Tie: one
-    frame each of obama and biden voted before the track ends: nobody is named (unknown_seen)."""
+    frame each of obama and biden voted before the track ends: nobody is named (unknown_seen). Every voted frame is
+    embedded until the track is decided (streams/tracking.py)."""
     tenant = new_tenant(http, admin, "cameras-votes")
     persons = enrol_everyone(http, tenant, faces_root)
     stream = create_stream(http, tenant, name="pushed (votes)", cooldown_s=0)
     majority = testmedia.switching_scene("majority", faces_root, ["biden", "biden", "obama", "obama", "obama", "obama"],
                                          [130, 135, 150, 170, 190, 210])
-    tie = testmedia.switching_scene("tie", faces_root, ["obama", "obama", "biden", "biden", "biden", "biden"],
-                                    [200, 200, 200, 180, 170, 160])
+    tie = testmedia.switching_scene("tie", faces_root, ["obama", "obama", "biden"], [200, 200, 200])
     push_scene(http, tenant, stream["stream_id"], majority, face_cuts)
     named = events_of(http, tenant, stream["stream_id"])
     assert [(e["kind"], e.get("external_id")) for e in named] == [("person_seen", "obama")], named
