@@ -13,11 +13,8 @@ as many persons, each a noisy copy of another person's face (so some do veto). T
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -26,6 +23,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.revisions import module_at  # noqa: E402
 from tenancy.index import FaceIndex  # noqa: E402
 
 
@@ -34,16 +32,8 @@ def unit(x: np.ndarray) -> np.ndarray:
 
 
 def index_at(revision: str):
-    """The FaceIndex class of tenancy/index.py at a git revision (loaded from `git show`, not checked out)."""
-    source = subprocess.run(["git", "-C", str(REPO), "show", f"{revision}:tenancy/index.py"], check=True,
-                            capture_output=True, text=True).stdout
-    path = Path(tempfile.mkdtemp()) / "index_baseline.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location("index_baseline", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["index_baseline"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module.FaceIndex
+    """The FaceIndex class of tenancy/index.py at a git revision."""
+    return module_at(revision, "tenancy/index.py", "index_baseline").FaceIndex
 
 
 def main() -> None:

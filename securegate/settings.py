@@ -82,6 +82,9 @@ class StreamSettings(Strict):
     worker_options: dict[str, Any] = Field(default_factory=lambda: {"num_cpus": 0.02},
                                            description="Ray options of each camera's stream worker actor")
     max_streams_per_tenant: int = Field(64, ge=1)
+    # Each unknown keeps up to 8 samples in the StreamRouter's memory: 16 KiB at 512-d, so 160 MiB per tenant at the cap.
+    max_unknowns_per_tenant: int = Field(10_000, ge=1, description="anonymous ids a tenant's cameras re-identify; a new "
+                                         "stranger beyond it evicts the least recently seen (its events stay)")
     media_dirs: list[str] = Field(default_factory=list, description="directories file sources may be read from, "
                                   "besides {data_dir}/media (a tenant names a file; it must not reach any other file)")
     webhook_max_attempts: int = Field(6, ge=1, description="deliveries failing this often go to the dead-letter list")

@@ -39,7 +39,7 @@ class UnknownOfAnotherModel(Exception):
 
 
 class UnknownPromotion:
-    """Needs: `store(tenant_id)` → CameraStore, `ciphers(tenant_id)` → the record ciphers, `unknowns(tenant_id,
+    """Needs: `store(tenant_id)` → CameraStore, `ciphers(tenant_id)` → the event keys (blind index complete), `unknowns(tenant_id,
     ciphers)` → the service's cached unknown index, the TenantRouter handle, and `relinked(tenant_id, old_id,
     person_id)`, told when events changed identity (the service's cooldowns follow)."""
 
@@ -77,7 +77,7 @@ class UnknownPromotion:
 
     async def _finish(self, tenant_id: str, unknown_id: str, person_id: str, external_id: str | None) -> int:
         ciphers = await self.ciphers(tenant_id)
-        events = self.store(tenant_id).finish_promotion(ciphers.current, ciphers, unknown_id, person_id, external_id)
+        events = self.store(tenant_id).finish_promotion(ciphers, unknown_id, person_id, external_id)
         (await self.unknowns(tenant_id, ciphers)).pop(unknown_id, None)
         self.relinked(tenant_id, unknown_id, person_id)
         return events

@@ -26,18 +26,19 @@ from typing import Any
 import numpy as np
 import ray
 
-from kms.records import RecordCipher
 from securegate import errors
+from streams.attendance import attendance
+from streams.event_index import EventKeys
 from streams.sources import file_path, redact_text, redact_url, source_kind
 from streams.promotion import UnknownPromotion
 from streams.store import CameraStore, events_path
+from streams.unknowns import UnknownGallery
 from streams.webhooks import WebhookDeliveries, new_secret
 from streams.worker import NAMESPACE, StreamWorkerActor, worker_name
 
 log = logging.getLogger(__name__)
 
 EVENT_KINDS = ("person_seen", "unknown_seen")
-KEY_PURPOSE = "events"
 
 
 class StreamNotFound(LookupError):
@@ -58,28 +59,6 @@ class DeliveryNotDead(Exception):
     api_error = errors.Conflict
 
 
-class _Ciphers:
-    """Record ciphers of one operation, by key version, fetched from the KeyService once each; dropped with
-    the operation (as the face store does)."""
-
-    def __init__(self, keys, tenant_id: str) -> None:
-        self.keys, self.tenant_id = keys, tenant_id
-        self._by_version: dict[int, RecordCipher] = {}
-        self.current: RecordCipher | None = None
-
-    async def load(self, versions: set[int] = frozenset(), current: bool = True) -> "_Ciphers":
-        if current:
-            key = await self.keys.data_key.remote(self.tenant_id, KEY_PURPOSE, None)
-            self.current = self._by_version[key.version] = key.cipher()
-        for version in versions - set(self._by_version):
-            key = await self.keys.data_key.remote(self.tenant_id, KEY_PURPOSE, version)
-            self._by_version[version] = key.cipher()
-        return self
-
-    def __call__(self, version: int) -> RecordCipher:
-        return self._by_version[version]
-
-
 class StreamService:
     def __init__(self, data_dir: str, keys, tenants, detector, embedder, router_handle, settings) -> None:
         self.data_dir = Path(data_dir)
@@ -90,14 +69,14 @@ class StreamService:
         self._stores: dict[str, CameraStore] = {}
         self._workers: dict[tuple[str, str], Any] = {}
         self._cooldown: dict[tuple[str, str, str], tuple[int, float]] = {}  # (tenant, camera, identity) -> (seq, last_seen)
-        self._unknowns: dict[str, dict[str, dict]] = {}  # tenant -> unknown id -> {vectors, ...}
+        self._unknowns: dict[str, UnknownGallery] = {}  # tenant -> its unknowns, for re-identification
         self._new_event: dict[str, asyncio.Condition] = {}
         self.webhooks = WebhookDeliveries(self._stores, self.ciphers, self.cfg)
-        self.promotions = UnknownPromotion(self.store, self.ciphers, self._unknown_index, tenants, self._cooldowns_follow)
+        self.promotions = UnknownPromotion(self.store, self._indexed, self._unknown_index, tenants, self._cooldowns_follow)
         self._camera_model: str | None = None  # model id of the Embedder cameras embed with (the default pack's)
         self._background: list[asyncio.Task] = []
         self._model_threshold: float | None = None
-        self._ciphers: dict[str, tuple[float, _Ciphers]] = {}  # tenant -> (expires, ciphers)
+        self._ciphers: dict[str, tuple[float, EventKeys]] = {}  # tenant -> (expires, ciphers)
         self._streams: dict[str, dict[str, dict]] = {}  # tenant -> stream id -> stream (decrypted URL), for sightings
 
     # ---- plumbing ---------------------------------------------------------------------------------------
@@ -106,15 +85,24 @@ class StreamService:
             self._stores[tenant_id] = CameraStore(events_path(self.data_dir, tenant_id), tenant_id)
         return self._stores[tenant_id]
 
-    async def ciphers(self, tenant_id: str, *, read: bool = True) -> _Ciphers:
-        """The tenant's record ciphers: kept for `keys.cache_ttl_s` (as the KeyService keeps unwrapped keys),
-        since every sighting reads and writes sealed rows; dropped with the tenant."""
+    async def ciphers(self, tenant_id: str, *, read: bool = True) -> EventKeys:
+        """The tenant's record ciphers and event index keys: kept for `keys.cache_ttl_s` (as the KeyService keeps
+        unwrapped keys), since every sighting reads and writes sealed rows; dropped with the tenant."""
         versions = self.store(tenant_id).key_versions() if read else set()
         now = time.monotonic()
         cached = self._ciphers.get(tenant_id)
         if cached is None or cached[0] < now:
-            cached = self._ciphers[tenant_id] = (now + self.settings.keys.cache_ttl_s, await _Ciphers(self.keys, tenant_id).load(versions))
+            cached = self._ciphers[tenant_id] = (now + self.settings.keys.cache_ttl_s, await EventKeys(self.keys, tenant_id).load(versions))
         return await cached[1].load(versions, current=False)
+
+    async def _indexed(self, tenant_id: str) -> EventKeys:
+        """`ciphers`, once every event of the tenant's file is in the blind index: a file from before it is tagged
+        at first use, in batches off the event loop (sightings go on meanwhile; their events are tagged as written)."""
+        ciphers = await self.ciphers(tenant_id)
+        store = self.store(tenant_id)
+        while await asyncio.to_thread(store.index_legacy_events, ciphers):
+            pass
+        return ciphers
 
     async def hold_keys(self, tenant_id: str, hold_s: float = 600.0) -> None:
         """Before a content-key rotation: the ciphers of every version in use stay in memory (at most
@@ -133,7 +121,7 @@ class StreamService:
         ciphers = held[1] if held is not None else await self.ciphers(tenant_id)
         await ciphers.load(self.store(tenant_id).key_versions(), current=True)  # the new current version
         self._ciphers[tenant_id] = (time.monotonic() + self.settings.keys.cache_ttl_s, ciphers)
-        resealed = self.store(tenant_id).reseal(ciphers, ciphers.current)
+        resealed = self.store(tenant_id).reseal(ciphers)
         log.info("tenant %s: %d camera records re-sealed under key version %d", tenant_id, resealed, ciphers.current.key_version)
         return resealed
 
@@ -328,6 +316,11 @@ class StreamService:
                         await self._ensure_worker(tenant_id, stream["stream_id"])
             except Exception:
                 log.exception("could not resume the streams of tenant %s", tenant_id)
+        for path in sorted((self.data_dir / "tenants").glob("*/events.db")):  # files from before the blind index
+            try:
+                await self._indexed(path.parent.name)
+            except Exception:
+                log.exception("could not index the events of tenant %s", path.parent.name)
 
     async def stop_tenant(self, tenant_id: str) -> int:
         """Before a tenant is deleted: stop its streams and close its file (the tenant's directory goes next)."""
@@ -368,7 +361,7 @@ class StreamService:
             seq = previous[0]
             current = store.event(ciphers, seq)
             if current is not None:
-                store.update_event(ciphers.current, ciphers, seq, sighting["last_seen"], {
+                store.update_event(ciphers, seq, sighting["last_seen"], {
                     "tracks": current.get("tracks", 1) + 1,
                     "track_length": current.get("track_length", 0) + sighting["track_length"],
                     "best_similarity": _max(current.get("best_similarity"), sighting.get("best_similarity")),
@@ -380,7 +373,7 @@ class StreamService:
                        decided_by=sighting.get("decided_by"), tracks=1,
                        first_offset_s=sighting["first_offset_s"], last_offset_s=sighting["last_offset_s"],
                        latency_s=round(time.time() - sighting["first_seen"], 4), **_best_frame({}, sighting))
-        event = store.add_event(ciphers.current, event_kind, stream_id, sighting["first_seen"], sighting["last_seen"], payload)
+        event = store.add_event(ciphers, event_kind, stream_id, sighting["first_seen"], sighting["last_seen"], payload)
         self._cooldown[key] = (event["seq"], sighting["last_seen"])
         for webhook in store.webhooks(ciphers):
             if not webhook["kinds"] or event_kind in webhook["kinds"]:
@@ -400,7 +393,7 @@ class StreamService:
         current = store.event(ciphers, seq)
         if current is None:
             return
-        store.update_event(ciphers.current, ciphers, seq, final["last_seen"], {
+        store.update_event(ciphers, seq, final["last_seen"], {
             "best_similarity": _round(_max(current.get("best_similarity"), final.get("best_similarity"))),
             "last_offset_s": max(current.get("last_offset_s", 0), final["last_offset_s"]),
             "track_length": max(current.get("track_length", 0), final["track_length"]), **_best_frame(current, final)})
@@ -417,37 +410,44 @@ class StreamService:
             self._camera_model = f"{info['name']}/{info['dim']}"
         return self._camera_model
 
-    async def _unknown_index(self, tenant_id: str, ciphers: _Ciphers) -> dict[str, dict]:
+    async def _unknown_index(self, tenant_id: str, ciphers: EventKeys) -> UnknownGallery:
         if tenant_id not in self._unknowns:
             store = self.store(tenant_id)
             # Unknowns from before they carried their model were embedded by the cameras' model, the only one
             # that embeds camera faces: bound to it (re-sealed) once, when the file is first read.
-            store.bind_legacy_unknowns(ciphers, ciphers.current, await self.camera_model())
-            self._unknowns[tenant_id] = store.unknowns(ciphers)
+            model = await self.camera_model()
+            store.bind_legacy_unknowns(ciphers, ciphers.current, model)
+            gallery = UnknownGallery(model, self.cfg.max_unknowns_per_tenant)
+            for entry in store.unknowns(ciphers).values():
+                gallery.put(entry["unknown_id"], entry["vectors"], entry["created_at"], entry["last_seen"], entry["model"])
+            self._evict(tenant_id, gallery, room=0)  # a file from before the cap, or a lowered cap
+            self._unknowns[tenant_id] = gallery
         return self._unknowns[tenant_id]
 
-    async def _reidentify(self, tenant_id: str, ciphers: _Ciphers, vector: np.ndarray, seen_at: float) -> str:
-        config = await self.worker_config_threshold(tenant_id)
-        model = await self.camera_model()
-        unknowns = await self._unknown_index(tenant_id, ciphers)
+    def _evict(self, tenant_id: str, gallery: UnknownGallery, room: int) -> None:
+        """The stalest unknowns go (vectors deleted, events kept) until `room` more fit; none being promoted."""
+        store = self.store(tenant_id)
+        for unknown_id in gallery.evictions(set(store.pending_promotions()), room):
+            store.delete_unknown(unknown_id)
+            gallery.pop(unknown_id)
+
+    async def _reidentify(self, tenant_id: str, ciphers: EventKeys, vector: np.ndarray, seen_at: float) -> str:
+        """The unknown a stranger's track is (cosine at least the tenant's threshold), else a new one; one matrix
+        product over every kept sample of the tenant's unknowns (streams/unknowns.py)."""
+        threshold = await self.worker_config_threshold(tenant_id)
+        gallery = await self._unknown_index(tenant_id, ciphers)
         vector = np.asarray(vector, np.float32)
-        best_id, best = None, -2.0
-        for unknown_id, entry in unknowns.items():
-            if entry["model"] != model:  # another model's vectors: their similarities mean nothing here
-                continue
-            similarity = float(np.max(entry["vectors"] @ vector))
-            if similarity > best:
-                best_id, best = unknown_id, similarity
-        if best_id is not None and best >= config:
-            entry = unknowns[best_id]
-            entry["vectors"] = np.vstack([entry["vectors"], vector[None]])[-8:]
-            entry["last_seen"] = seen_at
+        unknown_id, similarity = gallery.best(vector)
+        if unknown_id is not None and similarity >= threshold:
+            gallery.seen(unknown_id, vector, seen_at)
         else:
-            best_id = "unk_" + uuid.uuid4().hex[:16]
-            entry = unknowns[best_id] = {"unknown_id": best_id, "created_at": time.time(), "last_seen": seen_at,
-                                         "vectors": vector[None], "model": model}
-        self.store(tenant_id).put_unknown(ciphers.current, best_id, entry["vectors"], entry["created_at"], seen_at, model)
-        return best_id
+            self._evict(tenant_id, gallery, room=1)
+            unknown_id = "unk_" + uuid.uuid4().hex[:16]
+            gallery.put(unknown_id, vector[None], time.time(), seen_at, gallery.model)
+        entry = gallery.get(unknown_id)
+        self.store(tenant_id).put_unknown(ciphers.current, unknown_id, entry["vectors"], entry["created_at"], entry["last_seen"],
+                                          entry["model"])
+        return unknown_id
 
     async def worker_config_threshold(self, tenant_id: str) -> float:
         tenant = await self.tenants.tenant.remote(tenant_id)
@@ -463,7 +463,7 @@ class StreamService:
         ciphers = await self.ciphers(tenant_id)
         unknowns = await self._unknown_index(tenant_id, ciphers)
         return [{"unknown_id": u["unknown_id"], "created_at": u["created_at"], "last_seen": u["last_seen"],
-                 "samples": len(u["vectors"])} for u in sorted(unknowns.values(), key=lambda u: u["created_at"])]
+                 "samples": u["samples"]} for u in sorted(unknowns.values(), key=lambda u: u["created_at"])]
 
     async def take_unknown(self, tenant, unknown_id: str) -> np.ndarray:
         """The unknown's vectors for the tenant's gallery (a rejection); refused when another model embedded them."""
@@ -483,13 +483,8 @@ class StreamService:
     async def _relink(self, tenant_id: str, old_id: str, person_id: str, external_id: str | None) -> int:
         """Events that name `old_id` (an anonymous id, a merged person) name the person instead; the cooldowns
         follow. Returns how many events changed."""
-        ciphers = await self.ciphers(tenant_id)
-        store = self.store(tenant_id)
-        relinked = 0
-        for event in store.events(ciphers, 0, 10**9, person=old_id):
-            store.update_event(ciphers.current, ciphers, event["seq"], event["last_seen"],
-                               {"person_id": person_id, "external_id": external_id})
-            relinked += 1
+        ciphers = await self._indexed(tenant_id)
+        relinked = self.store(tenant_id).relink_events(ciphers, old_id, person_id, external_id)
         self._cooldowns_follow(tenant_id, old_id, person_id)
         return relinked
 
@@ -502,7 +497,7 @@ class StreamService:
         """A person was deleted: their events are deleted too (not just unlinked)."""
         if not events_path(self.data_dir, tenant_id).exists():
             return 0
-        ciphers = await self.ciphers(tenant_id)
+        ciphers = await self._indexed(tenant_id)
         for key in [k for k in self._cooldown if k[0] == tenant_id and k[2] == person_id]:
             del self._cooldown[key]
         return self.store(tenant_id).delete_events_of(ciphers, "person_id", person_id)
@@ -512,7 +507,7 @@ class StreamService:
                      person: str | None = None, kind: str | None = None) -> list[dict]:
         if not events_path(self.data_dir, tenant_id).exists():
             return []
-        ciphers = await self.ciphers(tenant_id)
+        ciphers = await (self.ciphers(tenant_id) if person is None else self._indexed(tenant_id))
         return self.store(tenant_id).events(ciphers, since, limit, camera, kind, person)
 
     async def wait_events(self, tenant_id: str, since: int, timeout_s: float = 15.0, limit: int = 100) -> list[dict]:
@@ -533,19 +528,8 @@ class StreamService:
         start = dt.datetime.combine(day, dt.time(), tzinfo=dt.timezone.utc).timestamp()
         if not events_path(self.data_dir, tenant_id).exists():
             return []
-        ciphers = await self.ciphers(tenant_id)
-        rows: dict[str, dict] = {}
-        for event in self.store(tenant_id).events(ciphers, 0, 10**9, kind="person_seen", day_start=start, day_end=start + 86400):
-            entry = rows.setdefault(event["person_id"], {"person_id": event["person_id"], "external_id": event.get("external_id"),
-                                                         "first_in": event["first_seen"], "last_out": event["last_seen"],
-                                                         "first_camera": event["camera"], "last_camera": event["camera"],
-                                                         "events": 0})
-            if event["first_seen"] < entry["first_in"]:
-                entry.update(first_in=event["first_seen"], first_camera=event["camera"])
-            if event["last_seen"] > entry["last_out"]:
-                entry.update(last_out=event["last_seen"], last_camera=event["camera"])
-            entry["events"] += 1
-        return sorted(rows.values(), key=lambda r: r["first_in"])
+        ciphers = await self._indexed(tenant_id)
+        return attendance(self.store(tenant_id), ciphers, start, start + 86400)
 
     # ---- retention ---------------------------------------------------------------------------------------------
     async def enforce_retention(self, tenant_id: str, retention_days: float, now: float | None = None) -> dict:
@@ -554,7 +538,8 @@ class StreamService:
         expired = store.unknowns_last_seen_before(cutoff)
         for unknown_id in expired:
             store.delete_unknown(unknown_id)
-            self._unknowns.get(tenant_id, {}).pop(unknown_id, None)
+            if tenant_id in self._unknowns:
+                self._unknowns[tenant_id].pop(unknown_id)
         return {"events": store.delete_events_before(cutoff), "unknowns": len(expired)}
 
     async def _retention_forever(self) -> None:

@@ -8,17 +8,16 @@ state, no payload: it is rebuilt from the event). Every sealed column is AES-256
 key (KeyService purpose `events`), with associated data binding it to (tenant, table, row id), and an unknown's
 vectors also to their model: a row moved elsewhere, or relabelled with another model, does not open.
 
-Unknowns written before the model was bound (no `model`, the old associated data) are read as they are and
-bound to the model the caller names (`bind_legacy_unknowns`: the cameras' embedding model, the only one that
-ever embedded camera faces), re-sealed in one transaction.
+In clear, only what the queries need and nothing personal: row ids, times, the event kind, the camera id, and
+the blind-index tags of whom an event is about (streams/event_index.py), by which `person=` filters, relinks,
+attendance and person deletion select their rows and open only those.
 
-In clear, only what the queries need and nothing personal: row ids, times, the event kind and the camera
-id. Which person an event is about is inside the sealed payload, so `person=` filters and person deletion
-decrypt and scan (events are few per person-day; the scan costs ~1 µs per event).
+Older files migrate forward on open. Unknowns from before the model was bound are bound to the model the
+caller names (`bind_legacy_unknowns`: the cameras' model, the only one that ever embedded camera faces).
+Events from before the tags get the columns, then their tags (`index_legacy_events`, progress in `meta`).
 
-One writer: the StreamRouter deployment (keep it at one replica; like registry.db). Opened by
-`tenancy.sqlite.connect` (WAL, synchronous=FULL, secure_delete so deleted events leave no trace in the file;
-0600), every statement under `_lock` (an apsw connection is for one thread at a time).
+One writer: the StreamRouter deployment (one replica, like registry.db). Opened by `tenancy.sqlite.connect`
+(WAL, synchronous=FULL, secure_delete, 0600); every statement under `_lock` (apsw: one thread at a time).
 """
 
 from __future__ import annotations
@@ -33,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from kms.records import RecordCipher, SealedRecord
+from streams.event_index import TAG_COLUMNS, EventKeys
 from tenancy import sqlite
 
 VECTOR_DTYPE = np.dtype("<f4")
@@ -52,13 +52,13 @@ def _aad(tenant_id: str, table: str, row_id: str, *bound: str) -> bytes:
     return b"".join(len(p).to_bytes(4, "big") + p for p in parts)
 
 
-SCHEMA = """
+TABLES = """
 CREATE TABLE IF NOT EXISTS streams (stream_id TEXT PRIMARY KEY, name TEXT NOT NULL, config TEXT NOT NULL,
     created_at REAL NOT NULL, key_version INTEGER NOT NULL, nonce BLOB NOT NULL, sealed_url BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT UNIQUE NOT NULL,
     kind TEXT NOT NULL, stream_id TEXT NOT NULL, created_at REAL NOT NULL, first_seen REAL NOT NULL,
-    last_seen REAL NOT NULL, key_version INTEGER NOT NULL, nonce BLOB NOT NULL, payload BLOB NOT NULL);
-CREATE INDEX IF NOT EXISTS events_first_seen ON events(first_seen);
+    last_seen REAL NOT NULL, key_version INTEGER NOT NULL, nonce BLOB NOT NULL, payload BLOB NOT NULL,
+    person_tag BLOB, external_tag BLOB, unknown_tag BLOB);
 CREATE TABLE IF NOT EXISTS unknowns (unknown_id TEXT PRIMARY KEY, created_at REAL NOT NULL, last_seen REAL NOT NULL,
     samples INTEGER NOT NULL, key_version INTEGER NOT NULL, nonce BLOB NOT NULL, vectors BLOB NOT NULL, model TEXT);
 CREATE TABLE IF NOT EXISTS promotions (unknown_id TEXT PRIMARY KEY, person_id TEXT NOT NULL, started_at REAL NOT NULL);
@@ -67,8 +67,20 @@ CREATE TABLE IF NOT EXISTS webhooks (webhook_id TEXT PRIMARY KEY, created_at REA
 CREATE TABLE IF NOT EXISTS deliveries (delivery_id TEXT PRIMARY KEY, webhook_id TEXT NOT NULL, seq INTEGER NOT NULL,
     state TEXT NOT NULL, attempts INTEGER NOT NULL, next_attempt_at REAL NOT NULL, last_status INTEGER,
     last_error TEXT, updated_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value REAL NOT NULL);
+"""
+INDEXES = """
+CREATE INDEX IF NOT EXISTS events_first_seen ON events(first_seen);
+CREATE INDEX IF NOT EXISTS events_key_version ON events(key_version);
+CREATE INDEX IF NOT EXISTS events_person_tag ON events(person_tag, seq) WHERE person_tag IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_external_tag ON events(external_tag, seq) WHERE external_tag IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_unknown_tag ON events(unknown_tag, seq) WHERE unknown_tag IS NOT NULL;
+CREATE INDEX IF NOT EXISTS unknowns_key_version ON unknowns(key_version);
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(state, next_attempt_at);
 """
+SET_TAGS = ", ".join(f"{column} = ?" for column in TAG_COLUMNS.values())
+# meta: the longest event's span (a day's events have first_seen within it of the day); legacy events to tag.
+MAX_SPAN, BACKFILL_NEXT, BACKFILL_LAST = "max_span_s", "backfill_next_seq", "backfill_last_seq"
 
 
 class CameraStore:
@@ -77,14 +89,37 @@ class CameraStore:
         self._lock = threading.RLock()
         self._db = sqlite.connect(self.path)
         with self._db:
-            self._db.execute(SCHEMA)
+            self._db.execute(TABLES)
             # Files from before unknowns were bound to their model: the column, NULL (legacy) on their rows.
-            if "model" not in {row[1] for row in self._db.execute("PRAGMA table_info(unknowns)")}:
+            columns = {(table, row[1]) for table in ("unknowns", "events") for row in self._db.execute(f"PRAGMA table_info({table})")}
+            if ("unknowns", "model") not in columns:
                 self._db.execute("ALTER TABLE unknowns ADD COLUMN model TEXT")
+            # Files from before the events' blind index: the columns, and every event there is to be tagged.
+            if ("events", "person_tag") not in columns:
+                for column in TAG_COLUMNS.values():
+                    self._db.execute(f"ALTER TABLE events ADD COLUMN {column} BLOB")
+                last, span = self._db.execute("SELECT IFNULL(MAX(seq), 0), IFNULL(MAX(last_seen - first_seen), 0) FROM events").fetchone()
+                self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?,?)", [(BACKFILL_NEXT, 0), (BACKFILL_LAST, last), (MAX_SPAN, span)])
+            self._db.execute(INDEXES)  # after the migrations: a legacy file has its tag columns now
+        self._max_span = self._meta(MAX_SPAN, 0.0)
+        self._indexed = self._meta(BACKFILL_NEXT, 0) >= self._meta(BACKFILL_LAST, 0)
+
+    def _meta(self, name: str, default: float) -> float:
+        with self._lock:
+            return next(iter(self._db.execute("SELECT value FROM meta WHERE name = ?", (name,))), (default,))[0]
+
+    def _set_meta(self, name: str, value: float) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES (?,?)", (name, value))
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    def _checkpoint(self) -> None:
+        """After a deletion: secure_delete zeroed the rows in the file; the WAL's copies of their pages go too."""
+        with self._lock:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     # ---- sealing ------------------------------------------------------------------------------------------
     def _seal(self, cipher: RecordCipher, table: str, row_id: str, plaintext: bytes, *bound: str) -> SealedRecord:
@@ -95,19 +130,26 @@ class CameraStore:
         return cipher_for(version).open(SealedRecord(nonce, ciphertext, version), aad=_aad(self.tenant_id, table, row_id, *bound))
 
     def key_versions(self) -> set[int]:
+        """The content-key versions sealed values are under. Every sighting asks (its ciphers): the big tables are
+        walked along their key_version index, one probe per distinct version, never row by row."""
         with self._lock:
-            rows = self._db.execute("SELECT key_version FROM streams UNION SELECT key_version FROM events"
-                                    " UNION SELECT key_version FROM unknowns UNION SELECT key_version FROM webhooks").fetchall()
-        return {r[0] for r in rows}
+            found = {r[0] for r in self._db.execute("SELECT key_version FROM streams UNION SELECT key_version FROM webhooks")}
+            for table in ("events", "unknowns"):
+                version, probe = -1, f"SELECT MIN(key_version) FROM {table} WHERE key_version > ?"
+                while (version := self._db.execute(probe, (version,)).fetchone()[0]) is not None:
+                    found.add(version)
+        return found
 
     # (table, id column, sealed column): every sealed value, for re-sealing under a new key version.
     SEALED = (("streams", "stream_id", "sealed_url"), ("events", "event_id", "payload"),
               ("unknowns", "unknown_id", "vectors"), ("webhooks", "webhook_id", "sealed"))
 
-    def reseal(self, cipher_for: CipherFor, current: RecordCipher) -> int:
-        """Re-seal every value sealed under another key version with `current` (after a content-key
-        rotation, before the old version is retired). Returns how many values were re-sealed."""
-        done = self._seal_legacy_stream_names(cipher_for, current)
+    def reseal(self, keys: EventKeys) -> int:
+        """Re-seal every value sealed under another key version with the current one (after a content-key
+        rotation, before the old version is retired); an event's tags are recomputed under the new version's
+        index key with it. Returns how many values were re-sealed."""
+        current = keys.current
+        done = self._seal_legacy_stream_names(keys, current)
         for table, id_column, column in self.SEALED:
             bound = "model" if table == "unknowns" else "NULL"  # what else the value's associated data names
             with self._lock:
@@ -115,11 +157,13 @@ class CameraStore:
                                         (current.key_version,)).fetchall()
             for row_id, version, nonce, ciphertext, model in rows:
                 also = () if model is None else (model,)
-                sealed = self._seal(current, table, row_id,
-                                    self._open(cipher_for, table, row_id, version, nonce, ciphertext, *also), *also)
+                plaintext = self._open(keys, table, row_id, version, nonce, ciphertext, *also)
+                sealed = self._seal(current, table, row_id, plaintext, *also)
+                tags = keys.tags(current.key_version, json.loads(plaintext)) if table == "events" else ()
+                retag = f", {SET_TAGS}" if tags else ""
                 with self._lock:
-                    self._db.execute(f"UPDATE {table} SET key_version = ?, nonce = ?, {column} = ? WHERE {id_column} = ? AND key_version = ?",
-                                     (sealed.key_version, sealed.nonce, sealed.ciphertext, row_id, version))
+                    self._db.execute(f"UPDATE {table} SET key_version = ?, nonce = ?, {column} = ?{retag} WHERE {id_column} = ? AND key_version = ?",
+                                     (sealed.key_version, sealed.nonce, sealed.ciphertext, *tags, row_id, version))
                 done += 1
         return done
 
@@ -166,44 +210,58 @@ class CameraStore:
             return self._db.changes() > 0
 
     # ---- events ---------------------------------------------------------------------------------------------
-    def add_event(self, cipher: RecordCipher, kind: str, stream_id: str, first_seen: float, last_seen: float, payload: dict) -> dict:
+    def add_event(self, keys: EventKeys, kind: str, stream_id: str, first_seen: float, last_seen: float, payload: dict) -> dict:
         event_id = "evt_" + uuid.uuid4().hex[:20]
         created = time.time()
-        sealed = self._seal(cipher, "events", event_id, json.dumps(payload).encode())
+        sealed = self._seal(keys.current, "events", event_id, json.dumps(payload).encode())
         with self._lock:
             self._db.execute(
-                "INSERT INTO events (event_id, kind, stream_id, created_at, first_seen, last_seen, key_version, nonce, payload)"
-                " VALUES (?,?,?,?,?,?,?,?,?)",
-                (event_id, kind, stream_id, created, first_seen, last_seen, sealed.key_version, sealed.nonce, sealed.ciphertext))
+                "INSERT INTO events (event_id, kind, stream_id, created_at, first_seen, last_seen, key_version, nonce, payload,"
+                " person_tag, external_tag, unknown_tag) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (event_id, kind, stream_id, created, first_seen, last_seen, sealed.key_version, sealed.nonce, sealed.ciphertext,
+                 *keys.tags(sealed.key_version, payload)))
             seq = self._db.last_insert_rowid()
+            self._spans(last_seen - first_seen)
         return self._view(seq, event_id, kind, stream_id, created, first_seen, last_seen, payload)
 
-    def update_event(self, cipher: RecordCipher, cipher_for: CipherFor, seq: int, last_seen: float, changes: dict) -> dict | None:
-        """Extend an event (a track went on, or the same person came back within the cooldown)."""
+    def _spans(self, span: float) -> None:
+        if span > self._max_span:
+            self._max_span = span
+            self._set_meta(MAX_SPAN, span)
+
+    def update_event(self, keys: EventKeys, seq: int, last_seen: float, changes: dict) -> dict | None:
+        """Extend an event (a track went on, or the same person came back within the cooldown), or relink it
+        (`changes` names another person): re-sealed and re-tagged under the current key version."""
         with self._lock:
             row = self._db.execute("SELECT * FROM events WHERE seq = ?", (seq,)).fetchone()
             if row is None:
                 return None
-            payload = json.loads(self._open(cipher_for, "events", row[1], row[7], row[8], row[9]))
+            payload = json.loads(self._open(keys, "events", row[1], row[7], row[8], row[9]))
             payload.update(changes)
             last_seen = max(last_seen, row[6])
-            sealed = self._seal(cipher, "events", row[1], json.dumps(payload).encode())
-            self._db.execute("UPDATE events SET last_seen = ?, key_version = ?, nonce = ?, payload = ? WHERE seq = ?",
-                             (last_seen, sealed.key_version, sealed.nonce, sealed.ciphertext, seq))
+            sealed = self._seal(keys.current, "events", row[1], json.dumps(payload).encode())
+            self._db.execute(f"UPDATE events SET last_seen = ?, key_version = ?, nonce = ?, payload = ?, {SET_TAGS} WHERE seq = ?",
+                             (last_seen, sealed.key_version, sealed.nonce, sealed.ciphertext, *keys.tags(sealed.key_version, payload), seq))
+            self._spans(last_seen - row[5])
         return self._view(seq, row[1], row[2], row[3], row[4], row[5], last_seen, payload)
 
-    def events(self, cipher_for: CipherFor, since: int = 0, limit: int = 100, stream_id: str | None = None,
-               kind: str | None = None, person: str | None = None, day_start: float | None = None,
-               day_end: float | None = None) -> list[dict]:
+    def events(self, keys: EventKeys, since: int = 0, limit: int = 100, stream_id: str | None = None,
+               kind: str | None = None, person: str | None = None) -> list[dict]:
         """Events after sequence number `since`, oldest first, filtered. `person` is a person id, an external
-        id or an anonymous id (matched inside the sealed payload)."""
+        id or an anonymous id: the rows whose tags say so are opened, and kept if their payload says so too."""
         where, args = ["seq > ?"], [since]
         if stream_id:
             where.append("stream_id = ?"); args.append(stream_id)  # noqa: E702
         if kind:
             where.append("kind = ?"); args.append(kind)  # noqa: E702
-        if day_start is not None:
-            where.append("last_seen >= ? AND first_seen < ?"); args += [day_start, day_end]  # noqa: E702
+        if person is not None:
+            self.index_legacy_events(keys, batch=None)
+            selects = []
+            for field, column in TAG_COLUMNS.items():
+                tags = keys.lookup(field, person)
+                selects.append(f"SELECT seq FROM events WHERE {column} IN ({','.join('?' * len(tags))})")
+                args += tags
+            where.append(f"seq IN ({' UNION '.join(selects)})")
         out: list[dict] = []
         cursor = since
         while len(out) < limit:
@@ -213,7 +271,7 @@ class CameraStore:
             if not rows:
                 break
             for r in rows:
-                payload = json.loads(self._open(cipher_for, "events", r[1], r[7], r[8], r[9]))
+                payload = json.loads(self._open(keys, "events", r[1], r[7], r[8], r[9]))
                 if person is None or person in (payload.get("person_id"), payload.get("external_id"), payload.get("unknown_id")):
                     out.append(self._view(r[0], r[1], r[2], r[3], r[4], r[5], r[6], payload))
                     if len(out) == limit:
@@ -221,15 +279,60 @@ class CameraStore:
             cursor = rows[-1][0]
         return out
 
-    def delete_events_of(self, cipher_for: CipherFor, key: str, value: str) -> int:
-        """Delete every event whose payload has `key` == value (a person's or an unknown's events)."""
-        doomed = [e["seq"] for e in self.events(cipher_for, 0, 10**9) if e.get(key) == value]
+    def person_sightings(self, keys: EventKeys, day_start: float, day_end: float) -> list[tuple]:
+        """(seq, camera, first_seen, last_seen, person tag) of the person_seen events overlapping [day_start,
+        day_end), by seq, none opened: found by time (first_seen within the longest event's span of the day)."""
+        self.index_legacy_events(keys, batch=None)
         with self._lock:
-            self._db.executemany("DELETE FROM events WHERE seq = ?", [(s,) for s in doomed])
-            self._db.executemany("DELETE FROM deliveries WHERE seq = ?", [(s,) for s in doomed])
-            if doomed:
-                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return self._db.execute("SELECT seq, stream_id, first_seen, last_seen, person_tag FROM events WHERE first_seen >= ?"
+                                    " AND first_seen < ? AND last_seen >= ? AND kind = 'person_seen' ORDER BY seq",
+                                    (day_start - self._max_span, day_end, day_start)).fetchall()
+
+    def payload(self, keys: EventKeys, seq: int) -> dict:
+        """The opened payload of event `seq`."""
+        with self._lock:
+            row = self._db.execute("SELECT event_id, key_version, nonce, payload FROM events WHERE seq = ?", (seq,)).fetchone()
+        return json.loads(self._open(keys, "events", *row))
+
+    def delete_events_of(self, keys: EventKeys, key: str, value: str) -> int:
+        """Delete every event whose payload has `key` (person_id, external_id or unknown_id) == value: the rows
+        its tag selects, each opened and checked."""
+        self.index_legacy_events(keys, batch=None)
+        tags = keys.lookup(key, value)
+        with self._lock, self._db:
+            rows = self._db.execute(f"SELECT seq FROM events WHERE {TAG_COLUMNS[key]} IN ({','.join('?' * len(tags))})", tags).fetchall()
+            doomed = [(seq,) for (seq,) in rows if self.payload(keys, seq).get(key) == value]
+            self._db.executemany("DELETE FROM events WHERE seq = ?", doomed)
+            self._db.executemany("DELETE FROM deliveries WHERE seq = ?", doomed)
+        if doomed:
+            self._checkpoint()
         return len(doomed)
+
+    def index_legacy_events(self, keys: EventKeys, batch: int | None = 2000) -> bool:
+        """Tag events written before the blind index (a migrated file), `batch` of them in one commit (None: all
+        that are left). Returns whether any are still untagged. `keys` holds every version they are under."""
+        while not self._indexed:
+            with self._lock, self._db:
+                done, last = self._meta(BACKFILL_NEXT, 0), self._meta(BACKFILL_LAST, 0)
+                rows = self._db.execute("SELECT seq, event_id, key_version, nonce, payload FROM events WHERE seq > ? AND seq <= ?"
+                                        " ORDER BY seq LIMIT ?", (done, last, batch or -1)).fetchall()
+                self._db.executemany(f"UPDATE events SET {SET_TAGS} WHERE seq = ?",
+                                     [(*keys.tags(version, json.loads(self._open(keys, "events", event_id, version, nonce, payload))), seq)
+                                      for seq, event_id, version, nonce, payload in rows])
+                done = rows[-1][0] if rows and batch else last
+                self._set_meta(BACKFILL_NEXT, done)
+                self._indexed = done >= last
+            if batch:
+                break
+        return not self._indexed
+
+    def relink_events(self, keys: EventKeys, old_id: str, person_id: str, external_id: str | None) -> int:
+        """In one transaction: the events naming `old_id` (an unknown, a merged person) name the person; how many."""
+        with self._lock, self._db:
+            seqs = [e["seq"] for e in self.events(keys, 0, 10**9, person=old_id)]
+            for seq in seqs:
+                self.update_event(keys, seq, 0.0, {"person_id": person_id, "external_id": external_id})
+        return len(seqs)
 
     def delete_events_before(self, cutoff: float) -> int:
         with self._lock:
@@ -239,8 +342,8 @@ class CameraStore:
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return n
 
-    def event(self, cipher_for: CipherFor, seq: int) -> dict | None:
-        found = self.events(cipher_for, seq - 1, 1)
+    def event(self, keys: EventKeys, seq: int) -> dict | None:
+        found = self.events(keys, seq - 1, 1)
         return found[0] if found and found[0]["seq"] == seq else None
 
     @staticmethod
@@ -308,19 +411,15 @@ class CameraStore:
         with self._lock:
             self._db.execute("DELETE FROM promotions WHERE unknown_id = ?", (unknown_id,))
 
-    def finish_promotion(self, cipher: RecordCipher, cipher_for: CipherFor, unknown_id: str, person_id: str,
-                         external_id: str | None) -> int:
+    def finish_promotion(self, keys: EventKeys, unknown_id: str, person_id: str, external_id: str | None) -> int:
         """In one transaction: every event of the unknown names the person, the unknown and its promotion are
         gone. Returns how many events now name the person."""
         with self._lock, self._db:
-            seqs = [e["seq"] for e in self.events(cipher_for, 0, 10**9, person=unknown_id)]
-            for seq in seqs:
-                self.update_event(cipher, cipher_for, seq, 0.0, {"person_id": person_id, "external_id": external_id})
+            relinked = self.relink_events(keys, unknown_id, person_id, external_id)
             self._db.execute("DELETE FROM unknowns WHERE unknown_id = ?", (unknown_id,))
             self._db.execute("DELETE FROM promotions WHERE unknown_id = ?", (unknown_id,))
-        with self._lock:
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # secure_delete: the vectors' pages leave the WAL too
-        return len(seqs)
+        self._checkpoint()
+        return relinked
 
     def unknowns_last_seen_before(self, cutoff: float) -> list[str]:
         with self._lock:

@@ -1,7 +1,9 @@
 """Finding and stopping the processes a test started, by PID (never Ray's stop command: that would kill every
 Ray process on the host, including clusters that are not ours). psutil (a Ray dependency) reads /proc."""
 
+import shutil
 import signal
+from pathlib import Path
 
 import psutil
 
@@ -53,3 +55,19 @@ def stop_tree(marker: str, grace: float = 5.0) -> None:
     left = kill_pids(pids, signal.SIGTERM, grace)
     left |= process_tree(marker) - pids  # anything started meanwhile
     kill_pids(left, signal.SIGKILL, grace)
+
+
+def stop_cluster(base: str | Path, node_dirs: dict[str, Path], logs_to: Path | None = None) -> set[int]:
+    """A test's own `ray start` cluster, every process of it under `base`, stopped by PID; then, when `logs_to` is
+    given (the test failed), each node's session logs copied there as `<name>-logs` for the post-mortem, and
+    `base` removed. Returns the PIDs that survived."""
+    stop_tree(str(base))
+    for name, node_dir in node_dirs.items() if logs_to is not None else ():
+        try:
+            shutil.copytree(Path(node_dir) / "session_latest" / "logs", logs_to / f"{name}-logs",
+                            ignore_dangling_symlinks=True, dirs_exist_ok=True)
+        except (OSError, shutil.Error):
+            pass
+    leftover = process_tree(str(base))
+    shutil.rmtree(base, ignore_errors=True)
+    return leftover

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import shutil
 import signal
 import subprocess
 import sys
@@ -28,7 +27,7 @@ import yaml
 
 from cli.serve import SERVE_ENVIRONMENT
 from tests.conftest import REPO, free_port
-from tests.processes import kill_pids, process_tree, stop_tree
+from tests.processes import kill_pids, process_tree, stop_cluster
 
 CONFIG = REPO / "configs" / "cluster.yaml"
 RAY = str(Path(sys.executable).parent / "ray")
@@ -102,6 +101,39 @@ def node_args(temp_dir: Path, resources: dict, cpus: int) -> list[str]:
             "--runtime-env-agent-port", str(free_port()), "--metrics-export-port", str(free_port())]
 
 
+def cluster_env(models_dir) -> tuple[dict, dict]:
+    """(the nodes' environment, the driver's): token auth, fast node-death detection, the models, this checkout."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(FAST_HEALTH_CHECKS, RAY_AUTH_MODE="token", SECUREGATE_MODELS=str(models_dir),
+               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])))
+    # The nodes run Serve's throughput-optimised data path as cluster.yaml tells operators to; the driver calls
+    # handles synchronously (`.result()`), which that mode refuses in the caller's own process.
+    env.update(SERVE_ENVIRONMENT)
+    return env, {k: v for k, v in env.items() if k not in SERVE_ENVIRONMENT}
+
+
+def start_nodes(head_dir: Path, worker_dir: Path, env: dict, worker_resources: dict, worker_cpus: int) -> str:
+    """The head (HEAD_RESOURCES) and one worker raylet; returns the cluster's address."""
+    port = free_port()
+    ray_start(["--head", "--port", str(port), "--include-dashboard=false", "--ray-client-server-port", str(free_port()),
+               *node_args(head_dir, HEAD_RESOURCES, HEAD_CPUS)], env)
+    address_file = head_dir / "ray_current_cluster"
+    address = address_file.read_text().strip() if address_file.exists() else f"127.0.0.1:{port}"
+    ray_start(["--address", address, *node_args(worker_dir, worker_resources, worker_cpus)], env)
+    return address
+
+
+def kill_worker_node(driver: Driver, worker_dir: Path, inside: int, budget: float) -> None:
+    """Once the driver is ready: SIGKILL the worker raylet and everything it started (among them `inside`, the
+    process of the actor under test), then tell the driver."""
+    driver.result("ready_to_kill", budget)
+    worker_pids = process_tree(str(worker_dir))
+    assert inside in worker_pids, "the actor under test does not run under the worker raylet"
+    assert kill_pids(worker_pids, signal.SIGKILL, 10) == set()
+    assert process_tree(str(worker_dir)) == set()
+    driver.send("killed")
+
+
 # ------------------------------------------------------------------------------------------------ test
 @pytest.mark.own_cluster
 def test_cluster_config_places_by_resources_and_heals_a_lost_index_node(models_dir, faces_root, tmp_path):
@@ -116,21 +148,10 @@ def test_cluster_config_places_by_resources_and_heals_a_lost_index_node(models_d
 
     base = Path(tempfile.mkdtemp(prefix="sgmn-", dir="/tmp"))  # short: unix socket paths stay < 108 chars
     head_dir, worker_dir, data_dir = base / "h", base / "w", tmp_path / "data"
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env.update(FAST_HEALTH_CHECKS, RAY_AUTH_MODE="token", SECUREGATE_MODELS=str(models_dir),
-               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])))
-    # The nodes run Serve's throughput-optimised data path as cluster.yaml tells operators to; the driver calls
-    # handles synchronously (`.result()`), which that mode refuses in the caller's own process.
-    env.update(SERVE_ENVIRONMENT)
-    driver_env = {k: v for k, v in env.items() if k not in SERVE_ENVIRONMENT}
-    port = free_port()
+    env, driver_env = cluster_env(models_dir)
     driver = None
     try:
-        ray_start(["--head", "--port", str(port), "--include-dashboard=false", "--ray-client-server-port", str(free_port()),
-                   *node_args(head_dir, HEAD_RESOURCES, HEAD_CPUS)], env)
-        address_file = head_dir / "ray_current_cluster"
-        address = address_file.read_text().strip() if address_file.exists() else f"127.0.0.1:{port}"
-        ray_start(["--address", address, *node_args(worker_dir, WORKER_RESOURCES, 4)], env)
+        address = start_nodes(head_dir, worker_dir, env, WORKER_RESOURCES, 4)
 
         driver = Driver([sys.executable, str(REPO / "tests" / "multinode_driver.py"), "--config", str(CONFIG),
                          "--data-dir", str(data_dir), "--http-port", str(free_port()),
@@ -170,12 +191,7 @@ def test_cluster_config_places_by_resources_and_heals_a_lost_index_node(models_d
         assert set(index_required) <= set(resources[worker])
 
         # ---- kill the worker node: SIGKILL its raylet and everything it started ------------------------------
-        driver.result("ready_to_kill", budget)
-        worker_pids = process_tree(str(worker_dir))
-        assert before["placement"]["pid"] in worker_pids, "the index actor's process is not under the worker raylet"
-        assert kill_pids(worker_pids, signal.SIGKILL, 10) == set()
-        assert process_tree(str(worker_dir)) == set()
-        driver.send("killed")
+        kill_worker_node(driver, worker_dir, before["placement"]["pid"], budget)
 
         healed = driver.result("healed", started + 230)
         assert healed["ok"], healed
@@ -199,14 +215,5 @@ def test_cluster_config_places_by_resources_and_heals_a_lost_index_node(models_d
         failed = sys.exc_info()[0] is not None
         if driver is not None:
             driver.stop()
-        stop_tree(str(base))
-        if failed:  # keep the cluster's logs next to driver.log for the post-mortem
-            for name, node_dir in (("head", head_dir), ("worker", worker_dir)):
-                try:
-                    shutil.copytree(node_dir / "session_latest" / "logs", tmp_path / f"{name}-logs",
-                                    ignore_dangling_symlinks=True, dirs_exist_ok=True)
-                except (OSError, shutil.Error):
-                    pass
-        leftover = process_tree(str(base))
-        shutil.rmtree(base, ignore_errors=True)
+        leftover = stop_cluster(base, {"head": head_dir, "worker": worker_dir}, tmp_path if failed else None)
     assert not leftover, f"cluster processes survived cleanup: {sorted(leftover)}"
