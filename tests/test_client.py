@@ -20,7 +20,7 @@ import pydantic
 import pytest
 
 from securegate import client as sgc
-from securegate import client_errors, errors, schemas
+from securegate import client_encoding, client_errors, errors, schemas
 from securegate.client import SecureGateClient, SecureGateError
 from tests import hostile
 from tests.docs_snippets import doc_snippet
@@ -274,7 +274,7 @@ def test_requests_and_non_json_errors_through_a_transport():
     assert persons.headers["authorization"] == "Bearer sg_a_b" and dict(persons.url.params) == {"limit": "50"}
     assert person.url.raw_path == b"/v1/persons/a%2Fb"  # an id is one path segment, whatever it holds
     with pytest.raises(TypeError):
-        sgc._b64(12345)
+        client_encoding.image_b64(12345)
 
 
 def test_every_error_code_of_the_api_has_its_exception():
