@@ -9,13 +9,15 @@ import datetime as dt
 
 from deployments.api_calls import api_errors
 from securegate import errors
+from tenancy import operations as op
+from tenancy.tenant import parse_api_key
 
 
 EVENT_KINDS = ("person_seen", "unknown_seen")
 
 
 class StreamApi:
-    """Needs from the Ingress: `self.streams` (StreamRouter handle), `self._tenant`, `self._call`."""
+    """Needs from the Ingress: `self.streams` (StreamRouter handle), `self.tenants` (TenantRouter), `self._tenant`."""
 
     # ---- streams ----------------------------------------------------------------------------------------
     @api_errors
@@ -105,12 +107,12 @@ class StreamApi:
         name the person."""
         tenant = await self._tenant(api_key)
         vectors = await self.streams.take_unknown.remote(tenant.tenant_id, unknown_id)
-        person = await self._call(tenant, "create_person", external_id, metadata or {})
-        for vector in vectors:
-            # Camera samples passed the quality gates when they were embedded; their scores are not kept.
-            await self._call(tenant, "add_face", person["person_id"], vector, 0.0, 0.0)
-        relinked = await self.streams.promoted.remote(tenant.tenant_id, unknown_id, person["person_id"], external_id)
-        return {"person_id": person["person_id"], "external_id": external_id, "faces": len(vectors), "events": relinked}
+        caller = op.InternalCaller(tenant.tenant_id, f"key:{parse_api_key(api_key)[0]}")  # authenticated above
+        person = await self.tenants.create_person.remote(op.CreatePerson(caller, external_id, metadata or {}))
+        if len(vectors):
+            await self.tenants.add_samples.remote(op.AddSamples(caller, person.person_id, vectors, tenant.model))
+        relinked = await self.streams.promoted.remote(tenant.tenant_id, unknown_id, person.person_id, external_id)
+        return {"person_id": person.person_id, "external_id": external_id, "faces": len(vectors), "events": relinked}
 
     # ---- webhooks ---------------------------------------------------------------------------------------
     @api_errors

@@ -13,6 +13,7 @@ never stored in the actor's creation arguments) and reconnects. Frames are never
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 
@@ -22,6 +23,7 @@ import ray
 
 from streams.sources import Frame, FrameQueue, StreamReader, redact_url
 from streams.tracking import FaceTracks, Track
+from tenancy.operations import InternalCaller, Search
 
 log = logging.getLogger(__name__)
 
@@ -158,10 +160,10 @@ class StreamWorker:
         wanted = self.tracks.observe(faces, frame.captured_at, frame.offset_s)
         if wanted:
             vectors = await self.embedder.embed.remote(np.stack([w.face.crop for w in wanted]))
-            results = await self.tenants.call.remote(self.config["tenant"], "search", vectors, 1, self.config["threshold"],
-                                                     self.config["match_on"], retry_reads=True, principal=f"stream:{self.stream_id}")
-            for item, vector, matches in zip(wanted, vectors, results):
-                self.tracks.vote(item.track_id, vector, matches[0] if matches else None)
+            caller = InternalCaller(self.tenant_id, f"stream:{self.stream_id}")
+            answer = await self.tenants.search.remote(Search(caller, vectors, self.config["tenant"].model, 1, self.config["threshold"]))
+            for item, vector, matches in zip(wanted, vectors, answer.faces):
+                self.tracks.vote(item.track_id, vector, dataclasses.asdict(matches[0]) if matches else None)
         for track in self.tracks.decided():
             await self._report(track)
         await self._finish(self.tracks.ended(frame.offset_s))

@@ -59,9 +59,20 @@ class ModelSwitched(Exception):
 
 
 class VectorsOfAnotherModel(ValueError):
-    """Vectors whose dimension is not the tenant's model's (embedded with another pack)."""
+    """Vectors embedded with another model than the tenant's (another pack): answered with the tenant's model, so
+    the caller can embed again with it."""
 
     api_error = errors.ModelMismatch
+
+    def __init__(self, message: str, tenant_model: str | None = None) -> None:
+        super().__init__(message)
+        self.tenant_model = tenant_model
+
+    def __reduce__(self):
+        return (VectorsOfAnotherModel, (str(self), self.tenant_model))
+
+    def api_details(self) -> dict:
+        return {"tenant_model": self.tenant_model} if self.tenant_model else {}
 
 
 class MigrationLog:
