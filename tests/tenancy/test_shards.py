@@ -222,6 +222,9 @@ def test_sharded_tenant_through_the_service(app, tmp_path) -> None:
         for top_k, threshold in ((1, 0.2), (5, 0.2), (10, -1.0), (3, 0.5)):
             assert await search(top_k, threshold) == expected(top_k, threshold)
         assert all(len(per_face) == 5 for per_face in await search(5, -1.0))
+        # Each search's audit entry was appended by the primary in the search's own call, with its counts.
+        searches = [e for e in service.audit_events(tid, 0, 10_000) if e["action"] == "search"]
+        assert len(searches) == 5 and all(e["outcome"] == "ok" and e["counts"]["faces"] == len(queries) for e in searches)
         info = await gallery.info(tid)
         assert info["faces"] == len(faces) and info["shards"] == 3
 
