@@ -47,9 +47,7 @@ def build(models: str, data_dir: str):
     from securegate.settings import DEFAULT_PACK, Settings
 
     args, options, _ = load_serve_config(REPO / "configs" / "local.yaml")
-    # Admission is not what this measures: a budget no image here waits out (a loaded host is slow).
-    settings = Settings.from_args({**args, "models": models, "data_dir": data_dir,
-                                   "admission": {"latency_budget_s": 600.0}}).model_dump()
+    settings = Settings.from_args({**args, "models": models, "data_dir": data_dir}).model_dump()
 
     class FacesEmbedder(Embedder.func_or_class):
         """The shipped Embedder, plus the method the pass-on variant needs: faces in, vectors out."""

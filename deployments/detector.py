@@ -1,10 +1,7 @@
 """Detector deployment: image bytes → faces (bbox, 5 landmarks, score) and aligned crops, and, asked for a model,
 their vectors: the Detector hands the crops to that model's Embedder itself, so an image's crops never travel
 back through the Ingress (docs/performance.md measures this against passing the Detector's response on).
-
-Admission: an image is refused (503 `overloaded`) when its expected time here would exceed the latency budget
-(settings `admission`, deployments/admission.py); the queue is this replica's own (`detector.concurrency` images
-at once, the rest waiting their turn), so Serve's queue limits are only a backstop.
+Which images reach it at all is the Ingress's admission (deployments/admission.py).
 """
 
 from __future__ import annotations
@@ -12,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import time
 
 import numpy as np
 
@@ -20,7 +16,6 @@ import ray
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from deployments.admission import LatencyBudget
 from securegate import errors, metrics
 from vision import images
 from vision.detector import DetectedFace, FaceDetector
@@ -31,9 +26,10 @@ from securegate.settings import Settings
 log = logging.getLogger("ray.serve")
 
 
-# Images queue in the replica (admitted by the latency budget); max_ongoing_requests also counts images whose
-# crops are with the Embedder. Serve's own queue in front (max_queued_requests) is a backstop, answered 503 too.
-@serve.deployment(max_ongoing_requests=64, max_queued_requests=64, ray_actor_options={"num_cpus": 0.5})
+# A small queue per replica: the rest wait at their caller's Serve router, which hands each to whichever replica
+# frees a slot first. max_ongoing_requests also counts images whose crops are with the Embedder. Serve's caller
+# queue limit (max_queued_requests) is a backstop behind the Ingress's latency budget, answered 503 too.
+@serve.deployment(max_ongoing_requests=4, max_queued_requests=64, ray_actor_options={"num_cpus": 0.5})
 class Detector:
     def __init__(self, settings: dict, embedders: dict[str, DeploymentHandle] | None = None) -> None:
         """`embedders`: {pack name: Embedder handle} of the packs served; a caller names the model to embed with."""
@@ -61,7 +57,6 @@ class Detector:
                                            det_thresh=cfg.det_thresh, threads=cfg.idle_threads, fit_aspect=cfg.fit_aspect)
         self._slots = asyncio.Semaphore(cfg.concurrency)
         self._detecting = 0  # images inside detect(): running or waiting for a slot
-        self.admission = LatencyBudget(self.settings.admission.latency_budget_s, cfg.concurrency)
         self.embedders = dict(embedders or {})
         self._by_model: dict[str, DeploymentHandle] | None = None  # {model id: Embedder handle}
         log.info("Detector ready: %s on %s (GPUs %s)", self.pack.detector_path.name, self.model.providers, ray.get_gpu_ids())
@@ -76,25 +71,18 @@ class Detector:
         """Faces largest-first after SCRFD's own ranking; at most `max_faces` (the configured limit); only the
         largest with `largest`. `embed_with` (a model id): each face's `vector` from that model's Embedder. Their
         aligned crops come back only with `crops` (the enrolment gates measure them; a tenant may keep them).
-        At most `detector.concurrency` images are decoded and detected at once; the rest wait their turn here,
-        unless their expected time would exceed the latency budget (503 overloaded)."""
-        self.admission.admit()
+        At most `detector.concurrency` images are decoded and detected at once; the rest wait their turn here."""
         self._detecting += 1
         try:
             async with self._slots:
                 model = self.idle_model if self._detecting == 1 else self.model
-                started = time.perf_counter()
                 faces = await asyncio.to_thread(self._detect, model, image, max_faces)
-                self.admission.served(time.perf_counter() - started)
         finally:
             self._detecting -= 1
-            self.admission.left()
         if largest and faces:
             faces = [max(faces, key=lambda f: f.area)]
         if embed_with is not None and faces:
-            started = time.perf_counter()
             vectors = await (await self._embedder(embed_with)).embed.remote(np.stack([f.crop for f in faces]))
-            self.admission.embedded(time.perf_counter() - started)
             faces = [dataclasses.replace(f, vector=v) for f, v in zip(faces, vectors)]
         return faces if crops else [dataclasses.replace(f, crop=None) for f in faces]
 
@@ -134,5 +122,4 @@ class Detector:
         return faces
 
     def info(self) -> dict:
-        return {"model": self.pack.detector_path.name, "providers": self.model.providers, "gpu_ids": ray.get_gpu_ids(),
-                "admission": self.admission.state()}
+        return {"model": self.pack.detector_path.name, "providers": self.model.providers, "gpu_ids": ray.get_gpu_ids()}

@@ -24,6 +24,7 @@ from deployments.routes import faces as face_routes
 from deployments.routes import health as health_routes
 from deployments.routes import persons as person_routes
 from deployments.routes import streams as stream_routes
+from deployments.admission import LatencyBudget
 from deployments.api_calls import api_errors
 from deployments.import_api import ImportApi
 from deployments.routes.common import BodyLimit, add_error_handlers
@@ -86,6 +87,7 @@ class Ingress(face_routes.FaceRoutes, person_routes.PersonRoutes, admin_routes.A
         self.embedders = dict(embedders or {})
         self._served: dict[str, tuple[DeploymentHandle, dict]] | None = None
         self.models = TenantModels(self._packs)  # which model each key's tenant is bound to (a hint)
+        self.admission = LatencyBudget(self.settings.admission.latency_budget_s)  # images this replica sends
 
     def __serve_build_asgi_app__(self):
         """Serve calls this after the constructor for the app this replica serves: its own copy of `api`, frozen
@@ -392,7 +394,11 @@ class Ingress(face_routes.FaceRoutes, person_routes.PersonRoutes, admin_routes.A
         except errors.ApiError as exc:
             exc.details.setdefault("field", field)
             raise
-        faces = await self.detector.detect.remote(image, max_faces, embed_with=embed_with, largest=largest, crops=crops)
+        self.admission.admit()  # 503 overloaded when its expected wait would pass the latency budget
+        try:
+            faces = await self.detector.detect.remote(image, max_faces, embed_with=embed_with, largest=largest, crops=crops)
+        finally:
+            self.admission.done()
         if not faces:
             raise errors.NoFace(f"no face found in {field}", field=field)
         return faces

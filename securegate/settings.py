@@ -45,8 +45,8 @@ class DetectorSettings(Strict):
 class AdmissionSettings(Strict):
     """When an image request is refused (503 `overloaded` + Retry-After) rather than queued (deployments/admission.py)."""
 
-    latency_budget_s: float = Field(1.5, gt=0, description="p99 latency target of an image request: refused when its "
-                                    "expected time in the Detector (queue wait, detection, embedding) would exceed it")
+    latency_budget_s: float = Field(2.0, gt=0, description="p99 latency target of an image request: refused when its "
+                                    "expected time at the Detector (queue wait, detection, embedding) would exceed it")
 
 
 class EmbedderSettings(Strict):

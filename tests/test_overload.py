@@ -1,9 +1,9 @@
 """Past its latency budget SecureGate answers at once with 503 `overloaded` and Retry-After, instead of queueing
-callers for seconds: a Detector replica refuses an image whose expected time there (the queue ahead of it at the
-replica's recent service time, then its detection and embedding) would pass `admission.latency_budget_s`
-(deployments/admission.py), and never one that would not wait. Here a second copy of the app, one Detector
-replica detecting one image at a time with a tight budget, is driven with 8 concurrent images through HTTP, and
-then with one image at a time."""
+callers for seconds: the Ingress refuses an image whose expected time at the Detector (its images in flight at
+the detection stage's recent time per image) would pass `admission.latency_budget_s` (deployments/admission.py),
+and never one that finds nothing in flight. Here a second copy of the app, one Detector replica detecting one
+image at a time with a tight budget, is driven with one image at a time, then with 8 concurrent images through
+HTTP."""
 
 import base64
 import time
@@ -19,43 +19,56 @@ from securegate import errors
 
 
 def test_backpressure_is_503_overloaded_with_retry_after():
-    """Serve's own queue limit (the backstop in front of the replica) answers the same way."""
+    """Serve's own queue limit (the backstop in front of the Detector) answers the same way."""
     mapped = errors.to_api_error(BackPressureError(num_queued_requests=9, max_queued_requests=8))
     assert (mapped.status, mapped.code) == (503, "overloaded")
     assert error_response(mapped).headers["Retry-After"] == "1"
 
 
-def admitted_until_refused(budget: LatencyBudget) -> tuple[int, errors.Overloaded]:
-    admitted = 0
-    while True:
-        try:
-            budget.admit()
-        except errors.Overloaded as refused:
-            return admitted, refused
-        admitted += 1
+class Clock:
+    """A stand-in clock the test moves by hand (LatencyBudget reads the time only through it)."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def test_the_budget_refuses_by_expected_wait_not_by_count():
-    budget = LatencyBudget(budget_s=1.0, servers=2)
-    budget.served(0.2)
-    budget.embedded(0.05)
-    admitted, refused = admitted_until_refused(budget)
-    # Two run at once; each one waiting adds half a service time: 0.25 + 0.1 * waiting <= 0.75 for 5 waiting.
-    assert admitted == 2 + 5
-    assert budget.expected_s() == pytest.approx(0.25 + 0.1 * 6)
-    assert refused.details["retry_after_s"] == pytest.approx(budget.expected_s() - HEADROOM, abs=1e-3)
-    # Images twice as fast, no embedding: 0.1 + 0.05 * waiting <= 0.75 holds 13 waiting.
-    fast = LatencyBudget(budget_s=1.0, servers=2)
-    fast.served(0.1)
-    assert admitted_until_refused(fast)[0] == 2 + 13
+    clock = Clock()
+    budget = LatencyBudget(budget_s=1.0, clock=clock)
+    for _ in range(4):  # four images in flight; the stage answers one every 0.09 s
+        budget.admit()
+    for _ in range(4):
+        clock.now += 0.09
+        budget.done()
+        budget.admit()
+    assert budget.per_image_s == pytest.approx(0.09)
+    # Admitted while (in flight + 1) x 0.09 s <= 0.7 s (HEADROOM of the budget): up to 7 in flight.
+    with pytest.raises(errors.Overloaded) as refused:
+        while True:
+            budget.admit()
+    assert budget.in_flight == 7
+    assert refused.value.details["retry_after_s"] == pytest.approx(max(0.1, budget.expected_s() - HEADROOM), abs=1e-3)
+    # A stage twice as fast holds twice the images within the same budget: (n + 1) x 0.045 <= 0.7, n <= 14.
+    fast = LatencyBudget(budget_s=1.0, clock=clock)
+    fast.admit()
+    clock.now += 0.045
+    fast.done()
+    with pytest.raises(errors.Overloaded):
+        while True:
+            fast.admit()
+    assert fast.in_flight == 15
 
 
-def test_an_image_that_would_not_wait_is_never_refused():
-    budget = LatencyBudget(budget_s=0.01, servers=1)
-    budget.served(5.0)  # far slower than the budget
+def test_an_image_that_finds_nothing_in_flight_is_never_refused():
+    clock = Clock()
+    budget = LatencyBudget(budget_s=0.01, clock=clock)
     budget.admit()
-    budget.left()
-    budget.admit()  # the slot is free again
+    clock.now += 5.0  # far slower than the budget
+    budget.done()
+    budget.admit()  # nothing in flight: admitted
     with pytest.raises(errors.Overloaded):
         budget.admit()
 
