@@ -1,5 +1,5 @@
-"""`securegate persons reject|rejections|unreject|merge|move-face`: the corrections API of a running service,
-through the typed client (securegate/client.py) with a tenant's API key.
+"""`securegate persons find|reject|rejections|unreject|merge|move-face`: finding a person by external id and the
+corrections API of a running service, through the typed client (securegate/client.py) with a tenant's API key.
 
 Each command prints the API's answer as JSON on stdout and exits 0; a refusal or an unreachable service is one
 line on stderr naming the stable error code (`securegate persons merge: 409 same_person: ...`), exit 1.
@@ -41,6 +41,8 @@ def cmd_persons(ns: argparse.Namespace) -> int:
 
 
 def _call(client, ns: argparse.Namespace, image: bytes | None) -> dict:
+    if ns.action == "find":
+        return client.list_persons(external_id=ns.external_id).model_dump()
     if ns.action == "reject":
         return client.reject(ns.person_id, image=image, face_index=ns.face_index, face_id=ns.face_id,
                              unknown_id=ns.unknown_id).model_dump()
@@ -61,9 +63,12 @@ def add_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("persons", help="corrections: 'not this person' rejections, merge two persons, move a face "
-                       "(tenant API of a running service)")
+    p = sub.add_parser("persons", help="find a person by external id; corrections: 'not this person' rejections, "
+                       "merge two persons, move a face (tenant API of a running service)")
     actions = p.add_subparsers(dest="action", required=True)
+
+    find = actions.add_parser("find", help="the person holding exactly this external id (through the blind index)")
+    find.add_argument("--external-id", required=True)
 
     reject = actions.add_parser("reject", help="'not this person': a face becomes a negative example of PERSON_ID")
     reject.add_argument("person_id")

@@ -116,7 +116,7 @@ def root_key_warning(settings: Settings) -> str | None:
         return None
     data_dir = Path(settings.data_dir).expanduser().resolve()
     # Where deployments/keys.py puts it unless keys.options.root_key_path says otherwise.
-    root_key = Path(settings.keys.options.get("root_key_path") or data_dir / "keys" / "root.key").expanduser().resolve()
+    root_key = Path(settings.keys.options.get("root_key_path") or settings.keys_dir() / "root.key").expanduser().resolve()
     if not root_key.is_relative_to(data_dir):
         return None
     return (f"warning: the local key provider's root key ({root_key}) is inside the data dir ({data_dir}), so a "

@@ -25,20 +25,31 @@ ADMIN_SCOPES: dict[str, str] = {
     "migration_status": "tenants:read",
     "org_audit": "audit:read",
     "admin_verify_audit": "audit:read",
+    "erasure_receipt": "audit:read",
     "list_admin_keys": "admin-keys:read",
     "create_admin_key": "admin-keys:write",
     "revoke_admin_key": "admin-keys:write",
 }
 
 
+# Admin endpoints that only read: each call is recorded in the org audit too (`admin.read`: who looked at what),
+# before it is served.
+ADMIN_READS = {"list_tenants", "get_tenant", "key_status", "migration_status", "org_audit", "admin_verify_audit",
+               "erasure_receipt", "list_admin_keys"}
+
+
 class AdminKeyApi:
     """Needs from the Ingress: `self.tenants` (TenantRouter handle)."""
 
-    async def _admin(self, admin_token: str, endpoint: str) -> AdminKey:
+    async def _admin(self, admin_token: str, endpoint: str, **read: str | None) -> AdminKey:
         """The caller's admin key, if live and holding the endpoint's scope (else 403 forbidden); admin
-        actions from here on are recorded under its name (`admin:<name>`)."""
+        actions from here on are recorded under its name (`admin:<name>`), and a read is recorded now (`read`:
+        what it reads, e.g. tenant_id)."""
         key = await self.tenants.check_admin.remote(admin_token, ADMIN_SCOPES[endpoint])
         metrics.current_principal.set(key.principal)
+        if endpoint in ADMIN_READS:
+            details = {"endpoint": endpoint, **{k: v for k, v in read.items() if v is not None}}
+            await self.tenants.org_record.remote(key.principal, "admin.read", details)
         return key
 
     @api_errors

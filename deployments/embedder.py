@@ -59,9 +59,18 @@ class Embedder:
 
     async def embed(self, crops: np.ndarray) -> np.ndarray:
         """[n, S, S, 3] uint8 BGR crops → [n, dim] float32, rows of unit length."""
+        return np.ascontiguousarray((await self._embed_rows(crops))[:, :-1])
+
+    async def embed_with_norms(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`embed`, and each raw vector's length (cameras weight faces by it: vision/quality.py)."""
+        rows = await self._embed_rows(crops)
+        return np.ascontiguousarray(rows[:, :-1]), rows[:, -1].copy()
+
+    async def _embed_rows(self, crops: np.ndarray) -> np.ndarray:
+        """[n, dim + 1]: each unit vector with its raw length in the last column (one array through the batcher)."""
         crops = np.asarray(crops)
         if len(crops) == 0:
-            return np.zeros((0, self.model.dim), np.float32)
+            return np.zeros((0, self.model.dim + 1), np.float32)
         idle = self._in_flight == 0
         self._in_flight += 1
         try:
@@ -76,13 +85,14 @@ class Embedder:
     async def _run(self, crops: np.ndarray) -> np.ndarray:
         self.batch_sizes[len(crops)] += 1
         metrics.embed_batch_size().observe(len(crops))
-        return await asyncio.to_thread(self.model.embed, crops)
+        vectors, norms = await asyncio.to_thread(self.model.embed_with_norms, crops)
+        return np.hstack([vectors, norms[:, None]])
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.05, batch_size_fn=lambda items: sum(len(c) for c in items))
     async def _embed_batch(self, requests: list[np.ndarray]) -> list[np.ndarray]:
         sizes = [len(c) for c in requests]
-        vectors = await self._run(np.concatenate(requests))
-        return np.split(vectors, np.cumsum(sizes)[:-1])
+        rows = await self._run(np.concatenate(requests))
+        return np.split(rows, np.cumsum(sizes)[:-1])
 
     def batch_stats(self) -> dict:
         """Histogram of formed batch sizes (in crops) since start or the last reset."""

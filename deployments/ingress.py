@@ -131,11 +131,15 @@ class Ingress(face_routes.FaceRoutes, person_routes.PersonRoutes, admin_routes.A
 
     @api_errors
     async def ready(self) -> dict:
-        detector, embedder, keys = await asyncio.gather(
-            self.detector.info.remote(), self.embedder.info.remote(), self.keys.ready.remote())
+        detector, embedder, keys, storage = await asyncio.gather(
+            self.detector.info.remote(), self.embedder.info.remote(), self.keys.ready.remote(),
+            self.tenants.storage.remote())
         if not keys:
             raise errors.NotReady("the key service cannot reach its provider")
-        return {"ready": True, "detector": detector, "embedder": embedder, "keys": keys}
+        if not storage["writable"]:
+            raise errors.NotReady(f"{errors.DISK_FULL_MESSAGE} ({storage['free_bytes']} bytes free)",
+                                  cause=errors.InsufficientStorage.code, free_bytes=storage["free_bytes"])
+        return {"ready": True, "detector": detector, "embedder": embedder, "keys": keys, "storage": storage}
 
     # ---- admin: tenants --------------------------------------------------------------------------------
     @api_errors
@@ -153,7 +157,7 @@ class Ingress(face_routes.FaceRoutes, person_routes.PersonRoutes, admin_routes.A
 
     @api_errors
     async def get_tenant(self, admin_token: str, tenant_id: str) -> dict:
-        await self._admin(admin_token, "get_tenant")
+        await self._admin(admin_token, "get_tenant", tenant_id=tenant_id)
         return await self.tenants.get_tenant.remote(tenant_id)
 
     @api_errors
@@ -199,7 +203,7 @@ class Ingress(face_routes.FaceRoutes, person_routes.PersonRoutes, admin_routes.A
 
     @api_errors
     async def migration_status(self, admin_token: str, tenant_id: str) -> dict:
-        await self._admin(admin_token, "migration_status")
+        await self._admin(admin_token, "migration_status", tenant_id=tenant_id)
         return await self.tenants.migration.remote(tenant_id)
 
     @api_errors
@@ -216,10 +220,18 @@ class Ingress(face_routes.FaceRoutes, person_routes.PersonRoutes, admin_routes.A
             op.CreatePerson(op.ApiKeyCaller(api_key), person.external_id, person.metadata)))
 
     @api_errors
-    async def list_persons(self, api_key: str, limit: int = 50, cursor: str | None = None) -> dict:
+    async def list_persons(self, api_key: str, limit: int = 50, cursor: str | None = None, external_id: str | None = None) -> dict:
+        """One page of persons in creation order; with `external_id`, the one person holding it (or none),
+        found through the blind index rather than by reading pages."""
         if not 1 <= limit <= s.PAGE_LIMIT_MAX:  # the HTTP query's bounds, for handle callers too
             raise errors.InvalidRequest(f"limit must be between 1 and {s.PAGE_LIMIT_MAX}")
-        return self._answer(api_key, await self.tenants.list_persons.remote(op.ListPersons(op.ApiKeyCaller(api_key), limit, cursor)))
+        if external_id is not None and cursor is not None:
+            raise errors.InvalidRequest("external_id finds one person: it takes no cursor")
+        caller = op.ApiKeyCaller(api_key)
+        if external_id is not None:
+            external_id = s.PersonCreate(external_id=external_id).external_id  # the HTTP query's bounds, for handle callers too
+            return self._answer(api_key, await self.tenants.find_person.remote(op.FindPerson(caller, external_id)))
+        return self._answer(api_key, await self.tenants.list_persons.remote(op.ListPersons(caller, limit, cursor)))
 
     @api_errors
     async def get_person(self, api_key: str, person_id: str) -> dict:
@@ -265,7 +277,7 @@ class Ingress(face_routes.FaceRoutes, person_routes.PersonRoutes, admin_routes.A
             if self.streams is None:
                 raise errors.NotFound(f"unknown {unknown_id} not found")
             tenant = await self._tenant(api_key)  # the unknown's samples are the StreamRouter's, by tenant
-            vectors = await self.streams.take_unknown.remote(tenant.tenant_id, unknown_id)
+            vectors = await self.streams.take_unknown.remote(tenant, unknown_id)  # refused when of another model
             internal = op.InternalCaller(tenant.tenant_id, caller.principal)
             return self._answer(api_key, await self.tenants.add_rejections.remote(op.AddRejections(
                 internal, person_id, np.asarray(vectors, np.float32), tenant.model, "unknown")))
@@ -347,7 +359,7 @@ class Ingress(face_routes.FaceRoutes, person_routes.PersonRoutes, admin_routes.A
     @api_errors
     async def admin_verify_audit(self, admin_token: str, tenant_id: str | None = None) -> dict:
         """A tenant's audit chain, or (None) the org audit's, checked."""
-        await self._admin(admin_token, "admin_verify_audit")
+        await self._admin(admin_token, "admin_verify_audit", tenant_id=tenant_id)
         return await self.tenants.verify_audit.remote(tenant_id)
 
     @api_errors
@@ -358,6 +370,17 @@ class Ingress(face_routes.FaceRoutes, person_routes.PersonRoutes, admin_routes.A
         await self._admin(admin_token, "org_audit")
         events = await self.tenants.org_audit_events.remote(since, limit)
         return {"events": events, "next_since": events[-1]["seq"] if events else since}
+
+    @api_errors
+    async def erasure_receipt(self, admin_token: str, tenant_id: str) -> dict:
+        """A deleted tenant's erasure receipt, signed with the key provider's public-key signature."""
+        await self._admin(admin_token, "erasure_receipt", tenant_id=tenant_id)
+        return await self.tenants.erasure_receipt.remote(tenant_id)
+
+    @api_errors
+    async def receipt_keys(self) -> dict:
+        """The public keys that check erasure receipts (no credential: they are published)."""
+        return {"keys": await self.tenants.signing_keys.remote()}
 
     # ================================================================================== internals
     async def _tenant(self, api_key: str) -> Tenant:

@@ -8,7 +8,6 @@ the rest keep their meaning.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from ray import serve
 
@@ -20,8 +19,9 @@ log = logging.getLogger("ray.serve")
 
 
 def key_config(settings: Settings) -> tuple[dict, str]:
-    """(kms.KeyManager config, keystore path) from SecureGate settings; the local root key lives in data_dir."""
-    keys_dir = Path(settings.data_dir) / "keys"
+    """(kms.KeyManager config, keystore path) from SecureGate settings; the key store and the local root key
+    live in `keys.keystore_dir` ({data_dir}/keys unless set)."""
+    keys_dir = settings.keys_dir()
     keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     config = {"provider": settings.keys.provider, **settings.keys.options,
               "cache_ttl_s": settings.keys.cache_ttl_s,
@@ -85,6 +85,23 @@ class KeyService:
 
     def verify_mac(self, message: bytes, tag: bytes, purpose: str, tenant_id: str | None = None) -> bool:
         return _translate(lambda: self.manager.verify_mac(message, tag, purpose, tenant_id))
+
+    def sign(self, message: bytes) -> dict:
+        """{key_id, algorithm, value (DER bytes)}: the provider's ECDSA signature over `message`."""
+        signature = _translate(lambda: self.manager.sign(message))
+        return {"key_id": signature.key_id, "algorithm": signature.algorithm, "value": signature.value}
+
+    def signing_keys(self) -> list[dict]:
+        """The public keys that check our signatures ({key_id, algorithm, public_key_pem}), the current one first."""
+        return [{"key_id": k.key_id, "algorithm": k.algorithm, "public_key_pem": k.public_key_pem}
+                for k in _translate(self.manager.signing_keys)]
+
+    def anchor(self, name: str, seq: int, record: bytes) -> bool:
+        """Keep a log's newest checkpoint as its head anchor in the key store (only ever forward)."""
+        return _translate(lambda: self.manager.anchor(name, seq, record))
+
+    def anchored(self, name: str) -> tuple[int, bytes] | None:
+        return _translate(lambda: self.manager.anchored(name))
 
     def ready(self) -> bool:
         return self.manager.ready()

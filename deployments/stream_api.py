@@ -6,14 +6,17 @@ comes from the API key; the StreamRouter deployment does the work.
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 from deployments.api_calls import api_errors
-from securegate import errors
-from tenancy import operations as op
-from tenancy.tenant import parse_api_key
+from securegate import errors, metrics
+from securegate import schemas as s
+from vision import images
 
 
 EVENT_KINDS = ("person_seen", "unknown_seen")
+# An open event stream re-checks its API key this often while idle (and before every batch it delivers).
+CREDENTIAL_RECHECK_S = 2.0
 
 
 class StreamApi:
@@ -51,11 +54,12 @@ class StreamApi:
 
     @api_errors
     async def push_frame(self, api_key: str, stream_id: str, jpeg: bytes, captured_at: float | None = None) -> dict:
-        """One frame (JPEG bytes) from an edge device or browser; `captured_at` in epoch seconds (default: now).
-        Frames are never stored; when the camera's pipeline is behind, the oldest waiting frame is dropped."""
+        """One frame (JPEG, or another format the photo endpoints take) from an edge device or browser;
+        `captured_at` in epoch seconds (default: now). Frames are never stored; when the camera's pipeline is behind, the oldest waiting frame is dropped."""
         tenant = await self._tenant(api_key)
-        if not jpeg:
-            raise errors.InvalidImage("empty frame")
+        # The photo endpoints' gate, here, before the bytes travel to the camera's queue: a bomb, garbage or an
+        # image too small to hold a face is refused with its code and never reaches a decoder.
+        images.check(jpeg, self.settings.limits.max_image_pixels)
         return await self.streams.push_frame.remote(tenant.tenant_id, stream_id, jpeg, captured_at)
 
     # ---- events -----------------------------------------------------------------------------------------
@@ -71,13 +75,24 @@ class StreamApi:
         return {"events": found, "next_since": found[-1]["seq"] if found else since}
 
     async def event_feed(self, api_key: str, since: int = 0, timeout_s: float = 15.0):
-        """Live events for Server-Sent Events: (tenant id, an async iterator of event lists; [] = keep-alive)."""
+        """Live events for Server-Sent Events: an async iterator of event lists ([] = nothing new yet).
+
+        The key is checked again before every batch it delivers and at least every CREDENTIAL_RECHECK_S while
+        idle: once the key is rotated away or the tenant deleted, the iterator raises the API error the key
+        now gets (401, 404) instead of delivering, so a stream never outlives its credential by more than
+        that."""
         tenant = await self._tenant(api_key)
 
         async def feed():
-            cursor = since
+            cursor, checked = since, time.monotonic()
             while True:
-                batch = await self.streams.wait_events.remote(tenant.tenant_id, cursor, timeout_s)
+                batch = await self.streams.wait_events.remote(tenant.tenant_id, cursor, min(timeout_s, CREDENTIAL_RECHECK_S))
+                if batch or time.monotonic() - checked >= CREDENTIAL_RECHECK_S:
+                    try:
+                        await self.tenants.authenticate.remote(api_key)  # no rate-limit cost: the stream's own check
+                    except Exception as exc:
+                        raise errors.to_api_error(exc) from None
+                    checked = time.monotonic()
                 if batch:
                     cursor = batch[-1]["seq"]
                 yield batch
@@ -104,15 +119,12 @@ class StreamApi:
     async def promote_unknown(self, api_key: str, unknown_id: str, external_id: str | None = None,
                               metadata: dict | None = None) -> dict:
         """The anonymous id becomes a person: its camera samples become the person's faces and its events
-        name the person."""
+        name the person, all or nothing (streams/promotion.py); refused (model_mismatch) when the samples were
+        embedded by another model than the tenant's gallery holds."""
+        person = s.PersonCreate(external_id=external_id, metadata=metadata or {})  # the HTTP body's bounds, for handle callers too
         tenant = await self._tenant(api_key)
-        vectors = await self.streams.take_unknown.remote(tenant.tenant_id, unknown_id)
-        caller = op.InternalCaller(tenant.tenant_id, f"key:{parse_api_key(api_key)[0]}")  # authenticated above
-        person = await self.tenants.create_person.remote(op.CreatePerson(caller, external_id, metadata or {}))
-        if len(vectors):
-            await self.tenants.add_samples.remote(op.AddSamples(caller, person.person_id, vectors, tenant.model))
-        relinked = await self.streams.promoted.remote(tenant.tenant_id, unknown_id, person.person_id, external_id)
-        return {"person_id": person.person_id, "external_id": external_id, "faces": len(vectors), "events": relinked}
+        return await self.streams.promote_unknown.remote(tenant, unknown_id, person.external_id, person.metadata,
+                                                         metrics.current_principal.get())
 
     # ---- webhooks ---------------------------------------------------------------------------------------
     @api_errors
@@ -137,6 +149,13 @@ class StreamApi:
         """Delivery status: pending (with attempts and the next try), delivered, or dead (the dead-letter list)."""
         tenant = await self._tenant(api_key)
         return {"deliveries": await self.streams.deliveries.remote(tenant.tenant_id, webhook_id, state, limit)}
+
+    @api_errors
+    async def retry_delivery(self, api_key: str, webhook_id: str, delivery_id: str) -> dict:
+        """A dead letter sent again: pending, due now, with the webhook's `max_attempts` afresh (409 conflict
+        for a delivery that is not dead)."""
+        tenant = await self._tenant(api_key)
+        return await self.streams.retry_delivery.remote(tenant.tenant_id, webhook_id, delivery_id)
 
     # ---- hooks the Ingress calls from its own operations --------------------------------------------------
     async def _streams_around_key_rotation(self, tenant_id: str, rotate) -> dict:

@@ -16,13 +16,15 @@ from ray.serve.handle import DeploymentHandle
 
 from securegate import errors
 from securegate.settings import Settings
+from streams.promotion import UnknownNotFound, UnknownOfAnotherModel
 from streams.service import InvalidStream, StreamNotFound, StreamService, TooManyStreams
 
 log = logging.getLogger("ray.serve")
 
 
 # The service's domain errors → the API's codes (they travel to the Ingress inside Ray's error wrapper).
-TRANSLATED = {StreamNotFound: errors.NotFound, InvalidStream: errors.InvalidRequest, TooManyStreams: errors.Conflict}
+TRANSLATED = {StreamNotFound: errors.NotFound, InvalidStream: errors.InvalidRequest, TooManyStreams: errors.Conflict,
+              UnknownNotFound: errors.NotFound, UnknownOfAnotherModel: errors.ModelMismatch}
 
 
 def translated(method):
@@ -33,9 +35,12 @@ def translated(method):
             return await method(self, *args, **kwargs)
         except tuple(TRANSLATED) as exc:
             raise TRANSLATED[type(exc)](str(exc)) from None
-        except ValueError as exc:
-            if "decodable image" in str(exc):
-                raise errors.InvalidImage(str(exc)) from None
+        except Exception as exc:
+            # An API error raised further down (a worker's InvalidImage) arrives wrapped in Ray's task error, whose
+            # text carries the worker's task header: answer with the error itself.
+            cause = errors.root_cause(exc)
+            if isinstance(cause, errors.ApiError):
+                raise cause from None
             raise
 
     return wrapper
@@ -127,12 +132,12 @@ class StreamRouter:
         return await self._started().list_unknowns(tenant_id)
 
     @translated
-    async def take_unknown(self, tenant_id: str, unknown_id: str):
-        return await self._started().take_unknown(tenant_id, unknown_id)
+    async def take_unknown(self, tenant, unknown_id: str):
+        return await self._started().take_unknown(tenant, unknown_id)
 
     @translated
-    async def promoted(self, tenant_id: str, unknown_id: str, person_id: str, external_id: str | None) -> int:
-        return await self._started().promoted(tenant_id, unknown_id, person_id, external_id)
+    async def promote_unknown(self, tenant, unknown_id: str, external_id: str | None, metadata: dict, principal: str) -> dict:
+        return await self._started().promote_unknown(tenant, unknown_id, external_id, metadata, principal)
 
     @translated
     async def person_merged(self, tenant_id: str, merged_person_id: str, person_id: str, external_id: str | None) -> int:
@@ -162,3 +167,7 @@ class StreamRouter:
     @translated
     async def deliveries(self, tenant_id: str, webhook_id: str, state: str | None, limit: int) -> list[dict]:
         return await self._started().deliveries(tenant_id, webhook_id, state, limit)
+
+    @translated
+    async def retry_delivery(self, tenant_id: str, webhook_id: str, delivery_id: str) -> dict:
+        return await self._started().retry_delivery(tenant_id, webhook_id, delivery_id)

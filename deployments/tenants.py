@@ -23,6 +23,7 @@ from tenancy.admin_keys import AdminKey
 from tenancy.gallery import TenantGallery
 from tenancy.ratelimit import RateLimiter
 from tenancy.service import TenantService
+from tenancy.storage import DataDisk
 from tenancy.tenant import Tenant
 
 log = logging.getLogger("ray.serve")
@@ -40,6 +41,8 @@ def as_api_errors(method):
             mapped = errors.declared_api_error(exc)
             if mapped is None:
                 raise
+            if isinstance(mapped, errors.InsufficientStorage):
+                self.disk_full(True)
             raise mapped from None
 
     return wrapper
@@ -59,6 +62,8 @@ class TenantRouter:
             embedders=embedders,
         )
         self.retention_check_s = cfg.tenancy.retention_check_s
+        self.data_disk = DataDisk(cfg.data_dir)
+        self._disk_full = False
         self.rate_limiter = RateLimiter()
         self.embedders = dict(embedders or {})
         self._thresholds: dict[str, float] | None = None  # {model id: its default threshold}, of the packs served
@@ -91,11 +96,24 @@ class TenantRouter:
                 if loop_time >= next_retention:
                     next_retention = loop_time + self.retention_check_s
                     await self.service.enforce_retention()
+                if self._disk_full:
+                    await self.storage()
                 await self.service.checkpoint_audits()
                 await self.service.evict_idle()
                 metrics.active_tenants().set(len(self.service.active_tenants()))
             except Exception:  # housekeeping: log and keep serving
                 log.exception("tenant housekeeping failed")
+
+    # ---- the data disk (tenancy/storage.py) ---
+    async def storage(self) -> dict:
+        """{writable, free_bytes} of the data disk, probed with a durable write now (readiness)."""
+        checked = await asyncio.to_thread(self.data_disk.check)
+        self.disk_full(not checked["writable"])
+        return checked
+
+    def disk_full(self, full: bool) -> None:
+        self._disk_full = full  # while set, housekeeping probes the disk until it takes writes again
+        metrics.data_disk_full().set(int(full), tags={"data_dir": str(self.data_disk.data_dir)})
 
     # ---- credentials and tenants (admin) ------------------------------------------------------------------
     @as_api_errors
@@ -212,6 +230,14 @@ class TenantRouter:
         return await self._gallery(self.gallery.list_persons, request)
 
     @as_api_errors
+    async def find_person(self, request: op.FindPerson) -> op.PersonPage:
+        return await self._gallery(self.gallery.find_person, request)
+
+    @as_api_errors
+    async def create_person_with_faces(self, request: op.CreatePersonWithFaces) -> op.PersonWithFacesCreated:
+        return await self._gallery(self.gallery.create_person_with_faces, request)
+
+    @as_api_errors
     async def delete_person(self, request: op.DeletePerson) -> op.Done:
         return await self._gallery(self.gallery.delete_person, request)
 
@@ -282,6 +308,23 @@ class TenantRouter:
     @as_api_errors
     async def org_audit_events(self, since: int, limit: int) -> list[dict]:
         return self.service.org_audit_events(since, limit)
+
+    @as_api_errors
+    async def org_record(self, principal: str, action: str, details: dict | None = None) -> int:
+        """An entry in the org audit (the Ingress records admin reads: who looked at what)."""
+        return await self.service.org_record(principal, action, details=details)
+
+    @as_api_errors
+    async def erasure_receipt(self, tenant_id: str) -> dict:
+        """The signed erasure receipt of a deleted tenant, with the public key that checks it."""
+        found = await self.service.audit.erasure_receipt(tenant_id)
+        if found is None:
+            raise errors.NotFound(f"no signed erasure receipt for tenant {tenant_id}")
+        return found
+
+    @as_api_errors
+    async def signing_keys(self) -> list[dict]:
+        return await self.service.audit.signing_keys()
 
     async def resume_rotations(self) -> list[str]:
         return await self.service.resume_rotations()

@@ -52,6 +52,26 @@ def pair_scores(embeddings: np.ndarray, labels: np.ndarray) -> PairScores:
     return PairScores(np.concatenate(genuine), np.concatenate(impostor), np.concatenate(gen_label))
 
 
+def pair_minimum(values: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per pair, the smaller of its two images' `values` (e.g. a quality band: a pair is as good as its worse
+    face), as (genuine, impostor) in the order `pair_scores` gives the pairs."""
+    values = np.asarray(values)
+    labels = np.asarray(labels)
+    n = len(labels)
+    genuine, impostor = [], []
+    for start in range(0, n, _BLOCK):
+        stop = min(start + _BLOCK, n)
+        rows = np.arange(start, stop)[:, None]
+        upper = np.arange(start, n)[None, :] > rows
+        same = labels[start:stop, None] == labels[None, start:]
+        lower = np.minimum(values[start:stop, None], values[None, start:])
+        genuine.append(lower[upper & same])
+        impostor.append(lower[upper & ~same])
+    if not genuine:
+        return values[:0], values[:0]
+    return np.concatenate(genuine), np.concatenate(impostor)
+
+
 def far_frr(genuine: np.ndarray, impostor: np.ndarray, thresholds: np.ndarray | Sequence[float]
             ) -> tuple[np.ndarray, np.ndarray]:
     """(FAR, FRR) at each threshold. Sorting once and binary-searching makes this O((G+I) log) for any

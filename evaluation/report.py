@@ -19,9 +19,12 @@ from evaluation.metrics import (
     far_upper_bound,
     group_frr,
     identification_accuracy,
+    pair_minimum,
     pair_scores,
     threshold_at_far,
 )
+
+from vision.quality import QUALITY_BANDS, band
 
 TARGET_FARS = (1e-2, 1e-3, 1e-4)
 GRID = np.round(np.arange(0.0, 1.0001, 0.05), 2)  # thresholds reported in the table; cosine in [-1, 1]
@@ -37,8 +40,10 @@ class Evaluation:
 
 
 def build_report(scores: PairScores, embeddings: np.ndarray, labels: np.ndarray, paths: Sequence[str], *,
-                 target_far: float, group_map: dict[str, dict[str, str]] | None = None) -> dict:
-    """Every number of report.json that follows from the scores (no models needed)."""
+                 target_far: float, group_map: dict[str, dict[str, str]] | None = None,
+                 quality: np.ndarray | None = None) -> dict:
+    """Every number of report.json that follows from the scores (no models needed); `quality` (one
+    vision.quality FaceQuality.score per image) adds FAR/FRR per quality band."""
     gen, imp = scores.genuine, scores.impostor
 
     def at(t: float) -> dict:
@@ -92,7 +97,28 @@ def build_report(scores: PairScores, embeddings: np.ndarray, labels: np.ndarray,
     report["identification"] = _identification(embeddings, labels, paths)
     if group_map is not None:
         report["groups"] = _groups(scores, embeddings, labels, group_map, chosen)
+    if quality is not None:
+        report["quality_bands"] = _quality_bands(scores, labels, np.asarray(quality, np.float64), chosen)
     return report
+
+
+def _quality_bands(scores: PairScores, labels: np.ndarray, quality: np.ndarray, chosen: dict) -> dict:
+    """FAR/FRR at the chosen threshold per quality band, a pair being in the band of its worse face: whether
+    one threshold serves good and poor faces alike (a lower bar for poor faces is how wrong names happen)."""
+    t = float(chosen["threshold"])
+    bands = np.array([band(q) for q in quality])
+    gen_band, imp_band = pair_minimum(bands, labels)
+    out = {"threshold": t, "score": "vision.quality FaceQuality.score", "bands": {}}
+    for i, (name, lowest) in enumerate(QUALITY_BANDS):
+        gen, imp = scores.genuine[gen_band == i], scores.impostor[imp_band == i]
+        far, frr = far_frr(gen, imp, [t])
+        out["bands"][name] = {
+            "lowest_score": lowest, "images": int(np.sum(bands == i)), "genuine_pairs": int(gen.size),
+            "impostor_pairs": int(imp.size), "far": float(far[0]) if imp.size else None,
+            "frr": float(frr[0]) if gen.size else None, "genuine_min": float(gen.min()) if gen.size else None,
+            "impostor_max": float(imp.max()) if imp.size else None,
+            "far_upper_95": far_upper_bound(int(round(far[0] * imp.size)), imp.size) if imp.size else None}
+    return out
 
 
 def _identification(embeddings: np.ndarray, labels: np.ndarray, paths: Sequence[str]) -> dict:
@@ -194,6 +220,15 @@ def summary_markdown(r: dict) -> str:
                 flag = " **FLAGGED: FRR > 2x best group**" if info["flagged"] else ""
                 lines.append(f"- {attribute}={name}: FRR {info['frr']:.2%} ({info['false_rejects']}/"
                              f"{info['genuine_pairs']}){flag}")
+    if "quality_bands" in r:
+        q = r["quality_bands"]
+        lines += ["", f"Quality bands at threshold {q['threshold']:.4f} (a pair is in the band of its worse face):", "",
+                  "| band | images | genuine pairs | FRR | impostor pairs | FAR | worst impostor |", "|---|---|---|---|---|---|---|"]
+        pct = lambda v: "—" if v is None else f"{v:.2%}"  # noqa: E731
+        for name, b in q["bands"].items():
+            worst = "—" if b["impostor_max"] is None else f"{b['impostor_max']:.3f}"
+            lines.append(f"| {name} (score ≥ {b['lowest_score']}) | {b['images']} | {b['genuine_pairs']} | {pct(b['frr'])} | "
+                         f"{b['impostor_pairs']} | {pct(b['far'])} | {worst} |")
     skipped = r["dataset"]["skipped"]
     lines += ["", f"Skipped images ({len(skipped)}):"] + [
         f"- `{s['path']}`: {s['reason']}" + (f" ({s['faces']} faces)" if s.get("faces") else "") for s in skipped

@@ -32,6 +32,7 @@ def evaluate(directory: str | os.PathLike, *, models: str | None = None, groups:
     from vision.detector import FaceDetector
     from vision.embedder import FaceEmbedder
     from vision.packs import resolve_pack
+    from vision.quality import measure
     from vision.runtime import onnx_providers
     from securegate.settings import Settings
 
@@ -54,7 +55,7 @@ def evaluate(directory: str | os.PathLike, *, models: str | None = None, groups:
     embedder = FaceEmbedder(pack, providers, threads=threads or settings.embedder.threads)
     batch = settings.embedder.max_batch_size
 
-    crops, labels, paths, skipped = [], [], [], []
+    crops, labels, paths, skipped, qualities = [], [], [], [], []
     items = [(ident, f) for ident, files in dataset.items() for f in files]
     # insightface's norm_crop warns once per face about a scikit-image deprecation; it would shred the
     # progress bar and says nothing about the evaluation.
@@ -73,6 +74,7 @@ def evaluate(directory: str | os.PathLike, *, models: str | None = None, groups:
                                 "faces": len(faces)})
                 continue
             crops.append(faces[0].crop)
+            qualities.append(measure(faces[0].bbox, faces[0].landmarks, faces[0].crop, faces[0].score).score())
             labels.append(ident)
             paths.append(str(path))
 
@@ -87,7 +89,8 @@ def evaluate(directory: str | os.PathLike, *, models: str | None = None, groups:
                          f"{scores.impostor.size} impostor pairs: need at least one identity with 2 usable "
                          "images and 2 identities with a usable image")
 
-    report = build_report(scores, embeddings, label_arr, paths, target_far=target_far, group_map=group_map)
+    report = build_report(scores, embeddings, label_arr, paths, target_far=target_far, group_map=group_map,
+                          quality=np.array(qualities))
     per_identity = {ident: {"images": len(files), "used": int(np.sum(label_arr == ident))} for ident, files in dataset.items()}
     report["dataset"] = {
         "dir": str(root),
@@ -111,7 +114,7 @@ def evaluate(directory: str | os.PathLike, *, models: str | None = None, groups:
                           "max_image_pixels": settings.limits.max_image_pixels, "embed_batch_size": batch,
                           "providers": embedder.providers}
     report["elapsed_s"] = round(time.time() - started, 2)
-    order = ["generated_at", "counts", "model", "chosen", "eer", "target_far", "identification", "groups", "grid",
+    order = ["generated_at", "counts", "model", "chosen", "eer", "target_far", "identification", "groups", "quality_bands", "grid",
              "scores", "dataset", "pipeline", "elapsed_s", "conventions"]
     report = {k: report[k] for k in order if k in report}
     return Evaluation(report, scores, embeddings, labels, paths)

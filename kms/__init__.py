@@ -5,7 +5,8 @@ This package imports nothing else of SecureGate's: it can be audited, tested and
     org root key (OEK, in a KeyProvider) -> tenant TEK -> tenant CEK v1, v2, ... -> per-call data key
 
 Entry points: `KeyManager` (service wrapper), `Keyring` (hierarchy), `build_provider` (config),
-`RecordCipher` (record encryption), `MacTag` (provider MACs for tamper-evident checkpoints) and the
+`RecordCipher` (record encryption), `MacTag` (provider MACs for tamper-evident checkpoints), `Signature`
+(provider signatures a third party checks with the public key), head anchors (kms/anchors.py) and the
 typed errors in `kms.errors`.
 """
 
@@ -20,7 +21,7 @@ from kms.errors import (
     is_transient,
 )
 from kms.keyring import DataKey, Keyring
-from kms.providers.base import MacTag
+from kms.providers.base import SIGNATURE_ALGORITHM, MacTag, Signature, SigningKey
 from kms.records import InvalidRecord, RecordCipher, SealedRecord
 from kms.manager import KeyManager
 
@@ -34,6 +35,9 @@ __all__ = [
     "Keyring",
     "KmsError",
     "MacTag",
+    "SIGNATURE_ALGORITHM",
+    "Signature",
+    "SigningKey",
     "ProviderUnavailable",
     "RecordCipher",
     "SealedRecord",

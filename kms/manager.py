@@ -11,10 +11,11 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from kms.anchors import HeadAnchors
 from kms.config import build_provider
 from kms.errors import KmsError, ProviderUnavailable
 from kms.keyring import DataKey, Keyring
-from kms.providers.base import EncryptionContext, KeyProvider, MacTag
+from kms.providers.base import EncryptionContext, KeyProvider, MacTag, Signature, SigningKey
 
 T = TypeVar("T")
 
@@ -86,6 +87,12 @@ class _BoundedProvider:
     def verify_mac(self, message: bytes, tag: MacTag, context: EncryptionContext) -> bool:
         return self._bounded("verify_mac", lambda: self.inner.verify_mac(message, tag, context))
 
+    def sign(self, message: bytes) -> Signature:
+        return self._bounded("sign", lambda: self.inner.sign(message))
+
+    def signing_keys(self) -> list[SigningKey]:
+        return self._bounded("signing_keys", self.inner.signing_keys)
+
 
 class KeyManager:
     """Owns the provider and the Keyring; every public method and provider call is reported to `observe`.
@@ -109,6 +116,7 @@ class KeyManager:
             inner, observe, max_concurrent, float(config.get("provider_queue_timeout_s", 5.0))
         )
         self.keyring = Keyring(self._provider, keystore_path, cache_ttl_s=float(config.get("cache_ttl_s", 60.0)))
+        self.anchors = HeadAnchors(keystore_path)  # newest heads of logs kept outside their own files
 
     def create_tenant(self, tenant_id: str) -> None:
         _timed(self._observe, "create_tenant", lambda: self.keyring.create_tenant(tenant_id))
@@ -157,6 +165,24 @@ class KeyManager:
                 return False
         return _timed(self._observe, "verify_mac", lambda: self._provider.verify_mac(message, tag, context))
 
+    def sign(self, message: bytes) -> Signature:
+        """ECDSA P-256 / SHA-256 over `message` with the provider's signing key (anyone holding its public key,
+        `signing_keys`, can check it without us). The caller makes the message say what it is."""
+        return _timed(self._observe, "sign", lambda: self._provider.sign(message))
+
+    def signing_keys(self) -> list[SigningKey]:
+        """The public keys that check our signatures, the current one first."""
+        return _timed(self._observe, "signing_keys", self._provider.signing_keys)
+
+    def anchor(self, name: str, seq: int, record: bytes) -> bool:
+        """Keep `record` (a log's checkpoint, MACed by the provider) as the head anchor `name`, if it is beyond
+        the stored one; False when it is not (an anchor never moves back)."""
+        return _timed(self._observe, "anchor", lambda: self.anchors.advance(name, seq, record))
+
+    def anchored(self, name: str) -> tuple[int, bytes] | None:
+        """(seq, record) of the head anchor `name`, or None."""
+        return _timed(self._observe, "anchored", lambda: self.anchors.get(name))
+
     def ready(self) -> bool:
         """Readiness: the provider answers a cheap probe. Never raises."""
         try:
@@ -166,6 +192,7 @@ class KeyManager:
             return False
 
     def close(self) -> None:
+        self.anchors.close()
         self.keyring.close()
 
 

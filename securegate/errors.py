@@ -10,9 +10,11 @@ module, the bottom layer, imports none of them and neither does the HTTP ingress
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import math
+import re
 
 
 class ApiError(Exception):
@@ -25,7 +27,7 @@ class ApiError(Exception):
         self.details = details
 
     def body(self) -> dict:
-        err = {"code": self.code, "message": self.message}
+        err = {"code": self.code, "message": public_message(self.message) or self.code}
         if self.details:
             err.update(self.details)
         return {"error": err}
@@ -55,6 +57,8 @@ SamePerson = _error("SamePerson", 409, "same_person")
 PayloadTooLarge = _error("PayloadTooLarge", 413, "payload_too_large")
 UriTooLong = _error("UriTooLong", 414, "uri_too_long")
 ImageTooLarge = _error("ImageTooLarge", 413, "image_too_large")
+# A raw body (a pushed camera frame) sent as a media type the endpoint does not take.
+UnsupportedMediaType = _error("UnsupportedMediaType", 415, "unsupported_media_type")
 NoFace = _error("NoFace", 422, "no_face")
 MultipleFaces = _error("MultipleFaces", 422, "multiple_faces")
 LowQuality = _error("LowQuality", 422, "low_quality")
@@ -66,10 +70,16 @@ CorruptRecord = _error("CorruptRecord", 500, "corrupt_record")  # stored data fa
 KmsUnavailable = _error("KmsUnavailable", 503, "kms_unavailable")
 ServiceUnavailable = _error("ServiceUnavailable", 503, "unavailable")  # retry: a dependency is restarting
 NotReady = _error("NotReady", 503, "not_ready")
-# Past capacity: a deployment's queue (Serve's max_queued_requests) is full. Nothing was done; retry after
-# `retry_after_s`. A bounded queue answers at once instead of letting every caller wait seconds.
+# Past capacity: the image's expected wait would pass the latency budget (deployments/admission.py), or a
+# deployment's queue (Serve's max_queued_requests, the backstop) is full. Nothing was done; retry after
+# `retry_after_s`. Answered at once instead of letting every caller wait seconds.
 Overloaded = _error("Overloaded", 503, "overloaded")
 OVERLOAD_RETRY_AFTER_S = 1.0
+# The data disk is full (SQLite's SQLITE_FULL, ENOSPC): nothing of the request was stored. Writes resume on
+# their own once space is freed; retry after `retry_after_s`.
+InsufficientStorage = _error("InsufficientStorage", 507, "insufficient_storage")
+DISK_FULL_RETRY_AFTER_S = 30.0
+DISK_FULL_MESSAGE = "the data disk is full: nothing was stored; retry once space has been freed on the server"
 
 
 def retry_after_header(seconds: float) -> str:
@@ -79,14 +89,35 @@ def retry_after_header(seconds: float) -> str:
 
 def declared_api_error(exc: BaseException) -> ApiError | None:
     """The API error that `exc` (or the exception Ray wrapped in it) declares with `api_error`, carrying the
-    details of its `api_details()`; None when it declares none."""
+    details of its `api_details()`; a full disk, wherever it was hit, is InsufficientStorage; None otherwise."""
     cause = root_cause(exc)
     for candidate in (cause, exc):
         kind = getattr(type(candidate), "api_error", None)
         if kind is not None:
             details = candidate.api_details() if hasattr(candidate, "api_details") else {}
             return kind(_first_line(cause) or kind.code, **details)
+    if disk_full(exc):
+        return InsufficientStorage(DISK_FULL_MESSAGE, retry_after_s=DISK_FULL_RETRY_AFTER_S)
     return None
+
+
+@functools.cache
+def _disk_full_errors() -> tuple[type[BaseException], ...]:
+    try:  # the service's SQLite driver; the typed client (which imports this module) does not need it
+        import apsw
+    except ImportError:
+        return ()
+    return (apsw.FullError,)
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether `exc`, or what it wraps, is a write refused for want of space: SQLITE_FULL, or ENOSPC / EDQUOT."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, _disk_full_errors()) or (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)):
+            return True
+        exc, seen = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__, seen + 1
+    return False
 
 
 @functools.cache
@@ -118,7 +149,30 @@ def to_api_error(exc: BaseException) -> ApiError:
 
 
 def _first_line(exc) -> str:
-    return str(exc).splitlines()[0] if str(exc) else ""
+    return public_message(str(exc))
+
+
+# What Ray puts in front of a remote error's text: its task header ("ray::StreamWorker.push_frame() (pid=12,
+# ip=10.0.0.1, actor_id=...)") and a traceback, the error's own line last. Process ids, addresses and our
+# code's layout: never answered.
+_RAY_HEADER = re.compile(r"ray::\S*(?:\s*\([^)]*\))?:?\s*")
+_TRACEBACK = re.compile(r"^\s*(Traceback \(most recent call last\)|File \")", re.M)
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # Ray colours its task header for terminals
+_ERROR_TYPE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception|Exit)(?:\([^)]*\))?:\s*")
+
+
+def public_message(text: str) -> str:
+    """An error's text fit for a client: one line, without Ray's task header or a traceback (a remote error's
+    text gives its last line, the error's own, without the exception's type)."""
+    text = _ANSI.sub("", str(text))
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        return ""
+    if _RAY_HEADER.match(lines[0].strip()) or _TRACEBACK.search(text):
+        line = _ERROR_TYPE.sub("", lines[-1].strip()) if len(lines) > 1 else ""
+    else:
+        line = lines[0]
+    return _RAY_HEADER.sub("", line).strip()
 
 
 def root_cause(exc: BaseException) -> BaseException:

@@ -75,6 +75,14 @@ def active_tenants():
 
 
 @functools.cache
+def data_disk_full():
+    from ray.util.metrics import Gauge
+
+    return Gauge("securegate_data_disk_full", description="1 while the data disk refuses writes (full), else 0",
+                 tag_keys=("data_dir",))
+
+
+@functools.cache
 def search_seconds():
     from ray.util.metrics import Histogram
 

@@ -377,6 +377,10 @@ class AuditVerification(BaseModel):
     checkpoints: int = Field(..., description="checkpoints whose MAC verified")
     last_checkpoint_seq: int
     unsealed_tail: int = Field(..., description="entries after the newest checkpoint: hash-linked, not yet MACed")
+    anchored_seq: int | None = Field(None, description="where the copy of the chain's newest checkpoint kept outside "
+                                     "its file says it reaches (entries cut below it show as truncated); None: no copy yet")
+    anchored_in: str | None = Field(None, description="where that copy is kept: org_audit (a tenant chain's mirror) "
+                                    "or key_store (the org chain's anchor)")
 
 
 class OrgAuditEvent(BaseModel):
@@ -391,6 +395,32 @@ class OrgAuditEvent(BaseModel):
 class OrgAuditPage(BaseModel):
     events: list[OrgAuditEvent]
     next_since: int
+
+
+class ReceiptSignature(BaseModel):
+    key_id: str = Field(..., description="the signing key (a KMS key ARN, an HSM label, local:vN)")
+    algorithm: str = Field(..., examples=["ECDSA_P256_SHA256"])
+    value: str = Field(..., description="base64 of the DER ECDSA signature over the receipt's canonical JSON "
+                       "(keys sorted, separators ',' and ':', UTF-8)")
+    public_key_pem: str | None = Field(None, description="the key that checks it (also at GET /v1/erasure-receipts/keys)")
+
+
+class ErasureReceipt(BaseModel):
+    """What was destroyed when a tenant was erased, signed so that anyone holding the public key can check it."""
+
+    receipt: dict[str, Any] = Field(..., description="type, tenant_id, deleted_at (ISO 8601), counts, key_ids")
+    signature: ReceiptSignature
+    org_audit_seq: int = Field(..., description="the org audit entry that holds it")
+
+
+class SigningKeyView(BaseModel):
+    key_id: str
+    algorithm: str
+    public_key_pem: str
+
+
+class SigningKeys(BaseModel):
+    keys: list[SigningKeyView] = Field(..., description="the current key first; older ones check older receipts")
 
 
 # ---- keys and health ----------------------------------------------------------------------------------------
@@ -460,3 +490,4 @@ class Readiness(BaseModel):
     detector: dict[str, Any]
     embedder: dict[str, Any]
     keys: bool
+    storage: dict[str, Any] = Field(default_factory=dict, description="the data disk: writable, free_bytes")

@@ -62,6 +62,9 @@ class KeySettings(Strict):
     options: dict[str, Any] = Field(default_factory=dict)
     cache_ttl_s: float = Field(60.0, ge=0)
     max_concurrent_provider_calls: int = Field(8, ge=1)
+    keystore_dir: str | None = Field(None, description="where the key store (wrapped tenant keys, the org audit's head "
+                                     "anchor) and the local root key live; None = {data_dir}/keys. Another volume "
+                                     "than the data dir keeps the audit's anchor out of reach of its writers")
 
 
 class TenancySettings(Strict):
@@ -123,6 +126,10 @@ class Settings(Strict):
             if name == DEFAULT_PACK or not re.fullmatch(PACK_NAME_PATTERN, name):
                 raise ValueError(f"pack name {name!r} must match {PACK_NAME_PATTERN} and not be {DEFAULT_PACK!r}")
         return packs
+
+    def keys_dir(self) -> Path:
+        """The KeyService's directory: `keys.keystore_dir`, else {data_dir}/keys."""
+        return Path(self.keys.keystore_dir or Path(self.data_dir) / "keys").expanduser()
 
     def pack_source(self, name: str) -> str | None:
         """Where the pack named `name` comes from (None: the default resolution of `models`)."""

@@ -10,19 +10,14 @@ The StreamRouter deployment wraps it (one replica: it is the one writer of every
   tenant's unknowns (cosine, the tenant's threshold); the same stranger gets the same id on every camera
   and every visit. Vectors are sealed like faces and follow the tenant's retention and deletion.
 - Live events: `wait_events` long-polls (the Ingress turns it into Server-Sent Events); webhooks get each
-  new event as a JSON body signed with HMAC-SHA256 (`X-SecureGate-Signature: sha256=<hex>`), retried with
-  exponential backoff, then dead-lettered after `webhook_max_attempts`.
+  new event signed as Standard Webhooks, retried, then dead-lettered (`streams.webhooks`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hashlib
-import hmac
-import json
 import logging
-import secrets
 import time
 import uuid
 from pathlib import Path
@@ -34,7 +29,9 @@ import ray
 from kms.records import RecordCipher
 from securegate import errors
 from streams.sources import file_path, redact_text, redact_url, source_kind
+from streams.promotion import UnknownPromotion
 from streams.store import CameraStore, events_path
+from streams.webhooks import WebhookDeliveries, new_secret
 from streams.worker import NAMESPACE, StreamWorkerActor, worker_name
 
 log = logging.getLogger(__name__)
@@ -53,6 +50,12 @@ class InvalidStream(ValueError):
 
 class TooManyStreams(ValueError):
     """The tenant has `max_streams_per_tenant` streams already."""
+
+
+class DeliveryNotDead(Exception):
+    """Only a dead-lettered webhook delivery can be retried."""
+
+    api_error = errors.Conflict
 
 
 class _Ciphers:
@@ -89,7 +92,9 @@ class StreamService:
         self._cooldown: dict[tuple[str, str, str], tuple[int, float]] = {}  # (tenant, camera, identity) -> (seq, last_seen)
         self._unknowns: dict[str, dict[str, dict]] = {}  # tenant -> unknown id -> {vectors, ...}
         self._new_event: dict[str, asyncio.Condition] = {}
-        self._deliver_now = asyncio.Event()
+        self.webhooks = WebhookDeliveries(self._stores, self.ciphers, self.cfg)
+        self.promotions = UnknownPromotion(self.store, self.ciphers, self._unknown_index, tenants, self._cooldowns_follow)
+        self._camera_model: str | None = None  # model id of the Embedder cameras embed with (the default pack's)
         self._background: list[asyncio.Task] = []
         self._model_threshold: float | None = None
         self._ciphers: dict[str, tuple[float, _Ciphers]] = {}  # tenant -> (expires, ciphers)
@@ -138,7 +143,7 @@ class StreamService:
     def start_background(self) -> None:
         if not self._background:
             loop = asyncio.get_running_loop()
-            self._background = [loop.create_task(self._resume_all()), loop.create_task(self._deliver_forever()),
+            self._background = [loop.create_task(self._resume_all()), loop.create_task(self.webhooks.forever()),
                                 loop.create_task(self._retention_forever()), loop.create_task(self._watch_workers())]
 
     # ---- streams ------------------------------------------------------------------------------------------
@@ -226,7 +231,7 @@ class StreamService:
         if not stream["config"].get("enabled", True):
             raise InvalidStream("the stream is disabled")
         worker = await self._ensure_worker(tenant_id, stream_id)
-        return await worker.push_frame.remote(jpeg, captured_at)
+        return await worker.push_frame.remote(jpeg, captured_at, self.settings.limits.max_image_pixels)
 
     async def worker_config(self, tenant_id: str, stream_id: str) -> dict | None:
         """What a (re)started worker needs: the decrypted URL, the tenant, threshold and quality gates."""
@@ -313,6 +318,11 @@ class StreamService:
         for path in sorted((self.data_dir / "tenants").glob("*/events.db")):
             tenant_id = path.parent.name
             try:
+                if self.store(tenant_id).pending_promotions():
+                    await self.promotions.recover(await self.tenants.tenant.remote(tenant_id))
+            except Exception:
+                log.exception("could not finish the pending promotions of tenant %s", tenant_id)
+            try:
                 for stream in self.store(tenant_id).streams(await self.ciphers(tenant_id)):
                     if stream["config"].get("enabled", True):
                         await self._ensure_worker(tenant_id, stream["stream_id"])
@@ -362,18 +372,20 @@ class StreamService:
                     "tracks": current.get("tracks", 1) + 1,
                     "track_length": current.get("track_length", 0) + sighting["track_length"],
                     "best_similarity": _max(current.get("best_similarity"), sighting.get("best_similarity")),
-                    "last_offset_s": sighting["last_offset_s"]})
+                    "last_offset_s": sighting["last_offset_s"], **_best_frame(current, sighting)})
                 self._cooldown[key] = (seq, sighting["last_seen"])
                 return seq
         payload.update(best_similarity=_round(sighting.get("best_similarity")), track_length=sighting["track_length"],
-                       tracks=1, first_offset_s=sighting["first_offset_s"], last_offset_s=sighting["last_offset_s"],
-                       latency_s=round(time.time() - sighting["first_seen"], 4))
+                       votes=sighting.get("votes", 0), votes_for=sighting.get("votes_for", 0),
+                       decided_by=sighting.get("decided_by"), tracks=1,
+                       first_offset_s=sighting["first_offset_s"], last_offset_s=sighting["last_offset_s"],
+                       latency_s=round(time.time() - sighting["first_seen"], 4), **_best_frame({}, sighting))
         event = store.add_event(ciphers.current, event_kind, stream_id, sighting["first_seen"], sighting["last_seen"], payload)
         self._cooldown[key] = (event["seq"], sighting["last_seen"])
         for webhook in store.webhooks(ciphers):
             if not webhook["kinds"] or event_kind in webhook["kinds"]:
                 store.add_delivery(webhook["webhook_id"], event["seq"])
-        self._deliver_now.set()
+        self.webhooks.wake.set()
         condition = self._condition(tenant_id)
         async with condition:
             condition.notify_all()
@@ -391,23 +403,38 @@ class StreamService:
         store.update_event(ciphers.current, ciphers, seq, final["last_seen"], {
             "best_similarity": _round(_max(current.get("best_similarity"), final.get("best_similarity"))),
             "last_offset_s": max(current.get("last_offset_s", 0), final["last_offset_s"]),
-            "track_length": max(current.get("track_length", 0), final["track_length"])})
+            "track_length": max(current.get("track_length", 0), final["track_length"]), **_best_frame(current, final)})
         for key, (s, last) in list(self._cooldown.items()):
             if s == seq and key[0] == tenant_id:
                 self._cooldown[key] = (seq, max(last, final["last_seen"]))
 
     # ---- re-identification of unknowns ------------------------------------------------------------------
+    async def camera_model(self) -> str:
+        """The model cameras embed faces with: the default pack's Embedder (worker_config refuses tenants bound to
+        another). An unknown's vectors are sealed bound to it."""
+        if self._camera_model is None:
+            info = await self.embedder.info.remote()
+            self._camera_model = f"{info['name']}/{info['dim']}"
+        return self._camera_model
+
     async def _unknown_index(self, tenant_id: str, ciphers: _Ciphers) -> dict[str, dict]:
         if tenant_id not in self._unknowns:
-            self._unknowns[tenant_id] = self.store(tenant_id).unknowns(ciphers)
+            store = self.store(tenant_id)
+            # Unknowns from before they carried their model were embedded by the cameras' model, the only one
+            # that embeds camera faces: bound to it (re-sealed) once, when the file is first read.
+            store.bind_legacy_unknowns(ciphers, ciphers.current, await self.camera_model())
+            self._unknowns[tenant_id] = store.unknowns(ciphers)
         return self._unknowns[tenant_id]
 
     async def _reidentify(self, tenant_id: str, ciphers: _Ciphers, vector: np.ndarray, seen_at: float) -> str:
         config = await self.worker_config_threshold(tenant_id)
+        model = await self.camera_model()
         unknowns = await self._unknown_index(tenant_id, ciphers)
         vector = np.asarray(vector, np.float32)
         best_id, best = None, -2.0
         for unknown_id, entry in unknowns.items():
+            if entry["model"] != model:  # another model's vectors: their similarities mean nothing here
+                continue
             similarity = float(np.max(entry["vectors"] @ vector))
             if similarity > best:
                 best_id, best = unknown_id, similarity
@@ -418,8 +445,8 @@ class StreamService:
         else:
             best_id = "unk_" + uuid.uuid4().hex[:16]
             entry = unknowns[best_id] = {"unknown_id": best_id, "created_at": time.time(), "last_seen": seen_at,
-                                         "vectors": vector[None]}
-        self.store(tenant_id).put_unknown(ciphers.current, best_id, entry["vectors"], entry["created_at"], seen_at)
+                                         "vectors": vector[None], "model": model}
+        self.store(tenant_id).put_unknown(ciphers.current, best_id, entry["vectors"], entry["created_at"], seen_at, model)
         return best_id
 
     async def worker_config_threshold(self, tenant_id: str) -> float:
@@ -438,20 +465,14 @@ class StreamService:
         return [{"unknown_id": u["unknown_id"], "created_at": u["created_at"], "last_seen": u["last_seen"],
                  "samples": len(u["vectors"])} for u in sorted(unknowns.values(), key=lambda u: u["created_at"])]
 
-    async def take_unknown(self, tenant_id: str, unknown_id: str) -> np.ndarray:
-        """The unknown's vectors (for promotion); raises StreamNotFound when there is no such unknown."""
-        ciphers = await self.ciphers(tenant_id)
-        unknowns = await self._unknown_index(tenant_id, ciphers)
-        if unknown_id not in unknowns:
-            raise StreamNotFound(f"unknown {unknown_id} not found")
-        return unknowns[unknown_id]["vectors"]
+    async def take_unknown(self, tenant, unknown_id: str) -> np.ndarray:
+        """The unknown's vectors for the tenant's gallery (a rejection); refused when another model embedded them."""
+        return await self.promotions.vectors(tenant, unknown_id)
 
-    async def promoted(self, tenant_id: str, unknown_id: str, person_id: str, external_id: str | None) -> int:
-        """After promotion: the anonymous id is gone; its events now name the person."""
-        relinked = await self._relink(tenant_id, unknown_id, person_id, external_id)
-        self.store(tenant_id).delete_unknown(unknown_id)
-        self._unknowns.get(tenant_id, {}).pop(unknown_id, None)
-        return relinked
+    async def promote_unknown(self, tenant, unknown_id: str, external_id: str | None, metadata: dict, principal: str) -> dict:
+        """The anonymous id becomes a person with its samples as faces and its events naming them, all or
+        nothing (streams/promotion.py)."""
+        return await self.promotions.promote(tenant, unknown_id, external_id, metadata, principal)
 
     async def person_merged(self, tenant_id: str, merged_person_id: str, person_id: str, external_id: str | None) -> int:
         """After a merge: the merged person's events now name the surviving person (none if no camera file)."""
@@ -469,9 +490,13 @@ class StreamService:
             store.update_event(ciphers.current, ciphers, event["seq"], event["last_seen"],
                                {"person_id": person_id, "external_id": external_id})
             relinked += 1
+        self._cooldowns_follow(tenant_id, old_id, person_id)
+        return relinked
+
+    def _cooldowns_follow(self, tenant_id: str, old_id: str, person_id: str) -> None:
+        """Events of `old_id` now name `person_id`: so do the cooldowns running for it."""
         for key in [k for k in self._cooldown if k[0] == tenant_id and k[2] == old_id]:
             self._cooldown[(key[0], key[1], person_id)] = self._cooldown.pop(key)
-        return relinked
 
     async def forget_person(self, tenant_id: str, person_id: str) -> int:
         """A person was deleted: their events are deleted too (not just unlinked)."""
@@ -552,7 +577,7 @@ class StreamService:
             http_url = False
         if not http_url:
             raise InvalidStream("a webhook URL is http:// or https://")
-        secret = secrets.token_urlsafe(32)
+        secret = new_secret()
         ciphers = await self.ciphers(tenant_id, read=False)
         max_attempts = max_attempts or self.cfg.webhook_max_attempts
         webhook_id = self.store(tenant_id).add_webhook(ciphers.current, url, secret, kinds, max_attempts)
@@ -573,65 +598,22 @@ class StreamService:
         if not self.store(tenant_id).delete_webhook(webhook_id):
             raise StreamNotFound(f"webhook {webhook_id} not found")
 
+    async def retry_delivery(self, tenant_id: str, webhook_id: str, delivery_id: str) -> dict:
+        """A dead letter queued again with its attempts counted afresh; the delivery loop, which looks for due
+        deliveries at least twice a second, sends it with the webhook's current URL and secret."""
+        await self.deliveries(tenant_id, webhook_id, "dead", 1)  # the webhook is this tenant's
+        found = self.store(tenant_id).requeue_dead(webhook_id, delivery_id)
+        if found is None:
+            raise StreamNotFound(f"delivery {delivery_id} of webhook {webhook_id} not found")
+        before, delivery = found
+        if before != "dead":
+            raise DeliveryNotDead(f"delivery {delivery_id} is {before}, not dead: only a dead letter can be retried")
+        return delivery
+
     async def deliveries(self, tenant_id: str, webhook_id: str, state: str | None, limit: int) -> list[dict]:
         if webhook_id not in {w["webhook_id"] for w in await self.list_webhooks(tenant_id)}:
             raise StreamNotFound(f"webhook {webhook_id} not found")
         return self.store(tenant_id).deliveries(webhook_id, state, limit)
-
-    async def _deliver_forever(self) -> None:
-        import httpx
-
-        async with httpx.AsyncClient(timeout=self.cfg.webhook_timeout_s) as client:
-            while True:
-                try:
-                    await asyncio.wait_for(self._deliver_now.wait(), 0.5)
-                except asyncio.TimeoutError:
-                    pass
-                self._deliver_now.clear()
-                for tenant_id in list(self._stores):
-                    try:
-                        await self._deliver_due(client, tenant_id)
-                    except Exception:
-                        log.exception("webhook deliveries of %s failed", tenant_id)
-
-    async def _deliver_due(self, client, tenant_id: str) -> None:
-        store = self._stores.get(tenant_id)
-        if store is None:
-            return
-        due = store.due_deliveries(time.time())
-        if not due:
-            return
-        ciphers = await self.ciphers(tenant_id)
-        hooks = {w["webhook_id"]: w for w in store.webhooks(ciphers)}
-
-        async def deliver(delivery: dict) -> None:
-            hook = hooks.get(delivery["webhook_id"])
-            event = store.event(ciphers, delivery["seq"])
-            if hook is None or event is None:
-                store.update_delivery(delivery["delivery_id"], "dropped", delivery["attempts"], 0, None, "event or webhook deleted")
-                return
-            body = json.dumps({"delivery_id": delivery["delivery_id"], "event": event}, sort_keys=True).encode()
-            signature = hmac.new(hook["secret"].encode(), body, hashlib.sha256).hexdigest()
-            attempts = delivery["attempts"] + 1
-            status, error = None, None
-            try:
-                response = await client.post(hook["url"], content=body, headers={
-                    "Content-Type": "application/json", "X-SecureGate-Signature": f"sha256={signature}",
-                    "X-SecureGate-Delivery": delivery["delivery_id"], "X-SecureGate-Event": event["kind"]})
-                status = response.status_code
-                if 200 <= status < 300:
-                    store.update_delivery(delivery["delivery_id"], "delivered", attempts, 0, status, None)
-                    return
-                error = f"HTTP {status}"
-            except Exception as exc:
-                error = redact_text(f"{type(exc).__name__}: {exc}", hook["url"])[:300]
-            if attempts >= hook["max_attempts"]:
-                store.update_delivery(delivery["delivery_id"], "dead", attempts, 0, status, error)
-            else:
-                delay = self.cfg.webhook_backoff_s * 2 ** (attempts - 1)
-                store.update_delivery(delivery["delivery_id"], "pending", attempts, time.time() + delay, status, error)
-
-        await asyncio.gather(*(deliver(d) for d in due))
 
 
 def _max(a, b):
@@ -639,10 +621,12 @@ def _max(a, b):
     return max(values) if values else None
 
 
+def _best_frame(current: dict, sighting: dict) -> dict:
+    """The event's best face (the source frame of its thumbnail): the sighting's if better than the event's."""
+    if sighting.get("best_frame_quality") is None or current.get("best_frame_quality", -1.0) >= sighting["best_frame_quality"]:
+        return {}
+    return {"best_frame_offset_s": sighting["best_frame_offset_s"], "best_frame_quality": sighting["best_frame_quality"]}
+
+
 def _round(value):
     return None if value is None else round(float(value), 6)
-
-
-def signature(secret: str, body: bytes) -> str:
-    """What a webhook receiver computes to check `X-SecureGate-Signature` (sha256=<this>)."""
-    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()

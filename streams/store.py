@@ -1,10 +1,16 @@
 """A tenant's camera data at rest: `{data_dir}/tenants/{id}/events.db`, beside its faces, removed with them.
 
 Tables: `streams` (camera registrations; the name and the URL, which may hold credentials, sealed), `events` (sightings;
-who/what sealed), `unknowns` (anonymous re-identification vectors, sealed like faces), `webhooks` (URL and
-signing secret sealed) and `deliveries` (webhook delivery state, no payload: it is rebuilt from the event).
-Every sealed column is AES-256-GCM under the tenant's content key (KeyService purpose `events`), with
-associated data binding it to (tenant, table, row id): a row moved elsewhere does not open.
+who/what sealed), `unknowns` (anonymous re-identification vectors, sealed like faces, with the model that
+embedded them), `promotions` (an unknown being made a person: the person id chosen, so a retried or recovered
+promotion makes that one person), `webhooks` (URL and signing secret sealed) and `deliveries` (webhook delivery
+state, no payload: it is rebuilt from the event). Every sealed column is AES-256-GCM under the tenant's content
+key (KeyService purpose `events`), with associated data binding it to (tenant, table, row id), and an unknown's
+vectors also to their model: a row moved elsewhere, or relabelled with another model, does not open.
+
+Unknowns written before the model was bound (no `model`, the old associated data) are read as they are and
+bound to the model the caller names (`bind_legacy_unknowns`: the cameras' embedding model, the only one that
+ever embedded camera faces), re-sealed in one transaction.
 
 In clear, only what the queries need and nothing personal: row ids, times, the event kind and the camera
 id. Which person an event is about is inside the sealed payload, so `person=` filters and person deletion
@@ -39,8 +45,10 @@ def events_path(data_dir: str | Path, tenant_id: str) -> Path:
     return Path(data_dir) / "tenants" / tenant_id / "events.db"
 
 
-def _aad(tenant_id: str, table: str, row_id: str) -> bytes:
-    parts = [b"securegate.streams.v1", tenant_id.encode(), table.encode(), row_id.encode()]
+def _aad(tenant_id: str, table: str, row_id: str, *bound: str) -> bytes:
+    """(tenant, table, row id), then whatever else the value is bound to (an unknown's model); each part
+    length-prefixed, so no two tuples give the same bytes."""
+    parts = [b"securegate.streams.v1", tenant_id.encode(), table.encode(), row_id.encode(), *(b.encode() for b in bound)]
     return b"".join(len(p).to_bytes(4, "big") + p for p in parts)
 
 
@@ -52,7 +60,8 @@ CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, event_
     last_seen REAL NOT NULL, key_version INTEGER NOT NULL, nonce BLOB NOT NULL, payload BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS events_first_seen ON events(first_seen);
 CREATE TABLE IF NOT EXISTS unknowns (unknown_id TEXT PRIMARY KEY, created_at REAL NOT NULL, last_seen REAL NOT NULL,
-    samples INTEGER NOT NULL, key_version INTEGER NOT NULL, nonce BLOB NOT NULL, vectors BLOB NOT NULL);
+    samples INTEGER NOT NULL, key_version INTEGER NOT NULL, nonce BLOB NOT NULL, vectors BLOB NOT NULL, model TEXT);
+CREATE TABLE IF NOT EXISTS promotions (unknown_id TEXT PRIMARY KEY, person_id TEXT NOT NULL, started_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS webhooks (webhook_id TEXT PRIMARY KEY, created_at REAL NOT NULL, kinds TEXT NOT NULL,
     max_attempts INTEGER NOT NULL, key_version INTEGER NOT NULL, nonce BLOB NOT NULL, sealed BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS deliveries (delivery_id TEXT PRIMARY KEY, webhook_id TEXT NOT NULL, seq INTEGER NOT NULL,
@@ -67,18 +76,23 @@ class CameraStore:
         self.path, self.tenant_id = Path(path), tenant_id
         self._lock = threading.RLock()
         self._db = sqlite.connect(self.path)
-        self._db.execute(SCHEMA)
+        with self._db:
+            self._db.execute(SCHEMA)
+            # Files from before unknowns were bound to their model: the column, NULL (legacy) on their rows.
+            if "model" not in {row[1] for row in self._db.execute("PRAGMA table_info(unknowns)")}:
+                self._db.execute("ALTER TABLE unknowns ADD COLUMN model TEXT")
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
     # ---- sealing ------------------------------------------------------------------------------------------
-    def _seal(self, cipher: RecordCipher, table: str, row_id: str, plaintext: bytes) -> SealedRecord:
-        return cipher.seal(plaintext, aad=_aad(self.tenant_id, table, row_id))
+    def _seal(self, cipher: RecordCipher, table: str, row_id: str, plaintext: bytes, *bound: str) -> SealedRecord:
+        return cipher.seal(plaintext, aad=_aad(self.tenant_id, table, row_id, *bound))
 
-    def _open(self, cipher_for: CipherFor, table: str, row_id: str, version: int, nonce: bytes, ciphertext: bytes) -> bytes:
-        return cipher_for(version).open(SealedRecord(nonce, ciphertext, version), aad=_aad(self.tenant_id, table, row_id))
+    def _open(self, cipher_for: CipherFor, table: str, row_id: str, version: int, nonce: bytes, ciphertext: bytes,
+              *bound: str) -> bytes:
+        return cipher_for(version).open(SealedRecord(nonce, ciphertext, version), aad=_aad(self.tenant_id, table, row_id, *bound))
 
     def key_versions(self) -> set[int]:
         with self._lock:
@@ -95,11 +109,14 @@ class CameraStore:
         rotation, before the old version is retired). Returns how many values were re-sealed."""
         done = self._seal_legacy_stream_names(cipher_for, current)
         for table, id_column, column in self.SEALED:
+            bound = "model" if table == "unknowns" else "NULL"  # what else the value's associated data names
             with self._lock:
-                rows = self._db.execute(f"SELECT {id_column}, key_version, nonce, {column} FROM {table} WHERE key_version != ?",
+                rows = self._db.execute(f"SELECT {id_column}, key_version, nonce, {column}, {bound} FROM {table} WHERE key_version != ?",
                                         (current.key_version,)).fetchall()
-            for row_id, version, nonce, ciphertext in rows:
-                sealed = self._seal(current, table, row_id, self._open(cipher_for, table, row_id, version, nonce, ciphertext))
+            for row_id, version, nonce, ciphertext, model in rows:
+                also = () if model is None else (model,)
+                sealed = self._seal(current, table, row_id,
+                                    self._open(cipher_for, table, row_id, version, nonce, ciphertext, *also), *also)
                 with self._lock:
                     self._db.execute(f"UPDATE {table} SET key_version = ?, nonce = ?, {column} = ? WHERE {id_column} = ? AND key_version = ?",
                                      (sealed.key_version, sealed.nonce, sealed.ciphertext, row_id, version))
@@ -232,22 +249,37 @@ class CameraStore:
                 "first_seen": first_seen, "last_seen": last_seen, **payload}
 
     # ---- unknowns (anonymous re-identification) ------------------------------------------------------------
-    def unknowns(self, cipher_for: CipherFor) -> dict[str, dict]:
-        with self._lock:
-            rows = self._db.execute("SELECT * FROM unknowns").fetchall()
-        out = {}
-        for r in rows:
-            vectors = np.frombuffer(self._open(cipher_for, "unknowns", r[0], r[4], r[5], r[6]), VECTOR_DTYPE)
-            out[r[0]] = {"unknown_id": r[0], "created_at": r[1], "last_seen": r[2], "samples": r[3],
-                         "vectors": vectors.reshape(r[3], -1).astype(np.float32)}
-        return out
+    UNKNOWN_COLUMNS = "unknown_id, created_at, last_seen, samples, key_version, nonce, vectors, model"
 
-    def put_unknown(self, cipher: RecordCipher, unknown_id: str, vectors: np.ndarray, created_at: float, last_seen: float) -> None:
-        vectors = np.asarray(vectors, np.float32)[-MAX_UNKNOWN_SAMPLES:]
-        sealed = self._seal(cipher, "unknowns", unknown_id, vectors.astype(VECTOR_DTYPE).tobytes())
+    def unknowns(self, cipher_for: CipherFor) -> dict[str, dict]:
+        """Every unknown with its vectors and `model` (None: written before unknowns were bound to their model)."""
         with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO unknowns VALUES (?,?,?,?,?,?,?)",
-                             (unknown_id, created_at, last_seen, len(vectors), sealed.key_version, sealed.nonce, sealed.ciphertext))
+            rows = self._db.execute(f"SELECT {self.UNKNOWN_COLUMNS} FROM unknowns").fetchall()
+        return {r[0]: self._unknown(cipher_for, r) for r in rows}
+
+    def _unknown(self, cipher_for: CipherFor, r) -> dict:
+        bound = () if r[7] is None else (r[7],)
+        vectors = np.frombuffer(self._open(cipher_for, "unknowns", r[0], r[4], r[5], r[6], *bound), VECTOR_DTYPE)
+        return {"unknown_id": r[0], "created_at": r[1], "last_seen": r[2], "samples": r[3], "model": r[7],
+                "vectors": vectors.reshape(r[3], -1).astype(np.float32)}
+
+    def put_unknown(self, cipher: RecordCipher, unknown_id: str, vectors: np.ndarray, created_at: float, last_seen: float,
+                    model: str) -> None:
+        vectors = np.asarray(vectors, np.float32)[-MAX_UNKNOWN_SAMPLES:]
+        sealed = self._seal(cipher, "unknowns", unknown_id, vectors.astype(VECTOR_DTYPE).tobytes(), model)
+        with self._lock:
+            self._db.execute(f"INSERT OR REPLACE INTO unknowns ({self.UNKNOWN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
+                             (unknown_id, created_at, last_seen, len(vectors), sealed.key_version, sealed.nonce, sealed.ciphertext, model))
+
+    def bind_legacy_unknowns(self, cipher_for: CipherFor, cipher: RecordCipher, model: str) -> int:
+        """Unknowns written before they carried their model: bound to `model` and re-sealed with it, in one
+        transaction. Returns how many."""
+        with self._lock, self._db:
+            rows = self._db.execute(f"SELECT {self.UNKNOWN_COLUMNS} FROM unknowns WHERE model IS NULL").fetchall()
+            for r in rows:
+                entry = self._unknown(cipher_for, r)
+                self.put_unknown(cipher, r[0], entry["vectors"], r[1], r[2], model)
+        return len(rows)
 
     def delete_unknown(self, unknown_id: str) -> bool:
         with self._lock:
@@ -255,6 +287,40 @@ class CameraStore:
             n = self._db.changes()
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return n > 0
+
+    # ---- promotions: an unknown becomes a person (streams/promotion.py) ---------------------------------------
+    def begin_promotion(self, unknown_id: str, new_person_id: str) -> str:
+        """The person id the unknown's promotion makes: the one an earlier, unfinished attempt chose, else
+        `new_person_id` (durable before the person is made, so a retry or a recovery makes the same one)."""
+        with self._lock, self._db:
+            row = self._db.execute("SELECT person_id FROM promotions WHERE unknown_id = ?", (unknown_id,)).fetchone()
+            if row is not None:
+                return row[0]
+            self._db.execute("INSERT INTO promotions VALUES (?,?,?)", (unknown_id, new_person_id, time.time()))
+        return new_person_id
+
+    def pending_promotions(self) -> dict[str, str]:
+        """{unknown id: person id} of promotions begun and not finished."""
+        with self._lock:
+            return dict(self._db.execute("SELECT unknown_id, person_id FROM promotions").fetchall())
+
+    def abandon_promotion(self, unknown_id: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM promotions WHERE unknown_id = ?", (unknown_id,))
+
+    def finish_promotion(self, cipher: RecordCipher, cipher_for: CipherFor, unknown_id: str, person_id: str,
+                         external_id: str | None) -> int:
+        """In one transaction: every event of the unknown names the person, the unknown and its promotion are
+        gone. Returns how many events now name the person."""
+        with self._lock, self._db:
+            seqs = [e["seq"] for e in self.events(cipher_for, 0, 10**9, person=unknown_id)]
+            for seq in seqs:
+                self.update_event(cipher, cipher_for, seq, 0.0, {"person_id": person_id, "external_id": external_id})
+            self._db.execute("DELETE FROM unknowns WHERE unknown_id = ?", (unknown_id,))
+            self._db.execute("DELETE FROM promotions WHERE unknown_id = ?", (unknown_id,))
+        with self._lock:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # secure_delete: the vectors' pages leave the WAL too
+        return len(seqs)
 
     def unknowns_last_seen_before(self, cutoff: float) -> list[str]:
         with self._lock:
@@ -304,6 +370,23 @@ class CameraStore:
             self._db.execute("UPDATE deliveries SET state=?, attempts=?, next_attempt_at=?, last_status=?, last_error=?,"
                              " updated_at=? WHERE delivery_id=?",
                              (state, attempts, next_attempt_at, last_status, last_error, time.time(), delivery_id))
+
+    def requeue_dead(self, webhook_id: str, delivery_id: str) -> tuple[str, dict] | None:
+        """A dead delivery made pending again, due now, its attempts counted afresh (the webhook's full
+        `max_attempts`); a delivery in any other state is left as it is. (state before, delivery now), or None
+        when the webhook has no such delivery."""
+        now = time.time()
+        with self._lock:
+            row = self._db.execute("SELECT * FROM deliveries WHERE delivery_id = ? AND webhook_id = ?",
+                                   (delivery_id, webhook_id)).fetchone()
+            if row is None:
+                return None
+            before = row[3]
+            if before == "dead":
+                self._db.execute("UPDATE deliveries SET state='pending', attempts=0, next_attempt_at=?, updated_at=?"
+                                 " WHERE delivery_id=?", (now, now, delivery_id))
+                row = self._db.execute("SELECT * FROM deliveries WHERE delivery_id = ?", (delivery_id,)).fetchone()
+        return before, self._delivery(row)
 
     def deliveries(self, webhook_id: str, state: str | None = None, limit: int = 100) -> list[dict]:
         sql, args = "SELECT * FROM deliveries WHERE webhook_id = ?", [webhook_id]

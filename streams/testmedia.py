@@ -203,9 +203,11 @@ def jpeg_frames(scene: Scene, cuts: FaceCuts, quality: int = 85) -> list[tuple[f
             for t, frame in render_frames(scene, cuts)]
 
 
-# Who is enrolled in the tests and who is not: the stranger is a real person the tenant never enrolled.
+# Who is enrolled in the tests and who is not: the strangers are real people the tenant never enrolled, the
+# second one a face of the group photo that ships in insightface's wheel (`group_photo_faces`).
 ENROLLED = ("obama", "biden", "kit_harington", "rose_leslie")
 STRANGER = "alex_lacamoire"
+SECOND_STRANGER = "t1_face1"
 NEVER_SHOWN = "rose_leslie"
 
 
@@ -236,3 +238,53 @@ def default_scenes(faces_root: str | Path, fps: int = 8) -> dict[str, Scene]:
         Appearance(STRANGER, f(STRANGER, 2), 3.2, 5.6, (0.65, 0.5), (0.4, 0.45), 140, 170),
     ), duration_s=6.0, fps=fps)
     return {"door": door, "hall": hall}
+
+
+def group_photo() -> Path:
+    """insightface's own test image: a group photo of six people, none of them in ../shared/faces."""
+    import insightface
+
+    return Path(insightface.__file__).parent / "data" / "images" / "t1.jpg"
+
+
+def group_photo_faces(models_dir: str | Path, folder: str | Path) -> dict[str, Path]:
+    """Each face of the group photo cut to a photo of its own (`t1_face<k>.png`, k from left to right), as a
+    camera would frame that person alone: {name: path}."""
+    from vision.detector import FaceDetector
+    from vision.packs import resolve_pack
+    from vision.runtime import onnx_providers
+
+    detector = FaceDetector(resolve_pack(str(models_dir), allow_download=False), onnx_providers(False), threads=1)
+    image = cv2.imread(str(group_photo()), cv2.IMREAD_COLOR)
+    folder = Path(folder)
+    out = {}
+    for k, face in enumerate(sorted(detector.detect(image), key=lambda f: f.bbox[0])):
+        x1, y1, x2, y2 = face.bbox
+        cx, cy, half = (x1 + x2) / 2, (y1 + y2) / 2, max(x2 - x1, y2 - y1)
+        padded = cv2.copyMakeBorder(image, *([int(half * 2)] * 4), cv2.BORDER_REFLECT)
+        x0, y0 = int(cx - half) + int(half * 2), int(cy - half) + int(half * 2)
+        path = out[f"t1_face{k}"] = folder / f"t1_face{k}.png"
+        cv2.imwrite(str(path), padded[y0 : y0 + int(2 * half), x0 : x0 + int(2 * half)])
+    return out
+
+
+def strangers_scene(faces_root: str | Path, second_stranger: Path, fps: int = 5) -> Scene:
+    """Camera "lobby" (6 s): two strangers at once, left and right (0.3–2.5 s and 0.5–2.7 s), then the first
+    comes back from another photo (3.5–5.5 s): two unknown ids, the first one seen twice."""
+    return Scene("lobby", (
+        Appearance(STRANGER, photo(faces_root, STRANGER, 3), 0.3, 2.5, (0.25, 0.5), (0.35, 0.5), 150, 160),
+        Appearance(SECOND_STRANGER, Path(second_stranger), 0.5, 2.7, (0.75, 0.5), (0.65, 0.5), 150, 160),
+        Appearance(STRANGER, photo(faces_root, STRANGER, 1), 3.5, 5.5, (0.6, 0.5), (0.4, 0.5), 150, 160),
+    ), duration_s=6.0, fps=fps)
+
+
+def switching_scene(name: str, faces_root: str | Path, who: list[str], sizes: list[int]) -> Scene:
+    """One face moving right a step per frame at 5 fps, frame k showing identity who[k] (photo 2) at side
+    sizes[k]: ONE track whose frames show different people, for the per-track vote. The tracker confirms a
+    track from its second frame, so frame 0's identity gets no vote; every voted frame is embedded until the
+    track is decided (streams/tracking.py)."""
+    step, x0 = 0.02, 0.3
+    appearances = tuple(Appearance(identity, photo(faces_root, identity, 2), k * 0.2, (k + 1) * 0.2, (x0 + k * step, 0.5),
+                                   (x0 + (k + 1) * step, 0.5), size, size)
+                        for k, (identity, size) in enumerate(zip(who, sizes)))
+    return Scene(name, appearances, duration_s=len(who) * 0.2, fps=5)

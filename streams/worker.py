@@ -1,8 +1,8 @@
 """One Ray actor per camera: frames in, sightings out.
 
     reader thread (PyAV) ─► FrameQueue (bounded, drops oldest) ─► detect (Detector, batched across cameras)
-        ─► ByteTrack ─► embed the tracks' best faces (Embedder) ─► search the tenant's gallery (TenantRouter)
-        ─► vote per track ─► StreamRouter.record_sighting (cooldown, encrypted event log, SSE, webhooks)
+        ─► ByteTrack ─► embed the tracks' faces (Embedder) ─► search the faces and each track's template
+        (TenantRouter) ─► decide per track (streams/tracking.py) ─► StreamRouter.record_sighting (cooldown, encrypted event log, SSE, webhooks)
 
 Pushed frames (`POST /v1/streams/{id}/frames`) enter the same queue. The actor is detached and named
 `stream:<tenant>:<stream>` in the `securegate` namespace; Ray restarts it after a crash (max_restarts=-1)
@@ -17,13 +17,14 @@ import dataclasses
 import logging
 import time
 
-import cv2
 import numpy as np
 import ray
 
+from securegate import errors
 from streams.sources import Frame, FrameQueue, StreamReader, redact_url
-from streams.tracking import FaceTracks, Track
+from streams.tracking import FaceTracks, Policy, Track
 from tenancy.operations import InternalCaller, Search
+from vision import images
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,13 @@ NAMESPACE = "securegate"
 
 def worker_name(tenant_id: str, stream_id: str) -> str:
     return f"stream:{tenant_id}:{stream_id}"
+
+
+def describe(exc: BaseException) -> str:
+    """A camera's `last_error`: the failure's type and own words, never Ray's task header or traceback (process
+    ids, addresses, code paths), which a remote call's error text starts with."""
+    cause = errors.root_cause(exc)
+    return f"{type(cause).__name__}: {errors.public_message(str(cause))}"[:500]
 
 
 class StreamWorker:
@@ -84,13 +92,13 @@ class StreamWorker:
         self.queue = FrameQueue(self.queue._capacity)
         self._apply(config)
 
-    async def push_frame(self, jpeg: bytes, captured_at: float | None = None) -> dict:
-        """A pushed JPEG frame; decoded here, queued like a decoded one (dropped when the queue is full)."""
+    async def push_frame(self, data: bytes, captured_at: float | None, max_pixels: int) -> dict:
+        """A pushed frame, already through the Ingress's image gate; decoded here by the photo endpoints' decoder
+        (which checks the header again), queued like a read one (dropped when the queue is full). A body whose
+        header passed but whose data does not decode raises InvalidImage, our own error, never a decoder's."""
         if self._task is None:
             await self.start()
-        image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
-        if image is None:
-            raise ValueError("frame is not a decodable image")
+        image = await asyncio.to_thread(images.decode, data, max_pixels)
         captured_at = time.time() if captured_at is None else float(captured_at)
         if self._push_origin is None:
             self._push_origin = captured_at
@@ -115,7 +123,8 @@ class StreamWorker:
     # ---- the loop ---------------------------------------------------------------------------------------
     def _apply(self, config: dict) -> None:
         self.config = config
-        self.tracks = FaceTracks(config["fps"], config["gates"], lost_after_s=config.get("lost_after_s", 1.5))
+        self.tracks = FaceTracks(config["fps"], config["gates"], policy=config.get("policy", Policy()),
+                                 lost_after_s=config.get("lost_after_s", 1.5))
         if config.get("url"):
             self.reader = StreamReader(config["url"], self.queue, config["fps"], loop=config.get("loop", False),
                                        realtime=config.get("realtime", True)).start()
@@ -125,7 +134,7 @@ class StreamWorker:
         try:
             config = await self.router.worker_config.remote(self.tenant_id, self.stream_id)
         except Exception as exc:
-            self.state, self.last_error = "failed", f"{type(exc).__name__}: {exc}"
+            self.state, self.last_error = "failed", describe(exc)
             log.exception("stream %s: no configuration", self.stream_id)
             return
         if config is None:  # the stream was deleted while we restarted
@@ -142,7 +151,8 @@ class StreamWorker:
                     continue
                 await self._process(frame)
             except Exception as exc:  # a failed dependency: keep the camera going, show the error
-                self.last_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500]
+                # The error's own words, never Ray's task header or traceback (pids, addresses, code paths).
+                self.last_error = describe(exc)
                 log.warning("stream %s: frame failed: %s", self.stream_id, self.last_error)
                 await asyncio.sleep(0.2)
         await self._finish(self.tracks.close_all())
@@ -159,11 +169,15 @@ class StreamWorker:
         faces = await self.detector.detect_frame.remote(frame.image)
         wanted = self.tracks.observe(faces, frame.captured_at, frame.offset_s)
         if wanted:
-            vectors = await self.embedder.embed.remote(np.stack([w.face.crop for w in wanted]))
+            vectors, norms = await self.embedder.embed_with_norms.remote(np.stack([w.crop for w in wanted]))
+            templates = self.tracks.embedded(wanted, vectors, norms)
+            # One search for the faces and the templates they changed.
+            queries = np.vstack([vectors, *(t.template()[None] for t in templates)])
             caller = InternalCaller(self.tenant_id, f"stream:{self.stream_id}")
-            answer = await self.tenants.search.remote(Search(caller, vectors, self.config["tenant"].model, 1, self.config["threshold"]))
-            for item, vector, matches in zip(wanted, vectors, answer.faces):
-                self.tracks.vote(item.track_id, vector, dataclasses.asdict(matches[0]) if matches else None)
+            answer = await self.tenants.search.remote(Search(caller, queries, self.config["tenant"].model, 1,
+                                                             self.config["threshold"]))
+            top = [dataclasses.asdict(matches[0]) if matches else None for matches in answer.faces]
+            self.tracks.answered(wanted, top[:len(wanted)], templates, top[len(wanted):])
         for track in self.tracks.decided():
             await self._report(track)
         await self._finish(self.tracks.ended(frame.offset_s))
@@ -176,7 +190,8 @@ class StreamWorker:
         sighting = {"track_id": track.track_id, "first_seen": track.first_seen, "last_seen": track.last_seen,
                     "first_offset_s": round(track.first_offset_s, 3), "last_offset_s": round(track.last_offset_s, 3),
                     "track_length": track.frames, "best_similarity": track.best_similarity,
-                    "votes": len(track.votes), "decided_at": time.time()}
+                    "votes": len(track.votes), "votes_for": track.votes_for, "decided_by": track.decided_by,
+                    "decided_at": time.time(), **_best_frame(track)}
         if kind == "person":
             sighting.update(person_id=person_id, external_id=external_id)
         else:
@@ -193,7 +208,12 @@ class StreamWorker:
                 await self._report(track)
             await self.router.close_sighting.remote(self.tenant_id, self.stream_id, track.event, {
                 "last_seen": track.last_seen, "last_offset_s": round(track.last_offset_s, 3),
-                "track_length": track.frames, "best_similarity": track.best_similarity})
+                "track_length": track.frames, "best_similarity": track.best_similarity, **_best_frame(track)})
+
+
+def _best_frame(track: Track) -> dict:
+    """Where a thumbnail of the track comes from: its best face's frame (stream offset) and quality score."""
+    return {"best_frame_offset_s": round(track.best_offset_s, 3), "best_frame_quality": round(track.best_score, 4)}
 
 
 # Detached (outlives the router replica that created it), restarted by Ray after a crash; calls in flight

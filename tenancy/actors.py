@@ -35,7 +35,7 @@ from ray.exceptions import RayActorError
 
 from securegate import metrics
 from tenancy import audit as audit_log
-from tenancy import bulk_import
+from tenancy import bulk_import, reembed
 from tenancy.audit import AuditRecord
 from tenancy.chain import CheckpointPolicy
 from tenancy.index import FaceIndex
@@ -104,6 +104,7 @@ class TenantShard:
         self.tenant_id, self.model, self.dim = tenant_id, model, dim
         self.shard, self.shards = shard, shards
         self._shard_handles: dict[int, Any] = {}
+        self._embedders: dict[Any, Any] = {}  # a model migration's target Embedder handles, by deployment
         self._path = tenant_db_path(data_dir, tenant_id)
         self._data_key = data_key
         self._index_options = dict(index_options or {})
@@ -329,6 +330,39 @@ class TenantShard:
         self.external_ids[person.person_id] = person.external_id
         return {"person_id": person.person_id}
 
+    def create_person_with_faces(self, person_id: str, external_id: str | None, metadata: dict, vectors: np.ndarray, *,
+                                 principal: str = "internal") -> dict:
+        """A person and their faces in one durable commit (one audit entry, `person.promote`), under the id the
+        caller chose: a camera unknown promoted (streams/promotion.py), whose samples passed the quality gates
+        when they were embedded (their scores are not kept). Idempotent on the id: a person already made under
+        it (a retried promotion) is answered as it stands, nothing added."""
+        self._require_primary("create_person_with_faces")
+        self._touch()
+        vectors = np.asarray(vectors, np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
+            raise ValueError(f"embeddings of shape {vectors.shape}, tenant model has {self.dim} dims")
+        if self.store.has_person(person_id):
+            return {"person_id": person_id, "external_id": self.external_ids.get(person_id),
+                    "faces": len(self.store.faces_of(person_id)), "created": False}
+        keys, cipher = PersonKeys(self._data_key), self._data_key(None).cipher()
+
+        def write(audit: AuditRecord):
+            with self.store.transaction():
+                person = self.store.create_person(external_id, metadata, keys=keys, person_id=person_id)
+                records = self.store.add_faces(person_id, list(vectors), cipher, [0.0] * len(vectors), [0.0] * len(vectors))
+                self.store.record_audit(audit.with_counts(persons=1, faces=len(records)))
+            return person, records
+
+        try:
+            person, records = self._audited(principal, "person.promote", write)
+        finally:
+            keys.clear()
+        self.external_ids[person_id] = person.external_id
+        for record, vector in zip(records, vectors):
+            self._apply_add(record.face_id, person_id, vector.reshape(1, -1))
+        self._report_memory()
+        return {"person_id": person_id, "external_id": person.external_id, "faces": len(records), "created": True}
+
     def get_person(self, person_id: str) -> dict:
         self._require_primary("get_person")
         self._touch()
@@ -347,6 +381,16 @@ class TenantShard:
         return {"persons": [{"person_id": p.person_id, "external_id": p.external_id, "metadata": p.metadata,
                              "created_at": p.created_at} for p in persons],
                 "next_cursor": next_cursor}
+
+    def find_person(self, external_id: str) -> dict:
+        """The person with this external id, found through the blind index (tenancy/personal.py): one page
+        holding that person, or none."""
+        self._require_primary("find_person")
+        self._touch()
+        person = self.store.get_person_by_external_id(external_id, keys=PersonKeys(self._data_key))
+        found = [] if person is None else [{"person_id": person.person_id, "external_id": person.external_id,
+                                            "metadata": person.metadata, "created_at": person.created_at}]
+        return {"persons": found, "next_cursor": None}
 
     def delete_person(self, person_id: str, *, principal: str = "internal") -> None:
         self._require_primary("delete_person")
@@ -611,31 +655,19 @@ class TenantShard:
         return {**self.store.crop_counts(), "shadow": self.store.shadow_count(model), "missing": missing,
                 "missing_without_crop": no_crop, "rejections": self.store.rejection_count(), "bound": self.store.model}
 
-    def migration_crops(self, model: str, limit: int) -> dict:
-        """The next `limit` faces lacking a shadow vector for `model`, with their decrypted crops (in memory
-        only, for the target Embedder); `missing`: faces still lacking one, `missing_without_crop`: of those,
-        faces that have no kept crop (the migration cannot finish while there are any)."""
-        self._require_primary("migration_crops")
+    def migration_embed(self, model: str, dim: int, limit: int, embedder) -> dict:
+        """The next `limit` faces lacking a shadow vector for `model`: their kept crops decrypted here, embedded by
+        `embedder` (the target pack's Embedder handle) in messages Ray inlines, and sealed into the shadow table
+        (durable), so no decrypted crop or vector goes through the object store (tenancy/reembed.py). Counts only."""
+        self._require_primary("migration_embed")
         self._touch()
-        face_ids, missing, no_crop = self.store.shadow_missing(model, limit)
+        if embedder.deployment_id not in self._embedders:
+            self._embedders[embedder.deployment_id] = blocking_handle(embedder)
         ciphers = CipherCache(self._data_key)
         try:
-            crops = self.store.load_crops(face_ids, ciphers.get)
+            return reembed.next_batch(self.store, ciphers, model, dim, limit, self._embedders[embedder.deployment_id])
         finally:
-            ciphers.clear()
-        face_ids = [f for f in face_ids if f in crops]
-        return {"face_ids": face_ids, "crops": np.stack([crops[f] for f in face_ids]) if face_ids else None,
-                "missing": missing, "missing_without_crop": no_crop}
-
-    def migration_store(self, model: str, dim: int, face_ids: list[str], vectors: np.ndarray) -> int:
-        """Seal the target model's vectors into the shadow table (durable); faces deleted meanwhile are skipped."""
-        self._require_primary("migration_store")
-        self._touch()
-        cipher = self._data_key(None).cipher()
-        try:
-            return self.store.add_shadow(model, dim, face_ids, vectors, cipher)
-        finally:
-            del cipher
+            ciphers.clear()  # key material is not kept beyond the batch
 
     def migration_switch(self, model: str, dim: int, *, principal: str = "migration") -> int | None:
         """The switch, atomically in the file (faces take their shadow vectors, the binding changes), then this

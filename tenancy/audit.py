@@ -5,8 +5,19 @@ tenancy/store.py's migration v2) and is written by the one writer of that file, 
 in the same transaction as the change it records: a committed face has its audit entry, a rolled-back one
 has none (issue 17 §4; before, the audit was a separate file written after the commit).
 
-The org audit (`{data_dir}/org_audit.db`, `OrgAudit`) is owned by the TenantService: admin actions, root-key
-rotations and the erasure receipt of each deleted tenant, which therefore outlives the tenant's file.
+The org audit (`{data_dir}/org_audit.db`, `OrgAudit`) is owned by the TenantService: admin actions and admin
+reads, root-key rotations, the erasure receipt of each deleted tenant (which therefore outlives the tenant's
+file), and a mirror of each tenant chain's newest checkpoint (`audit.mirror`).
+
+Truncation (issue 23 §5). A chain's own checkpoints live in its own file, so cutting its newest entries together
+with their checkpoints leaves a shorter chain that verifies. Each chain's newest checkpoint is therefore also
+kept where its file's writer cannot reach it, and verification adds it to the file's own (`outside`):
+- a tenant chain's in the org audit: the TenantService mirrors it there on its housekeeping schedule and
+  when the tenant's actor closes (`OrgAudit.mirror`, `OrgAudit.mirrored`);
+- the org chain's in the key store, next to the keys (kms/anchors.py): the org audit checkpoints every entry
+  and anchors each checkpoint, and an anchor only ever moves forward.
+A checkpoint found outside that names entries the file no longer has is `truncated`; one whose head the file
+disagrees with is `rewritten`.
 
 Entries carry who (principal), what (action), the outcome and counts or ids: never a name, an external
 id, metadata, an image or a vector. Checkpoints of a chain's head are MACed by the key provider (purpose
@@ -16,6 +27,7 @@ a chain is created, and at shutdown.
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -37,6 +49,9 @@ ALLOWED_ID_KEYS = {"person_id", "merged_person_id", "to_person_id", "face_id"}
 TENANT_PURPOSE = "audit-checkpoint"
 ORG_PURPOSE = "org-audit"
 ORG_CHAIN_ID = "org"
+MIRROR_ACTION = "audit.mirror"  # an org entry holding a tenant chain's checkpoint
+# The org audit is written at the rate of admin actions: every entry is checkpointed (and anchored) at once.
+ORG_POLICY = chain.CheckpointPolicy(every_entries=1)
 
 AUDIT_TABLES = """
 CREATE TABLE IF NOT EXISTS audit_chain (
@@ -124,6 +139,13 @@ def read_chain(conn: apsw.Connection) -> tuple[list[chain.ChainEntry], list[chai
     return entries, checkpoints
 
 
+def with_outside(checkpoints: list[chain.Checkpoint], outside: chain.Checkpoint | None) -> list[chain.Checkpoint]:
+    """The file's checkpoints and the copy kept outside it (a mirror, an anchor), once."""
+    if outside is None or any(c == outside for c in checkpoints):
+        return list(checkpoints)
+    return [*checkpoints, outside]
+
+
 def verify(conn: apsw.Connection, chain_id: str, verify_tag: Callable[[bytes, bytes], bool]) -> chain.VerifyResult:
     """The stored chain and checkpoints checked by `tenancy.chain.verify`."""
     with conn:  # one snapshot
@@ -153,11 +175,18 @@ class OrgAudit:
 
     def __init__(self, path: str | Path, *, policy: chain.CheckpointPolicy | None = None, vfs: str | None = None) -> None:
         self.path = Path(path)
-        self.policy = policy or chain.CheckpointPolicy()
+        self.policy = policy or ORG_POLICY
         self._lock = threading.Lock()  # an apsw connection is for one thread at a time
         self._db = sqlite.connect(self.path, vfs=vfs)
+        # Every router replica appends here (admin reads too): a write transaction takes the write lock when it
+        # begins, so reading the head and appending after it never meets another replica's append (SQLITE_BUSY).
+        self._db.transaction_mode = "IMMEDIATE"
         with self._db:
             self._db.execute(AUDIT_TABLES)
+            # Finding a tenant's newest mirror or erasure receipt without reading every entry.
+            self._db.execute(
+                "CREATE INDEX IF NOT EXISTS org_audit_by_action_tenant ON audit_chain"
+                " (json_extract(CAST(body AS TEXT), '$.action'), json_extract(CAST(body AS TEXT), '$.details.tenant_id'))")
 
     def record(self, principal: str, action: str, outcome: str = "ok", details: dict[str, Any] | None = None) -> int:
         """Append an entry (ids and counts only in `details`); returns its sequence number."""
@@ -165,6 +194,31 @@ class OrgAudit:
                                      "details": details or {}})
         with self._lock, self._db:
             return append(self._db, ORG_CHAIN_ID, body).seq
+
+    def mirror(self, tenant_id: str, checkpoint: chain.Checkpoint) -> int:
+        """Keep a copy of a tenant chain's checkpoint in this chain (the tenant's file no longer holds the only one)."""
+        return self.record("audit", MIRROR_ACTION, details={
+            "tenant_id": tenant_id, "seq": checkpoint.seq, "head_hash": bytes(checkpoint.head_hash).hex(),
+            "at": checkpoint.at, "tag": base64.b64encode(bytes(checkpoint.tag)).decode()})
+
+    def mirrored(self, tenant_id: str) -> chain.Checkpoint | None:
+        """The newest checkpoint of the tenant's chain mirrored here, or None."""
+        found = self.latest(MIRROR_ACTION, tenant_id, order="$.details.seq")
+        if found is None:
+            return None
+        details = found["details"]
+        return chain.Checkpoint(int(details["seq"]), bytes.fromhex(details["head_hash"]), float(details["at"]),
+                                base64.b64decode(details["tag"]))
+
+    def latest(self, action: str, tenant_id: str, order: str | None = None) -> dict | None:
+        """The newest entry of `action` about the tenant (by the JSON path `order`, else by sequence), decoded."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT seq, CAST(body AS TEXT) FROM audit_chain WHERE json_extract(CAST(body AS TEXT), '$.action') = ?"
+                " AND json_extract(CAST(body AS TEXT), '$.details.tenant_id') = ?"
+                " ORDER BY json_extract(CAST(body AS TEXT), ?) DESC, seq DESC LIMIT 1",
+                (action, tenant_id, order or "$.at")).fetchone()
+        return {"seq": row[0], **json.loads(row[1])} if row else None
 
     def pending_checkpoint(self, force: bool = False) -> tuple[chain.ChainEntry | None, float] | None:
         """(head, time) to MAC when a checkpoint is due (or forced and the head is not yet covered)."""

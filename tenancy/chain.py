@@ -15,8 +15,9 @@ What this proves, and what it cannot:
 - Truncation is seen up to the newest checkpoint that survives: a checkpoint beyond the last entry says
   entries were cut. Entries after the newest checkpoint (`unsealed_tail`) are only hash-linked: they can
   be cut or rewritten without trace, and whoever deletes the newest checkpoints as well as the entries
-  they cover is not caught here. Checkpoint often, at shutdown, and keep the newest checkpoint of each
-  tenant chain somewhere the tenant file's owner cannot rewrite (e.g. the org audit) to close that gap.
+  they cover is not caught by the file alone. So a copy of the newest checkpoint is kept outside the file
+  and handed to `verify` with the others (tenancy/audit.py): a tenant chain's in the org audit (mirrored),
+  the org chain's in the key store (kms/anchors.py).
 
 The storage (SQLite, in the audit module) is the caller's: this module is pure functions and dataclasses.
 A writer reads its previous entry inside the transaction that inserts the next one (`next_entry`), so a
@@ -53,12 +54,26 @@ class ChainEntry:
     entry_hash: bytes
 
 
+_CHECKPOINT_RECORD = struct.Struct(">Q32sd")
+
+
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
     seq: int          # the head's sequence number (0: the empty chain)
     head_hash: bytes  # entry `seq`'s hash (GENESIS_HASH for seq 0)
     at: float         # unix time it was made, MACed with the rest
     tag: bytes        # the provider's MAC over checkpoint_message(...), e.g. kms.MacTag.to_bytes()
+
+    def to_bytes(self) -> bytes:
+        """seq (u64 BE) | head_hash (32) | at (f64 BE) | tag: the checkpoint as one blob (a head anchor's record)."""
+        return _CHECKPOINT_RECORD.pack(self.seq, bytes(self.head_hash), self.at) + bytes(self.tag)
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> Checkpoint:
+        if len(blob) <= _CHECKPOINT_RECORD.size:
+            raise ValueError("not a checkpoint record")
+        seq, head_hash, at = _CHECKPOINT_RECORD.unpack_from(blob)
+        return cls(seq, head_hash, at, bytes(blob[_CHECKPOINT_RECORD.size:]))
 
 
 @dataclass(frozen=True, slots=True)

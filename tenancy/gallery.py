@@ -145,6 +145,22 @@ class TenantGallery:
         return op.PersonPage(tenant.tenant_id, tenant.model, [op.PersonSummary(**p) for p in page["persons"]],
                              page["next_cursor"])
 
+    async def find_person(self, request: op.FindPerson) -> op.PersonPage:
+        tenant, _ = self.admit(request)
+        page = await self._primary(tenant, lambda actor: actor.find_person.remote(request.external_id),
+                                   read=True, what="find_person")
+        return op.PersonPage(tenant.tenant_id, tenant.model, [op.PersonSummary(**p) for p in page["persons"]],
+                             page["next_cursor"])
+
+    async def create_person_with_faces(self, request: op.CreatePersonWithFaces) -> op.PersonWithFacesCreated:
+        tenant, principal = self.admit(request)
+        vectors = np.asarray(request.vectors, np.float32)
+        self._bound(tenant, request.model, vectors)
+        made = await self._primary(tenant, lambda actor: actor.create_person_with_faces.remote(
+            request.person_id, request.external_id, request.metadata, vectors, principal=principal),
+            read=False, what="create_person_with_faces")
+        return op.PersonWithFacesCreated(tenant.tenant_id, tenant.model, **made)
+
     async def delete_person(self, request: op.DeletePerson) -> op.Done:
         tenant, principal = self.admit(request)
         await self._primary(tenant, lambda actor: actor.delete_person.remote(request.person_id, principal=principal),

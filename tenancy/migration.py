@@ -3,9 +3,10 @@
 Needs the tenant's kept enrolment crops (tenant setting `keep_enrolment_photos`, tenancy/store.py
 `face_crops`): a vector cannot be turned into another model's vector, a face crop can be embedded again.
 
-    start ─► batches: the primary index actor hands over up to `batch_size` faces lacking a shadow vector,
-             with their decrypted crops ─► the target pack's Embedder deployment ─► the actor seals the
-             vectors into `face_shadow` (AAD tenant | face | target model), one durable commit per batch
+    start ─► batches: the primary index actor decrypts the kept crops of up to `batch_size` faces lacking a
+             shadow vector, sends them to the target pack's Embedder deployment in messages small enough for
+             Ray to inline (tenancy/reembed.py: never through the object store, which spills to disk) and
+             seals the vectors into `face_shadow` (AAD tenant | face | target model), one durable commit per batch
           ─► switch: ONE transaction of the tenant's file swaps every face's vector for its shadow vector and
              the file's binding (meta model, dim); the actor reloads its index; then the registry's binding
              changes and the tenant's actors are evicted (re-activated with the new model on the next call)
@@ -13,8 +14,9 @@ Needs the tenant's kept enrolment crops (tenant setting `keep_enrolment_photos`,
 Until the switch the tenant is bound to the old model: searches, enrolments and the index all use it. Faces
 enrolled meanwhile have no shadow vector yet: the switch refuses (changes nothing) while any face lacks
 one, and the driver embeds those and tries again, so no face is left behind. A request embedded with the
-old model that reaches the tenant after the switch is refused (503 `unavailable`, retry) rather than
-compared against the new model's vectors (TenantService.call).
+old model is never compared against the new model's vectors (the model-bound check of tenancy/gallery.py):
+during the switch it is refused (503 `unavailable`, retry); after it, with 422 `model_mismatch` naming the
+tenant's model (the Ingress embeds the image again with it, deployments/tenant_models.py).
 
 Progress is the tenant file itself (shadow rows are committed per batch); this log (`{data_dir}/
 migrations.db`) says which tenants are migrating, to what, and how far, so a restarted TenantRouter
@@ -258,15 +260,15 @@ class Migrations:
                 progress = self.log.get(tenant_id)
                 if progress is None or progress["state"] not in (RUNNING, READY):
                     return
-                batch = await self._step(tenant_id, "migration_crops", target, progress["batch_size"])
+                started = time.perf_counter()
+                # The actor decrypts, embeds (with the target Embedder) and seals: only counts come back here.
+                batch = await self._step(tenant_id, "migration_embed", target, dim, progress["batch_size"],
+                                         self.embedders[pack])
                 if batch["missing_without_crop"]:
                     raise NoKeptCrops(f"{batch['missing_without_crop']} faces enrolled during the migration have no "
                                       "kept crop (keep_enrolment_photos was turned off); they cannot be re-embedded")
-                if batch["face_ids"]:
-                    started = time.perf_counter()
-                    vectors = await self.embedders[pack].embed.remote(batch["crops"])
-                    await self._step(tenant_id, "migration_store", target, dim, batch["face_ids"], vectors)
-                    embedded += len(batch["face_ids"])
+                if batch["embedded"]:
+                    embedded += batch["embedded"]
                     busy += time.perf_counter() - started
                     state = await self._step(tenant_id, "migration_state", target)
                     self.log.update(tenant_id, done=state["shadow"], total=state["faces"],

@@ -86,6 +86,29 @@ class ListPersons:
 
 
 @dataclass(frozen=True)
+class FindPerson:
+    """The person holding an external id, found through the blind index (tenancy/personal.py), not by reading
+    pages: answered as a page of that one person, or of none."""
+
+    caller: Caller
+    external_id: str
+
+
+@dataclass(frozen=True, eq=False)
+class CreatePersonWithFaces:
+    """A person and all their faces in one durable commit, under the id the caller chose: a camera unknown promoted
+    (streams/promotion.py), whose vectors passed the quality gates when the camera embedded them (no photo, no
+    crop). Idempotent on the id: a person already made under it (a retried promotion) is answered as it stands."""
+
+    caller: Caller
+    person_id: str
+    external_id: str | None
+    metadata: dict
+    vectors: np.ndarray  # [n, dim]
+    model: str
+
+
+@dataclass(frozen=True)
 class DeletePerson:
     caller: Caller
     person_id: str
@@ -255,6 +278,14 @@ class Done(Answer):
 @dataclass(frozen=True)
 class PersonCreated(Answer):
     person_id: str
+
+
+@dataclass(frozen=True)
+class PersonWithFacesCreated(Answer):
+    person_id: str
+    external_id: str | None
+    faces: int
+    created: bool  # False: a person was already made under the id (a retried promotion); nothing was added
 
 
 @dataclass(frozen=True)

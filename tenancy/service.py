@@ -26,10 +26,10 @@ import ray
 from ray.exceptions import ActorUnavailableError, RayActorError
 
 from securegate import errors
-from tenancy import audit as audit_log
-from tenancy import chain, sqlite
+from tenancy import sqlite
 from tenancy.actors import NAMESPACE, KeyServiceAuditMac, KeyServiceDataKeys, TenantShardActor, actor_name, tenant_db_path
-from tenancy.audit import OrgAudit, org_audit_path
+from tenancy.audit import OrgAudit
+from tenancy.audit_trail import AuditTrail
 from tenancy.migration import Migrations
 from tenancy.rotation import DONE, FAILED, RotationLog, rotations_path
 from tenancy.admin_keys import AdminKey
@@ -98,7 +98,7 @@ class TenantService:
         self.index_options = dict(index_options or {})
         self._actors: dict[str, Any] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        self.org_audit = OrgAudit(org_audit_path(self.data_dir))
+        self.audit = AuditTrail(self.data_dir, keys)  # the tenants' chains (read-side) and the org's
         self.rotation_log = RotationLog(rotations_path(self.data_dir))  # survives restarts: resume_rotations
         self._rotation_tasks: dict[str, asyncio.Task] = {}
         # Model migrations ({pack name: Embedder handle} of the packs served; resumed like rotations).
@@ -119,81 +119,31 @@ class TenantService:
         """Tenant id -> progress of its latest content-key rotation (persisted)."""
         return self.rotation_log.all()
 
-    # ---- audit --------------------------------------------------------------------------------------------
-    # A tenant's chain is written by its primary index actor (the file's one writer); reads and verification
-    # open the file read-side here, so neither activates the tenant nor needs its actor alive.
-    def _tenant_chain(self, tenant_id: str) -> tuple[list[chain.ChainEntry], list[chain.Checkpoint]]:
-        path = tenant_db_path(self.data_dir, tenant_id)
-        if not path.exists():
-            return [], []
-        conn = sqlite.connect(path)
-        try:
-            with conn:
-                return audit_log.read_chain(conn)
-        except apsw.SQLError as exc:  # a file the tenant never opened since the audit moved in: no chain yet
-            if "no such table" not in str(exc):
-                raise
-            return [], []
-        finally:
-            conn.close()
+    # ---- audit (tenancy/audit_trail.py) ---------------------------------------------------------------------
+    @property
+    def org_audit(self) -> OrgAudit:
+        return self.audit.org
 
     def audit_events(self, tenant_id: str, since: int = 0, limit: int = 100) -> list[dict]:
-        path = tenant_db_path(self.data_dir, tenant_id)
-        if not path.exists():
-            return []
-        conn = sqlite.connect(path)
-        try:
-            return audit_log.events(conn, since, limit)
-        except apsw.SQLError as exc:
-            if "no such table" not in str(exc):
-                raise
-            return []
-        finally:
-            conn.close()
-
-    async def _verify(self, chain_id: str, entries, checkpoints, purpose: str, tenant_id: str | None) -> dict:
-        # The provider checks each checkpoint's tag (awaited here: chain.verify's callback is synchronous).
-        verdicts = {}
-        for checkpoint in checkpoints:
-            message = chain.checkpoint_message(chain_id, checkpoint.seq, checkpoint.head_hash, checkpoint.at)
-            verdicts[(message, bytes(checkpoint.tag))] = await self.keys.verify_mac.remote(message, bytes(checkpoint.tag), purpose, tenant_id)
-        result = chain.verify(chain_id, entries, checkpoints, lambda message, tag: verdicts[(message, bytes(tag))])
-        return result.to_dict()
+        return self.audit.tenant_events(tenant_id, since, limit)
 
     async def verify_tenant_audit(self, tenant_id: str) -> dict:
         """Whether the tenant's audit chain is intact, or where it breaks (tenancy.chain.VerifyResult)."""
         self.registry.get(tenant_id)
-        entries, checkpoints = self._tenant_chain(tenant_id)
-        return await self._verify(audit_log.tenant_chain_id(tenant_id), entries, checkpoints,
-                                  audit_log.TENANT_PURPOSE, tenant_id)
+        return await self.audit.verify_tenant(tenant_id)
 
     async def verify_org_audit(self) -> dict:
-        entries, checkpoints = self.org_audit.read_chain()
-        return await self._verify(audit_log.ORG_CHAIN_ID, entries, checkpoints, audit_log.ORG_PURPOSE, None)
+        return await self.audit.verify_org()
 
     def org_audit_events(self, since: int = 0, limit: int = 100) -> list[dict]:
-        return self.org_audit.events(since, limit)
+        return self.audit.org_events(since, limit)
 
-    async def org_record(self, principal: str, action: str, outcome: str = "ok", details: dict | None = None,
-                         *, force_checkpoint: bool = False) -> int:
-        """Append to the org audit; checkpoint its head when due (or now, `force_checkpoint`: a receipt)."""
-        seq = self.org_audit.record(principal, action, outcome, details)
-        await self.checkpoint_org_audit(force_checkpoint)
-        return seq
+    async def org_record(self, principal: str, action: str, outcome: str = "ok", details: dict | None = None) -> int:
+        """Append to the org audit; its head is checkpointed and anchored at once."""
+        return await self.audit.record(principal, action, outcome, details)
 
     async def checkpoint_org_audit(self, force: bool = False) -> None:
-        pending = self.org_audit.pending_checkpoint(force)
-        if pending is None:
-            return
-        head, at = pending
-        seq, head_hash = (head.seq, head.entry_hash) if head else (0, chain.GENESIS_HASH)
-        message = chain.checkpoint_message(audit_log.ORG_CHAIN_ID, seq, head_hash, at)
-        try:
-            tag = await self.keys.mac.remote(message, audit_log.ORG_PURPOSE, None)
-        except Exception:  # the entry is chained; the next checkpoint covers it once the provider answers
-            log.exception("org audit checkpoint failed")
-            return
-        self.org_audit.store_checkpoint(chain.Checkpoint(seq, head_hash, at, tag))
+        await self.audit.checkpoint_org(force)
 
     async def tenant_audit(self, tenant: Tenant, principal: str, action: str, outcome: str = "ok",
                            counts: dict | None = None) -> None:
@@ -240,21 +190,23 @@ class TenantService:
 
     async def delete_tenant(self, tenant_id: str, principal: str = "admin") -> dict:
         """Crypto-shredding: the index actor goes, the key hierarchy is destroyed, the files removed; the org
-        audit keeps a signed erasure receipt (what was destroyed: counts and key ids, nothing personal)."""
+        audit keeps an erasure receipt signed with the provider's public-key signature (what was destroyed:
+        counts and key ids, nothing personal), which anyone can check with the published key."""
         self.registry.get(tenant_id)
         await self.evict(tenant_id)
         destroyed = self._tenant_counts(tenant_id)
         versions = await self.keys.versions.remote(tenant_id)
+        key_ids = [f"tek:{tenant_id}"] + [f"cek:{tenant_id}:embeddings:v{v}" for v in versions]
+        receipt, signature = await self.audit.sign_erasure(tenant_id, destroyed, key_ids)  # nothing destroyed yet
         await self.keys.destroy_tenant.remote(tenant_id)
         log.info("tenant %s deleted: keys destroyed, files removed", tenant_id)
         shutil.rmtree(tenant_db_path(self.data_dir, tenant_id).parent, ignore_errors=True)
         self.registry.delete(tenant_id)
         self.rotation_log.forget(tenant_id)
         self.migrations.forget(tenant_id)
-        receipt = {"tenant_id": tenant_id, "deleted_at": time.time(), **destroyed,
-                   "key_ids": [f"tek:{tenant_id}"] + [f"cek:{tenant_id}:embeddings:v{v}" for v in versions]}
-        seq = await self.org_record(principal, "tenant.erase", details=receipt, force_checkpoint=True)
-        return {"receipt_seq": seq, **receipt}
+        self.audit.forget_tenant(tenant_id)
+        seq = await self.audit.record_erasure(principal, receipt, signature)
+        return {"receipt_seq": seq, **receipt, "signature": signature}
 
     def _tenant_counts(self, tenant_id: str) -> dict[str, int]:
         """Rows about to be destroyed: persons, faces, audit entries (its file), camera events (events.db)."""
@@ -440,6 +392,9 @@ class TenantService:
                 except ValueError:
                     break
                 await asyncio.sleep(0.05)
+        # The actor checkpointed its chain as it closed: that checkpoint goes into the org audit too.
+        if self.audit.mirror_tenant(tenant_id):
+            await self.checkpoint_org_audit()
         return True
 
     async def evict_idle(self, older_than_s: float | None = None) -> list[str]:
@@ -462,12 +417,14 @@ class TenantService:
         return evicted
 
     async def checkpoint_audits(self) -> None:
-        """The audit checkpoint schedule: every active tenant's chain and the org chain, when due."""
+        """The audit checkpoint schedule: every active tenant's chain when due, its newest checkpoint mirrored into
+        the org audit, and the org chain."""
         for tenant_id, shard_set in list(self._actors.items()):
             try:
                 await shard_set.primary.audit_checkpoint.remote()
             except RayActorError:
                 log.warning("tenant %s: audit checkpoint skipped (actor unavailable)", tenant_id)
+            self.audit.mirror_tenant(tenant_id)
         await self.checkpoint_org_audit()
 
     def active_tenants(self) -> list[str]:

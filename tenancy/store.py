@@ -439,9 +439,10 @@ class TenantStore:
     # ------------------------------------------------------------------ persons
 
     def create_person(self, external_id: str | None, metadata: dict[str, Any], *, keys: PersonKeys,
-                      audit: AuditRecord | None = None) -> Person:
-        """Seal the person's fields under the current content key; unique external ids via the blind index."""
-        person = Person(uuid.uuid4().hex, external_id, dict(metadata), time.time())
+                      audit: AuditRecord | None = None, person_id: str | None = None) -> Person:
+        """Seal the person's fields under the current content key; unique external ids via the blind index.
+        `person_id`: the id to make the person under (a promotion chooses it first); else a new one."""
+        person = Person(person_id or uuid.uuid4().hex, external_id, dict(metadata), time.time())
         try:
             # Standard JSON only (no NaN/Infinity): what is stored must read back as the same value.
             encoded = json.dumps(person.metadata, sort_keys=True, allow_nan=False)

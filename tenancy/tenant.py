@@ -35,6 +35,8 @@ class QualityGates(BaseModel):
     min_sharpness: float = Field(30.0, ge=0, description="variance of the Laplacian of the aligned crop")
     max_yaw: float = Field(0.6, ge=0, le=1, description="nose offset from the eyes' midline / eye distance")
     min_det_score: float = Field(0.6, ge=0, le=1)
+    min_brightness: float = Field(30.0, ge=0, le=255, description="mean luma (0-255) of the aligned face; darker faces "
+                                  "are refused as underexposed (docs/cameras-quality.md)")
 
 
 class TenantSettings(BaseModel):

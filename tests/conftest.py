@@ -2,6 +2,9 @@
 
 Ray starts only for tests that ask for it (kms and store tests run without it). The cluster has logical
 GPUs so the GPU config's placement is exercised for real, and Serve listens on a free port (never 8000).
+
+Tiers (docs/testing.md): each test is marked by what it needs, from the fixtures it uses where they tell
+(pytest_collection_modifyitems below), by an explicit mark where they cannot; a test with none is `fast`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,33 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SECUREGATE_SHARED", REPO.parent / "shared"))
 LOGICAL_GPUS = 2
+
+
+# What a test needs beyond the repo, ../shared and SoftHSM2, as pytest markers (registered in pyproject.toml).
+# A test with none of them is `fast`: `make test-fast` runs exactly those.
+NEEDS = ("app", "browser", "rtsp", "network", "own_cluster")
+# Any of these fixtures, directly or through another fixture, means the session's Ray cluster (and mostly the app).
+RAY_FIXTURES = frozenset({"ray_cluster", "serve_port", "app", "http"})
+BROWSER_FIXTURES = frozenset({"browser"})
+# axe-core comes from the npm registry the first time (tests/axe.py).
+NETWORK_FIXTURES = frozenset({"axe_source"})
+# node id -> its tiers, for every test this session collected (before `-m` deselects any): tests/test_tiers.py.
+COLLECTED_TIERS = pytest.StashKey[dict]()
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))  # the closure: fixtures of fixtures included
+        if used & RAY_FIXTURES:
+            item.add_marker(pytest.mark.app)
+        if used & BROWSER_FIXTURES:
+            item.add_marker(pytest.mark.browser)
+        if used & NETWORK_FIXTURES:
+            item.add_marker(pytest.mark.network)
+        if not any(item.get_closest_marker(need) for need in NEEDS):
+            item.add_marker(pytest.mark.fast)
+    config.stash[COLLECTED_TIERS] = {item.nodeid: {m.name for m in item.iter_markers() if m.name in ("fast", *NEEDS)}
+                                     for item in items}
 
 
 def _require_dir(path: Path, what: str) -> Path:

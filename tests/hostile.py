@@ -1,6 +1,7 @@
 """Hostile and edge-case images, built byte by byte (nothing is downloaded or stored in the repo)."""
 
 import io
+import math
 import struct
 import zlib
 
@@ -41,3 +42,27 @@ def faceless_photo(size: int = 256) -> bytes:
 
 def one_pixel() -> bytes:
     return encode(np.zeros((1, 1, 3), np.uint8))
+
+
+def bilevel_png(side: int) -> bytes:
+    """A real, valid 1-bit PNG of side×side black pixels: 40000×40000 (1.6 billion pixels) in ~200 KB of file.
+
+    Built in under a second: a deflate stream flushed in full after each chunk of rows restarts from nothing,
+    so one compressed chunk stands for every identical one; the zlib trailer (Adler-32) covers them all."""
+    row = b"\x00" * (1 + (side + 7) // 8)  # filter byte + packed bits
+    rows = math.gcd(side, 1000)
+    chunk = row * rows
+    deflate = zlib.compressobj(9)
+    first = deflate.compress(chunk) + deflate.flush(zlib.Z_FULL_FLUSH)  # zlib header + the chunk's blocks
+    repeat = deflate.compress(chunk) + deflate.flush(zlib.Z_FULL_FLUSH)  # the same blocks, no header
+    adler = 1
+    for _ in range(side // rows):
+        adler = zlib.adler32(chunk, adler)
+    body = first + repeat * (side // rows - 1) + b"\x03\x00" + struct.pack(">I", adler)  # empty final block, trailer
+    ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", body) + _chunk(b"IEND", b"")
+
+
+def random_bytes(n: int, seed: int = 23) -> bytes:
+    """Noise: no image format's magic, nothing any decoder takes."""
+    return np.random.default_rng(seed).integers(0, 256, n, dtype=np.uint8).tobytes()

@@ -14,6 +14,7 @@ import pytest
 
 from cli import main as cli
 from deployments.admin_keys import ADMIN_SCOPES
+from tests.cli_output import printed_json
 from tenancy.admin_keys import SCOPES
 
 # Every admin route: (method, path template, handle API method). Checked against the OpenAPI document, so a
@@ -32,6 +33,7 @@ ADMIN_ROUTES = [
     ("GET", "/v1/admin/tenants/{tenant_id}/migrate", "migration_status"),
     ("GET", "/v1/admin/audit", "org_audit"),
     ("GET", "/v1/admin/audit/verify", "admin_verify_audit"),
+    ("GET", "/v1/admin/erasure-receipts/{tenant_id}", "erasure_receipt"),
     ("GET", "/v1/admin-keys", "list_admin_keys"),
     ("POST", "/v1/admin-keys", "create_admin_key"),
     ("DELETE", "/v1/admin-keys/{name}", "revoke_admin_key"),
@@ -116,6 +118,7 @@ def test_each_admin_endpoint_needs_its_scope(api, bootstrap):
             "migration_status": ("GET", f"/v1/admin/tenants/{tenant_id}/migrate", {}, 404),
             "org_audit": ("GET", "/v1/admin/audit", {}, 200),
             "admin_verify_audit": ("GET", "/v1/admin/audit/verify", {}, 200),
+            "erasure_receipt": ("GET", f"/v1/admin/erasure-receipts/{tenant_id}", {}, 404),  # the tenant lives on
             "list_admin_keys": ("GET", "/v1/admin-keys", {}, 200),
             "create_admin_key": ("POST", "/v1/admin-keys", {"json": {"name": "made-{who}", "scopes": ["admin-keys:write"]}}, 201),
             "revoke_admin_key": ("DELETE", "/v1/admin-keys/{victim}", {}, 200),
@@ -148,12 +151,17 @@ def test_each_admin_endpoint_needs_its_scope(api, bootstrap):
     assert names["victim-with"]["revoked_at"] is not None and names["victim-without"]["revoked_at"] is None
 
     # Each admin action in the org audit carries the name of the key that made it.
-    events = api("GET", "/v1/admin/audit", bootstrap, params={"limit": 1000}).json()["events"]
+    events, page = [], [None] * 1000
+    while len(page) == 1000:  # every page (admin reads are recorded too: it grows with each test, and each read)
+        page = api("GET", "/v1/admin/audit", bootstrap, params={"since": events[-1]["seq"] if events else 0,
+                                                                 "limit": 1000}).json()["events"]
+        events += page
     actors = {(e["action"], e["actor"]) for e in events}
     assert ("tenant.create", "admin:only-tenants-write") in actors
     assert ("admin_key.revoke", "admin:only-admin-keys-write") in actors
     assert ("root_key.rotate", "admin:only-keys-rotate") in actors
     assert not any(e["actor"].startswith("admin:all-but-") for e in events)  # refusals did nothing
+    assert ("admin.read", "admin:only-audit-read") in actors  # reads are recorded under the key's name too
 
 
 def test_a_key_grants_only_scopes_it_holds(api, bootstrap):
@@ -177,16 +185,10 @@ def replicas(app, serve_port, models_dir, tmp_path_factory):
     one); its Ingress borrows the session app's model and key deployments, which admin keys never call."""
     from ray import serve
 
-    from deployments.ingress import Ingress
-    from deployments.tenants import TenantRouter
-    from securegate.settings import Settings
+    from tests.side_apps import run_side_app
 
     data_dir = tmp_path_factory.mktemp("admin-replicas")
-    settings = Settings.from_args({"models": str(models_dir), "data_dir": str(data_dir)}).model_dump()
-    borrowed = {name: serve.get_deployment_handle(name, "securegate") for name in ("Detector", "Embedder", "KeyService")}
-    tenants = TenantRouter.options(num_replicas=2).bind(settings, borrowed["KeyService"])
-    serve.run(Ingress.bind(settings, borrowed["Detector"], borrowed["Embedder"], tenants, borrowed["KeyService"]),
-              name="admin-replicas", route_prefix="/replicas")
+    run_side_app("admin-replicas", "/replicas", models_dir, data_dir, router_options={"num_replicas": 2})
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{serve_port}/replicas", timeout=120) as client:
             yield Recorder(client), data_dir
@@ -245,7 +247,7 @@ def test_the_bootstrap_token_can_be_revoked(replicas):
 def test_cli_creates_lists_and_revokes_admin_keys(app, api, bootstrap, data_dir, capsys):
     common = ["--url", app[1], "--data-dir", str(data_dir)]
     assert cli.main(["admin-keys", "create", "from-cli", "--scopes", "tenants:read, audit:read", *common]) == 0
-    created = json.loads(capsys.readouterr().out)
+    created = printed_json(capsys.readouterr().out)
     api.secrets.append(created["admin_key"])
     assert created["scopes"] == ["tenants:read", "audit:read"]
     assert api("GET", "/v1/tenants", created["admin_key"]).status_code == 200
@@ -256,7 +258,7 @@ def test_cli_creates_lists_and_revokes_admin_keys(app, api, bootstrap, data_dir,
     capsys.readouterr()
     assert api("GET", "/v1/tenants", created["admin_key"]).status_code == 403
     assert cli.main(["admin-keys", "create", "bad", "--scopes", "everything", *common]) == 1
-    assert json.loads(capsys.readouterr().out)["error"]["code"] == "invalid_request"
+    assert printed_json(capsys.readouterr().out)["error"]["code"] == "invalid_request"
 
 
 def test_no_answer_or_log_line_holds_a_secret(ray_cluster, api, replicas, bootstrap):

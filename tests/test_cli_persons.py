@@ -38,8 +38,8 @@ def test_persons_commands_reject_list_unreject_merge_and_move_a_face(app, http, 
     assert [f["face_id"] for f in http.get(f"/v1/persons/{right}", headers=tenant["auth"]).json()["faces"]] == [misfiled]
 
     code, merged, _ = persons(capsys, "merge", wrong, dup, *common)
-    assert code == 0 and merged | {"events_relinked": 0} == {"person_id": wrong, "merged_person_id": dup, "faces_moved": 1,
-                                                             "rejections_moved": 0, "events_relinked": 0}
+    assert code == 0 and merged == {"person_id": wrong, "merged_person_id": dup, "faces_moved": 1, "rejections_moved": 0,
+                                    "events_relinked": 0}
     assert http.get(f"/v1/persons/{dup}", headers=tenant["auth"]).status_code == 404
     faces = http.get(f"/v1/persons/{wrong}", headers=tenant["auth"]).json()["faces"]
     assert sorted(f["face_id"] for f in faces) == sorted([obama_face, dup_face])
@@ -86,3 +86,30 @@ def test_persons_refusals_are_one_line_with_the_stable_code(app, http, admin, id
         cli.main(["persons", "reject", pid, "--face-id", face, "--face-index", "1", *common])
     assert "--face-index picks a face of --image" in str(stopped.value.code)
     assert http.get(f"/v1/persons/{pid}/rejections", headers=tenant["auth"]).json()["rejections"] == []
+
+
+def test_persons_find_by_external_id_over_http_client_and_cli(app, http, admin, capsys):
+    """`GET /v1/persons?external_id=` (blind index: exact string only, no paging), the client's parameter and
+    `securegate persons find --external-id`."""
+    from securegate.client import InvalidRequestError, SecureGateClient
+
+    tenant = new_tenant(http, admin, "cli-find")
+    ids = {who: person(http, tenant, who)[0] for who in ("Ana", "ana", "anabel", "bo")}
+    r = http.get("/v1/persons", params={"external_id": "Ana"}, headers=tenant["auth"])
+    assert r.status_code == 200 and r.json()["next_cursor"] is None
+    assert [(p["person_id"], p["external_id"]) for p in r.json()["persons"]] == [(ids["Ana"], "Ana")]
+    for missing in ("an", "ANA", "anabel "):  # exact: no prefix, no case folding, no trimming
+        assert http.get("/v1/persons", params={"external_id": missing}, headers=tenant["auth"]).json()["persons"] == []
+    refused = http.get("/v1/persons", params={"external_id": "bo", "cursor": "x"}, headers=tenant["auth"])
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_request"
+    assert http.get("/v1/persons", params={"external_id": ""}, headers=tenant["auth"]).status_code == 400
+
+    with SecureGateClient(app[1], api_key=tenant["key"]) as client:
+        assert [p.person_id for p in client.list_persons(external_id="anabel").persons] == [ids["anabel"]]
+        with pytest.raises(InvalidRequestError):
+            client.list_persons(cursor="x", external_id="bo")
+
+    code, found, _ = persons(capsys, "find", "--external-id", "bo", "--url", app[1], "--api-key", tenant["key"])
+    assert code == 0 and [p["person_id"] for p in found["persons"]] == [ids["bo"]]
+    code, found, _ = persons(capsys, "find", "--external-id", "nobody", "--url", app[1], "--api-key", tenant["key"])
+    assert code == 0 and found == {"persons": [], "next_cursor": None}

@@ -1,7 +1,8 @@
 """securegate.client.SecureGateClient against the running application, on the real photos.
 
-Every client method runs at least once against the real service; error answers map to typed exceptions
-that always carry the API's code; the README example runs as written.
+Every client method runs at least once against the real service (the camera methods in
+tests/test_client_cameras.py); error answers map to typed exceptions that always carry the API's code;
+`overloaded` is retried; the README example runs as written.
 """
 
 import base64
@@ -19,7 +20,7 @@ import pydantic
 import pytest
 
 from securegate import client as sgc
-from securegate import errors, schemas
+from securegate import client_errors, errors, schemas
 from securegate.client import SecureGateClient, SecureGateError
 from tests import hostile
 from tests.docs_snippets import doc_snippet
@@ -198,6 +199,44 @@ def test_no_answer_is_a_connection_error():
     assert err.value.status is None and err.value.code == "connection_error"
 
 
+def test_overloaded_is_retried_with_bounded_backoff_through_a_transport():
+    """Through a scripted transport (a stand-in for a server at capacity, whose Retry-After is in the body): an
+    `overloaded` answer is sent again after at least its Retry-After, a bounded number of times and within
+    the policy's budget; other errors, and every error with retry=None, are raised at once."""
+    script: list[tuple[int, str, float]] = []
+    sent: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(time.monotonic())
+        if not script:
+            return httpx.Response(200, json={"status": "ok"})
+        status, code, retry_after_s = script.pop(0)
+        return httpx.Response(status, headers={"Retry-After": "1"},
+                              json={"error": {"code": code, "message": "m", "retry_after_s": retry_after_s}})
+
+    def run(policy, *answers):
+        script[:], sent[:] = list(answers), []
+        with SecureGateClient("http://sg.test", retry=policy, transport=httpx.MockTransport(handler)) as sg:
+            try:
+                return sg.healthz(), [b - a for a, b in zip(sent, sent[1:])]
+            except SecureGateError as exc:
+                return exc, [b - a for a, b in zip(sent, sent[1:])]
+
+    overloaded = (503, "overloaded", 0.2)
+    fast = sgc.RetryPolicy(initial_s=0.01)
+    answer, waits = run(fast, overloaded, overloaded)
+    assert answer == sgc.Health(status="ok") and len(waits) == 2 and min(waits) >= 0.2  # Retry-After honoured
+    answer, waits = run(fast, *[overloaded] * 5)
+    assert isinstance(answer, sgc.ServiceUnavailableError) and answer.code == "overloaded" and len(waits) == fast.attempts - 1
+    answer, waits = run(sgc.RetryPolicy(initial_s=0.01, max_wait_s=0.05), (503, "overloaded", 100.0), overloaded)
+    assert answer == sgc.Health(status="ok") and waits[0] < 1  # a wait is at most max_wait_s, whatever the server asks
+    answer, waits = run(sgc.RetryPolicy(initial_s=0.01, budget_s=0.3), *[overloaded] * 5)
+    assert answer.code == "overloaded" and len(waits) == 1  # a second wait would end past the budget
+    for policy, answers in ((fast, [(503, "kms_unavailable", 0.2)]), (fast, [(429, "rate_limited", 0.2)]), (None, [overloaded])):
+        answer, waits = run(policy, *answers)
+        assert isinstance(answer, SecureGateError) and answer.code == answers[0][1] and waits == []
+
+
 def test_requests_and_non_json_errors_through_a_transport():
     """What goes on the wire (base64, auth, nulls left out) and how bodies that are not SecureGate's own map."""
     sent = []
@@ -244,15 +283,16 @@ def test_every_error_code_of_the_api_has_its_exception():
     api_errors = [v for v in vars(errors).values() if isinstance(v, type) and issubclass(v, errors.ApiError)]
     assert len(api_errors) >= 20
     for cls in api_errors:
-        assert cls.code in sgc._BY_CODE, f"{cls.__name__} ({cls.code}) has no client exception"
-        exc = sgc.error_from_response(httpx.Response(cls.status, json=cls("m", field="image").body()))
+        assert cls.code in client_errors._BY_CODE, f"{cls.__name__} ({cls.code}) has no client exception"
+        exc = client_errors.error_from_response(httpx.Response(cls.status, json=cls("m", field="image").body()))
         assert (exc.status, exc.code, exc.message, exc.details) == (cls.status, cls.code, "m", {"field": "image"})
-        assert type(exc) is sgc._BY_CODE[cls.code] and isinstance(exc, sgc._BY_STATUS[cls.status][1]), cls
+        assert type(exc) is client_errors._BY_CODE[cls.code] and isinstance(exc, client_errors._BY_STATUS[cls.status][1]), cls
 
 
 def test_answers_are_the_api_response_models():
-    """One definition per API type: whatever a client method returns is a class of securegate/schemas.py,
-    the one the server validates its answers with; the client declares none of its own."""
+    """One definition per API type: whatever a client method returns is a class of securegate/schemas.py or
+    securegate/stream_schemas.py, the one the server validates its answers with; the client declares none of
+    its own."""
     returned = set()
     for name, method in vars(sgc.SecureGateClient).items():
         if callable(method) and not name.startswith("_"):
@@ -262,10 +302,13 @@ def test_answers_are_the_api_response_models():
                 stack.extend(typing.get_args(hint))
                 if isinstance(hint, type) and issubclass(hint, pydantic.BaseModel):
                     returned.add(hint)
-    assert len(returned) >= 18 and all(m.__module__ == "securegate.schemas" for m in returned), returned
-    assert all(getattr(sgc, m.__name__) is m for m in returned)  # importable from the client under the API's name
-    declared = [v for v in vars(sgc).values() if isinstance(v, type) and v.__module__ == sgc.__name__]
-    assert all(issubclass(v, (sgc.SecureGateClient, Exception)) for v in declared), declared
+    assert len(returned) >= 30, returned
+    assert all(m.__module__ in ("securegate.schemas", "securegate.stream_schemas") for m in returned), returned
+    assert all(getattr(sgc, m.__name__) is m and m.__name__ in sgc.__all__ for m in returned)  # under the API's name
+    client_modules = {"securegate.client", "securegate.client_errors", "securegate.client_events", "securegate.client_http",
+                      "securegate.client_retry"}
+    declared = [v for v in vars(sgc).values() if isinstance(v, type) and v.__module__ in client_modules]
+    assert declared and not [v for v in declared if issubclass(v, pydantic.BaseModel)], declared
 
     # An answer that does not match its schema is an error, not a half-filled object.
     transport = httpx.MockTransport(lambda request: httpx.Response(200, json={"faces": [{"bbox": "nope"}]}))
@@ -322,6 +365,40 @@ def test_admin_tenants_and_keys(app, admin, identity_photos):
     assert (err.value.status, err.value.code) == (404, "not_found")
     with pytest.raises(sgc.NotFoundError):
         admin.delete_tenant(tid)
+
+
+def test_admin_keys_and_audit_verification(app, admin, tenant):
+    """A scoped admin key made, listed, used and revoked through the client; the org audit read and paged;
+    the tenant's and the org's audit chains verified intact."""
+    created, sg = tenant
+    key = admin.create_admin_key("client-auditor", ["audit:read", "tenants:read"])
+    assert isinstance(key, sgc.AdminKeyCreated) and key.admin_key.startswith("sgadmin_client-auditor_")
+    assert key.admin_key not in repr(key) and sorted(key.scopes) == ["audit:read", "tenants:read"]
+    listed = {k.name: k for k in admin.list_admin_keys().admin_keys}
+    assert listed["client-auditor"].revoked_at is None and not hasattr(listed["client-auditor"], "admin_key")
+
+    with SecureGateClient(app[1], admin_token=key.admin_key) as auditor:
+        page = auditor.org_audit(limit=1000)
+        assert isinstance(page, sgc.OrgAuditPage) and all(isinstance(e, sgc.OrgAuditEvent) for e in page.events)
+        made = [e for e in page.events if e.action == "admin_key.create" and e.details.get("name") == "client-auditor"]
+        assert len(made) == 1 and made[0].outcome == "ok"
+        assert [e.seq for e in auditor.iter_org_audit(page_size=2)][:len(page.events)] == [e.seq for e in page.events]
+        for verification in (auditor.admin_verify_audit(), auditor.admin_verify_audit(tenant_id=created.tenant_id)):
+            assert isinstance(verification, sgc.AuditVerification) and verification.intact, verification
+            assert verification.entries > 0 and verification.first_bad_seq is None
+        with pytest.raises(sgc.PermissionDeniedError) as err:  # a scope it does not hold
+            auditor.create_tenant("not-allowed")
+        assert (err.value.status, err.value.code) == (403, "forbidden")
+
+        revoked = admin.revoke_admin_key("client-auditor")
+        assert isinstance(revoked, sgc.AdminKeyView) and revoked.revoked_at is not None
+        with pytest.raises(sgc.PermissionDeniedError):
+            auditor.org_audit()
+    with pytest.raises(sgc.ConflictError):  # names are never reused
+        admin.create_admin_key("client-auditor", ["audit:read"])
+
+    own = sg.verify_audit()
+    assert isinstance(own, sgc.AuditVerification) and own.intact and own.entries > 0 and own.reason is None
 
 
 def test_readme_example_runs(app, admin, identity_photos, tmp_path, monkeypatch):

@@ -205,8 +205,9 @@ def test_merge_moves_faces_and_the_merged_id_is_gone(http, admin, identity_photo
 
     r = http.post(f"/v1/persons/{keep}/merge", json={"merged_person_id": merged}, headers=tenant["auth"])
     assert r.status_code == 200, r.text
-    assert r.json() | {"events_relinked": 0} == {"person_id": keep, "merged_person_id": merged, "faces_moved": 1,
-                                                 "rejections_moved": 0, "events_relinked": 0}
+    # No camera has seen either person: nothing to relink (tests/streams/test_cameras.py merges a person with events).
+    assert r.json() == {"person_id": keep, "merged_person_id": merged, "faces_moved": 1, "rejections_moved": 0,
+                        "events_relinked": 0}
 
     got = http.get(f"/v1/persons/{keep}", headers=tenant["auth"]).json()
     assert sorted(f["face_id"] for f in got["faces"]) == sorted([face_1, face_2]) and got["external_id"] == "obama-badge-1"

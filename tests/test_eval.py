@@ -27,11 +27,12 @@ from evaluation.metrics import (
     far_upper_bound,
     group_frr,
     identification_accuracy,
+    pair_minimum,
     pair_scores,
     threshold_at_far,
 )
 from evaluation.files import write_report
-from evaluation.report import Evaluation, build_report
+from evaluation.report import Evaluation, build_report, summary_markdown
 from cli import main as cli
 from vision.detector import FaceDetector
 from vision.embedder import FaceEmbedder
@@ -226,6 +227,58 @@ def test_report_and_plots_when_targets_are_measurable(tmp_path):
         with Image.open(files[key]) as img:
             assert img.size[0] > 0 and img.size[1] > 0
     assert "| 0.001 |" in files["md"].read_text()
+
+
+def test_pair_minimum_follows_the_pairs_of_pair_scores():
+    labels = np.array(["a", "a", "b", "c"])
+    emb = np.eye(4, dtype=np.float32)
+    emb[1] = emb[0]  # the one genuine pair scores 1, every impostor pair 0
+    genuine_band, impostor_band = pair_minimum(np.array([2, 0, 1, 2]), labels)
+    assert genuine_band.tolist() == [0]  # (a0, a1): min(2, 0)
+    assert impostor_band.tolist() == [1, 2, 0, 0, 1]  # (0,2) (0,3) (1,2) (1,3) (2,3), pair_scores' order
+    ps = pair_scores(emb, labels)
+    assert ps.genuine.tolist() == [1.0] and ps.impostor.size == impostor_band.size
+
+
+def test_quality_bands_put_a_pair_in_the_band_of_its_worse_face():
+    emb, labels, paths = _synthetic({f"id{i}": 0.35 for i in range(6)}, per_id=3, dim=16, seed=5)
+    quality = np.array([0.1, 0.45, 0.9] * 6)  # low, medium, high per identity
+    ps = pair_scores(emb, labels)
+    report = build_report(ps, emb, labels, paths, target_far=1e-2, quality=quality)
+    bands = report["quality_bands"]["bands"]
+    t = report["quality_bands"]["threshold"]
+    assert [b["images"] for b in bands.values()] == [6, 6, 6]
+    # Genuine pairs per identity: (low,med) and (low,high) are low, (med,high) is medium; none is high.
+    assert [b["genuine_pairs"] for b in bands.values()] == [12, 6, 0] and bands["high"]["frr"] is None
+    assert sum(b["impostor_pairs"] for b in bands.values()) == ps.impostor.size
+    low = np.array([i for i in range(18) if quality[i] < 0.3])
+    mask = np.isin(np.arange(18), low)
+    direct = [float(emb[i] @ emb[j]) for i in range(18) for j in range(i + 1, 18)
+              if labels[i] != labels[j] and (mask[i] or mask[j])]
+    assert bands["low"]["impostor_pairs"] == len(direct)
+    assert bands["low"]["far"] == pytest.approx(np.mean(np.array(direct) >= t))
+
+
+def test_eval_reports_frr_per_quality_band_on_degraded_copies(faces_root, models_dir, tmp_path):
+    """Every identity photo and a copy shrunk 6x and blurred, as a camera would give it: the copies are the
+    low band, where one threshold rejects more genuine pairs than among good photos."""
+    for person in sorted((faces_root / "identities").iterdir()):
+        (tmp_path / person.name).mkdir()
+        for path in sorted(person.iterdir()):
+            image = cv2.imread(str(path))
+            small = cv2.resize(image, (image.shape[1] // 6, image.shape[0] // 6), interpolation=cv2.INTER_AREA)
+            cv2.imwrite(str(tmp_path / person.name / f"{path.stem}.png"), image)
+            cv2.imwrite(str(tmp_path / person.name / f"{path.stem}_camera.png"), cv2.blur(small, (3, 1)))
+    ev = evaluation_run.evaluate(tmp_path, models=str(models_dir))
+    q = ev.report["quality_bands"]
+    used = [p for p in ev.paths]
+    copies = [p for p in used if p.endswith("_camera.png")]
+    assert len(copies) >= 10
+    assert sum(b["images"] for b in q["bands"].values()) == len(used)
+    assert q["bands"]["low"]["images"] >= len(copies) // 2
+    assert sum(b["genuine_pairs"] for b in q["bands"].values()) == ev.report["counts"]["genuine_pairs"]
+    assert q["bands"]["low"]["frr"] > q["bands"]["high"]["frr"]
+    assert "Quality bands at threshold" in summary_markdown(ev.report)
 
 
 # ============================================================================ apply: recording server

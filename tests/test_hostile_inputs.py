@@ -14,6 +14,7 @@ import base64
 import io
 import json
 import math
+import re
 import socket
 import time
 
@@ -326,7 +327,9 @@ def test_whatever_tenant_settings_accept_every_read_returns(http, admin):
     outcomes = {"accepted": 0, "refused": 0}
     patched = new_tenant(http, admin, "hostile-settings")
 
-    @settings(max_examples=25, **FAST)
+    # 10 generated: each accepted one creates and deletes a tenant (the file's costliest example by far: 25 took
+    # 6 of its 12 minutes on a loaded host); the explicit examples below always run.
+    @settings(max_examples=10, **FAST)
     @given(name=texts, create=tenant_settings, patch=tenant_settings)
     # Found by hand before this test existed: silently dropped (stored as null), a tenant no read could load
     # any more (and with it the admin's tenant list), a 500 on the second call, float overflows.
@@ -526,3 +529,109 @@ def test_every_numeric_query_parameter_is_bounded_in_the_openapi(http):
                         unbounded.append(f"{method.upper()} {path} {param['in']} {param['name']}: {variant}")
     assert numeric >= 3  # limit (persons), since and limit (audit) at least
     assert not unbounded, unbounded
+
+
+# ------------------------------------------------------------------------------------ pushed camera frames
+# Issue 23: pushed frames skipped the image gate (a 40000×40000 PNG got a 500, a 20000×20000 one was queued and
+# decoded by the worker, garbage got a 400 carrying Ray's task header). Now: the photo endpoints' gate before
+# anything is queued, each refusal in our shape with our own words, and the camera keeps working.
+RAY_INTERNALS = re.compile(r"ray::|\(pid=|\bip=\d|actor_id|Traceback|File \"")
+FRAME_TYPES = ["image/jpeg", "image/png", "image/webp", "image/bmp", "image/tiff", "image/gif"]
+
+
+@pytest.fixture(scope="module")
+def frame_stream(http, tenant) -> str:
+    r = http.post("/v1/streams", json={"name": "hostile frames", "fps": 5}, headers=tenant["auth"])
+    assert r.status_code == 201, r.text
+    return r.json()["stream_id"]
+
+
+def push(http, tenant, stream_id: str, body: bytes, content_type: str | None = "image/jpeg"):
+    headers = {**tenant["auth"], **({"Content-Type": content_type} if content_type else {})}
+    return http.post(f"/v1/streams/{stream_id}/frames", content=body, headers=headers)
+
+
+def no_internals(text: str) -> None:
+    assert not RAY_INTERNALS.search(text or ""), text
+
+
+@pytest.fixture(scope="module")
+def hostile_frames(identity_photos) -> list[tuple[str, bytes, str | None, int, str]]:
+    """(name, body, Content-Type, status, code) of every frame the gate must refuse."""
+    jpeg = identity_photos["obama"][0].read_bytes()
+    return [
+        ("40000x40000 1-bit PNG", hostile.bilevel_png(40_000), "image/png", 413, "image_too_large"),
+        ("20000x20000 1-bit PNG", hostile.bilevel_png(20_000), "image/png", 413, "image_too_large"),
+        ("10000x10000 PNG bomb", hostile.decompression_bomb(), "image/png", 413, "image_too_large"),
+        ("header claims 40000001x1", hostile.png_header_only(40_000_001, 1), "image/png", 413, "image_too_large"),
+        ("garbage", b"not a jpeg", "image/jpeg", 400, "invalid_image"),
+        ("noise", hostile.random_bytes(50_000), "image/jpeg", 400, "invalid_image"),
+        ("JPEG magic, then nothing", b"\xff\xd8\xff\xe0" + b"\x00" * 60, "image/jpeg", 400, "invalid_image"),
+        ("empty", b"", "image/jpeg", 400, "invalid_image"),
+        ("1x1", hostile.one_pixel(), "image/png", 400, "invalid_image"),
+        ("7x300", image_of(7, 300), "image/png", 400, "invalid_image"),
+        ("no Content-Type", jpeg, None, 415, "unsupported_media_type"),
+        ("Content-Type application/json", jpeg, "application/json", 415, "unsupported_media_type"),
+        ("Content-Type text/plain", jpeg, "text/plain", 415, "unsupported_media_type"),
+        ("Content-Type multipart/form-data", jpeg, "multipart/form-data; boundary=x", 415, "unsupported_media_type"),
+        ("Content-Type image/svg+xml", b"<svg xmlns='http://www.w3.org/2000/svg'/>", "image/svg+xml", 415, "unsupported_media_type"),
+        ("21 MiB body", b"\xff\xd8" + b"\x00" * (21 << 20), "image/jpeg", 413, "payload_too_large"),
+    ]
+
+
+def test_pushed_frames_pass_the_image_gate_before_anything_is_queued(http, tenant, frame_stream, hostile_frames):
+    before = http.get(f"/v1/streams/{frame_stream}", headers=tenant["auth"]).json()["status"]
+    wrong = []
+    for name, body, content_type, status, code in hostile_frames:
+        r = push(http, tenant, frame_stream, body, content_type)
+        answered(r)
+        got = (r.status_code, r.json()["error"]["code"] if r.status_code >= 400 else None)
+        if got != (status, code) or RAY_INTERNALS.search(r.text):
+            wrong.append(f"{name}: {r.status_code} {r.text[:300]}")
+    assert not wrong, "\n".join(wrong)
+    status = http.get(f"/v1/streams/{frame_stream}", headers=tenant["auth"]).json()["status"]
+    assert status["frames_read"] == before["frames_read"], status  # nothing refused reached the camera's queue
+    no_internals(status["last_error"])
+
+
+def test_the_camera_keeps_working_after_hostile_frames(http, tenant, frame_stream, hostile_frames, identity_photos):
+    for name, body, content_type, *_ in hostile_frames[:8]:
+        push(http, tenant, frame_stream, body, content_type)
+    # A frame whose header passes and whose data does not decode: the worker's decoder refuses it in our words.
+    truncated = hostile.encode(np.full((64, 64, 3), 128, np.uint8), "PNG")[:60]
+    r = push(http, tenant, frame_stream, truncated, "image/png")
+    assert_error(r, 400, "invalid_image")
+    no_internals(r.text)
+    processed = http.get(f"/v1/streams/{frame_stream}", headers=tenant["auth"]).json()["status"]["frames_processed"]
+    photo = identity_photos["obama"][0].read_bytes()
+    for content_type in FRAME_TYPES[:1] + ["image/jpeg; charset=binary"]:
+        r = push(http, tenant, frame_stream, photo, content_type)
+        assert r.status_code == 202, r.text
+    deadline = time.monotonic() + 30
+    while (status := http.get(f"/v1/streams/{frame_stream}", headers=tenant["auth"]).json()["status"])["frames_processed"] <= processed:
+        assert time.monotonic() < deadline, status
+        time.sleep(0.2)
+    assert status["state"] == "running", status
+    no_internals(status["last_error"])
+
+
+def test_every_image_format_the_gate_takes_is_a_queued_frame(http, tenant, frame_stream):
+    for fmt, content_type in zip(["JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF"], FRAME_TYPES):
+        r = push(http, tenant, frame_stream, image_of(64, 64, fmt), content_type)
+        assert r.status_code == 202, (fmt, r.text)
+
+
+def test_no_error_answer_carries_ray_internals(http, tenant, frame_stream):
+    """The API's error boundary strips Ray's task header and traceback from any message that reaches it."""
+    from securegate import errors
+
+    remote = ("ray::StreamWorker.push_frame() (pid=4242, ip=10.1.2.3, actor_id=abc, repr=<streams.worker.StreamWorker>)\n"
+              '  File "/srv/streams/worker.py", line 99, in push_frame\n    raise ValueError("x")\n'
+              "ValueError: frame is not a decodable image")
+    body = errors.InvalidImage(remote).body()
+    assert body["error"]["message"] == "frame is not a decodable image", body
+    assert errors.ApiError("ray::StreamRouter.push_frame() (pid=1, ip=2)").body()["error"]["message"] == "internal"
+    for r in (push(http, tenant, "cam_nonexistent", b"x"), push(http, tenant, frame_stream, b"x", "image/png"),
+              http.get("/v1/streams/cam_nonexistent", headers=tenant["auth"])):
+        assert_error(r)
+        no_internals(r.text)

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 PIP = [sys.executable, "-m", "pip"]
 
@@ -23,6 +25,7 @@ def resolved_set(extra: str, tmp_path: Path) -> dict[str, dict]:
     return {item["metadata"]["name"].lower(): item["metadata"] for item in json.loads(report.read_text())["install"]}
 
 
+@pytest.mark.network
 def test_gpu_extra_resolves_against_pypi_without_cuda(tmp_path):
     """`.[gpu]` resolves here (no CUDA, no GPU): onnxruntime-gpu and faiss-gpu-cu12 with their CUDA runtime
     wheels, no faiss-cpu. The CPU onnxruntime is in the set only because insightface requires it; the

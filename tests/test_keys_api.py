@@ -197,13 +197,18 @@ class CuttableProxy:
 
 
 @pytest.fixture(scope="module")
-def aws_app(ray_cluster, serve_port, models_dir, tmp_path_factory):
-    """A second application whose KeyService uses AWS KMS (a moto server) through a cuttable proxy."""
+def aws_app(app, serve_port, models_dir, tmp_path_factory):
+    """A second application whose KeyService uses AWS KMS (a moto server) through a cuttable proxy: its own
+    KeyService, TenantRouter (over its own data dir) and Ingress; the session app's Detector and Embedder are
+    borrowed (they hold no keys), so the models are not loaded a second time."""
     import boto3
     from moto.server import ThreadedMotoServer
     from ray import serve
 
-    from graph import bind_app
+    from deployments.ingress import Ingress
+    from deployments.keys import KeyService
+    from deployments.tenants import TenantRouter
+    from securegate.settings import Settings
 
     creds = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -213,6 +218,9 @@ def aws_app(ray_cluster, serve_port, models_dir, tmp_path_factory):
                               aws_access_key_id="testing", aws_secret_access_key="testing")
     key_id = kms_client.create_key(KeySpec="SYMMETRIC_DEFAULT", KeyUsage="ENCRYPT_DECRYPT")["KeyMetadata"]["KeyId"]
     kms_client.create_alias(AliasName="alias/securegate-outage", TargetKeyId=key_id)
+    # The erasure receipts' signing key, as an operator creates it: ECC P-256, sign/verify only, behind `<alias>-sign`.
+    sign_id = kms_client.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
+    kms_client.create_alias(AliasName="alias/securegate-outage-sign", TargetKeyId=sign_id)
     proxy = CuttableProxy(moto_port)
     data_dir = tmp_path_factory.mktemp("aws-app")
     args = {
@@ -223,8 +231,11 @@ def aws_app(ray_cluster, serve_port, models_dir, tmp_path_factory):
             "endpoint_url": f"http://127.0.0.1:{proxy.port}", "max_attempts": 2,
             "connect_timeout_s": 1.0, "read_timeout_s": 2.0}},
     }
-    options = {"KeyService": {"ray_actor_options": {"num_cpus": 0.25, "runtime_env": {"env_vars": creds}}}}
-    serve.run(bind_app(args, options), name="securegate-aws", route_prefix="/aws")
+    settings = Settings.from_args(args).model_dump()
+    keys = KeyService.options(ray_actor_options={"num_cpus": 0.25, "runtime_env": {"env_vars": creds}}).bind(settings)
+    borrowed = {name: serve.get_deployment_handle(name, "securegate") for name in ("Detector", "Embedder")}
+    serve.run(Ingress.bind(settings, borrowed["Detector"], borrowed["Embedder"], TenantRouter.bind(settings, keys), keys),
+              name="securegate-aws", route_prefix="/aws")
     import httpx
 
     with httpx.Client(base_url=f"http://127.0.0.1:{serve_port}/aws", timeout=120) as client:
@@ -265,3 +276,20 @@ def test_kms_outage_is_a_503_and_writes_nothing(aws_app, identity_photos):
     names = [t["name"] for t in client.get("/v1/tenants", headers=admin).json()]
     assert names == ["aws-tenant"]
     assert client.post(f"/v1/persons/{person}/faces", json={"image": b64(photo)}, headers=auth).status_code == 201
+
+
+def test_an_erasure_receipt_signed_by_aws_kms_verifies_offline(aws_app, identity_photos):
+    """Issue 23 §6 with the KeyService on AWS KMS (moto): the receipt is signed by KMS `Sign` with the ECC key, and
+    the key published by the service checks it with `cryptography` alone."""
+    from tests.test_audit_api import verifies
+
+    client, _, data_dir = aws_app
+    admin = {"Authorization": f"Bearer {(data_dir / 'admin_token').read_text().strip()}"}
+    created = client.post("/v1/tenants", json={"name": "aws-erased"}, headers=admin).json()
+    assert client.delete(f"/v1/tenants/{created['tenant_id']}", headers=admin).status_code == 204
+    signed = client.get(f"/v1/admin/erasure-receipts/{created['tenant_id']}", headers=admin).json()
+    keys = {k["key_id"]: k["public_key_pem"] for k in client.get("/v1/erasure-receipts/keys").json()["keys"]}
+    assert signed["signature"]["key_id"].startswith("arn:aws:kms:") and signed["signature"]["key_id"] in keys
+    assert verifies(keys[signed["signature"]["key_id"]], signed["signature"]["value"], signed["receipt"])
+    assert not verifies(keys[signed["signature"]["key_id"]], signed["signature"]["value"],
+                        {**signed["receipt"], "key_ids": []})

@@ -234,6 +234,44 @@ def test_rotated_model_interrupted_by_actor_and_app_restarts(admin, deployment, 
         httpx.delete(f"{deployment.base}/v1/streams/{stream['stream_id']}", headers=auth, timeout=60)
 
 
+@pytest.mark.parametrize("pack", ["renamed", "rotated"])
+def test_a_camera_unknown_never_enters_another_models_gallery(admin, deployment, identity_photos, pack):
+    """Issue 23: an unknown's vectors were sealed without their model, so after a switch to another model of the
+    same dimension (`renamed`) a promotion put the old model's vectors into the new model's gallery, and after a
+    switch to another dimension (`rotated`) it made the person, then failed on their faces, leaving half a
+    person. The vectors are bound to their model: promotion and rejection are refused with model_mismatch, and
+    nothing is made."""
+    created = admin.create_tenant(f"camera-unknown-{pack}", {"keep_enrolment_photos": True})
+    auth = {"Authorization": f"Bearer {created.api_key}"}
+    with SecureGateClient(deployment.base, api_key=created.api_key, timeout=120) as client, \
+            httpx.Client(base_url=deployment.base, headers=auth, timeout=120) as http:
+        assert client.import_faces([{"external_id": "obama", "image": identity_photos["obama"][0]}]).enrolled == 1
+        r = http.post("/v1/streams", json={"name": "door", "fps": 5, "cooldown_s": 0})
+        assert r.status_code == 201, r.text
+        stream_id, stranger, origin = r.json()["stream_id"], identity_photos["alex_lacamoire"][0].read_bytes(), time.time()
+        for i in range(8):  # the stranger in front of a pushing camera for 1.6 s
+            r = http.post(f"/v1/streams/{stream_id}/frames", params={"ts": origin + i * 0.2}, content=stranger,
+                          headers={"Content-Type": "image/jpeg"})
+            assert r.status_code == 202, r.text
+            time.sleep(0.2)
+        deadline = time.monotonic() + 60
+        while not (unknowns := http.get("/v1/unknowns").json()["unknowns"]):
+            assert time.monotonic() < deadline, "no unknown from the camera"
+            time.sleep(0.25)
+        (unknown,) = unknowns
+
+        admin.migrate_tenant(created.tenant_id, pack)
+        assert wait_for(admin, created.tenant_id, {"done"}).error is None
+        persons = client.list_persons().persons
+        r = http.post(f"/v1/unknowns/{unknown['unknown_id']}/promote", json={"external_id": "visitor"})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "model_mismatch", r.text
+        r = http.post(f"/v1/persons/{persons[0].person_id}/rejections", json={"unknown_id": unknown["unknown_id"]})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "model_mismatch", r.text
+        assert [p.person_id for p in client.list_persons().persons] == [p.person_id for p in persons]  # no half person
+        assert http.get("/v1/unknowns").json()["unknowns"] == unknowns
+        assert client.list_rejections(persons[0].person_id).rejections == []
+
+
 def test_kept_crops_and_shadow_in_the_store_follow_their_face(tmp_path):
     """TenantStore on a real file, without Ray: a kept crop reads back as given and goes with its face (retention's
     delete_faces, a person's deletion); a content-key rotation re-seals crops and shadow vectors; shadow progress

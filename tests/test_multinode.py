@@ -23,6 +23,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from cli.serve import SERVE_ENVIRONMENT
@@ -102,6 +103,7 @@ def node_args(temp_dir: Path, resources: dict, cpus: int) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------------ test
+@pytest.mark.own_cluster
 def test_cluster_config_places_by_resources_and_heals_a_lost_index_node(models_dir, faces_root, tmp_path):
     started = time.monotonic()
     config = yaml.safe_load(CONFIG.read_text())

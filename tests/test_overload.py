@@ -1,9 +1,9 @@
 """Past its latency budget SecureGate answers at once with 503 `overloaded` and Retry-After, instead of queueing
 callers for seconds: the Ingress refuses an image whose expected time at the Detector (its images in flight at
 the detection stage's recent time per image) would pass `admission.latency_budget_s` (deployments/admission.py),
-and never one that finds nothing in flight. Here a second copy of the app, one Detector replica detecting one
-image at a time with a tight budget, is driven with one image at a time, then with 8 concurrent images through
-HTTP."""
+and never one that finds nothing in flight. Here a second Ingress over one Detector replica detecting one image
+at a time, with a tight budget, is driven with one image at a time, then with 8 concurrent images through HTTP,
+then through the Python client, which retries the refusals."""
 
 import base64
 import time
@@ -74,14 +74,22 @@ def test_an_image_that_finds_nothing_in_flight_is_never_refused():
 
 
 @pytest.fixture(scope="module")
-def small_app(serve_port, models_dir, tmp_path_factory):
+def small_app(app, serve_port, models_dir, tmp_path_factory):
+    """Its own Ingress and small Detector; the session app's Embedder, TenantRouter and KeyService are borrowed
+    (only /v1/detect is called here), so two replicas start instead of a whole second app's six."""
     from ray import serve
 
-    from graph import bind_app
+    from deployments.detector import Detector
+    from deployments.ingress import Ingress
+    from securegate.settings import Settings
 
-    settings = {"models": str(models_dir), "data_dir": str(tmp_path_factory.mktemp("overload-data")),
-                "detector": {"concurrency": 1}, "admission": {"latency_budget_s": 0.05}}
-    serve.run(bind_app(settings, {"Detector": {"num_replicas": 1}}), name="overload", route_prefix="/overload")
+    data_dir = tmp_path_factory.mktemp("overload-data")
+    settings = Settings.from_args({"models": str(models_dir), "data_dir": str(data_dir), "detector": {"concurrency": 1},
+                                   "admission": {"latency_budget_s": 0.05}}).model_dump()
+    borrowed = {name: serve.get_deployment_handle(name, "securegate") for name in ("Embedder", "TenantRouter", "KeyService")}
+    detector = Detector.options(num_replicas=1).bind(settings)
+    serve.run(Ingress.bind(settings, detector, borrowed["Embedder"], borrowed["TenantRouter"], borrowed["KeyService"]),
+              name="overload", route_prefix="/overload")
     try:
         yield f"http://127.0.0.1:{serve_port}/overload"
     finally:
@@ -109,3 +117,29 @@ def test_concurrent_images_past_the_budget_get_503_at_once(small_app, identity_p
         assert r.headers["Retry-After"] == "1"
     # Refused at once: faster than the slowest accepted image, which waited its turn.
     assert min(t for _, t in refused) < max(ok)
+
+
+class _CountingTransport(httpx.HTTPTransport):
+    """httpx's own transport, keeping the status of every answer (to see the client's retries)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.statuses: list[int] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        self.statuses.append(response.status_code)
+        return response
+
+
+def test_the_client_retries_overloaded_until_served(small_app, identity_photos):
+    """The same 8 concurrent images through SecureGateClient with its default retry policy: the refusals
+    (503 overloaded) are sent again after Retry-After, and every image is detected."""
+    from securegate.client import SecureGateClient
+
+    transport = _CountingTransport()
+    with SecureGateClient(small_app, transport=transport) as sg:
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda _: sg.detect(identity_photos["obama"][0]), range(8)))
+    assert all(len(faces) == 1 for faces in answers)
+    assert transport.statuses.count(503) >= 1 and transport.statuses.count(200) == 8, transport.statuses

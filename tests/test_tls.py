@@ -68,6 +68,7 @@ def base_env(**extra: str) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------------------ 1. HTTPS
+@pytest.mark.own_cluster
 def test_serve_https_from_tls_config(tmp_path, models_dir):
     from ray.serve.config import HTTPOptions
 
@@ -152,6 +153,7 @@ def _node_hosts() -> list[str]:
     return list(dict.fromkeys(h for h in hosts if h))
 
 
+@pytest.mark.own_cluster
 def test_ray_internal_grpc_tls(tmp_path):
     temp_dir = short_tmpdir()
     pki = temp_dir / "pki"

@@ -2,6 +2,7 @@
 class per model), ONNX Runtime set-up and image decoding. Imports nothing of ours besides securegate.errors.
 
 `packs` (which files of an InsightFace pack are the detector and the recognizer), `detector` (SCRFD +
-alignment), `embedder` (ArcFace), `runtime` (execution providers, session options), `images` (decoding
-and limits). Batching policy lives outside, in the Embedder deployment.
+alignment), `embedder` (ArcFace), `quality` (what a face is worth to recognition), `runtime` (execution
+providers, session options), `images` (decoding and limits). Batching policy lives outside, in the Embedder
+deployment.
 """

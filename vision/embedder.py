@@ -48,15 +48,20 @@ class FaceEmbedder:
         return self.pack.embedding_dim
 
     def embed(self, crops: np.ndarray | list[np.ndarray]) -> np.ndarray:
+        return self.embed_with_norms(crops)[0]
+
+    def embed_with_norms(self, crops: np.ndarray | list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Unit vectors and the raw vectors' lengths (a quality signal: vision/quality.py)."""
         crops = list(crops)
         if not crops:
-            return np.zeros((0, self.dim), np.float32)
+            return np.zeros((0, self.dim), np.float32), np.zeros(0, np.float32)
         if self.strategy == "per_item":
             raw = np.concatenate([self._model.get_feat([c]) for c in crops])
         else:
             raw = self._model.get_feat(crops)
         raw = raw.astype(np.float32, copy=False)
-        return raw / np.maximum(np.linalg.norm(raw, axis=1, keepdims=True), 1e-12)
+        norms = np.linalg.norm(raw, axis=1)
+        return raw / np.maximum(norms[:, None], 1e-12), norms
 
     # -- fixed batch-1 models -------------------------------------------------------------------------
     def _choose_fixed_batch_strategy(self, cache_dir) -> str:

@@ -17,6 +17,10 @@ from PIL import Image
 
 from securegate.errors import ImageTooLarge, InvalidImage
 
+# The media types an image may be sent as in a raw body (a pushed camera frame): the formats `probe` reads.
+MEDIA_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/tiff", "image/gif")
+MIN_SIDE = 8  # pixels: a smaller image cannot hold a face the detector finds
+
 # Pillow's own bomb guard would raise its own exception first; we enforce our configured limit instead.
 Image.MAX_IMAGE_PIXELS = None
 
@@ -52,6 +56,15 @@ def probe(data: bytes, max_pixels: int) -> tuple[int, int]:
     return width, height
 
 
+def check(data: bytes, max_pixels: int) -> tuple[int, int]:
+    """The gate of an image that is queued rather than decoded at once (a pushed camera frame): `probe`, and
+    big enough to hold a face; (width, height)."""
+    width, height = probe(data, max_pixels)
+    if width < MIN_SIDE or height < MIN_SIDE:
+        raise InvalidImage(f"image is {width}x{height}: too small to hold a face")
+    return width, height
+
+
 def decode(data: bytes, max_pixels: int) -> np.ndarray:
     """BGR uint8 pixels (alpha dropped, EXIF orientation applied), as cv2.imread would give them."""
     probe(data, max_pixels)
@@ -63,6 +76,6 @@ def decode(data: bytes, max_pixels: int) -> np.ndarray:
                 image = cv2.cvtColor(np.asarray(img.convert("RGB")), cv2.COLOR_RGB2BGR)
         except Exception as exc:
             raise InvalidImage("image is truncated or corrupt") from exc
-    if image.shape[0] < 8 or image.shape[1] < 8:
+    if image.shape[0] < MIN_SIDE or image.shape[1] < MIN_SIDE:
         raise InvalidImage(f"image is {image.shape[1]}x{image.shape[0]}: too small to hold a face")
     return image

@@ -65,15 +65,16 @@ export const del = (path, options) => call("DELETE", path, options);
 
 /**
  * Server-Sent Events over fetch (EventSource cannot send an Authorization header). Calls onEvent with
- * {event, data} for each message until `signal` aborts; rejects with ApiError when the server refuses.
+ * {event, data, id} for each message until the server ends the stream or `signal` aborts; rejects with
+ * ApiError when the server refuses. `lastEventId` is sent as Last-Event-ID: a reconnecting reader gets
+ * every event after it, none twice. `onOpen` is called once the server has accepted the stream.
  */
-export async function streamEvents(path, onEvent, signal) {
-  const response = await fetch(apiUrl(path), {
-    headers: { ...headersFor(undefined, false), Accept: "text/event-stream" },
-    signal,
-    cache: "no-store",
-  });
+export async function streamEvents(path, onEvent, signal, lastEventId = null, onOpen = () => {}) {
+  const headers = { ...headersFor(undefined, false), Accept: "text/event-stream" };
+  if (lastEventId !== null) headers["Last-Event-ID"] = String(lastEventId);
+  const response = await fetch(apiUrl(path), { headers, signal, cache: "no-store" });
   if (!response.ok) throw await errorFrom(response);
+  onOpen();
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
   for (;;) {
@@ -85,12 +86,14 @@ export async function streamEvents(path, onEvent, signal) {
       const block = buffer.slice(0, end);
       buffer = buffer.slice(end + 2);
       let event = "message";
+      let id = null;
       const data = [];
       for (const line of block.split("\n")) {
         if (line.startsWith("event:")) event = line.slice(6).trim();
+        else if (line.startsWith("id:")) id = line.slice(3).trim();
         else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
       }
-      if (data.length) onEvent({ event, data: data.join("\n") });
+      if (data.length) onEvent({ event, data: data.join("\n"), id });
     }
   }
 }

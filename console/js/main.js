@@ -8,15 +8,19 @@ import * as audit from "./pages/audit.js";
 import * as calibration from "./pages/calibration.js";
 import * as cameras from "./pages/cameras.js";
 import * as identify from "./pages/identify.js";
+import * as importPage from "./pages/import.js";
 import * as people from "./pages/people.js";
 import * as verify from "./pages/verify.js";
+import * as webhooks from "./pages/webhooks.js";
 
 const PAGES = [
   { id: "admin", title: "Admin", kinds: ["admin"], page: admin },
   { id: "people", title: "People", kinds: ["tenant"], page: people },
   { id: "identify", title: "Identify", kinds: ["tenant"], page: identify },
   { id: "verify", title: "Verify", kinds: ["tenant", "admin"], page: verify },
+  { id: "import", title: "Import", kinds: ["tenant"], page: importPage },
   { id: "cameras", title: "Cameras", kinds: ["tenant"], page: cameras },
+  { id: "webhooks", title: "Webhooks", kinds: ["tenant"], page: webhooks },
   { id: "audit", title: "Audit", kinds: ["tenant"], page: audit },
   { id: "calibration", title: "Calibration", kinds: ["tenant", "admin"], page: calibration },
 ];

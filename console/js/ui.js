@@ -42,6 +42,7 @@ const REASON_TEXT = {
   blur: "too blurry",
   pose: "head turned too far",
   det_score: "face not clear enough",
+  exposure: "face too dark",
 };
 
 function detailLines(err) {
@@ -73,6 +74,30 @@ export function errorBox(err) {
   );
 }
 
+/** A secret the API shows once (an API key, an admin key, a webhook's signing secret), selected for copying,
+ * with a Copy button and one that hides it; `into` is the container it replaces the content of. */
+export function shownOnce(into, { title, explain, label, value, id, dataset }) {
+  const input = h("input", { type: "text", id, readOnly: true, value, class: "secret", spellcheck: false });
+  const copy = h("button", {
+    type: "button",
+    onclick: async () => {
+      input.select();
+      try {
+        await navigator.clipboard.writeText(value);
+        copy.textContent = "Copied";
+      } catch {
+        copy.textContent = "Select and copy it";
+      }
+    },
+  }, "Copy");
+  into.replaceChildren(
+    h("div", { class: "shown-once", role: "status", dataset }, h("h3", {}, title), h("p", {}, explain), field(label, input),
+      h("div", { class: "actions" }, copy, h("button", { type: "button", onclick: () => into.replaceChildren() }, "I have stored it, hide it"))),
+  );
+  input.focus();
+  input.select();
+}
+
 /** A live region that shows either nothing, a status line or an error box. */
 export function statusArea() {
   const el = h("div", { class: "status", "aria-live": "polite" });
@@ -82,13 +107,14 @@ export function statusArea() {
     info: (text) => el.replaceChildren(h("p", { class: "info" }, text)),
     ok: (text) => el.replaceChildren(h("p", { class: "ok" }, text)),
     error: (err) => el.replaceChildren(errorBox(err)),
+    clearError: () => el.querySelector(".error") && el.replaceChildren(),
   };
 }
 
-/** Runs `work` with the button disabled and marked busy; errors go to `status`. */
+/** Runs `work` with the button (if any) disabled and marked busy; errors go to `status`. */
 export async function busy(button, status, work) {
-  button.disabled = true;
-  button.setAttribute("aria-busy", "true");
+  button?.setAttribute("aria-busy", "true");
+  if (button) button.disabled = true;
   status?.clear();
   try {
     return await work();
@@ -98,8 +124,8 @@ export async function busy(button, status, work) {
     else throw err;
     return undefined;
   } finally {
-    button.disabled = false;
-    button.removeAttribute("aria-busy");
+    if (button) button.disabled = false;
+    button?.removeAttribute("aria-busy");
   }
 }
 

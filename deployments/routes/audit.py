@@ -3,14 +3,14 @@ API on the Ingress (deployments/ingress.py)."""
 
 from fastapi import APIRouter, Header, Query
 
-from deployments.routes.common import ADMIN_ERRORS, TENANT_ERRORS, bearer
+from deployments.routes.common import ADMIN_ERRORS, STATELESS_ERRORS, TENANT_ERRORS, bearer
 from securegate import schemas as s
 
 router = APIRouter(tags=["audit"])
 
 
 class AuditRoutes:
-    """Calls `self.audit`, `verify_audit`, `org_audit`, `admin_verify_audit`."""
+    """Calls `self.audit`, `verify_audit`, `org_audit`, `admin_verify_audit`, `erasure_receipt`, `receipt_keys`."""
 
     @router.get("/v1/audit", response_model=s.AuditPage, responses=TENANT_ERRORS)
     async def http_audit(self, since: int = Query(0, ge=0, le=s.SEQ_MAX, description="sequence number of the last event seen"),
@@ -32,3 +32,12 @@ class AuditRoutes:
     async def http_admin_verify_audit(self, tenant: str | None = Query(None, max_length=64, description="a tenant id; none: the org audit"),
                                       authorization: str | None = Header(None)) -> dict:
         return await self.admin_verify_audit(bearer(authorization), tenant)
+
+    @router.get("/v1/admin/erasure-receipts/{tenant_id}", response_model=s.ErasureReceipt, responses=ADMIN_ERRORS)
+    async def http_erasure_receipt(self, tenant_id: str, authorization: str | None = Header(None)) -> dict:
+        return await self.erasure_receipt(bearer(authorization), tenant_id)
+
+    @router.get("/v1/erasure-receipts/keys", response_model=s.SigningKeys, responses=STATELESS_ERRORS)
+    async def http_receipt_keys(self) -> dict:
+        """The public keys that check erasure receipts: published, no credential needed."""
+        return await self.receipt_keys()

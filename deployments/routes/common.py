@@ -13,8 +13,8 @@ from securegate import schemas as s
 # Every status a route can answer with, documented with our error body (422 replaces FastAPI's default
 # validation schema, which we never send: validation errors are 400 invalid_request).
 STATELESS_ERRORS = {code: {"model": s.ErrorResponse} for code in (400, 413, 414, 422, 503)}
-TENANT_ERRORS = {code: {"model": s.ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 414, 422, 429, 500, 503)}
-ADMIN_ERRORS = {code: {"model": s.ErrorResponse} for code in (400, 401, 403, 404, 413, 414, 422, 503)}
+TENANT_ERRORS = {code: {"model": s.ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 414, 422, 429, 500, 503, 507)}
+ADMIN_ERRORS = {code: {"model": s.ErrorResponse} for code in (400, 401, 403, 404, 413, 414, 422, 503, 507)}
 
 
 def bearer(authorization: str | None) -> str:

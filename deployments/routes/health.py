@@ -1,4 +1,5 @@
-"""HTTP for probes: liveness (the replica answers) and readiness (models loaded, key service reachable)."""
+"""HTTP for probes: liveness (the replica answers) and readiness (models loaded, key service reachable, the data
+disk writable)."""
 
 import asyncio
 import logging
@@ -25,6 +26,9 @@ class HealthRoutes:
     async def http_readyz(self):
         try:
             return await asyncio.wait_for(self.ready(), timeout=5.0)
+        except errors.NotReady as exc:  # it says why (the key provider, a full data disk)
+            log.warning("not ready: %s", exc.message)
+            return error_response(exc)
         except Exception as exc:
             log.warning("not ready: %r", exc)
             return error_response(errors.NotReady("models or the key service are not ready"))

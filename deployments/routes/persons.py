@@ -28,8 +28,10 @@ class PersonRoutes:
 
     @router.get("/v1/persons", response_model=s.PersonPage, responses=TENANT_ERRORS)
     async def http_list_persons(self, limit: int = Query(50, ge=1, le=s.PAGE_LIMIT_MAX), cursor: str | None = Query(None, max_length=512),
+                                external_id: str | None = Query(None, min_length=1, max_length=256,
+                                                                description="the person with exactly this external id (blind index); no cursor"),
                                 authorization: str | None = Header(None)) -> dict:
-        return await self.list_persons(bearer(authorization), limit, cursor)
+        return await self.list_persons(bearer(authorization), limit, cursor, external_id)
 
     @router.get("/v1/persons/{person_id}", response_model=s.PersonView, responses=TENANT_ERRORS)
     async def http_get_person(self, person_id: str, authorization: str | None = Header(None)) -> dict:

@@ -1,6 +1,6 @@
 """HTTP for cameras: streams, pushed frames, events (JSON and Server-Sent Events), attendance, unknowns and
-webhooks. Thin wrappers over the handle API (`deployments.stream_api.StreamApi`); the bodies' schemas are
-here (they are also the OpenAPI schemas)."""
+webhooks. Thin wrappers over the handle API (`deployments.stream_api.StreamApi`); the bodies' schemas are in
+securegate/stream_schemas.py (they are also the OpenAPI schemas, and what the client returns)."""
 
 from __future__ import annotations
 
@@ -10,177 +10,19 @@ from typing import Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
 
-from securegate.schemas import SEQ_MAX, Body, ErrorResponse
+from securegate.schemas import SEQ_MAX, ErrorResponse
+from securegate.stream_schemas import (Attendance, Delivery, DeliveryList, EventPage, FrameAccepted, Kind, Promote, Promoted,
+                                       StreamCreate, StreamList, StreamPatch, StreamView, UnknownList, WebhookCreate,
+                                       WebhookCreated, WebhookList)
 from deployments.stream_api import StreamApi
 from securegate import errors
+from vision import images
 
 router = APIRouter()
 
-ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 414, 422, 429, 503)}
-Kind = Literal["person_seen", "unknown_seen"]
-
-
-class _Body(Body):
-    """Request bodies: extra fields forbidden, and only what a response can carry back (schemas.Body)."""
-
-
-# ---- schemas ------------------------------------------------------------------------------------------------
-class StreamCreate(_Body):
-    name: str = Field(..., min_length=1, max_length=200)
-    url: str | None = Field(None, max_length=4096, description="rtsp://, http(s):// (MJPEG or a video), or a file path on the "
-                            "server; credentials are encrypted at rest and redacted in every answer. Omit to push frames.")
-    fps: float = Field(5.0, gt=0, le=30, description="frames sampled per second of stream time")
-    cooldown_s: float = Field(60.0, ge=0, le=86400, description="one event per person and camera within this window")
-    loop: bool = Field(False, description="files: start again at the end")
-    enabled: bool = True
-
-
-class StreamPatch(_Body):
-    name: str | None = Field(None, min_length=1, max_length=200)
-    url: str | None = Field(None, max_length=4096)
-    fps: float | None = Field(None, gt=0, le=30)
-    cooldown_s: float | None = Field(None, ge=0, le=86400)
-    loop: bool | None = None
-    enabled: bool | None = None
-
-
-class StreamStatus(BaseModel):
-    state: str = Field(..., description="connecting | connected | reconnecting | ended | running | restarting | stopped | disabled")
-    frames_read: int | None = None
-    frames_processed: int | None = None
-    frames_dropped: int | None = None
-    lag_s: float | None = Field(None, description="capture to end of processing, last frame")
-    reconnects: int | None = None
-    last_error: str | None = None
-    tracks_active: int | None = None
-    events: int | None = None
-
-
-class StreamView(BaseModel):
-    stream_id: str
-    name: str
-    url: str | None = Field(..., description="redacted")
-    source: str = Field(..., description="rtsp | http | file | push")
-    fps: float
-    cooldown_s: float
-    loop: bool
-    enabled: bool
-    created_at: float
-    status: StreamStatus
-
-
-class StreamList(BaseModel):
-    streams: list[StreamView]
-
-
-class FrameAccepted(BaseModel):
-    queued: bool
-    dropped: int = Field(..., description="frames dropped from this camera's queue to make room for this one")
-
-
-class Event(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    seq: int
-    event_id: str
-    kind: Kind
-    camera: str
-    created_at: float
-    first_seen: float
-    last_seen: float
-    person_id: str | None = None
-    external_id: str | None = None
-    unknown_id: str | None = None
-    best_similarity: float | None = None
-    track_length: int = Field(..., description="frames the face was tracked in")
-    tracks: int = 1
-
-
-class EventPage(BaseModel):
-    events: list[Event]
-    next_since: int
-
-
-class AttendanceRow(BaseModel):
-    person_id: str
-    external_id: str | None
-    first_in: float
-    last_out: float
-    first_camera: str
-    last_camera: str
-    events: int
-
-
-class Attendance(BaseModel):
-    date: str
-    persons: list[AttendanceRow]
-
-
-class Unknown(BaseModel):
-    unknown_id: str
-    created_at: float
-    last_seen: float
-    samples: int
-
-
-class UnknownList(BaseModel):
-    unknowns: list[Unknown]
-
-
-class Promote(_Body):
-    external_id: str | None = Field(None, min_length=1, max_length=256)
-    metadata: dict | None = None
-
-
-class Promoted(BaseModel):
-    person_id: str
-    external_id: str | None
-    faces: int
-    events: int = Field(..., description="events of the anonymous id now naming the person")
-
-
-class WebhookCreate(_Body):
-    url: str = Field(..., max_length=4096)
-    kinds: list[Kind] = Field(default_factory=list, description="event kinds to deliver; empty = all")
-    max_attempts: int | None = Field(None, ge=1, le=20, description="then the delivery is dead-lettered; default: server setting")
-
-
-class WebhookCreated(BaseModel):
-    webhook_id: str
-    url: str
-    kinds: list[str]
-    max_attempts: int
-    secret: str = Field(..., description="HMAC-SHA256 key of X-SecureGate-Signature; shown once")
-
-
-class WebhookView(BaseModel):
-    webhook_id: str
-    url: str
-    kinds: list[str]
-    max_attempts: int
-    created_at: float
-    deliveries: dict[str, int] = Field(..., description="count per state")
-
-
-class WebhookList(BaseModel):
-    webhooks: list[WebhookView]
-
-
-class Delivery(BaseModel):
-    delivery_id: str
-    webhook_id: str
-    seq: int
-    state: Literal["pending", "delivered", "dead", "dropped"]
-    attempts: int
-    next_attempt_at: float
-    last_status: int | None
-    last_error: str | None
-    updated_at: float
-
-
-class DeliveryList(BaseModel):
-    deliveries: list[Delivery]
+ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 414, 415, 422, 429, 503)}
+KEEP_ALIVE_S = 15.0  # a comment this often keeps an idle event stream's connection open
 
 
 def _bearer(authorization: str | None) -> str:
@@ -213,10 +55,17 @@ class StreamRoutes(StreamApi):
         return Response(status_code=204)
 
     @router.post("/v1/streams/{stream_id}/frames", status_code=202, response_model=FrameAccepted, responses=ERRORS,
-                 tags=["cameras"], openapi_extra={"requestBody": {"required": True, "content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}}}})
+                 tags=["cameras"], openapi_extra={"requestBody": {"required": True, "content": {
+                     media_type: {"schema": {"type": "string", "format": "binary"}} for media_type in images.MEDIA_TYPES}}})
     async def http_push_frame(self, stream_id: str, request: Request,
                               ts: float | None = Query(None, ge=0, le=1e10, description="capture time, epoch seconds (default: arrival)"),
-                              authorization: str | None = Header(None)) -> dict:
+                              authorization: str | None = Header(None), content_type: str | None = Header(None)) -> dict:
+        """One frame as the raw body, sent as one of the image media types; it passes the photo endpoints'
+        image gate (header, pixel limit) before it is queued."""
+        media_type = (content_type or "").split(";")[0].strip().lower()
+        if media_type not in images.MEDIA_TYPES:
+            raise errors.UnsupportedMediaType(f"send the frame as the body with Content-Type one of {', '.join(images.MEDIA_TYPES)}",
+                                              media_types=list(images.MEDIA_TYPES))
         return await self.push_frame(_bearer(authorization), stream_id, await request.body(), ts)
 
     @router.get("/v1/events", response_model=EventPage, responses=ERRORS, tags=["events"])
@@ -230,7 +79,9 @@ class StreamRoutes(StreamApi):
                                 max_s: float = Query(3600.0, gt=0, le=86400, description="the stream ends after this; reconnect with Last-Event-ID"),
                                 authorization: str | None = Header(None), last_event_id: str | None = Header(None)):
         """Server-Sent Events: `id` = seq, `event` = kind, `data` = the event as JSON; a comment every 15 s keeps
-        the connection open. Reconnecting clients send Last-Event-ID and miss nothing."""
+        the connection open. Reconnecting clients send Last-Event-ID and miss nothing. The key is checked again
+        as the stream runs: once it is rotated away or the tenant deleted, the stream ends within seconds with
+        an `error` event carrying the error body the key now gets."""
         # Others are ignored like any malformed value (isdigit alone passes "²", which int() refuses).
         if last_event_id and last_event_id.isascii() and last_event_id.isdigit() and int(last_event_id) <= SEQ_MAX:
             since = int(last_event_id)
@@ -246,13 +97,19 @@ class StreamRoutes(StreamApi):
         async def sse():
             yield ": connected\n\n"
             ends = time.monotonic() + max_s
-            async for batch in feed:
-                if time.monotonic() >= ends:
-                    break
-                if not batch:
-                    yield ": keep-alive\n\n"
-                for event in batch:
-                    yield f"id: {event['seq']}\nevent: {event['kind']}\ndata: {json.dumps(event)}\n\n"
+            quiet_since = time.monotonic()
+            try:
+                async for batch in feed:
+                    if time.monotonic() >= ends:
+                        break
+                    if not batch and time.monotonic() - quiet_since >= KEEP_ALIVE_S:
+                        yield ": keep-alive\n\n"
+                        quiet_since = time.monotonic()
+                    for event in batch:
+                        yield f"id: {event['seq']}\nevent: {event['kind']}\ndata: {json.dumps(event)}\n\n"
+                        quiet_since = time.monotonic()
+            except errors.ApiError as exc:  # the credential no longer holds: say why, then end the stream
+                yield f"event: error\ndata: {json.dumps(exc.body())}\n\n"
 
         return StreamingResponse(sse(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
@@ -286,3 +143,8 @@ class StreamRoutes(StreamApi):
     async def http_webhook_deliveries(self, webhook_id: str, state: Literal["pending", "delivered", "dead", "dropped"] | None = Query(None),
                                       limit: int = Query(100, ge=1, le=1000), authorization: str | None = Header(None)) -> dict:
         return await self.webhook_deliveries(_bearer(authorization), webhook_id, state, limit)
+
+    @router.post("/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/retry", response_model=Delivery, responses=ERRORS, tags=["events"])
+    async def http_retry_delivery(self, webhook_id: str, delivery_id: str, authorization: str | None = Header(None)) -> dict:
+        """A dead letter sent again (pending, due now, its attempts counted afresh); 409 for any other state."""
+        return await self.retry_delivery(_bearer(authorization), webhook_id, delivery_id)

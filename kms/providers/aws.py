@@ -9,6 +9,10 @@ MACs (tamper-evident checkpoints) use a second CMK, an HMAC_256 key (KeyUsage GE
 KMS. A tag names the key that made it; VerifyMac is only asked about that key when it is the one behind our
 alias, because a tag naming some other key the credentials may use (another account's) proves nothing.
 
+Signatures (erasure receipts) use a third CMK, an ECC_NIST_P256 key (KeyUsage SIGN_VERIFY) behind
+`sign_key_alias` (default: the root alias + "-sign"): Sign with ECDSA_SHA_256 over the RAW message, so the
+private key never leaves KMS; GetPublicKey gives its public half to publish.
+
 botocore's own retries are switched off; we retry throttling/5xx/connection errors ourselves with
 bounded exponential backoff and full jitter, then map what is left onto `kms.errors`.
 """
@@ -44,8 +48,12 @@ from kms.providers.base import (
     MAC_BYTES,
     EncryptionContext,
     MacTag,
+    Signature,
+    SigningKey,
     mac_input,
+    public_pem,
     require_blob,
+    signable,
     validate_context,
     validate_plaintext_key,
 )
@@ -77,6 +85,7 @@ class AwsKmsProvider:
         read_timeout_s: float = 5.0,
         create_root_if_missing: bool = False,
         mac_key_alias: str | None = None,
+        sign_key_alias: str | None = None,
         session: boto3.session.Session | None = None,
         client: Any | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -89,6 +98,10 @@ class AwsKmsProvider:
         self.mac_key_alias = mac_key_alias or f"{key_alias}-mac"
         if not self.mac_key_alias.startswith("alias/"):
             raise ValueError("mac_key_alias must look like 'alias/<name>'")
+        self.sign_key_alias = sign_key_alias or f"{key_alias}-sign"
+        if not self.sign_key_alias.startswith("alias/"):
+            raise ValueError("sign_key_alias must look like 'alias/<name>'")
+        self._sign_key_loaded = False
         self._create_if_missing = create_root_if_missing
         self._mac_key_ids: frozenset[str] = frozenset()  # KeyId and Arn of the key behind mac_key_alias
         self._max_attempts = max_attempts
@@ -172,6 +185,21 @@ class AwsKmsProvider:
             return False
         return response.get("MacValid") is True
 
+    def sign(self, message: bytes) -> Signature:
+        message = signable(message)
+        if not self._sign_key_loaded:
+            self._load_sign_key()  # creates it on first use when allowed
+        response = self._call(lambda: self._client.sign(KeyId=self.sign_key_alias, Message=message, MessageType="RAW",
+                                                        SigningAlgorithm="ECDSA_SHA_256"))
+        return Signature(response["KeyId"], response["Signature"])
+
+    def signing_keys(self) -> list[SigningKey]:
+        if not self._sign_key_loaded:
+            self._load_sign_key()
+        response = self._call(lambda: self._client.get_public_key(KeyId=self.sign_key_alias))
+        arn = self._call(lambda: self._client.describe_key(KeyId=self.sign_key_alias))["KeyMetadata"]["Arn"]
+        return [SigningKey(arn, public_pem(response["PublicKey"]))]  # named as Sign names it: the ARN
+
     # -- internals ---------------------------------------------------------------------------------
     def _ensure_root(self) -> None:
         try:
@@ -181,26 +209,30 @@ class AwsKmsProvider:
             self._call(lambda: self._client.create_alias(AliasName=self.key_alias, TargetKeyId=new_key["KeyId"]))
 
     def _load_mac_key(self) -> None:
+        metadata = self._key_behind(self.mac_key_alias, "HMAC_256", "GENERATE_VERIFY_MAC", "checkpoint MAC key")
+        self._mac_key_ids = frozenset({metadata["KeyId"], metadata["Arn"]})
+
+    def _load_sign_key(self) -> None:
+        self._key_behind(self.sign_key_alias, "ECC_NIST_P256", "SIGN_VERIFY", "receipt signing key")
+        self._sign_key_loaded = True
+
+    def _key_behind(self, alias: str, spec: str, usage: str, what: str) -> dict:
+        """The metadata of the key behind `alias`, created (with the alias) when missing and allowed."""
         try:
-            metadata = self._call(lambda: self._client.describe_key(KeyId=self.mac_key_alias))["KeyMetadata"]
+            return self._call(lambda: self._client.describe_key(KeyId=alias))["KeyMetadata"]
         except KeyNotFound:
             if not self._create_if_missing:
                 raise
-            metadata = self._call(
-                lambda: self._client.create_key(
-                    KeySpec="HMAC_256",
-                    KeyUsage="GENERATE_VERIFY_MAC",
-                    Description=f"SecureGate checkpoint MAC key ({self.mac_key_alias})",
-                )
-            )["KeyMetadata"]
-            try:
-                self._call(lambda: self._client.create_alias(AliasName=self.mac_key_alias, TargetKeyId=metadata["KeyId"]))
-            except KmsError as exc:
-                if not _is_code(exc, "AlreadyExistsException"):
-                    raise
-                # Another replica created it first: use theirs (ours stays unused behind no alias).
-                metadata = self._call(lambda: self._client.describe_key(KeyId=self.mac_key_alias))["KeyMetadata"]
-        self._mac_key_ids = frozenset({metadata["KeyId"], metadata["Arn"]})
+        metadata = self._call(lambda: self._client.create_key(
+            KeySpec=spec, KeyUsage=usage, Description=f"SecureGate {what} ({alias})"))["KeyMetadata"]
+        try:
+            self._call(lambda: self._client.create_alias(AliasName=alias, TargetKeyId=metadata["KeyId"]))
+        except KmsError as exc:
+            if not _is_code(exc, "AlreadyExistsException"):
+                raise
+            # Another replica created it first: use theirs (ours stays unused behind no alias).
+            metadata = self._call(lambda: self._client.describe_key(KeyId=alias))["KeyMetadata"]
+        return metadata
 
     def _create_cmk(self) -> dict:
         response = self._call(

@@ -65,6 +65,15 @@ class KeyProvider(Protocol):
         """
         ...
 
+    def sign(self, message: bytes) -> Signature:
+        """ECDSA P-256 / SHA-256 over `message` (at most MAX_SIGNED_BYTES) with the provider's signing key, whose
+        private half never leaves it; the signature is DER, as `cryptography` and OpenSSL verify it."""
+        ...
+
+    def signing_keys(self) -> list[SigningKey]:
+        """The public halves of the signing keys, the current one first (older ones still verify old signatures)."""
+        ...
+
 
 def validate_context(context: EncryptionContext) -> dict[str, str]:
     """Return a plain-dict copy of `context`, refusing anything but a non-empty str -> str mapping.
@@ -146,3 +155,37 @@ def mac_input(message: bytes, context: EncryptionContext) -> bytes:
         raise ValueError("MAC message must be bytes")
     context_bytes = canonical_context(context)
     return _MAC_DOMAIN + struct.pack(">I", len(context_bytes)) + context_bytes + hashlib.sha256(message).digest()
+
+
+# -- signatures (receipts a third party can check) ---------------------------------------------------
+
+SIGNATURE_ALGORITHM = "ECDSA_P256_SHA256"  # DER-encoded ECDSA over SHA-256 of the message, on NIST P-256
+MAX_SIGNED_BYTES = 4096  # AWS KMS Sign's limit for a RAW message: the same on every provider
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    key_id: str   # the signing key (AWS key ARN, PKCS#11 label, local root version)
+    value: bytes  # DER ECDSA-Sig-Value
+    algorithm: str = SIGNATURE_ALGORITHM
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    key_id: str
+    public_key_pem: str  # SubjectPublicKeyInfo, PEM
+    algorithm: str = SIGNATURE_ALGORITHM
+
+
+def signable(message: bytes) -> bytes:
+    if not isinstance(message, (bytes, bytearray)) or not 0 < len(message) <= MAX_SIGNED_BYTES:
+        raise ValueError(f"a signed message is 1..{MAX_SIGNED_BYTES} bytes")
+    return bytes(message)
+
+
+def public_pem(spki_der: bytes) -> str:
+    """A DER SubjectPublicKeyInfo as PEM (what `cryptography`'s load_pem_public_key reads)."""
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_der_public_key(spki_der)
+    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()

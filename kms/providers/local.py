@@ -10,6 +10,8 @@ AAD = the 8-byte header + canonical context, so the version and the context are 
 
 MACs: HMAC-SHA256 under a key derived from root version N with HKDF (info "securegate/local-mac/v1"), key id
 `local:vN`; so a MAC key lives, rotates and is lost exactly with its root key file (dev only, as above).
+Signatures: ECDSA P-256 with a private key derived the same way (info "securegate/local-sign/v1"), key id
+`local:vN`: every root version's public key is published, so receipts signed before a rotation still verify.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ import threading
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -35,9 +38,12 @@ from kms.providers.base import (
     DATA_KEY_BYTES,
     EncryptionContext,
     MacTag,
+    Signature,
+    SigningKey,
     canonical_context,
     mac_input,
     require_blob,
+    signable,
     validate_plaintext_key,
 )
 
@@ -47,6 +53,7 @@ _HEADER = struct.Struct(">4sI")
 _NONCE_BYTES = 12
 _ROOT_KEY_BYTES = 32
 _MAC_KEY_INFO = b"securegate/local-mac/v1"
+_SIGN_KEY_INFO = b"securegate/local-sign/v1"
 _MAC_KEY_ID = re.compile(r"local:v(\d+)\Z")
 
 
@@ -60,6 +67,7 @@ class LocalKeyProvider:
         self._lock = threading.Lock()
         self._keys: dict[int, AESGCM] = {}
         self._mac_keys: dict[int, bytes] = {}
+        self._sign_keys: dict[int, ec.EllipticCurvePrivateKey] = {}
         self._current = 0
         self._load_or_create()
 
@@ -133,6 +141,18 @@ class LocalKeyProvider:
                 return False
         return hmac.compare_digest(hmac.digest(key, data, hashlib.sha256), tag.mac)
 
+    def sign(self, message: bytes) -> Signature:
+        message = signable(message)
+        with self._lock:
+            version, key = self._current, self._sign_keys[self._current]
+        return Signature(f"local:v{version}", key.sign(message, ec.ECDSA(hashes.SHA256())))
+
+    def signing_keys(self) -> list[SigningKey]:
+        with self._lock:
+            current, keys = self._current, dict(self._sign_keys)
+        return [SigningKey(f"local:v{v}", _public_pem(keys[v]))
+                for v in sorted(keys, key=lambda v: (v != current, -v))]
+
     # -- file handling -----------------------------------------------------------------------------
     def _load_or_create(self) -> None:
         with self._lock:
@@ -146,6 +166,7 @@ class LocalKeyProvider:
         self._keys = {v: AESGCM(k) for v, k in raw.items()}
         # A separate key per use: the root never MACs directly, so no AES-GCM/HMAC key is shared.
         self._mac_keys = {v: _derive_mac_key(k) for v, k in raw.items()}
+        self._sign_keys = {v: _derive_sign_key(k) for v, k in raw.items()}
         if current not in self._keys:
             raise KmsError(f"{self._path}: current root version {current} has no key")
         self._current = current
@@ -195,3 +216,14 @@ class LocalKeyProvider:
 
 def _derive_mac_key(root_key: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_MAC_KEY_INFO).derive(root_key)
+
+
+def _derive_sign_key(root_key: bytes) -> ec.EllipticCurvePrivateKey:
+    """A P-256 private key from the root: HKDF output reduced into [1, n-1] (48 bytes, so the bias is negligible)."""
+    order = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+    seed = HKDF(algorithm=hashes.SHA256(), length=48, salt=None, info=_SIGN_KEY_INFO).derive(root_key)
+    return ec.derive_private_key(int.from_bytes(seed, "big") % (order - 1) + 1, ec.SECP256R1())
+
+
+def _public_pem(key: ec.EllipticCurvePrivateKey) -> str:
+    return key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()

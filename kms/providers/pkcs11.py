@@ -15,6 +15,10 @@ on the token, labelled `mac_key_label` (default: the root label prefix without i
 e.g. `securegate-root-mac`) and created like the root (with `create_root_if_missing`). The tag names that
 label; a tag naming any other object is refused.
 
+Signatures (erasure receipts): ECDSA on a P-256 key pair generated on the token (private half sensitive and
+non-extractable), labelled `sign_key_label` (default as the MAC key's, with "-sign"); the message is hashed
+with SHA-256 here and the digest signed with CKM_ECDSA (every token has it), the raw r|s re-encoded as DER.
+
 Thread safety: SoftHSM under python-pkcs11 is not thread-safe, so EVERY PKCS#11 call goes through the
 module-level `_PKCS11_LOCK`. We keep one long-lived logged-in session per provider (measured on
 SoftHSM2: ~0.4 ms per unwrap in a long session vs ~7 ms when opening and logging in per call, because
@@ -35,15 +39,20 @@ from typing import Any, TypeVar
 import pkcs11
 from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass
 from pkcs11 import exceptions as p11e
+from pkcs11.util.ec import encode_ec_public_key, encode_ecdsa_signature, encode_named_curve_parameters
 
 from kms.errors import InvalidCiphertext, KeyNotFound, KmsError, ProviderUnavailable
 from kms.providers.base import (
     DATA_KEY_BYTES,
     EncryptionContext,
     MacTag,
+    Signature,
+    SigningKey,
     canonical_context,
     mac_input,
+    public_pem,
     require_blob,
+    signable,
     validate_plaintext_key,
 )
 
@@ -120,6 +129,7 @@ class Pkcs11KeyProvider:
         root_label_prefix: str = "securegate-root-v",
         create_root_if_missing: bool = False,
         mac_key_label: str | None = None,
+        sign_key_label: str | None = None,
     ) -> None:
         if pin is None and pin_env:
             pin = os.environ.get(pin_env)
@@ -140,6 +150,10 @@ class Pkcs11KeyProvider:
         if self._root_pattern.match(self.mac_key_label):
             raise ValueError("mac_key_label must not look like a root key label")
         self._mac_key: Any | None = None  # handle in self._session
+        self.sign_key_label = sign_key_label or root_label_prefix.rstrip("v").rstrip("-_") + "-sign"
+        if self._root_pattern.match(self.sign_key_label) or self.sign_key_label == self.mac_key_label:
+            raise ValueError("sign_key_label must not look like a root key label nor be the MAC key's")
+        self._sign_keys: tuple[Any, Any] | None = None  # (private, public) handles in self._session
 
     # -- KeyProvider -------------------------------------------------------------------------------
     def current_root_id(self) -> str:
@@ -220,6 +234,15 @@ class Pkcs11KeyProvider:
             return False
         return self._in_session(lambda s: self._mac_key_in(s).verify(data, tag.mac, mechanism=Mechanism.SHA256_HMAC))
 
+    def sign(self, message: bytes) -> Signature:
+        digest = hashlib.sha256(signable(message)).digest()
+        raw = self._in_session(lambda s: bytes(self._sign_keys_in(s)[0].sign(digest, mechanism=Mechanism.ECDSA)))
+        return Signature(self.sign_key_label, encode_ecdsa_signature(raw))
+
+    def signing_keys(self) -> list[SigningKey]:
+        der = self._in_session(lambda s: encode_ec_public_key(self._sign_keys_in(s)[1]))
+        return [SigningKey(self.sign_key_label, public_pem(der))]
+
     # -- session and root handling (all called with _PKCS11_LOCK held) ----------------------------
     def _in_session(self, operation: Callable[[Any], T]) -> T:
         with _PKCS11_LOCK:
@@ -259,7 +282,7 @@ class Pkcs11KeyProvider:
         return session
 
     def _drop_session(self) -> None:
-        session, self._session, self._roots, self._mac_key = self._session, None, {}, None
+        session, self._session, self._roots, self._mac_key, self._sign_keys = self._session, None, {}, None, None
         if session is not None:
             try:
                 session.close()
@@ -318,6 +341,28 @@ class Pkcs11KeyProvider:
         else:
             raise KeyNotFound(f"no MAC key {self.mac_key_label!r} on token {self.token_label!r}")
         return self._mac_key
+
+    def _sign_keys_in(self, session: Any) -> tuple[Any, Any]:
+        if self._sign_keys is not None:
+            return self._sign_keys
+        label = self.sign_key_label
+        private = list(session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.LABEL: label}))
+        public = list(session.get_objects({Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.LABEL: label}))
+        if len(private) > 1 or len(public) > 1:
+            raise KmsError(f"several key pairs on the token are labelled {label!r}; keep one")
+        if private and public:
+            self._sign_keys = (private[0], public[0])
+        elif self._create_root_if_missing and not private and not public:
+            parameters = session.create_domain_parameters(
+                KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters("secp256r1")}, local=True)
+            public_key, private_key = parameters.generate_keypair(
+                label=label, id=label.encode(), store=True,
+                public_template={Attribute.VERIFY: True},
+                private_template={Attribute.SIGN: True, Attribute.EXTRACTABLE: False, Attribute.SENSITIVE: True})
+            self._sign_keys = (private_key, public_key)
+        else:
+            raise KeyNotFound(f"no signing key pair {label!r} on token {self.token_label!r}")
+        return self._sign_keys
 
     def _root_label(self, version: int) -> str:
         return f"{self._root_prefix}{version}"

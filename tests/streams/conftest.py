@@ -47,3 +47,11 @@ def live_jpegs(scenes, face_cuts) -> dict[str, list]:
 
     return {name: testmedia.jpeg_frames(dataclasses.replace(scene, duration_s=scene.duration_s + LIVE_TAIL_S), face_cuts)
             for name, scene in scenes.items()}
+
+
+@pytest.fixture(scope="session")
+def lobby(tmp_path_factory, models_dir, faces_root) -> tuple[testmedia.Scene, testmedia.FaceCuts]:
+    """The two strangers' scene (one of them a face of insightface's group photo) and its face cuts."""
+    second = testmedia.group_photo_faces(models_dir, tmp_path_factory.mktemp("group-photo"))[testmedia.SECOND_STRANGER]
+    scene = testmedia.strangers_scene(faces_root, second)
+    return scene, testmedia.FaceCuts.from_photos(models_dir, [a.photo for a in scene.appearances])

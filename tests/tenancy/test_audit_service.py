@@ -14,6 +14,7 @@ import pytest
 
 from tenancy import operations as op
 from tests.galleries import add_vector, service_gallery
+from tests.test_audit_api import cut
 
 DIM = 128
 MODEL = "mobilefacenet_arcface_w128/128"
@@ -91,6 +92,47 @@ def test_tampering_with_a_real_tenant_file_is_found(app, tmp_path):
         "truncate": (False, "truncated", 6)}
 
 
+def test_cutting_a_tenant_chain_with_its_checkpoints_is_found(app, tmp_path):
+    """Issue 23 §5: the newest entries and the checkpoints that name them, deleted from the tenant's file. The file
+    alone still verifies; the copy of its newest checkpoint kept in the org audit says entries were cut."""
+    from tenancy.actors import tenant_db_path
+
+    service = new_service(tmp_path / "data")
+
+    async def scenario():
+        tenant, _ = await enrolled_tenant(service)
+        await service_gallery(service).search(op.Search(op.InternalCaller(tenant.tenant_id, "key:t1"), unit(np.ones((1, DIM))),
+                                                        MODEL, 1, 0.0))
+        await service.evict(tenant.tenant_id)  # the actor checkpoints its head as it closes; the service mirrors it
+        before = await service.verify_tenant_audit(tenant.tenant_id)
+        cut(tenant_db_path(service.data_dir, tenant.tenant_id), 4)
+        return tenant, before, await service.verify_tenant_audit(tenant.tenant_id)
+
+    tenant, before, after = asyncio.run(scenario())
+    assert before["intact"] and before["entries"] == 6 and (before["anchored_seq"], before["anchored_in"]) == (6, "org_audit")
+    assert (after["intact"], after["reason"], after["first_bad_seq"], after["entries"]) == (False, "truncated", 5, 4), after
+    mirrors = [e for e in service.org_audit_events(0, 1000) if e["action"] == "audit.mirror"]
+    assert mirrors and mirrors[-1]["details"]["tenant_id"] == tenant.tenant_id and mirrors[-1]["details"]["seq"] == 6
+
+
+def test_cutting_the_org_audit_with_its_checkpoints_is_found(app, tmp_path):
+    """Issue 23 §5: the org audit's newest entries and their checkpoints, deleted from org_audit.db. Its head is
+    anchored in the KeyService's key store (MACed by the provider), which says entries were cut."""
+    service = new_service(tmp_path / "data")
+
+    async def scenario():
+        for k in range(5):
+            await service.org_record("admin:ops", "tenant.update", details={"tenant_id": f"t{k}"})
+        before = await service.verify_org_audit()
+        cut(service.org_audit.path, 3)
+        return before, await service.verify_org_audit()
+
+    before, after = asyncio.run(scenario())
+    assert before["intact"] and before["unsealed_tail"] == 0 and before["anchored_in"] == "key_store"
+    assert before["anchored_seq"] == before["entries"] == before["last_checkpoint_seq"] == 5, before
+    assert (after["intact"], after["reason"], after["first_bad_seq"], after["entries"]) == (False, "truncated", 4, 3), after
+
+
 def test_erasure_receipt_is_signed_and_outlives_the_tenant(app, tmp_path):
     from tenancy.actors import tenant_db_path
 
@@ -104,7 +146,9 @@ def test_erasure_receipt_is_signed_and_outlives_the_tenant(app, tmp_path):
     tenant, receipt, verified = asyncio.run(scenario())
     assert not tenant_db_path(service.data_dir, tenant.tenant_id).parent.exists()
     events = service.org_audit_events()
-    assert [(e["action"], e["actor"]) for e in events] == [("tenant.create", "admin"), ("tenant.erase", "admin:ops")]
+    # (the tenant chain's last checkpoint, made as its actor closed, is mirrored before the files go)
+    assert [(e["action"], e["actor"]) for e in events] == [("tenant.create", "admin"), ("audit.mirror", "audit"),
+                                                            ("tenant.erase", "admin:ops")]
     details = events[-1]["details"]
     assert details["tenant_id"] == tenant.tenant_id and details["persons"] == 1 and details["faces"] == 2
     assert details["audit_entries"] == 4 and details["events"] == 0  # tenant.create, person.create, 2 enrolments

@@ -2,7 +2,7 @@
 
 (a) Library level, no Ray: the same identity-clustered data in 1 FaceIndex vs 2 and 4 shard FaceIndexes
     merged with `merge_search` gives identical answers (persons, faces, similarities to the bit).
-(b) Through Ray: a tenant with shards=3 behind `TenantService.call` (the router's entry point), against the
+(b) Through Ray: a tenant with shards=3 behind the TenantRouter's gallery operations (tenancy/gallery.py), against the
     session's KeyService: search equals the unsharded answer, deletes reach the owning shard, re-sharding
     happens at activation, and a SIGKILLed shard (or primary) heals on the next search with nothing lost.
 """

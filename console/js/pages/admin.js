@@ -1,19 +1,22 @@
-// Admin: tenants (create, settings, API keys shown once, delete), key status and rotations (live), health.
+// Admin: tenants (create, settings, API keys shown once, model migration, delete), key status and rotations
+// (live), admin keys, audit verification, health.
 import { del, get, patch, post } from "../api.js";
-import { busy, confirmDialog, field, fmt, h, poll, section, statusArea, table, when } from "../ui.js";
+import { adminKeysSection, auditVerifySection, migrationPanel } from "./admin-ops.js";
+import { busy, confirmDialog, field, fmt, h, poll, section, shownOnce, statusArea, table, when } from "../ui.js";
 
 export function render(root, { cleanups }) {
   const health = healthSection(cleanups);
   const keys = keysSection(cleanups);
-  const tenants = tenantsSection(() => keys.refresh());
-  root.append(tenants.el, keys.el, health);
+  const audit = auditVerifySection([]);
+  const tenants = tenantsSection(() => keys.refresh(), cleanups, (list) => audit.fill(list));
+  root.append(tenants.el, keys.el, adminKeysSection(), audit.el, health);
 }
 
 // ---- tenants -------------------------------------------------------------------------------------------
-function tenantsSection(onKeysChanged) {
+function tenantsSection(onKeysChanged, cleanups, onTenants) {
   const status = statusArea();
   const list = h("div", { id: "tenant-list" });
-  const shownOnce = h("div", { id: "shown-once" });
+  const keyOnce = h("div", { id: "shown-once" });
   const editor = h("div", { id: "tenant-editor" });
 
   const name = h("input", { type: "text", id: "tenant-name", required: true, maxlength: 200, autocomplete: "off" });
@@ -41,36 +44,20 @@ function tenantsSection(onKeysChanged) {
   });
 
   function showKeyOnce(title, tenantId, apiKey) {
-    const input = h("input", { type: "text", id: "new-api-key", readOnly: true, value: apiKey, class: "secret", spellcheck: false });
-    const copy = h("button", {
-      type: "button",
-      onclick: async () => {
-        input.select();
-        try {
-          await navigator.clipboard.writeText(apiKey);
-          copy.textContent = "Copied";
-        } catch {
-          copy.textContent = "Select and copy it";
-        }
-      },
-    }, "Copy");
-    shownOnce.replaceChildren(
-      h(
-        "div",
-        { class: "shown-once", role: "status", dataset: { tenant: tenantId } },
-        h("h3", {}, title),
-        h("p", {}, "This API key is shown once: SecureGate keeps only a hash of it. Copy it now and hand it to the tenant."),
-        field(`API key for ${tenantId}`, input),
-        h("div", { class: "actions" }, copy, h("button", { type: "button", onclick: () => shownOnce.replaceChildren() }, "I have stored it, hide it")),
-      ),
-    );
-    input.focus();
-    input.select();
+    shownOnce(keyOnce, {
+      title,
+      explain: "This API key is shown once: SecureGate keeps only a hash of it. Copy it now and hand it to the tenant.",
+      label: `API key for ${tenantId}`,
+      value: apiKey,
+      id: "new-api-key",
+      dataset: { tenant: tenantId },
+    });
   }
 
   async function refresh() {
     try {
       const tenants = await get("/v1/tenants");
+      onTenants(tenants);
       list.replaceChildren(
         table(
           [
@@ -144,8 +131,12 @@ function tenantsSection(onKeysChanged) {
           onKeysChanged();
         }),
     }, "Delete");
-    for (const b of [edit, newKey, rotate, remove]) b.setAttribute("aria-label", `${b.textContent} (${t.name})`);
-    return h("div", { class: "row actions-cell" }, edit, newKey, rotate, remove);
+    const migrate = h("button", { type: "button", onclick: () => {
+      editor.replaceChildren(migrationPanel(t, cleanups));
+      document.getElementById("migration-pack")?.focus();
+    } }, "Migrate model");
+    for (const b of [edit, newKey, rotate, migrate, remove]) b.setAttribute("aria-label", `${b.textContent} (${t.name})`);
+    return h("div", { class: "row actions-cell" }, edit, newKey, rotate, migrate, remove);
   }
 
   function editSettings(t) {
@@ -175,7 +166,7 @@ function tenantsSection(onKeysChanged) {
   }
 
   refresh();
-  return { el: section("Tenants", form, status.el, shownOnce, list, editor), refresh };
+  return { el: section("Tenants", form, status.el, keyOnce, list, editor), refresh };
 }
 
 function parseJson(text) {
@@ -267,6 +258,9 @@ function healthSection(cleanups) {
       rows.push(["Recognizer", describe(r.embedder), "ok"]);
       rows.push(["Detector", describe(r.detector), "ok"]);
       rows.push(["Key provider", r.keys ? "reachable" : "unreachable", r.keys ? "ok" : "bad"]);
+      if (r.storage && r.storage.free_bytes !== undefined) {
+        rows.push(["Data disk", `writable, ${Math.floor(r.storage.free_bytes / 2 ** 20)} MiB free`, "ok"]);
+      }
     } catch (err) {
       rows.push(["Ready", `${err.code}: ${err.message}`, "bad"]);
     }

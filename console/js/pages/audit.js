@@ -1,5 +1,7 @@
-// Audit: the tenant's audit events, oldest first, a page at a time (the API pages by sequence number).
+// Audit: the tenant's audit events, oldest first, a page at a time (the API pages by sequence number), and
+// the chain's verification with its verdict explained.
 import { get } from "../api.js";
+import { verdict } from "../audit-verdict.js";
 import { busy, field, fmt, h, section, statusArea, table, when } from "../ui.js";
 
 export function render(root) {
@@ -51,6 +53,13 @@ export function render(root) {
   });
   size.addEventListener("change", () => first.click());
 
-  root.append(section("Events", h("div", { class: "row" }, field("Events per page", size), first, prev, next, where), status.el, list));
+  const verify = h("button", { type: "button", id: "verify-audit" }, "Verify the chain");
+  const verifyStatus = statusArea();
+  const result = h("div", { id: "audit-verdict" });
+  verify.addEventListener("click", () => busy(verify, verifyStatus, async () => result.replaceChildren(verdict(await get("/v1/audit/verify"), "this tenant's audit"))));
+  root.append(
+    section("Verification", h("p", { class: "hint" }, "Checks every entry's hash link and the checkpoints, whose MAC only the key provider can make."), verify, verifyStatus.el, result),
+    section("Events", h("div", { class: "row" }, field("Events per page", size), first, prev, next, where), status.el, list),
+  );
   load(0, first);
 }

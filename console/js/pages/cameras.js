@@ -1,11 +1,16 @@
-// Cameras and events: camera status, the live event wall (Server-Sent Events), unknowns → "promote to
-// person", and the attendance table of a day with CSV download. A server without the streams feature
+// Cameras and events: camera state, lag and drops, the live event wall (Server-Sent Events, resumed with
+// Last-Event-ID) with "not this person" on its events, unknowns → "promote to person", and the attendance
+// table of a day with CSV download. A server without the streams feature
 // answers 404 on /v1/streams: the page then says so and stops.
-import { del, get, post, streamEvents } from "../api.js";
+import { del, fileToBase64, get, post, streamEvents } from "../api.js";
+import { findPerson, personName, rejectFor } from "../corrections.js";
 import { busy, field, fmt, h, poll, section, statusArea, table, when } from "../ui.js";
 
 const WALL_SIZE = 100;
 const BACKLOG_PAGES = 20; // the event log pages oldest first: the wall reads at most this many pages of 1000
+// How long one connection of the live feed lasts before the console renews it (the stream's max_s): the
+// console's own URL may set it (`/console/?feed_max_s=300`); without it the server's default (1 h) holds.
+const FEED_MAX_S = new URLSearchParams(location.search).get("feed_max_s");
 
 export async function render(root, { cleanups }) {
   const status = statusArea();
@@ -28,13 +33,10 @@ export async function render(root, { cleanups }) {
   }
   const names = new Map(streams.map((s) => [s.stream_id, s.name])); // camera id → name, for events and attendance
   const cameraName = (id) => names.get(id) ?? id;
-  const unknowns = unknownsSection(cleanups);
-  root.append(
-    camerasSection(streams, names, cleanups),
-    wallSection(cameraName, cleanups, () => unknowns.refresh()),
-    unknowns.el,
-    attendanceSection(cameraName),
-  );
+  let wall = null;
+  const unknowns = unknownsSection(cleanups, () => wall.reload());
+  wall = wallSection(cameraName, cleanups, () => unknowns.refresh());
+  root.append(camerasSection(streams, names, cleanups), wall.el, unknowns.el, attendanceSection(cameraName));
 }
 
 // ---- cameras ---------------------------------------------------------------------------------------------
@@ -73,6 +75,7 @@ function camerasSection(initial, names, cleanups) {
   const refresh = async () => {
     try {
       show((await get("/v1/streams")).streams);
+      status.clearError(); // a refresh that failed (server restarting, network) is over
     } catch (err) {
       status.error(err);
     }
@@ -108,72 +111,177 @@ function camerasSection(initial, names, cleanups) {
 }
 
 // ---- events ---------------------------------------------------------------------------------------------
+// The wall holds the events as the API has them now: a correction that renames events (a promotion, a merge)
+// re-reads them, so no card keeps a name the server has replaced. The live feed is Server-Sent Events; when
+// it drops (server restart, network, the stream's max_s) it reconnects with Last-Event-ID and misses nothing.
 function wallSection(cameraName, cleanups, onUnknown) {
   const status = statusArea();
   const wall = h("ol", { class: "wall", id: "event-wall", "aria-label": "Latest events, newest first" });
-  const live = h("span", { class: "hint", id: "wall-state" }, "connecting…");
+  const live = h("span", { id: "wall-state", dataset: { connections: "0" } }, "connecting…");
   const empty = h("p", { class: "empty" }, "No events yet.");
-  let since = 0;
+  const shown = new Map(); // seq → event, the newest WALL_SIZE
+  let lastId = null; // the newest seq seen on the feed (its SSE id)
+
+  const cards = new Map(); // seq → {json, who, card}: a card changes only when its event did
+  const render = () => {
+    const newest = [...shown.values()].sort((a, b) => b.seq - a.seq).slice(0, WALL_SIZE);
+    shown.clear();
+    newest.forEach((e) => shown.set(e.seq, e));
+    if (newest.length) empty.remove();
+    const els = newest.map((e) => {
+      const json = JSON.stringify(e);
+      const who = `${e.person_id ?? ""}|${e.unknown_id ?? ""}`;
+      const known = cards.get(e.seq);
+      if (known?.json === json) return known.card.el;
+      // A track still open updates its event (last seen, frames): the text follows, while a correction form
+      // the user opened on it stays as it is. A renamed event gets a new card.
+      if (known?.who === who) known.card.update(e);
+      else cards.set(e.seq, { json, who, card: eventCard(e, cameraName, corrected) });
+      cards.get(e.seq).json = json;
+      return cards.get(e.seq).card.el;
+    });
+    for (const seq of cards.keys()) if (!shown.has(seq)) cards.delete(seq);
+    // Cards that stay are not moved (a form open in one keeps its focus): new ones are inserted around them.
+    els.forEach((el, i) => {
+      if (wall.children[i] !== el) wall.insertBefore(el, wall.children[i] ?? null);
+    });
+    while (wall.children.length > els.length) wall.lastElementChild.remove();
+  };
   const add = (e) => {
-    since = Math.max(since, e.seq);
-    empty.remove();
-    wall.prepend(eventCard(e, cameraName));
-    while (wall.children.length > WALL_SIZE) wall.lastElementChild.remove();
+    shown.set(e.seq, e);
+    render();
   };
   const controller = new AbortController();
   cleanups.push(() => controller.abort());
+
+  /** The newest events from the log (it pages oldest first: read to its end, keep the newest). */
+  async function reload() {
+    let since = 0;
+    let backlog = [];
+    for (let page = 0; page < BACKLOG_PAGES; page++) {
+      const { events, next_since } = await get(`/v1/events?since=${since}&limit=1000`, { signal: controller.signal });
+      backlog = backlog.concat(events).slice(-WALL_SIZE);
+      since = next_since;
+      if (events.length < 1000) break;
+    }
+    shown.clear();
+    backlog.forEach((e) => shown.set(e.seq, e));
+    render();
+    return since;
+  }
+  async function corrected(message) {
+    status.ok(message);
+    await reload();
+    await onUnknown();
+  }
+
   (async () => {
+    let since = 0;
     try {
-      // The log pages oldest first: read to its end, keep the newest for the wall.
-      let backlog = [];
-      for (let page = 0; page < BACKLOG_PAGES; page++) {
-        const { events, next_since } = await get(`/v1/events?since=${since}&limit=1000`, { signal: controller.signal });
-        backlog = backlog.concat(events).slice(-WALL_SIZE);
-        since = next_since;
-        if (events.length < 1000) break;
-      }
-      backlog.forEach(add);
+      since = await reload();
     } catch (err) {
       if (err.name === "AbortError") return;
       status.error(err);
     }
-    // Live from where the backlog ended; reconnect with backoff while the page is open.
+    lastId = since;
+    let connections = 0;
     for (let delay = 1000; !controller.signal.aborted; delay = Math.min(delay * 2, 30000)) {
       try {
-        live.textContent = "live";
-        await streamEvents(`/v1/events/stream?since=${since}`, ({ event, data }) => {
-          const e = JSON.parse(data);
-          add(e);
+        const opened = streamEvents(`/v1/events/stream?since=${since}${FEED_MAX_S ? `&max_s=${encodeURIComponent(FEED_MAX_S)}` : ""}`, ({ event, data, id }) => {
+          if (event === "error") throw Object.assign(new Error(JSON.parse(data).error.message), JSON.parse(data).error);
+          add(JSON.parse(data));
+          if (id !== null) lastId = Number(id);
           if (event === "unknown_seen") onUnknown();
-        }, controller.signal);
+        }, controller.signal, connections ? lastId : null, () => {
+          live.dataset.connections = String(++connections);
+          live.dataset.lastEventId = String(lastId); // the Last-Event-ID this connection resumed from
+          live.textContent = connections > 1 ? `live (reconnected from event ${lastId})` : "live";
+          status.clearError();
+        });
+        await opened;
         delay = 1000;
       } catch (err) {
         if (err.name === "AbortError") return;
         status.error(err);
       }
-      live.textContent = "reconnecting…";
+      live.textContent = `reconnecting… (last event ${lastId})`;
       await new Promise((r) => setTimeout(r, delay));
     }
   })();
-  return section("Events", h("p", {}, "Feed: ", live), status.el, empty, wall);
+  return { el: section("Events", h("p", {}, "Feed: ", live), status.el, empty, wall), reload };
 }
 
-function eventCard(e, cameraName) {
-  const known = e.kind === "person_seen";
-  const who = known ? e.external_id ?? `person ${e.person_id.slice(0, 8)}` : `unknown ${e.unknown_id ?? ""}`;
-  return h(
+function eventCard(e, cameraName, corrected) {
+  // A promoted unknown's events name the person and keep the anonymous id they had.
+  const named = Boolean(e.person_id);
+  const who = named ? e.external_id ?? `person ${e.person_id.slice(0, 8)}` : `unknown ${e.unknown_id ?? ""}`;
+  const summary = h("span", { class: "summary" });
+  const update = (ev) =>
+    summary.replaceChildren(...[
+      h("strong", {}, who),
+      named && ev.unknown_id ? h("span", { class: "hint" }, ` (was unknown ${ev.unknown_id})`) : null,
+      ` at ${cameraName(ev.camera)}`,
+      h("span", { class: "hint" }, ` · ${when(ev.last_seen)}`),
+      ev.best_similarity !== null && ev.best_similarity !== undefined ? h("span", { class: "hint" }, ` · similarity ${fmt(ev.best_similarity, 2)}`) : null,
+      h("span", { class: "hint" }, ` · tracked over ${ev.track_length} frames`),
+    ].filter(Boolean));
+  update(e);
+  const el = h(
     "li",
-    { class: `event ${e.kind}`, dataset: { kind: e.kind, who: known ? e.external_id ?? e.person_id : e.unknown_id ?? "" } },
-    h("strong", {}, who),
-    ` at ${cameraName(e.camera)}`,
-    h("span", { class: "hint" }, ` · ${when(e.last_seen)}`),
-    e.best_similarity !== null && e.best_similarity !== undefined ? h("span", { class: "hint" }, ` · similarity ${fmt(e.best_similarity, 2)}`) : null,
-    h("span", { class: "hint" }, ` · tracked over ${e.track_length} frames`),
+    { class: `event ${e.kind}`, dataset: { kind: e.kind, seq: String(e.seq), who: named ? e.external_id ?? e.person_id : e.unknown_id ?? "" } },
+    summary,
+    " ",
+    named ? notThisPersonButton(e, who, corrected) : notAnyoneForm(e, corrected),
   );
+  return { el, update };
+}
+
+/** "Not <name>" on a person's event. The event keeps no face (only who and how similar), so the API takes a
+ * photo of the face instead: the button asks for one. */
+function notThisPersonButton(e, who, corrected) {
+  const status = statusArea();
+  const input = h("input", { type: "file", accept: "image/*", class: "file-inline", "aria-label": `A photo of the face that is not ${who}` });
+  const open = h("button", { type: "button", class: "not-them", dataset: { seq: String(e.seq) } }, `Not ${who}…`);
+  const ask = h("div", { class: "inline-ask", hidden: true },
+    h("p", { class: "hint" }, `A camera event keeps no face, only who and how similar: choose a photo of the face that was taken for ${who}.`),
+    input, status.el);
+  open.addEventListener("click", () => {
+    ask.hidden = !ask.hidden;
+    if (!ask.hidden) input.focus();
+  });
+  input.addEventListener("change", () => {
+    const file = input.files[0];
+    if (!file) return;
+    busy(open, status, async () => {
+      const added = await rejectFor({ person_id: e.person_id, external_id: e.external_id }, { image: await fileToBase64(file) }, { what: `The face in ${file.name}` });
+      input.value = "";
+      if (added) await corrected(`${added.rejection_ids.length} rejection(s) added to ${who}.`);
+    });
+  });
+  return h("span", { class: "correct" }, open, ask);
+}
+
+/** On an unknown's event: its camera samples become rejections of a person it must never match. */
+function notAnyoneForm(e, corrected) {
+  if (!e.unknown_id) return null;
+  const status = statusArea();
+  const target = h("input", { type: "text", autocomplete: "off", required: true, class: "not-id" });
+  const go = h("button", { type: "submit" }, "Never match");
+  const form = h("form", { class: "row not-them-form", dataset: { unknown: e.unknown_id } },
+    field(`Unknown ${e.unknown_id} is not (external id or person id)`, target), go, status.el);
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    busy(go, status, async () => {
+      const person = await findPerson(target.value);
+      const added = await rejectFor(person, { unknown_id: e.unknown_id }, { what: `Unknown ${e.unknown_id}'s camera samples` });
+      if (added) await corrected(`${added.rejection_ids.length} rejection(s) of ${personName(person)} from unknown ${e.unknown_id}.`);
+    });
+  });
+  return h("details", { class: "correct" }, h("summary", {}, "Not someone…"), form);
 }
 
 // ---- unknowns -------------------------------------------------------------------------------------------
-function unknownsSection(cleanups) {
+function unknownsSection(cleanups, onPromoted) {
   const status = statusArea();
   const body = h("div", { id: "unknown-list" });
   const refresh = async () => {
@@ -186,7 +294,10 @@ function unknownsSection(cleanups) {
             { title: "First seen", key: "created", cell: (u) => when(u.created_at) },
             { title: "Last seen", key: "last_seen", cell: (u) => when(u.last_seen) },
             { title: "Face samples", key: "samples", cell: (u) => String(u.samples) },
-            { title: "Promote to person", key: "promote", cell: (u) => promoteForm(u.unknown_id, status, refresh) },
+            { title: "Promote to person", key: "promote", cell: (u) => promoteForm(u.unknown_id, status, async () => {
+              await refresh();
+              await onPromoted();
+            }) },
           ],
           unknowns,
           { caption: "Faces seen by the cameras that match nobody", empty: "No unknown faces." },
@@ -208,8 +319,8 @@ function promoteForm(unknownId, status, done) {
     ev.preventDefault();
     busy(go, status, async () => {
       const p = await post(`/v1/unknowns/${encodeURIComponent(unknownId)}/promote`, { external_id: externalId.value.trim() });
+      await done(); // the wall re-reads its events: the renamed ones name the person now
       status.ok(`${p.external_id} is now a person with ${p.faces} face(s); ${p.events} event(s) renamed.`);
-      await done();
     });
   });
   return form;

@@ -1,8 +1,10 @@
 // Identify: every face in a photo boxed on the image with its match's name and similarity, or "unknown";
-// moving the threshold re-runs the search.
+// moving the threshold re-runs the search. "Not <name>" on a match makes that face a rejection of the person
+// (../corrections.js) and searches again, so the boxes show what the gallery answers now.
 import { fileToBase64, post } from "../api.js";
+import { rejectFor } from "../corrections.js";
 import { photoPicker } from "../photos.js";
-import { field, fmt, h, section, statusArea } from "../ui.js";
+import { busy, field, fmt, h, section, statusArea } from "../ui.js";
 
 export function render(root, { cleanups }) {
   const status = statusArea();
@@ -14,6 +16,9 @@ export function render(root, { cleanups }) {
   let threshold = null; // null until the user moves the slider: the tenant's / model's default applies
   let seq = 0;
   let timer = null;
+  let lastFound = null;
+  const describe = (found) =>
+    `${found.faces.length} face(s), ${found.faces.filter((f) => f.matches.length).length} recognised at threshold ${found.threshold.toFixed(2)}`;
 
   async function run() {
     if (!image) return;
@@ -27,9 +32,9 @@ export function render(root, { cleanups }) {
       slider.disabled = false;
       slider.value = String(found.threshold);
       shown.textContent = found.threshold.toFixed(2);
+      lastFound = found;
       draw(found);
-      const known = found.faces.filter((f) => f.matches.length).length;
-      status.ok(`${found.faces.length} face(s), ${known} recognised at threshold ${found.threshold.toFixed(2)}.`);
+      status.ok(`${describe(found)}.`);
     } catch (err) {
       if (mine !== seq) return;
       stage.replaceChildren();
@@ -60,9 +65,26 @@ export function render(root, { cleanups }) {
     results.replaceChildren(
       ...found.faces.map((face, i) => {
         const m = face.matches[0];
-        return h("li", { dataset: { face: String(i) } }, m ? `${name(m)} — similarity ${fmt(m.similarity, 3)}` : "unknown — no one in the gallery reaches the threshold");
+        if (!m) return h("li", { dataset: { face: String(i) } }, "unknown — no one in the gallery reaches the threshold");
+        return h("li", { dataset: { face: String(i), name: name(m) } }, `${name(m)} — similarity ${fmt(m.similarity, 3)} `, notThisPerson(m, i));
       }),
     );
+  }
+
+  function notThisPerson(match, i) {
+    const b = h("button", { type: "button", class: "not-them", "aria-label": `Not ${name(match)} (face ${i + 1})` }, `Not ${name(match)}`);
+    b.addEventListener("click", () =>
+      busy(b, status, async () => {
+        // Faces come largest first in both the search answer and the rejection's face_index.
+        const added = await rejectFor(match, { image: image.b64, face_index: i }, { what: `Face ${i + 1} of ${image.file.name}` });
+        if (!added) return;
+        await run();
+        status.ok(`Face ${i + 1} is now a rejection of ${name(match)}; searched again: ${describe(lastFound)}.`);
+        document.querySelector(`#identify-results li[data-face="${i}"]`)?.setAttribute("tabindex", "-1");
+        document.querySelector(`#identify-results li[data-face="${i}"]`)?.focus(); // the keyboard stays where the answer is
+      }),
+    );
+    return b;
   }
 
   function box(face, i) {

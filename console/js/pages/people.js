@@ -1,10 +1,12 @@
-// People: find persons by external id, create them, enrol photos (file, drop, camera), delete faces and persons.
+// People: find a person by external id (the API's blind index), create persons, enrol photos (file, drop,
+// camera), delete faces and persons, and correct mistakes: move a face, merge two persons, "not this person"
+// and undoing a rejection (../corrections.js).
 import { del, fileToBase64, get, post } from "../api.js";
+import { findPerson, mergeInto, moveFace, personName, rejectFor, undoRejection } from "../corrections.js";
 import { photoPicker, previewImage } from "../photos.js";
 import { busy, confirmDialog, field, fmt, h, section, statusArea, table, when } from "../ui.js";
 
 const PAGE = 100;
-const SEARCH_PAGES = 50; // the API pages by cursor only; a search reads at most this many pages
 
 export function render(root, { cleanups }) {
   const detail = h("div", { id: "person-detail" });
@@ -17,7 +19,7 @@ export function render(root, { cleanups }) {
   // ---- list and search ---------------------------------------------------------------------------------
   const query = h("input", { type: "search", id: "person-query", autocomplete: "off" });
   const find = h("button", { type: "submit" }, "Search");
-  const searchForm = h("form", { class: "row search", role: "search" }, field("Find by external id", query), find);
+  const searchForm = h("form", { class: "row search", role: "search" }, field("Find by external id", query, "The exact id, as it was given; empty lists everyone"), find);
   searchForm.addEventListener("submit", (e) => {
     e.preventDefault();
     busy(find, listStatus, () => (query.value.trim() ? search(query.value.trim()) : loadFirst()));
@@ -56,17 +58,11 @@ export function render(root, { cleanups }) {
   );
 
   async function search(text) {
-    const needle = text.toLowerCase();
-    const found = [];
-    let next = null;
-    let pages = 0;
-    do {
-      const page = await get(`/v1/persons?limit=1000${next ? `&cursor=${encodeURIComponent(next)}` : ""}`);
-      found.push(...page.persons.filter((p) => (p.external_id ?? "").toLowerCase().includes(needle)));
-      next = page.next_cursor;
-    } while (next && ++pages < SEARCH_PAGES);
+    // One call through the API's blind index: the server never reads every person to find one.
+    const { persons } = await get(`/v1/persons?external_id=${encodeURIComponent(text)}`);
     more.hidden = true;
-    showList(found, `Persons whose external id contains “${text}”${next ? " (first pages only)" : ""}`);
+    showList(persons, `Persons whose external id is “${text}”`);
+    if (persons.length === 1) await open(persons[0].person_id);
   }
 
   // ---- create --------------------------------------------------------------------------------------------
@@ -144,6 +140,7 @@ export function render(root, { cleanups }) {
         { title: "Face id", key: "face_id", cell: (f) => h("code", {}, f.face_id) },
         { title: "Quality", key: "quality", cell: (f) => fmt(f.quality, 2) },
         { title: "Enrolled", key: "created", cell: (f) => when(f.created_at) },
+        { title: "Move to", key: "move", cell: (f) => moveForm(f) },
         {
           title: "",
           key: "delete",
@@ -168,6 +165,90 @@ export function render(root, { cleanups }) {
       person.faces ?? [],
       { caption: "Enrolled faces", empty: "No faces enrolled yet: add a photo below." },
     );
+    // A face enrolled to the wrong person: moved to the person named by external id (or person id).
+    function moveForm(f) {
+      const to = h("input", { type: "text", autocomplete: "off", class: "move-to", required: true });
+      const go = h("button", { type: "submit" }, "Move");
+      const form = h("form", { class: "row move", dataset: { face: f.face_id } }, field(`Move face ${f.face_id} to (external id or person id)`, to), go);
+      form.addEventListener("submit", (e) => {
+        e.preventDefault();
+        busy(go, status, async () => {
+          const target = await findPerson(to.value);
+          const moved = await moveFace(person, f.face_id, target);
+          if (!moved) return;
+          await reopen(`Face ${moved.face_id} moved to ${personName(target)}.`);
+        });
+      });
+      return form;
+    }
+
+    /** The person as the API has it now (and the list), with a status line kept across the re-render. */
+    async function reopen(message) {
+      showPerson(await get(`/v1/persons/${encodeURIComponent(person.person_id)}`));
+      document.getElementById("correction-status")?.replaceChildren(h("p", { class: "ok" }, message));
+      await loadFirst();
+    }
+
+    // ---- corrections: rejections ("not this person"), undo, merge ----------------------------------------
+    const corrections = statusArea();
+    corrections.el.id = "correction-status";
+    const rejections = h("div", { id: "rejection-list" }, h("p", { class: "info" }, "Loading rejections…"));
+    (async () => {
+      try {
+        const { rejections: found } = await get(`/v1/persons/${encodeURIComponent(person.person_id)}/rejections`);
+        rejections.replaceChildren(
+          table(
+            [
+              { title: "Rejection id", key: "rejection_id", cell: (r) => h("code", {}, r.rejection_id) },
+              { title: "From", key: "source", cell: (r) => r.source },
+              { title: "Added", key: "created", cell: (r) => when(r.created_at) },
+              {
+                title: "",
+                key: "undo",
+                cell: (r) => {
+                  const b = h("button", { type: "button", "aria-label": `Undo rejection ${r.rejection_id}` }, "Undo");
+                  b.addEventListener("click", () =>
+                    busy(b, corrections, async () => {
+                      if (await undoRejection(person, r)) await reopen(`Rejection ${r.rejection_id} undone: faces like it can match ${label} again.`);
+                    }),
+                  );
+                  return b;
+                },
+              },
+            ],
+            found,
+            { caption: `Rejections: faces that are not ${label}`, empty: `No rejections: nothing is marked as not ${label}.` },
+          ),
+        );
+      } catch (err) {
+        corrections.error(err);
+      }
+    })();
+    const notThem = photoPicker({
+      label: `A photo of someone who is not ${label}`,
+      name: "reject-photo",
+      onFile: (file) =>
+        busy(null, corrections, async () => {
+          const body = { image: await fileToBase64(file) };
+          if (faceIndex.value !== "") body.face_index = Number(faceIndex.value);
+          const added = await rejectFor(person, body, { what: `The face in ${file.name}` });
+          if (added) await reopen(`${added.rejection_ids.length} rejection(s) added to ${label}.`);
+        }),
+    });
+    const mergeId = h("input", { type: "text", id: "merge-id", autocomplete: "off", required: true });
+    const merge = h("button", { type: "submit", id: "merge-person" }, "Merge");
+    const mergeForm = h("form", { class: "row" }, field(`Merge another person into ${label} (their external id or person id)`, mergeId), merge);
+    mergeForm.addEventListener("submit", (e) => {
+      e.preventDefault();
+      busy(merge, corrections, async () => {
+        const other = await findPerson(mergeId.value);
+        const merged = await mergeInto(person, await get(`/v1/persons/${encodeURIComponent(other.person_id)}`));
+        if (!merged) return;
+        await reopen(`Merged ${personName(other)} into ${label}: ${merged.faces_moved} face(s) and ${merged.rejections_moved} rejection(s) moved, ` +
+          `${merged.events_relinked} camera event(s) relinked; ${merged.merged_person_id} no longer exists.`);
+      });
+    });
+
     const remove = h("button", { type: "button", class: "danger", id: "delete-person" }, `Delete ${label}`);
     remove.addEventListener("click", () =>
       busy(remove, status, async () => {
@@ -203,6 +284,11 @@ export function render(root, { cleanups }) {
         ),
         field("Which face, when a photo holds several (0 = largest)", faceIndex),
         status.el,
+        h("h3", {}, "Corrections"),
+        rejections,
+        h("div", { class: "enrol" }, notThem, h("p", { class: "hint" }, `"Not this person": the photo's face becomes a negative example of ${label}; the face-index field above picks one of several.`)),
+        mergeForm,
+        corrections.el,
         h("div", { class: "actions" }, remove),
       ),
     );
@@ -213,5 +299,6 @@ export function render(root, { cleanups }) {
     section("New person", createForm),
     detail,
   );
-  busy(find, listStatus, loadFirst);
+  // The first page loads without holding the Search button: a search typed meanwhile is not lost.
+  busy(null, listStatus, loadFirst);
 }
