@@ -6,6 +6,7 @@ at a time, with a tight budget, is driven with one image at a time, then with 8 
 then through the Python client, which retries the refusals."""
 
 import base64
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -113,8 +114,11 @@ def test_concurrent_images_past_the_budget_get_503_at_once(small_app, identity_p
     refused = [(r, t) for r, t in answers if r.status_code != 200]
     assert ok and refused, [r.status_code for r, _ in answers]
     for r, _ in refused:
-        assert r.status_code == 503 and r.json()["error"]["code"] == "overloaded"
-        assert r.headers["Retry-After"] == "1"
+        error = r.json()["error"]
+        assert r.status_code == 503 and error["code"] == "overloaded"
+        # Retry-After is the expected wait until the images in flight fit the budget (the refusal's retry_after_s),
+        # in whole seconds, at least 1: over 1 s on a loaded host, where one detection takes over half a second.
+        assert error["retry_after_s"] > 0 and r.headers["Retry-After"] == str(max(1, math.ceil(error["retry_after_s"])))
     # Refused at once: faster than the slowest accepted image, which waited its turn.
     assert min(t for _, t in refused) < max(ok)
 
@@ -133,13 +137,17 @@ class _CountingTransport(httpx.HTTPTransport):
 
 
 def test_the_client_retries_overloaded_until_served(small_app, identity_photos):
-    """The same 8 concurrent images through SecureGateClient with its default retry policy: the refusals
-    (503 overloaded) are sent again after Retry-After, and every image is detected."""
+    """Concurrent images through SecureGateClient with its default retry policy: the refusals (503 overloaded)
+    are sent again after Retry-After, and every image is detected. 4 images: this small app admits one image at
+    a time (its budget is below one detection), so 4 are the load per unit of capacity that 8 were against the
+    Detector of capacity 1 + 1 queued this test was written for; 8 need more serial detection time, on a loaded
+    host (0.45 s per image measured), than the policy's 4 attempts span (about 4.5 s)."""
     from securegate.client import SecureGateClient
 
+    images = 4
     transport = _CountingTransport()
     with SecureGateClient(small_app, transport=transport) as sg:
-        with ThreadPoolExecutor(8) as pool:
-            answers = list(pool.map(lambda _: sg.detect(identity_photos["obama"][0]), range(8)))
+        with ThreadPoolExecutor(images) as pool:
+            answers = list(pool.map(lambda _: sg.detect(identity_photos["obama"][0]), range(images)))
     assert all(len(faces) == 1 for faces in answers)
-    assert transport.statuses.count(503) >= 1 and transport.statuses.count(200) == 8, transport.statuses
+    assert transport.statuses.count(503) >= 1 and transport.statuses.count(200) == images, transport.statuses
