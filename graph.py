@@ -36,13 +36,14 @@ def bind_app(args: dict[str, Any] | None = None, deployment_options: dict[str, d
     def configured(deployment):
         return deployment.options(**options.get(deployment.name, {}))
 
-    detector = configured(Detector).bind(settings)
     embedder = configured(Embedder).bind(settings)
     # One Embedder deployment per further pack (settings `packs`), named Embedder-<pack> so a config's
-    # `deployments:` can size each; the Detector stays one (aligned crops do not depend on the recognizer).
+    # `deployments:` can size each; the Detector stays one (aligned crops do not depend on the recognizer) and
+    # hands an image's crops to the Embedder of the model its caller names.
     embedders = {DEFAULT_PACK: embedder}
     for name in settings["packs"]:
         embedders[name] = configured(Embedder.options(name=f"Embedder-{name}")).bind(settings, name)
+    detector = configured(Detector).bind(settings, embedders)
     keys = configured(KeyService).bind(settings)
     tenants = configured(TenantRouter).bind(settings, keys, embedders)
     streams = configured(StreamRouter).bind(settings, keys, tenants, detector, embedder)

@@ -10,11 +10,17 @@ against the best of them.
 
 SecureGate: the app deployed from the Serve config as `securegate serve --config` deploys it (cli.serve), a
 tenant with one enrolled photo per identity, then `POST /v1/search` over HTTP and `Ingress.search` over a
-handle at client concurrency 1, 4 and 16: images/s, p50/p99 latency, CPU seconds per image (all processes
-of the Ray session plus the client), and CPU per image by process kind (the per-stage breakdown).
+handle, and a two-image `POST /v1/verify` over HTTP, at client concurrency 1, 4 and 16: images/s, p50/p99
+latency, the share of calls refused 503 `overloaded` (clients that do not retry; they wait out Retry-After),
+CPU seconds per image (all processes of the Ray session plus the client), and CPU per image by process kind
+(the per-stage breakdown).
+
+On a shared host the load moves between measurements: `--rounds N` repeats the reference's best configuration
+and every SecureGate measurement N times, interleaved, and the ratios are the medians of the rounds' own
+ratios.
 
 Last line: one JSON object (`http_vs_reference`, `reference_ips`, `http_ips`, `http_p99_ms`, `c1_p50_ms`,
-`reference_c1_ms`, ...).
+`reference_c1_ms`, `refused_rate`, `c16_p99_ms`, `latency_budget_s`, ...).
 """
 
 from __future__ import annotations
@@ -201,27 +207,31 @@ class Refused(Exception):
 
     def __init__(self, status: int, retry_after: str | float | None) -> None:
         super().__init__(f"HTTP {status}")
+        self.status = status
         self.retry_after_s = float(retry_after) if retry_after else None
 
 
-def drive(call, probes: list[bytes], concurrency: int, seconds: float) -> dict:
-    """`concurrency` client threads calling `call(bytes)` back to back for `seconds`."""
+def drive(call, probes: list[bytes], concurrency: int, seconds: float, images_per_call: int = 1) -> dict:
+    """`concurrency` client threads calling `call(k)` (k: the call's number) back to back for `seconds`."""
     latencies: list[float] = []
     errors: list[str] = []
+    refused = 0
     lock = threading.Lock()
     deadline = time.perf_counter() + seconds
 
     def client(k: int) -> None:
+        nonlocal refused
         i = k
         while time.perf_counter() < deadline:
             s = time.perf_counter()
             try:
-                call(probes[i % len(probes)])
+                call(i)
                 with lock:
                     latencies.append(time.perf_counter() - s)
             except Exception as exc:  # counted, not fatal: a 429/503 under overload is an answer too
                 with lock:
                     errors.append(type(exc).__name__)
+                    refused += getattr(exc, "status", None) == 503
                 # A well-behaved client waits as told (Retry-After) before its next image, as SecureGateClient does.
                 retry_after = getattr(exc, "retry_after_s", None)
                 if retry_after:
@@ -238,15 +248,19 @@ def drive(call, probes: list[bytes], concurrency: int, seconds: float) -> dict:
         t.join()
     wall = time.perf_counter() - t0
     spent, client1 = cpu_delta_by_kind(kinds, cpu0, cpu_by_pid(kinds)), me.cpu_times()
-    n = max(len(latencies), 1)
+    n = max(len(latencies) * images_per_call, 1)
     breakdown = {k: round(v / n, 4) for k, v in sorted(spent.items())}
     breakdown["client"] = round((client1.user + client1.system - client0.user - client0.system) / n, 4)
-    return {"concurrency": concurrency, "ips": round(len(latencies) / wall, 2), "errors": len(errors),
+    calls = len(latencies) + len(errors)
+    return {"concurrency": concurrency, "ips": round(len(latencies) * images_per_call / wall, 2), "errors": len(errors),
+            "refused_rate": round(refused / calls, 4) if calls else 0.0,
             "p50_ms": round(percentile(latencies, 50) * 1000, 1), "p99_ms": round(percentile(latencies, 99) * 1000, 1),
             "cpu_s_per_image": round(sum(breakdown.values()), 4), "cpu_s_per_image_by_process": breakdown}
 
 
-def run_securegate(config_path: Path, models: Path, gallery: dict[str, Path], probes: list[bytes], seconds: float) -> dict:
+def run_securegate(config_path: Path, models: Path, gallery: dict[str, Path], probes: list[bytes], seconds: float,
+                   rounds: int, reference) -> dict:
+    """The measurements of each round, SecureGate's and (deployed, idle) the reference's: `reference()`."""
     import httpx
     from ray import serve
 
@@ -260,39 +274,67 @@ def run_securegate(config_path: Path, models: Path, gallery: dict[str, Path], pr
                 person = http.post("/v1/persons", json={"external_id": name}, headers=auth).json()
                 http.post(f"/v1/persons/{person['person_id']}/faces",
                           json={"image": base64.b64encode(path.read_bytes()).decode()}, headers=auth).raise_for_status()
-        encoded = {id(p): base64.b64encode(p).decode() for p in probes}
+        encoded = [base64.b64encode(p).decode() for p in probes]
         local = threading.local()
 
-        def http_search(data: bytes) -> None:
+        def post(path: str, body: dict) -> None:
             if not hasattr(local, "client"):
                 local.client = httpx.Client(base_url=base, timeout=120, headers=auth)
-            r = local.client.post("/v1/search", json={"image": encoded[id(data)]})
+            r = local.client.post(path, json=body)
             if r.status_code != 200:
                 raise Refused(r.status_code, r.headers.get("Retry-After"))
 
+        def http_search(k: int) -> None:
+            post("/v1/search", {"image": encoded[k % len(probes)]})
+
+        def http_verify(k: int) -> None:
+            post("/v1/verify", {"image_a": encoded[k % len(probes)], "image_b": encoded[(k + 1) % len(probes)]})
+
         handle = serve.get_app_handle(APP_NAME)
 
-        def handle_search(data: bytes) -> None:
+        def handle_search(k: int) -> None:
             try:
-                handle.search.remote(key, data).result()
+                handle.search.remote(key, probes[k % len(probes)]).result()
             except ApiError as exc:
                 raise Refused(exc.status, exc.details.get("retry_after_s")) from None
 
-        for p in probes[:4]:
-            http_search(p)
-            handle_search(p)
-        out = {"http": [], "handle": []}
-        for c in CONCURRENCY:
-            out["http"].append(drive(http_search, probes, c, seconds))
-            print(f"  http   c={c:<3} {out['http'][-1]}", flush=True)
-            out["handle"].append(drive(handle_search, probes, c, seconds))
-            print(f"  handle c={c:<3} {out['handle'][-1]}", flush=True)
+        for k in range(4):
+            http_search(k)
+            handle_search(k)
+            http_verify(k)
+        out = []
+        for r in range(rounds):
+            measured = {"reference": reference(), "http": [], "handle": [], "verify": []}
+            print(f"  round {r + 1}: reference {measured['reference']}", flush=True)
+            for c in CONCURRENCY:
+                for kind, call, images in (("http", http_search, 1), ("handle", handle_search, 1), ("verify", http_verify, 2)):
+                    measured[kind].append(drive(call, probes, c, seconds, images))
+                    print(f"  {kind:<7}c={c:<3} {measured[kind][-1]}", flush=True)
+            out.append(measured)
         return out
+
+
+def summary(measured: dict, reference_c1_ms: float) -> dict:
+    """One round's figures: HTTP search against the reference of the same round."""
+    http_best = max(measured["http"], key=lambda r: r["ips"])
+    by_c = {r["concurrency"]: r for r in measured["http"]}
+    return {"reference_ips": measured["reference"]["ips"], "http_ips": http_best["ips"],
+            "http_best_concurrency": http_best["concurrency"],
+            "http_vs_reference": round(http_best["ips"] / measured["reference"]["ips"], 3),
+            "http_p99_ms": http_best["p99_ms"], "c1_p50_ms": by_c[1]["p50_ms"],
+            "c1_p50_minus_reference_ms": round(by_c[1]["p50_ms"] - reference_c1_ms, 1),
+            "c16_vs_c4": round(by_c[16]["ips"] / by_c[4]["ips"], 3) if by_c[4]["ips"] else None,
+            "c16_p99_ms": by_c[16]["p99_ms"], "handle_ips": max(r["ips"] for r in measured["handle"]),
+            "http_cpu_s_per_image": http_best["cpu_s_per_image"],
+            "breakdown_cpu_s_per_image": http_best["cpu_s_per_image_by_process"],
+            "refused_rate": {kind: {r["concurrency"]: r["refused_rate"] for r in measured[kind]}
+                             for kind in ("http", "handle", "verify")}}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="per measurement")
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds of reference and SecureGate")
     parser.add_argument("--config", default=str(REPO / "configs" / "local.yaml"))
     parser.add_argument("--models", default=os.environ.get("SECUREGATE_MODELS", str(SHARED / "models")))
     parser.add_argument("--faces", default=str(SHARED / "faces"))
@@ -308,22 +350,29 @@ def main() -> None:
         print(f"  reference {reference[-1]}", flush=True)
     single = run_reference(models, 1, None, False, gallery, probes, ns.seconds / 2)  # one image at a time
     best = max(reference, key=lambda r: r["ips"])
+    config = (best["processes"], None if best["threads"] == "default" else best["threads"], best["spinning"])
 
-    served = run_securegate(Path(ns.config), models, gallery, probes, ns.seconds)
-    http_best = max(served["http"], key=lambda r: r["ips"])
-    by_c = {r["concurrency"]: r for r in served["http"]}
+    def reference_round() -> dict:
+        return run_reference(models, *config, gallery, probes, ns.seconds)
+
+    rounds = run_securegate(Path(ns.config), models, gallery, probes, ns.seconds, ns.rounds, reference_round)
+    summaries = [summary(r, single["p50_ms"]) for r in rounds]
+    median = {key: statistics.median(s[key] for s in summaries)
+              for key in ("reference_ips", "http_ips", "http_vs_reference", "http_p99_ms", "c1_p50_ms",
+                          "c1_p50_minus_reference_ms", "c16_vs_c4", "c16_p99_ms", "handle_ips", "http_cpu_s_per_image")}
+    from cli.serve import read_config, securegate_app  # the budget the deployed config set (or the default)
+    from securegate.settings import Settings
+
+    admission = getattr(Settings.from_args(securegate_app(read_config(ns.config)).args), "admission", None)
+    budget = admission.latency_budget_s if admission is not None else None  # None: a version without one
     result = {
-        "reference_ips": best["ips"], "reference_config": {k: best[k] for k in ("processes", "threads", "spinning")},
+        **median, "reference_config": {k: best[k] for k in ("processes", "threads", "spinning")},
         "reference_c1_ms": single["p50_ms"], "reference_cpu_s_per_image": best["cpu_s_per_image"],
-        "http_ips": http_best["ips"], "http_best_concurrency": http_best["concurrency"],
-        "http_vs_reference": round(http_best["ips"] / best["ips"], 3),
-        "http_p99_ms": http_best["p99_ms"], "c1_p50_ms": by_c[1]["p50_ms"],
-        "c1_p50_minus_reference_ms": round(by_c[1]["p50_ms"] - single["p50_ms"], 1),
-        "c16_vs_c4": round(by_c[16]["ips"] / by_c[4]["ips"], 3) if by_c[4]["ips"] else None,
-        "handle_ips": max(r["ips"] for r in served["handle"]),
-        "http_cpu_s_per_image": http_best["cpu_s_per_image"],
-        "breakdown_cpu_s_per_image": http_best["cpu_s_per_image_by_process"],
-        "reference_all": reference, "http": served["http"], "handle": served["handle"],
+        "latency_budget_s": budget,
+        "refused_rate": {kind: {c: max(s["refused_rate"][kind][c] for s in summaries) for c in CONCURRENCY}
+                         for kind in ("http", "handle", "verify")},  # the worst round
+        "breakdown_cpu_s_per_image": summaries[-1]["breakdown_cpu_s_per_image"],
+        "rounds": summaries, "reference_all": reference, "measured": rounds,
         "load_avg_at_end": os.getloadavg()[0],
     }
     print(json.dumps(result))

@@ -83,6 +83,17 @@ async def images_per_second(handle, api_key: str, frames: list[bytes], seconds: 
     return done / (time.monotonic() - started)
 
 
+async def worker_status(handle, api_key: str, stream_id: str, patience_s: float = 60.0) -> dict:
+    """A camera's counters; on a loaded host its worker may not answer the StreamRouter within its 3 s (the status
+    then says `restarting`, without counters): ask again."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        status = (await handle.get_stream.remote(api_key, stream_id))["status"]
+        if "frames_read" in status or time.monotonic() > deadline:
+            return status
+        await asyncio.sleep(0.5)
+
+
 async def run_cameras(handle, api_key: str, clip: Path, n: int, fps: float, seconds: float) -> dict:
     streams = [await handle.create_stream.remote(api_key, f"bench-{n}-{i}", str(clip), fps=fps, cooldown_s=0.0, loop=True)
                for i in range(n)]
@@ -93,15 +104,23 @@ async def run_cameras(handle, api_key: str, clip: Path, n: int, fps: float, seco
         if not page["events"]:
             break
         since = page["next_since"]
-    await asyncio.sleep(3.0)  # warm-up: connections, first detections
-    before = {i: (await handle.get_stream.remote(api_key, i))["status"] for i in ids}
+    # Warm-up: every camera's worker started (imports, connections) and processing, then 3 s more. A fixed pause
+    # let a loaded host's worker start-up (seconds of imports) fall into the measured window.
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        statuses = [await worker_status(handle, api_key, i) for i in ids]
+        if all(s.get("frames_processed", 0) > 0 for s in statuses):
+            break
+        await asyncio.sleep(0.5)
+    await asyncio.sleep(3.0)
+    before = {i: await worker_status(handle, api_key, i) for i in ids}
     start_since = (await handle.events.remote(api_key, since=since, limit=1000))["next_since"]
     cpu_before = cpu_by_kind()
     started = time.monotonic()
     await asyncio.sleep(seconds)
     elapsed = time.monotonic() - started
     cpu_after = cpu_by_kind()
-    after = {i: (await handle.get_stream.remote(api_key, i))["status"] for i in ids}
+    after = {i: await worker_status(handle, api_key, i) for i in ids}
     events, cursor = [], start_since
     while True:
         page = await handle.events.remote(api_key, since=cursor, limit=1000)
@@ -138,7 +157,10 @@ async def main_async(ns: argparse.Namespace) -> dict:
     clip = testmedia.write_video(scene, cuts, data_dir / "media" / "door.mp4")
     frames = [jpeg for _, jpeg in testmedia.jpeg_frames(scene, cuts)]
 
-    ray.init(num_cpus=16, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    from cli.serve import start_ray
+
+    # As `securegate serve` starts it: Serve's throughput-optimised data path in every process (camera workers too).
+    start_ray(num_cpus=16, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     serve.start(proxy_location="Disabled")
     try:
         handle = serve.run(bind_app({"models": ns.models, "data_dir": str(data_dir)}), name="streams-bench", route_prefix=None)

@@ -1,17 +1,22 @@
-"""Detector deployment: image bytes → faces (bbox, 5 landmarks, score) and aligned crops."""
+"""Detector deployment: image bytes → faces (bbox, 5 landmarks, score) and aligned crops, and, asked for a model,
+their vectors: the Detector hands the crops to that model's Embedder itself, so an image's crops never travel
+back through the Ingress (docs/performance.md measures this against passing the Detector's response on).
+Which images reach it at all is the Ingress's admission (deployments/admission.py).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 
 import numpy as np
 
 import ray
 from ray import serve
+from ray.serve.handle import DeploymentHandle
 
-from securegate import metrics
-
+from securegate import errors, metrics
 from vision import images
 from vision.detector import DetectedFace, FaceDetector
 from vision.packs import resolve_pack
@@ -21,11 +26,13 @@ from securegate.settings import Settings
 log = logging.getLogger("ray.serve")
 
 
-# A bounded queue (max_queued_requests, per caller): past capacity a caller gets 503 `overloaded` at once
-# (securegate.errors maps Serve's BackPressureError) instead of waiting seconds; configs/local.yaml explains.
-@serve.deployment(max_ongoing_requests=4, max_queued_requests=4, ray_actor_options={"num_cpus": 0.5})
+# A small queue per replica: the rest wait at their caller's Serve router, which hands each to whichever replica
+# frees a slot first. max_ongoing_requests also counts images whose crops are with the Embedder. Serve's caller
+# queue limit (max_queued_requests) is a backstop behind the Ingress's latency budget, answered 503 too.
+@serve.deployment(max_ongoing_requests=4, max_queued_requests=64, ray_actor_options={"num_cpus": 0.5})
 class Detector:
-    def __init__(self, settings: dict) -> None:
+    def __init__(self, settings: dict, embedders: dict[str, DeploymentHandle] | None = None) -> None:
+        """`embedders`: {pack name: Embedder handle} of the packs served; a caller names the model to embed with."""
         self.settings = Settings.model_validate(settings)
         cfg = self.settings.detector
         self.pack = resolve_pack(self.settings.models)
@@ -50,6 +57,8 @@ class Detector:
                                            det_thresh=cfg.det_thresh, threads=cfg.idle_threads, fit_aspect=cfg.fit_aspect)
         self._slots = asyncio.Semaphore(cfg.concurrency)
         self._detecting = 0  # images inside detect(): running or waiting for a slot
+        self.embedders = dict(embedders or {})
+        self._by_model: dict[str, DeploymentHandle] | None = None  # {model id: Embedder handle}
         log.info("Detector ready: %s on %s (GPUs %s)", self.pack.detector_path.name, self.model.providers, ray.get_gpu_ids())
 
     def reconfigure(self, user_config: dict) -> None:
@@ -57,16 +66,33 @@ class Detector:
             for model in {id(m): m for m in (self.model, self.idle_model, self.frame_model)}.values():
                 model.set_threshold(float(user_config["det_thresh"]))
 
-    async def detect(self, image: bytes, max_faces: int | None = None) -> list[DetectedFace]:
-        """Faces largest-first after SCRFD's own ranking; at most `max_faces` (the configured limit). At most
-        `detector.concurrency` images are decoded and detected at once; the rest wait their turn here."""
+    async def detect(self, image: bytes, max_faces: int | None = None, *, embed_with: str | None = None,
+                     largest: bool = False, crops: bool = False) -> list[DetectedFace]:
+        """Faces largest-first after SCRFD's own ranking; at most `max_faces` (the configured limit); only the
+        largest with `largest`. `embed_with` (a model id): each face's `vector` from that model's Embedder. Their
+        aligned crops come back only with `crops` (the enrolment gates measure them; a tenant may keep them).
+        At most `detector.concurrency` images are decoded and detected at once; the rest wait their turn here."""
         self._detecting += 1
         try:
             async with self._slots:
                 model = self.idle_model if self._detecting == 1 else self.model
-                return await asyncio.to_thread(self._detect, model, image, max_faces)
+                faces = await asyncio.to_thread(self._detect, model, image, max_faces)
         finally:
             self._detecting -= 1
+        if largest and faces:
+            faces = [max(faces, key=lambda f: f.area)]
+        if embed_with is not None and faces:
+            vectors = await (await self._embedder(embed_with)).embed.remote(np.stack([f.crop for f in faces]))
+            faces = [dataclasses.replace(f, vector=v) for f, v in zip(faces, vectors)]
+        return faces if crops else [dataclasses.replace(f, crop=None) for f in faces]
+
+    async def _embedder(self, model: str) -> DeploymentHandle:
+        if self._by_model is None:
+            infos = await asyncio.gather(*(h.info.remote() for h in self.embedders.values()))
+            self._by_model = {f"{i['name']}/{i['dim']}": h for i, h in zip(infos, self.embedders.values())}
+        if model not in self._by_model:
+            raise errors.ModelMismatch(f"model {model} is not served here; served: {', '.join(sorted(self._by_model))}")
+        return self._by_model[model]
 
     def _detect(self, model: FaceDetector, image: bytes, max_faces: int | None) -> list[DetectedFace]:
         pixels = images.decode(image, self.settings.limits.max_image_pixels)

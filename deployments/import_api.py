@@ -2,9 +2,10 @@
 
 Per call: photos already imported for their person (same external id, same photo bytes) are skipped before
 any model runs; the others are detected concurrently (the Detector's replicas take them within their
-concurrency), checked by the enrolment gate (tenancy.quality.enrolment_face), embedded in ONE Embedder call
-with every accepted crop, and stored by the tenant's index actor in one durable commit that also finds or
-creates the persons by external id (tenancy/bulk_import.py). A photo that is refused (no_face,
+concurrency) and embedded with the tenant's model (the Detector hands each photo's crops to its Embedder,
+which batches them across photos), checked by the enrolment gate (tenancy.quality.enrolment_face), and stored
+by the tenant's index actor in one durable commit that also finds or creates the persons by external id
+(tenancy/bulk_import.py). A photo that is refused (no_face,
 multiple_faces, low_quality, invalid_image, image_too_large) is answered per item; a failed dependency fails
 the whole call (503) and nothing of it is stored.
 """
@@ -19,6 +20,7 @@ from ray.serve.exceptions import BackPressureError
 from deployments.api_calls import api_errors
 from securegate import errors
 from securegate import schemas as s
+from tenancy import operations as op
 from tenancy.quality import enrolment_face
 
 
@@ -31,7 +33,7 @@ OVERLOAD_RETRY_FOR_S = 60.0
 
 
 class ImportApi:
-    """Needs from the Ingress: `self._tenant`, `self._faces`, `self._embed`, `self._call`."""
+    """Needs from the Ingress: `self.tenants` (TenantRouter), `self._faces`, `self._answer`, `self._served_models`."""
 
     @api_errors
     async def import_faces(self, api_key: str, items: list[dict]) -> dict:
@@ -44,13 +46,16 @@ class ImportApi:
         persons = [s.PersonCreate(external_id=item["external_id"], metadata=item.get("metadata") or {}) for item in items]
         if any(p.external_id is None for p in persons):
             raise errors.InvalidRequest("every item needs an external_id")
-        tenant = await self._tenant(api_key)
+        caller = op.ApiKeyCaller(api_key)
         digests = [hashlib.sha256(item["image"]).digest() for item in items]  # what a photo is known by (tenancy/bulk_import.py)
-        found = await self._call(tenant, "imported_photos", [(p.external_id, d) for p, d in zip(persons, digests)],
-                                 retry_reads=True)
-        results: list[dict | None] = [{"status": "skipped", **f} if f else None for f in found]
+        found = await self.tenants.find_imported.remote(op.FindImported(caller, [(p.external_id, d) for p, d in zip(persons, digests)]))
+        self._answer(api_key, found)
+        tenant = found.tenant
+        if tenant.model not in await self._served_models():
+            raise errors.ModelMismatch(f"tenant is bound to model {tenant.model}; this deployment does not serve it")
+        results: list[dict | None] = [{"status": "skipped", **f} if f else None for f in found.found]
         todo = [k for k, r in enumerate(results) if r is None]
-        gated = await asyncio.gather(*(self._gated_face(items[k]["image"], tenant.settings.quality) for k in todo))
+        gated = await asyncio.gather(*(self._gated_face(items[k]["image"], tenant) for k in todo))
         accepted = []
         for k, outcome in zip(todo, gated):
             if isinstance(outcome, errors.ApiError):
@@ -58,25 +63,24 @@ class ImportApi:
             else:
                 accepted.append((k, *outcome))
         if accepted:
-            vectors = await self._embed([face for _, face, _ in accepted], tenant)
             keep = tenant.settings.keep_enrolment_photos  # the aligned crop is stored sealed with its face
             entries = [{"external_id": persons[k].external_id, "metadata": persons[k].metadata, "digest": digests[k],
-                        "vector": vector, "det_score": face.score, "quality": report.score,
+                        "vector": face.vector, "det_score": face.score, "quality": report.score,
                         **({"crop": face.crop} if keep else {})}
-                       for (k, face, report), vector in zip(accepted, vectors)]
-            stored = await self._call(tenant, "import_faces", entries)
-            for (k, _, _), result in zip(accepted, stored):
+                       for k, face, report in accepted]
+            stored = await self.tenants.import_faces.remote(op.ImportFaces(caller, entries, tenant.model))
+            for (k, _, _), result in zip(accepted, stored.results):
                 result.pop("created_person", None)
                 results[k] = result
         answered = [{"index": k, "external_id": persons[k].external_id, **r} for k, r in enumerate(results)]
         counts = {status: sum(r["status"] == status for r in answered) for status in ("enrolled", "skipped", "refused")}
         return {"items": answered, **counts}
 
-    async def _gated_face(self, image: bytes, gates):
-        """(face, quality report) of a photo fit to enrol, or the ApiError that refuses it. A failed dependency
-        (5xx) is raised: the whole call fails rather than answer a photo as refused."""
+    async def _gated_face(self, image: bytes, tenant):
+        """(face, quality report) of a photo fit to enrol, embedded with the tenant's model, or the ApiError that
+        refuses it. A failed dependency (5xx) is raised: the whole call fails rather than answer a photo as refused."""
         try:
-            return enrolment_face(await self._detect_for_import(image), None, gates)
+            return enrolment_face(await self._detect_for_import(image, tenant.model), None, tenant.settings.quality)
         except Exception as exc:
             refusal = errors.to_api_error(exc)
             if refusal.status >= 500:
@@ -84,18 +88,18 @@ class ImportApi:
             refusal.details.pop("field", None)
             return refusal
 
-    async def _detect_for_import(self, image: bytes):
+    async def _detect_for_import(self, image: bytes, model: str):
         slots = self.__dict__.setdefault("_import_slots", asyncio.Semaphore(IMPORT_DETECTIONS))
         deadline = asyncio.get_running_loop().time() + OVERLOAD_RETRY_FOR_S
         pause = 0.1
         async with slots:
             while True:
                 try:
-                    return await self._faces(image, None)
+                    return await self._faces(image, None, embed_with=model, crops=True)
                 except Exception as exc:
                     # Checked by type: to_api_error here would log an unexpected error that _gated_face maps again.
-                    overloaded = isinstance(errors.root_cause(exc), BackPressureError)
-                    if not overloaded or asyncio.get_running_loop().time() > deadline:
+                    cause = errors.root_cause(exc)
+                    if not isinstance(cause, (BackPressureError, errors.Overloaded)) or asyncio.get_running_loop().time() > deadline:
                         raise
                 await asyncio.sleep(pause)
                 pause = min(1.0, pause * 2)

@@ -9,6 +9,7 @@ store (faiss, apsw).
 """
 
 import asyncio
+import dataclasses
 
 import numpy as np
 from fastapi import FastAPI
@@ -23,13 +24,16 @@ from deployments.routes import faces as face_routes
 from deployments.routes import health as health_routes
 from deployments.routes import persons as person_routes
 from deployments.routes import streams as stream_routes
+from deployments.admission import LatencyBudget
 from deployments.api_calls import api_errors
 from deployments.import_api import ImportApi
 from deployments.routes.common import BodyLimit, add_error_handlers
+from deployments.tenant_models import TenantModels
 from securegate import errors, metrics
 from securegate import schemas as s
 from securegate.settings import Settings
-from tenancy.quality import enrolment_face
+from tenancy import operations as op
+from tenancy.quality import chosen_face
 from tenancy.tenant import Tenant, parse_api_key
 from vision import images
 from vision.detector import DetectedFace
@@ -46,10 +50,6 @@ api.include_router(health_routes.router)  # healthz, readyz
 add_error_handlers(api)
 
 
-def largest(faces: list[DetectedFace]) -> DetectedFace:
-    return max(faces, key=lambda f: f.area)
-
-
 def admin_principal() -> str:
     """Who makes an admin call, as the org audit records it: the `admin:<key name>` set when the call was
     authorised, else the one admin token's `admin`."""
@@ -60,6 +60,13 @@ def admin_principal() -> str:
 def model_id(model: dict) -> str:
     """What a tenant's vectors are bound to (same as ModelPack.model_id)."""
     return f"{model['name']}/{model['dim']}"
+
+
+def answered(answer: op.Answer, **more) -> dict:
+    """A router's typed answer as the API's JSON: its fields, without who answered (tenant id, model)."""
+    body = dataclasses.asdict(answer)
+    del body["tenant_id"], body["model"]
+    return {**body, **more}
 
 
 # ------------------------------------------------------------------------------------------ deployment
@@ -79,6 +86,8 @@ class Ingress(face_routes.FaceRoutes, person_routes.PersonRoutes, admin_routes.A
         # to the Embedder of the model it is bound to (after a model migration, not the default one).
         self.embedders = dict(embedders or {})
         self._served: dict[str, tuple[DeploymentHandle, dict]] | None = None
+        self.models = TenantModels(self._packs)  # which model each key's tenant is bound to (a hint)
+        self.admission = LatencyBudget(self.settings.admission.latency_budget_s)  # images this replica sends
 
     def __serve_build_asgi_app__(self):
         """Serve calls this after the constructor for the app this replica serves: its own copy of `api`, frozen
@@ -99,22 +108,25 @@ class Ingress(face_routes.FaceRoutes, person_routes.PersonRoutes, admin_routes.A
 
     @api_errors
     async def embed(self, image: bytes, max_faces: int | None = None) -> dict:
-        faces = await self._faces(image, max_faces)
-        vectors = await self._embed(faces)
         model = await self.model_info()
+        faces = await self._faces(image, max_faces, embed_with=model_id(model))
         return {
             "model": {"name": model["name"], "dim": model["dim"]},
-            "faces": [{"bbox": f.summary()["bbox"], "score": f.summary()["score"], "embedding": v.tolist()}
-                      for f, v in zip(faces, vectors)],
+            "faces": [{"bbox": f.summary()["bbox"], "score": f.summary()["score"], "embedding": f.vector.tolist()}
+                      for f in faces],
         }
 
     @api_errors
     async def verify(self, image_a: bytes, image_b: bytes, threshold: float | None = None) -> dict:
         """Largest face of each image; cosine similarity against the threshold (default per model pack)."""
-        faces_a, faces_b = await asyncio.gather(self._faces(image_a, None, "image_a"), self._faces(image_b, None, "image_b"))
-        a, b = await self._embed([largest(faces_a), largest(faces_b)])
-        threshold = await self._threshold(threshold, None)
-        similarity = float(np.dot(a, b))
+        model = await self.model_info()
+        (a,), (b,) = await asyncio.gather(self._faces(image_a, None, "image_a", embed_with=model_id(model), largest=True),
+                                          self._faces(image_b, None, "image_b", embed_with=model_id(model), largest=True))
+        if threshold is None:
+            threshold = self.settings.verify_threshold
+        if threshold is None:
+            threshold = float(model["default_threshold"])
+        similarity = float(np.dot(a.vector, b.vector))
         return {"similarity": round(similarity, 6), "match": similarity >= threshold, "threshold": threshold}
 
     @api_errors
@@ -200,12 +212,12 @@ class Ingress(face_routes.FaceRoutes, person_routes.PersonRoutes, admin_routes.A
         status, rotations = await asyncio.gather(self.keys.status.remote(), self.tenants.rotations.remote())
         return {**status, "rotations": rotations}
 
-    # ---- a tenant's persons and faces (the tenant comes from the API key, never from the request) -------
+    # ---- a tenant's gallery: one TenantRouter call each, which authenticates the key (tenancy/operations.py) ------
     @api_errors
     async def create_person(self, api_key: str, external_id: str | None = None, metadata: dict | None = None) -> dict:
         person = s.PersonCreate(external_id=external_id, metadata=metadata or {})  # the HTTP body's bounds, for handle callers too
-        tenant = await self._tenant(api_key)
-        return await self._call(tenant, "create_person", person.external_id, person.metadata)
+        return self._answer(api_key, await self.tenants.create_person.remote(
+            op.CreatePerson(op.ApiKeyCaller(api_key), person.external_id, person.metadata)))
 
     @api_errors
     async def list_persons(self, api_key: str, limit: int = 50, cursor: str | None = None, external_id: str | None = None) -> dict:
@@ -215,36 +227,35 @@ class Ingress(face_routes.FaceRoutes, person_routes.PersonRoutes, admin_routes.A
             raise errors.InvalidRequest(f"limit must be between 1 and {s.PAGE_LIMIT_MAX}")
         if external_id is not None and cursor is not None:
             raise errors.InvalidRequest("external_id finds one person: it takes no cursor")
-        tenant = await self._tenant(api_key)
+        caller = op.ApiKeyCaller(api_key)
         if external_id is not None:
-            return await self._call(tenant, "find_person", s.PersonCreate(external_id=external_id).external_id, retry_reads=True)
-        return await self._call(tenant, "list_persons", limit, cursor, retry_reads=True)
+            external_id = s.PersonCreate(external_id=external_id).external_id  # the HTTP query's bounds, for handle callers too
+            return self._answer(api_key, await self.tenants.find_person.remote(op.FindPerson(caller, external_id)))
+        return self._answer(api_key, await self.tenants.list_persons.remote(op.ListPersons(caller, limit, cursor)))
 
     @api_errors
     async def get_person(self, api_key: str, person_id: str) -> dict:
-        tenant = await self._tenant(api_key)
-        return await self._call(tenant, "get_person", person_id, retry_reads=True)
+        return self._answer(api_key, await self.tenants.get_person.remote(op.GetPerson(op.ApiKeyCaller(api_key), person_id)))
 
     @api_errors
     async def delete_person(self, api_key: str, person_id: str) -> None:
-        tenant = await self._tenant(api_key)
-        await self._call(tenant, "delete_person", person_id)
+        done = await self.tenants.delete_person.remote(op.DeletePerson(op.ApiKeyCaller(api_key), person_id))
+        self._answer(api_key, done)
         if self.streams is not None:
-            await self._streams_after_person_delete(tenant.tenant_id, person_id)
+            await self._streams_after_person_delete(done.tenant_id, person_id)
 
     @api_errors
     async def enrol_face(self, api_key: str, person_id: str, image: bytes, face_index: int | None = None) -> dict:
-        """One face of `image` becomes a reference face of the person, if it passes the quality gates."""
-        tenant = await self._tenant(api_key)
-        face, report = enrolment_face(await self._faces(image, None), face_index, tenant.settings.quality)
-        (vector,) = await self._embed([face], tenant)
-        crop = face.crop if tenant.settings.keep_enrolment_photos else None  # kept sealed with the face
-        return await self._call(tenant, "add_face", person_id, vector, face.score, report.score, crop)
+        """One face of `image` becomes a reference face of the person, if it passes the tenant's quality gates."""
+        async def attempt(model: str) -> op.FaceEnrolled:
+            face = chosen_face(await self._faces(image, None, embed_with=model, crops=True), face_index)
+            return await self.tenants.enrol_face.remote(op.EnrolFace(op.ApiKeyCaller(api_key), person_id, face, model))
+
+        return self._answer(api_key, await self.models.run(api_key, attempt))
 
     @api_errors
     async def delete_face(self, api_key: str, person_id: str, face_id: str) -> None:
-        tenant = await self._tenant(api_key)
-        await self._call(tenant, "delete_face", person_id, face_id)
+        self._answer(api_key, await self.tenants.delete_face.remote(op.DeleteFace(op.ApiKeyCaller(api_key), person_id, face_id)))
 
     # ---- corrections: "not this person", merge, move ------------------------------------------------------
     @api_errors
@@ -259,81 +270,91 @@ class Ingress(face_routes.FaceRoutes, person_routes.PersonRoutes, admin_routes.A
         given = [name for name, value in (("image", image), ("face_id", face_id), ("unknown_id", unknown_id)) if value is not None]
         if len(given) != 1:
             raise errors.InvalidRequest("give exactly one of image, face_id or unknown_id")
-        tenant = await self._tenant(api_key)
+        caller = op.ApiKeyCaller(api_key)
         if face_id is not None:
-            return await self._call(tenant, "reject_face", person_id, face_id)
+            return self._answer(api_key, await self.tenants.reject_face.remote(op.RejectFace(caller, person_id, face_id)))
         if unknown_id is not None:
             if self.streams is None:
                 raise errors.NotFound(f"unknown {unknown_id} not found")
-            vectors = await self.streams.take_unknown.remote(tenant, unknown_id)
-            return await self._call(tenant, "add_rejections", person_id, np.asarray(vectors, np.float32), "unknown")
-        faces = await self._faces(image, None)
-        if face_index is None and len(faces) > 1:
-            raise errors.MultipleFaces(f"the image holds {len(faces)} faces; pick one with face_index",
-                                       faces=[f.summary()["bbox"] for f in faces])
-        if face_index is not None and face_index >= len(faces):
-            raise errors.InvalidRequest(f"face_index {face_index} is out of range: {len(faces)} face(s) found")
-        # No quality gate: the look-alike was mistaken at whatever quality the camera or photo gave.
-        (vector,) = await self._embed([faces[face_index or 0]], tenant)
-        return await self._call(tenant, "add_rejections", person_id, vector[None], "image")
+            tenant = await self._tenant(api_key)  # the unknown's samples are the StreamRouter's, by tenant
+            vectors = await self.streams.take_unknown.remote(tenant, unknown_id)  # refused when of another model
+            internal = op.InternalCaller(tenant.tenant_id, caller.principal)
+            return self._answer(api_key, await self.tenants.add_rejections.remote(op.AddRejections(
+                internal, person_id, np.asarray(vectors, np.float32), tenant.model, "unknown")))
+
+        async def attempt(model: str) -> op.RejectionsAdded:
+            # No quality gate: the look-alike was mistaken at whatever quality the camera or photo gave.
+            face = chosen_face(await self._faces(image, None, embed_with=model), face_index)
+            return await self.tenants.add_rejections.remote(op.AddRejections(caller, person_id, face.vector[None], model, "image"))
+
+        return self._answer(api_key, await self.models.run(api_key, attempt))
 
     @api_errors
     async def list_rejections(self, api_key: str, person_id: str) -> dict:
-        tenant = await self._tenant(api_key)
-        return await self._call(tenant, "list_rejections", person_id, retry_reads=True)
+        return self._answer(api_key, await self.tenants.list_rejections.remote(op.ListRejections(op.ApiKeyCaller(api_key), person_id)))
 
     @api_errors
     async def delete_rejection(self, api_key: str, person_id: str, rejection_id: str) -> None:
-        tenant = await self._tenant(api_key)
-        await self._call(tenant, "delete_rejection", person_id, rejection_id)
+        self._answer(api_key, await self.tenants.delete_rejection.remote(
+            op.DeleteRejection(op.ApiKeyCaller(api_key), person_id, rejection_id)))
 
     @api_errors
     async def merge_persons(self, api_key: str, person_id: str, merged_person_id: str) -> dict:
         """`merged_person_id` is the same human as `person_id`: their faces and rejections move to `person_id`,
         their camera events name `person_id`, and `merged_person_id` is deleted (404 from then on)."""
-        tenant = await self._tenant(api_key)
-        merged = await self._call(tenant, "merge_persons", person_id, merged_person_id)
-        external_id = merged.pop("external_id", None)
-        merged["events_relinked"] = 0
+        merged = await self.tenants.merge_persons.remote(op.MergePersons(op.ApiKeyCaller(api_key), person_id, merged_person_id))
+        relinked = 0
         if self.streams is not None:
-            merged["events_relinked"] = await self.streams.person_merged.remote(
-                tenant.tenant_id, merged_person_id, person_id, external_id)
-        return merged
+            relinked = await self.streams.person_merged.remote(merged.tenant_id, merged_person_id, person_id, merged.external_id)
+        body = self._answer(api_key, merged, events_relinked=relinked)
+        del body["external_id"]
+        return body
 
     @api_errors
     async def move_face(self, api_key: str, person_id: str, face_id: str, to_person_id: str) -> dict:
         """Face `face_id` was enrolled to the wrong person: it becomes `to_person_id`'s."""
-        tenant = await self._tenant(api_key)
-        return await self._call(tenant, "move_face", person_id, face_id, to_person_id)
+        return self._answer(api_key, await self.tenants.move_face.remote(
+            op.MoveFace(op.ApiKeyCaller(api_key), person_id, face_id, to_person_id)))
 
     @api_errors
     async def search(self, api_key: str, image: bytes, threshold: float | None = None, top_k: int = 1,
                      max_faces: int | None = None) -> dict:
         """Every face in the image, searched in one batched call against the tenant's gallery."""
-        tenant = await self._tenant(api_key)
-        faces = await self._faces(image, max_faces)
-        vectors = await self._embed(faces, tenant)
-        threshold = await self._threshold(threshold, tenant)
-        results = await self._call(tenant, "search", vectors, top_k, threshold,
-                                                 tenant.settings.match_on, retry_reads=True)
-        return {"faces": [{"bbox": f.summary()["bbox"], "score": f.summary()["score"], "matches": matches}
-                          for f, matches in zip(faces, results)],
-                "threshold": threshold}
+        async def attempt(model: str) -> tuple[list[DetectedFace], op.SearchAnswer]:
+            faces = await self._faces(image, max_faces, embed_with=model)
+            vectors = np.stack([f.vector for f in faces])
+            return faces, await self.tenants.search.remote(op.Search(op.ApiKeyCaller(api_key), vectors, model, top_k, threshold))
+
+        faces, answer = await self.models.run(api_key, attempt)
+        self._answer(api_key, answer)
+        return {"faces": [{"bbox": f.summary()["bbox"], "score": f.summary()["score"],
+                           "matches": [dataclasses.asdict(m) for m in matches]} for f, matches in zip(faces, answer.faces)],
+                "threshold": answer.threshold}
+
+    @api_errors
+    async def verify_person(self, api_key: str, image: bytes, person_id: str, threshold: float | None = None) -> dict:
+        """The image's largest face against an enrolled person: their faces, or their centroid (tenant setting)."""
+        async def attempt(model: str) -> op.Verification:
+            (face,) = await self._faces(image, None, embed_with=model, largest=True)
+            return await self.tenants.verify_person.remote(op.VerifyPerson(op.ApiKeyCaller(api_key), face.vector, model,
+                                                                           person_id, threshold))
+
+        return self._answer(api_key, await self.models.run(api_key, attempt))
 
     @api_errors
     async def audit(self, api_key: str, since: int = 0, limit: int = 100) -> dict:
         """The tenant's audit events after sequence number `since`, oldest first; page with `next_since`."""
         if not 0 <= since <= s.SEQ_MAX:
             raise errors.InvalidRequest(f"since must be between 0 and {s.SEQ_MAX}")
-        tenant = await self._tenant(api_key)
-        events = await self.tenants.audit_events.remote(tenant, since, limit)
-        return {"events": events, "next_since": events[-1]["seq"] if events else since}
+        page = await self.tenants.audit_events.remote(op.AuditEvents(op.ApiKeyCaller(api_key), since, limit))
+        return self._answer(api_key, page, next_since=page.events[-1]["seq"] if page.events else since)
 
     @api_errors
     async def verify_audit(self, api_key: str) -> dict:
         """The caller's tenant audit chain checked against itself and its MACed checkpoints."""
-        tenant = await self._tenant(api_key)
-        return await self.tenants.verify_audit.remote(tenant.tenant_id)
+        verified = await self.tenants.verify_tenant_audit.remote(op.VerifyAudit(op.ApiKeyCaller(api_key)))
+        self._answer(api_key, verified)
+        return verified.result
 
     @api_errors
     async def admin_verify_audit(self, admin_token: str, tenant_id: str | None = None) -> dict:
@@ -361,35 +382,22 @@ class Ingress(face_routes.FaceRoutes, person_routes.PersonRoutes, admin_routes.A
         """The public keys that check erasure receipts (no credential: they are published)."""
         return {"keys": await self.tenants.signing_keys.remote()}
 
-    @api_errors
-    async def verify_person(self, api_key: str, image: bytes, person_id: str, threshold: float | None = None) -> dict:
-        """The image's largest face against an enrolled person: their faces, or their centroid (tenant setting)."""
-        tenant = await self._tenant(api_key)
-        (vector,) = await self._embed([largest(await self._faces(image, None))], tenant)
-        scores = await self._call(tenant, "verify_person", vector, person_id, retry_reads=True)
-        if scores["faces"] == 0:
-            raise errors.NotFound(f"person {person_id} has no enrolled faces")
-        threshold = await self._threshold(threshold, tenant)
-        key = "centroid_similarity" if tenant.settings.match_on == "centroid" else "best_face_similarity"
-        similarity = scores[key]
-        # The search's rule: a probe at least as close to one of the person's rejections does not match them.
-        rejection = scores.get("best_rejection_similarity")
-        rejected = rejection is not None and similarity <= rejection
-        return {"similarity": round(similarity, 6), "match": similarity >= threshold and not rejected,
-                "threshold": threshold, "best_face_similarity": round(scores["best_face_similarity"], 6),
-                "centroid_similarity": round(scores["centroid_similarity"], 6),
-                "best_rejection_similarity": None if rejection is None else round(rejection, 6), "rejected": rejected}
-
     # ================================================================================== internals
     async def _tenant(self, api_key: str) -> Tenant:
+        """The key's tenant, for operations of other deployments (cameras, events): one rate-limit token."""
         tenant = await self.tenants.authenticate.remote(api_key, 1.0)
         metrics.current_tenant.set(tenant.tenant_id)
         metrics.current_principal.set(f"key:{parse_api_key(api_key)[0]}")
-        served = await self._served_models()
-        if tenant.model not in served:
-            raise errors.ModelMismatch(
-                f"tenant is bound to model {tenant.model}; this deployment serves {', '.join(sorted(served))}")
         return tenant
+
+    def _answer(self, api_key: str, answer: op.Answer, **more) -> dict:
+        """The router's answer as JSON; who answered labels the request's metrics and the key's next embedding."""
+        metrics.current_tenant.set(answer.tenant_id)
+        self.models.learn(api_key, answer.tenant_id, answer.model)
+        return answered(answer, **more)
+
+    async def _packs(self) -> tuple[str, set[str]]:
+        return model_id(await self.model_info()), set(await self._served_models())
 
     async def _served_models(self) -> dict[str, tuple[DeploymentHandle, dict]]:
         """{model id: (Embedder handle, its info)} of every pack this application serves."""
@@ -399,35 +407,21 @@ class Ingress(face_routes.FaceRoutes, person_routes.PersonRoutes, admin_routes.A
             self._served = {model_id(info): (handle, info) for handle, info in zip(handles, infos)}
         return self._served
 
-    async def _call(self, tenant: Tenant, method: str, *args, retry_reads: bool = False):
-        """A tenant index call, audited under the API key that made it."""
-        return await self.tenants.call.remote(tenant, method, *args, retry_reads=retry_reads,
-                                              principal=metrics.current_principal.get())
-
-    async def _threshold(self, requested: float | None, tenant: Tenant | None) -> float:
-        if requested is not None:
-            return requested
-        if tenant is not None and tenant.settings.default_threshold is not None:
-            return tenant.settings.default_threshold
-        if self.settings.verify_threshold is not None:
-            return self.settings.verify_threshold
-        if tenant is not None:  # the default of the model the tenant is bound to
-            return float((await self._served_models())[tenant.model][1]["default_threshold"])
-        return float((await self.model_info())["default_threshold"])
-
-    async def _faces(self, image: bytes, max_faces: int | None, field: str = "image") -> list[DetectedFace]:
+    async def _faces(self, image: bytes, max_faces: int | None, field: str = "image", *, embed_with: str | None = None,
+                     largest: bool = False, crops: bool = False) -> list[DetectedFace]:
+        """The image's faces from the Detector, embedded with model `embed_with` (it hands the crops to that
+        model's Embedder itself); the largest only with `largest`; with their aligned crops with `crops`."""
         # The header check runs here, before the bytes travel to a detector replica.
         try:
             images.probe(image, self.settings.limits.max_image_pixels)
         except errors.ApiError as exc:
             exc.details.setdefault("field", field)
             raise
-        faces = await self.detector.detect.remote(image, max_faces)
+        self.admission.admit()  # 503 overloaded when its expected wait would pass the latency budget
+        try:
+            faces = await self.detector.detect.remote(image, max_faces, embed_with=embed_with, largest=largest, crops=crops)
+        finally:
+            self.admission.done()
         if not faces:
             raise errors.NoFace(f"no face found in {field}", field=field)
         return faces
-
-    async def _embed(self, faces: list[DetectedFace], tenant: Tenant | None = None) -> np.ndarray:
-        """Aligned crops → vectors of the tenant's model (of the default pack without a tenant)."""
-        embedder = (await self._served_models())[tenant.model][0] if tenant is not None else self.embedder
-        return await embedder.embed.remote(np.stack([f.crop for f in faces]))

@@ -20,7 +20,7 @@ CREDENTIAL_RECHECK_S = 2.0
 
 
 class StreamApi:
-    """Needs from the Ingress: `self.streams` (StreamRouter handle), `self._tenant`, `self._call`."""
+    """Needs from the Ingress: `self.streams` (StreamRouter handle), `self.tenants` (TenantRouter), `self._tenant`."""
 
     # ---- streams ----------------------------------------------------------------------------------------
     @api_errors

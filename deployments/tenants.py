@@ -1,7 +1,9 @@
 """TenantRouter deployment: fronts the per-tenant index actors for the ingress and for Python callers.
 
-Thin: `tenancy.TenantService` does the work. The idle-eviction loop starts with the first call (there is
-nothing to evict before a tenant has been used).
+Thin: `tenancy.TenantService` runs tenants and their actors, `tenancy.TenantGallery` the gallery operations,
+one typed method each (requests and answers in tenancy/operations.py; the caller is authenticated inside the
+operation). The idle-eviction loop starts with the first call (there is nothing to evict before a tenant has
+been used).
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ from ray.serve.handle import DeploymentHandle
 
 from securegate import errors, metrics
 from securegate.settings import Settings
-from tenancy.ratelimit import RateLimiter
+from tenancy import operations as op
 from tenancy.admin_keys import AdminKey
-from tenancy.tenant import Tenant
+from tenancy.gallery import TenantGallery
+from tenancy.ratelimit import RateLimiter
 from tenancy.service import TenantService
 from tenancy.storage import DataDisk
+from tenancy.tenant import Tenant
 
 log = logging.getLogger("ray.serve")
 
@@ -61,7 +65,18 @@ class TenantRouter:
         self.data_disk = DataDisk(cfg.data_dir)
         self._disk_full = False
         self.rate_limiter = RateLimiter()
+        self.embedders = dict(embedders or {})
+        self._thresholds: dict[str, float] | None = None  # {model id: its default threshold}, of the packs served
+        self.gallery = TenantGallery(self.service, self.rate_limiter, self._model_threshold, cfg.verify_threshold)
         self._evictor: asyncio.Task | None = None
+
+    async def _model_threshold(self, model: str) -> float:
+        if self._thresholds is None:
+            infos = await asyncio.gather(*(h.info.remote() for h in self.embedders.values()))
+            self._thresholds = {f"{i['name']}/{i['dim']}": float(i["default_threshold"]) for i in infos}
+        if model not in self._thresholds:
+            raise errors.ModelMismatch(f"no model pack served here is {model}")
+        return self._thresholds[model]
 
     def _ensure_evictor(self) -> None:
         if self._evictor is None:
@@ -186,22 +201,106 @@ class TenantRouter:
         self._ensure_evictor()  # a restarted router resumes migrations on its first call
         return self.service.migrations.status(tenant_id)
 
-    # ---- a tenant's faces ------------------------------------------------------------------------------------
-    @as_api_errors
-    async def call(self, tenant: Tenant, method: str, *args, retry_reads: bool = False, principal: str = "internal"):
+    # ---- a tenant's gallery: one call per request (tenancy/gallery.py) ------------------------------------------
+    async def _gallery(self, operation, request):
         self._ensure_evictor()
         try:
-            return await self.service.call(tenant, method, *args, retry_reads=retry_reads, principal=principal)
+            return await operation(request)
         finally:
             metrics.active_tenants().set(len(self.service.active_tenants()))
 
     @as_api_errors
-    async def audit_events(self, tenant: Tenant, since: int, limit: int) -> list[dict]:
-        return self.service.audit_events(tenant.tenant_id, since, limit)
+    async def search(self, request: op.Search) -> op.SearchAnswer:
+        return await self._gallery(self.gallery.search, request)
+
+    @as_api_errors
+    async def verify_person(self, request: op.VerifyPerson) -> op.Verification:
+        return await self._gallery(self.gallery.verify_person, request)
+
+    @as_api_errors
+    async def create_person(self, request: op.CreatePerson) -> op.PersonCreated:
+        return await self._gallery(self.gallery.create_person, request)
+
+    @as_api_errors
+    async def get_person(self, request: op.GetPerson) -> op.PersonView:
+        return await self._gallery(self.gallery.get_person, request)
+
+    @as_api_errors
+    async def list_persons(self, request: op.ListPersons) -> op.PersonPage:
+        return await self._gallery(self.gallery.list_persons, request)
+
+    @as_api_errors
+    async def find_person(self, request: op.FindPerson) -> op.PersonPage:
+        return await self._gallery(self.gallery.find_person, request)
+
+    @as_api_errors
+    async def create_person_with_faces(self, request: op.CreatePersonWithFaces) -> op.PersonWithFacesCreated:
+        return await self._gallery(self.gallery.create_person_with_faces, request)
+
+    @as_api_errors
+    async def delete_person(self, request: op.DeletePerson) -> op.Done:
+        return await self._gallery(self.gallery.delete_person, request)
+
+    @as_api_errors
+    async def enrol_face(self, request: op.EnrolFace) -> op.FaceEnrolled:
+        return await self._gallery(self.gallery.enrol_face, request)
+
+    @as_api_errors
+    async def add_samples(self, request: op.AddSamples) -> op.FacesAdded:
+        return await self._gallery(self.gallery.add_samples, request)
+
+    @as_api_errors
+    async def delete_face(self, request: op.DeleteFace) -> op.Done:
+        return await self._gallery(self.gallery.delete_face, request)
+
+    @as_api_errors
+    async def add_rejections(self, request: op.AddRejections) -> op.RejectionsAdded:
+        return await self._gallery(self.gallery.add_rejections, request)
+
+    @as_api_errors
+    async def reject_face(self, request: op.RejectFace) -> op.RejectionsAdded:
+        return await self._gallery(self.gallery.reject_face, request)
+
+    @as_api_errors
+    async def list_rejections(self, request: op.ListRejections) -> op.RejectionList:
+        return await self._gallery(self.gallery.list_rejections, request)
+
+    @as_api_errors
+    async def delete_rejection(self, request: op.DeleteRejection) -> op.Done:
+        return await self._gallery(self.gallery.delete_rejection, request)
+
+    @as_api_errors
+    async def merge_persons(self, request: op.MergePersons) -> op.PersonsMerged:
+        return await self._gallery(self.gallery.merge_persons, request)
+
+    @as_api_errors
+    async def move_face(self, request: op.MoveFace) -> op.FaceMoved:
+        return await self._gallery(self.gallery.move_face, request)
+
+    @as_api_errors
+    async def find_imported(self, request: op.FindImported) -> op.ImportedFound:
+        return await self._gallery(self.gallery.find_imported, request)
+
+    @as_api_errors
+    async def import_faces(self, request: op.ImportFaces) -> op.FacesImported:
+        return await self._gallery(self.gallery.import_faces, request)
+
+    @as_api_errors
+    async def audit_events(self, request: op.AuditEvents) -> op.AuditPage:
+        return await self.gallery.audit_events(request)
+
+    @as_api_errors
+    async def verify_tenant_audit(self, request: op.VerifyAudit) -> op.AuditVerification:
+        return await self.gallery.verify_audit(request)
+
+    @as_api_errors
+    async def tenant_info(self, tenant_id: str) -> dict:
+        """The tenant's index (faces, memory, tier, shards): for operators and tests; activates the tenant."""
+        return await self._gallery(self.gallery.info, tenant_id)
 
     @as_api_errors
     async def verify_audit(self, tenant_id: str | None) -> dict:
-        """A tenant's audit chain (None: the org's) checked: intact, or where it breaks."""
+        """A tenant's audit chain (None: the org's) checked, for an admin: intact, or where it breaks."""
         if tenant_id is None:
             return await self.service.verify_org_audit()
         return await self.service.verify_tenant_audit(tenant_id)

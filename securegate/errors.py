@@ -70,8 +70,9 @@ CorruptRecord = _error("CorruptRecord", 500, "corrupt_record")  # stored data fa
 KmsUnavailable = _error("KmsUnavailable", 503, "kms_unavailable")
 ServiceUnavailable = _error("ServiceUnavailable", 503, "unavailable")  # retry: a dependency is restarting
 NotReady = _error("NotReady", 503, "not_ready")
-# Past capacity: a deployment's queue (Serve's max_queued_requests) is full. Nothing was done; retry after
-# `retry_after_s`. A bounded queue answers at once instead of letting every caller wait seconds.
+# Past capacity: the image's expected wait would pass the latency budget (deployments/admission.py), or a
+# deployment's queue (Serve's max_queued_requests, the backstop) is full. Nothing was done; retry after
+# `retry_after_s`. Answered at once instead of letting every caller wait seconds.
 Overloaded = _error("Overloaded", 503, "overloaded")
 OVERLOAD_RETRY_AFTER_S = 1.0
 # The data disk is full (SQLite's SQLITE_FULL, ENOSPC): nothing of the request was stored. Writes resume on

@@ -42,6 +42,13 @@ class DetectorSettings(Strict):
                                      "replica detects nothing else; None or equal to `threads` = off (CPU only)")
 
 
+class AdmissionSettings(Strict):
+    """When an image request is refused (503 `overloaded` + Retry-After) rather than queued (deployments/admission.py)."""
+
+    latency_budget_s: float = Field(2.0, gt=0, description="p99 latency target of an image request: refused when its "
+                                    "expected time at the Detector (queue wait, detection, embedding) would exceed it")
+
+
 class EmbedderSettings(Strict):
     max_batch_size: int = Field(32, ge=1)
     batch_wait_timeout_s: float = Field(0.05, ge=0)
@@ -109,6 +116,7 @@ class Settings(Strict):
     verify_threshold: float | None = Field(None, ge=-1, le=1, description="None = the model pack's default")
     limits: Limits = Field(default_factory=Limits)
     detector: DetectorSettings = Field(default_factory=DetectorSettings)
+    admission: AdmissionSettings = Field(default_factory=AdmissionSettings)
     embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
     keys: KeySettings = Field(default_factory=KeySettings)
     tenancy: TenancySettings = Field(default_factory=TenancySettings)

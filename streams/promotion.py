@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 
 from securegate import errors
 from streams.store import CameraStore
+from tenancy import operations as op
 
 log = logging.getLogger(__name__)
 
@@ -65,15 +66,15 @@ class UnknownPromotion:
             vectors = await self.vectors(tenant, unknown_id)
             store = self.store(tenant_id)
             person_id = store.begin_promotion(unknown_id, uuid.uuid4().hex)
-            made = await self.tenants.call.remote(tenant, "create_person_with_faces", person_id, external_id, metadata,
-                                                  vectors, principal=principal)
+            made = await self.tenants.create_person_with_faces.remote(op.CreatePersonWithFaces(
+                op.InternalCaller(tenant_id, principal), person_id, external_id, metadata, vectors, tenant.model))
             try:
-                events = await self._finish(tenant_id, unknown_id, person_id, made["external_id"])
+                events = await self._finish(tenant_id, unknown_id, person_id, made.external_id)
             except BaseException:
-                if made["created"]:
+                if made.created:
                     await self._undo(tenant, person_id, principal)
                 raise
-            return {"person_id": person_id, "external_id": made["external_id"], "faces": made["faces"], "events": events}
+            return {"person_id": person_id, "external_id": made.external_id, "faces": made.faces, "events": events}
 
     async def _finish(self, tenant_id: str, unknown_id: str, person_id: str, external_id: str | None) -> int:
         ciphers = await self.ciphers(tenant_id)
@@ -84,7 +85,7 @@ class UnknownPromotion:
 
     async def _undo(self, tenant, person_id: str, principal: str) -> None:
         try:
-            await self.tenants.call.remote(tenant, "delete_person", person_id, principal=principal)
+            await self.tenants.delete_person.remote(op.DeletePerson(op.InternalCaller(tenant.tenant_id, principal), person_id))
         except Exception:  # the intent stays: the next attempt or the next start finishes the promotion
             log.exception("tenant %s: promotion to person %s left half-done; it finishes at the next attempt or start",
                           tenant.tenant_id, person_id)
@@ -97,11 +98,11 @@ class UnknownPromotion:
         async with self._locks.setdefault(tenant_id, asyncio.Lock()):
             for unknown_id, person_id in pending.items():
                 try:
-                    person = await self.tenants.call.remote(tenant, "get_person", person_id, retry_reads=True)
+                    person = await self.tenants.get_person.remote(op.GetPerson(op.InternalCaller(tenant_id, "promotion"), person_id))
                 except Exception as exc:
                     if errors.to_api_error(exc).code != errors.NotFound.code:
                         raise
                     self.store(tenant_id).abandon_promotion(unknown_id)
                     continue
-                await self._finish(tenant_id, unknown_id, person_id, person.get("external_id"))
+                await self._finish(tenant_id, unknown_id, person_id, person.external_id)
         return len(pending)

@@ -13,6 +13,7 @@ never stored in the actor's creation arguments) and reconnects. Frames are never
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 
@@ -22,6 +23,7 @@ import ray
 from securegate import errors
 from streams.sources import Frame, FrameQueue, StreamReader, redact_url
 from streams.tracking import FaceTracks, Policy, Track
+from tenancy.operations import InternalCaller, Search
 from vision import images
 
 log = logging.getLogger(__name__)
@@ -171,9 +173,10 @@ class StreamWorker:
             templates = self.tracks.embedded(wanted, vectors, norms)
             # One search for the faces and the templates they changed.
             queries = np.vstack([vectors, *(t.template()[None] for t in templates)])
-            results = await self.tenants.call.remote(self.config["tenant"], "search", queries, 1, self.config["threshold"],
-                                                     self.config["match_on"], retry_reads=True, principal=f"stream:{self.stream_id}")
-            top = [matches[0] if matches else None for matches in results]
+            caller = InternalCaller(self.tenant_id, f"stream:{self.stream_id}")
+            answer = await self.tenants.search.remote(Search(caller, queries, self.config["tenant"].model, 1,
+                                                             self.config["threshold"]))
+            top = [dataclasses.asdict(matches[0]) if matches else None for matches in answer.faces]
             self.tracks.answered(wanted, top[:len(wanted)], templates, top[len(wanted):])
         for track in self.tracks.decided():
             await self._report(track)

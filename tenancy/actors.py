@@ -39,7 +39,9 @@ from tenancy import bulk_import, reembed
 from tenancy.audit import AuditRecord
 from tenancy.chain import CheckpointPolicy
 from tenancy.index import FaceIndex
+from tenancy.operations import Match
 from tenancy.personal import PersonKeys
+from tenancy.reads import TenantReads
 from tenancy.store import NotFound, SamePerson, TenantStore, shard_of
 
 log = logging.getLogger(__name__)
@@ -56,12 +58,6 @@ class KeySource(Protocol):
 def actor_name(tenant_id: str, shard: int = 0) -> str:
     """Shard 0 (the primary, and the only actor of an unsharded tenant) keeps the historical name."""
     return f"tenant-index:{tenant_id}" if shard == 0 else f"tenant-index:{tenant_id}#{shard}"
-
-
-def format_match(person_id: str, external_id: str | None, face_id: str | None, similarity: float) -> dict:
-    """A match as the API returns it (similarity rounded only here, after any merge)."""
-    return {"person_id": person_id, "external_id": external_id, "face_id": face_id,
-            "similarity": round(float(similarity), 6)}
 
 
 class NotPrimary(RuntimeError):
@@ -109,7 +105,6 @@ class TenantShard:
         self.shard, self.shards = shard, shards
         self._shard_handles: dict[int, Any] = {}
         self._embedders: dict[Any, Any] = {}  # a model migration's target Embedder handles, by deployment
-        self._reconciled = False  # set when a (re)activation of the primary reconciled the other shards
         self._path = tenant_db_path(data_dir, tenant_id)
         self._data_key = data_key
         self._index_options = dict(index_options or {})
@@ -120,6 +115,8 @@ class TenantShard:
         self.index: FaceIndex | None = None
         self.activation_s = 0.0
         self.last_used = time.monotonic()
+        # The whole tenant's audited reads (the primary's): this shard, the others through their handles.
+        self.reads = TenantReads(self, self._shard_handle, shards, self.record_audit)
 
     @property
     def primary(self) -> bool:
@@ -169,7 +166,6 @@ class TenantShard:
             # line with the file before serving.
             for k in range(1, self.shards):
                 self._forward(k, "reconcile")
-            self._reconciled = True
 
     def _open_store(self) -> TenantStore:
         """The primary's store (the file's one writer), opened without decrypting anything; a new or reopened
@@ -558,26 +554,36 @@ class TenantShard:
         return {"face_id": face_id, "person_id": to_person_id}
 
     # ---- search -------------------------------------------------------------------------------------------
-    def search(self, vectors: np.ndarray, top_k: int, threshold: float, match_on: str = "faces") -> list[list[dict]]:
-        """Every face of an image in one call; per face, up to top_k persons at or above threshold.
-        On a sharded tenant this covers this actor's shard only: TenantService scatters and merges."""
+    # The whole tenant's reads (the primary: every shard, audited in the same call) are tenancy/reads.py's; the
+    # methods below them answer for this shard alone.
+    def search(self, vectors: np.ndarray, top_k: int, threshold: float, match_on: str = "faces", *,
+               principal: str = "internal") -> list[list[Match]]:
+        """Every face of an image in one call; per face, up to top_k persons at or above threshold, over every
+        shard of the tenant; the audit entry (`principal`, counts) is durable when this returns."""
+        self._require_primary("search")
         self._touch()
         queries = np.asarray(vectors, np.float32).reshape(-1, self.dim)
+        return self.reads.search(queries, top_k, threshold, match_on, principal)
+
+    def verify_person(self, vector: np.ndarray, person_id: str, *, principal: str = "internal") -> dict:
+        """Similarity of a probe to one person: best over their faces, and to their centroid (audited)."""
+        self._require_primary("verify_person")
+        self._touch()
+        return self.reads.verify(vector, person_id, principal)
+
+    def search_centroids(self, queries: np.ndarray, top_k: int, threshold: float) -> list[list[Match]]:
+        """This (unsharded) tenant's persons by centroid."""
         started = time.perf_counter()
-        if match_on == "centroid":
-            results = [[self._match(person_id, None, similarity) for person_id, similarity in per_face]
-                       for per_face in self.index.search_centroids(queries, top_k, threshold)]
-        else:
-            results = [[self._match(m.person_id, m.face_id, m.similarity) for m in per_face]
-                       for per_face in self.index.search(queries, top_k, threshold)]
+        results = [[Match(person_id, self.external_ids.get(person_id), None, round(float(similarity), 6))
+                    for person_id, similarity in per_face]
+                   for per_face in self.index.search_centroids(queries, top_k, threshold)]
         if metrics.exported():
-            metrics.search_seconds().observe(time.perf_counter() - started, tags={"tier": "centroid" if match_on == "centroid" else self.index.tier})
+            metrics.search_seconds().observe(time.perf_counter() - started, tags={"tier": "centroid"})
         return results
 
     def search_partial(self, vectors: np.ndarray, top_k: int, threshold: float) -> dict:
-        """This shard's top_k persons per query with unrounded similarities (for an exact merge), the external
-        ids of the persons returned, and whether this call's activation reconciled the other shards (the
-        caller then gathers again: an answer gathered concurrently may predate the reconciliation)."""
+        """This shard's top_k persons per query with unrounded similarities (for an exact merge), and the external
+        ids of the persons returned."""
         self._touch()
         queries = np.asarray(vectors, np.float32).reshape(-1, self.dim)
         started = time.perf_counter()
@@ -585,16 +591,12 @@ class TenantShard:
         if metrics.exported():
             metrics.search_seconds().observe(time.perf_counter() - started, tags={"tier": self.index.tier})
         persons = {match.person_id for per_face in matches for match in per_face}
-        reconciled, self._reconciled = self._reconciled, False
-        return {"matches": matches, "external_ids": {p: self.external_ids.get(p) for p in persons}, "reconciled": reconciled}
+        return {"matches": matches, "external_ids": {p: self.external_ids.get(p) for p in persons}}
 
-    def verify_person(self, vector: np.ndarray, person_id: str) -> dict:
-        """Similarity of a probe to one person: best over their faces, and to their centroid."""
-        self._require_primary("verify_person")
-        self._touch()
+    def verify_local(self, probe: np.ndarray, person_id: str) -> dict:
+        """An unsharded tenant's verification, from the index's own centroid."""
         if not self.store.has_person(person_id):
             raise NotFound(f"person {person_id} not found")
-        probe = np.asarray(vector, np.float32).reshape(-1)
         centroid = self.index.centroid(person_id)
         faces = self.index.person_vectors(person_id)
         return {
@@ -617,9 +619,6 @@ class TenantShard:
                 "sum": faces.sum(axis=0, dtype=np.float64) if len(faces) else None,
                 # every shard holds all rejections: the caller takes the primary's
                 "best_rejection_similarity": self.index.rejection_similarity(person_id, probe)}
-
-    def _match(self, person_id: str, face_id: str | None, similarity: float) -> dict:
-        return format_match(person_id, self.external_ids.get(person_id), face_id, similarity)
 
     # ---- key rotation ---------------------------------------------------------------------------------
     def reencrypt_step(self, batch_size: int = 500, *, principal: str = "rotation") -> dict:
@@ -700,6 +699,11 @@ class TenantShard:
                 "key_versions": self.store.key_versions_in_use() if self.store is not None else {},
                 "tier": self.index.tier, "placement": placement(), "shard": self.shard, "shards": self.shards,
                 "rejections": self.index.rejections}
+
+    def tenant_info(self) -> dict:
+        """The primary's `info` over every shard of the tenant (faces and memory summed)."""
+        self._require_primary("tenant_info")
+        return self.reads.info(self.info())
 
     def pid(self) -> int:
         return os.getpid()

@@ -14,8 +14,9 @@ Needs the tenant's kept enrolment crops (tenant setting `keep_enrolment_photos`,
 Until the switch the tenant is bound to the old model: searches, enrolments and the index all use it. Faces
 enrolled meanwhile have no shadow vector yet: the switch refuses (changes nothing) while any face lacks
 one, and the driver embeds those and tries again, so no face is left behind. A request embedded with the
-old model that reaches the tenant after the switch is refused (503 `unavailable`, retry) rather than
-compared against the new model's vectors (TenantService.call).
+old model is never compared against the new model's vectors (the model-bound check of tenancy/gallery.py):
+during the switch it is refused (503 `unavailable`, retry); after it, with 422 `model_mismatch` naming the
+tenant's model (the Ingress embeds the image again with it, deployments/tenant_models.py).
 
 Progress is the tenant file itself (shadow rows are committed per batch); this log (`{data_dir}/
 migrations.db`) says which tenants are migrating, to what, and how far, so a restarted TenantRouter
@@ -60,9 +61,20 @@ class ModelSwitched(Exception):
 
 
 class VectorsOfAnotherModel(ValueError):
-    """Vectors whose dimension is not the tenant's model's (embedded with another pack)."""
+    """Vectors embedded with another model than the tenant's (another pack): answered with the tenant's model, so
+    the caller can embed again with it."""
 
     api_error = errors.ModelMismatch
+
+    def __init__(self, message: str, tenant_model: str | None = None) -> None:
+        super().__init__(message)
+        self.tenant_model = tenant_model
+
+    def __reduce__(self):
+        return (VectorsOfAnotherModel, (str(self), self.tenant_model))
+
+    def api_details(self) -> dict:
+        return {"tenant_model": self.tenant_model} if self.tenant_model else {}
 
 
 class MigrationLog:

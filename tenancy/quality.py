@@ -49,16 +49,21 @@ def report(quality: FaceQuality, gates) -> QualityReport:
     return QualityReport(round(quality.score(), 4), reasons, measures)
 
 
-def enrolment_face(faces: Sequence, face_index: int | None, gates):
-    """The face of a picture to enrol and its report: `face_index` picks one of several faces (else a picture
-    must hold one). Refuses with multiple_faces, invalid_request (index out of range) or low_quality (with
-    the failed gates as reasons). `faces` are vision.detector.DetectedFace."""
+def chosen_face(faces: Sequence, face_index: int | None):
+    """The face of a picture a request means: `face_index` picks one of several faces, else the picture must
+    hold one. Refuses with multiple_faces or invalid_request (index out of range)."""
     if face_index is None and len(faces) > 1:
         raise errors.MultipleFaces(f"the image holds {len(faces)} faces; pick one with face_index",
                                    faces=[f.summary()["bbox"] for f in faces])
     if face_index is not None and face_index >= len(faces):
         raise errors.InvalidRequest(f"face_index {face_index} is out of range: {len(faces)} face(s) found")
-    face = faces[face_index or 0]
+    return faces[face_index or 0]
+
+
+def enrolment_face(faces: Sequence, face_index: int | None, gates):
+    """The face of a picture to enrol (`chosen_face`) and its report; refuses with low_quality (the failed gates
+    as reasons). `faces` are vision.detector.DetectedFace."""
+    face = chosen_face(faces, face_index)
     report = assess(face.bbox, face.landmarks, face.crop, face.score, gates)
     if not report.passed:
         raise errors.LowQuality("the face is not good enough to enrol", reasons=report.reasons)

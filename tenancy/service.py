@@ -3,14 +3,11 @@
 It finds or creates a tenant's named index actor on demand, evicts idle ones, and runs the tenant
 lifecycle (create with keys, delete with crypto-shredding). The TenantRouter deployment wraps it.
 
-Sharded tenants (setting `shards` = N > 1, see tenancy/actors.py): `call` stays the single entry point.
-`search` and `verify_person` are scattered to the N shard actors concurrently and merged here (exactly:
-`tenancy.index.merge_search`); `info` is aggregated; everything else goes to the primary, which owns the
-file and forwards index changes to the shards. The layout is fixed per activation: a tenant's actors are
-created for the `shards` in its settings, and when the settings name another layout (PATCH), the next call
-evicts the old actors and activates the new layout from the file (re-sharding = re-activation; each new
-shard decrypts only its rows). Searches with `match_on: centroid` are refused on sharded tenants
-(`ShardedCentroidSearch`): an exact merged centroid needs every person's partial sums from every shard.
+A tenant's gallery operations (search, persons, faces, corrections) are tenancy/gallery.py's, one typed method
+each; this service finds their actors. Sharded tenants (setting `shards` = N > 1, see tenancy/actors.py) have a
+fixed layout per activation: a tenant's actors are created for the `shards` in its settings, and when the
+settings name another layout (PATCH), the next call evicts the old actors and activates the new layout from the
+file (re-sharding = re-activation; each new shard decrypts only its rows).
 """
 
 from __future__ import annotations
@@ -24,46 +21,22 @@ from pathlib import Path
 from typing import Any
 
 import apsw
-import numpy as np
 import pydantic
 import ray
 from ray.exceptions import ActorUnavailableError, RayActorError
 
 from securegate import errors
 from tenancy import sqlite
-from tenancy.actors import (NAMESPACE, KeyServiceAuditMac, KeyServiceDataKeys, TenantShardActor, actor_name,
-                            format_match, tenant_db_path)
+from tenancy.actors import NAMESPACE, KeyServiceAuditMac, KeyServiceDataKeys, TenantShardActor, actor_name, tenant_db_path
 from tenancy.audit import OrgAudit
 from tenancy.audit_trail import AuditTrail
-from tenancy.index import merge_search
-from tenancy.migration import Migrations, ModelSwitched, VectorsOfAnotherModel
+from tenancy.migration import Migrations
 from tenancy.rotation import DONE, FAILED, RotationLog, rotations_path
 from tenancy.admin_keys import AdminKey
 from tenancy.registry import TenantRegistry, load_or_create_admin_token
 from tenancy.tenant import Tenant, TenantSettings
 
 log = logging.getLogger(__name__)
-
-
-# Index actor writes: each takes the principal and chains its audit entry in the write's own transaction.
-AUDITED_WRITES = {"create_person", "create_person_with_faces", "delete_person", "add_face", "delete_face", "import_faces",
-                  "add_rejections", "reject_face", "delete_rejection", "merge_persons", "move_face"}
-# Index actor reads that reveal faces, and the audit action each is recorded as (after the read).
-AUDITED_READS = {"search": "search", "verify_person": "verify"}
-
-
-def audit_counts(method: str, result) -> dict:
-    """Counts for an audit event, derived from a call's result: never the result itself."""
-    if method == "search" and isinstance(result, list):
-        return {"faces": len(result), "matches": sum(len(m) for m in result)}
-    if method in ("add_face", "verify_person"):
-        return {"faces": 1}
-    return {}
-
-
-# Index actor calls that carry vectors of the tenant's model: refused when the binding changed under them
-# (a model migration's switch, tenancy/migration.py).
-MODEL_BOUND = {"search", "add_face", "import_faces", "verify_person", "create_person_with_faces"}
 
 
 # How long a tenant's activation may take before callers get a 503 (1M faces activate in ~20 s).
@@ -80,12 +53,6 @@ class TenantUnavailable(Exception):
     """The tenant's index actor died while serving the call; the client may retry."""
 
     api_error = errors.ServiceUnavailable
-
-
-class ShardedCentroidSearch(ValueError):
-    """A `match_on: centroid` search on a tenant with shards > 1: refused (a client error, HTTP 400)."""
-
-    api_error = errors.InvalidRequest
 
 
 @dataclass
@@ -113,8 +80,6 @@ def check_layout(settings: TenantSettings) -> None:
     if settings.shards > 1 and settings.match_on == "centroid":
         raise _invalid_settings("match_on 'centroid' needs shards = 1 (centroid search is not sharded)", settings.shards)
 
-
-READ_RETRY_S = 15.0
 
 
 class TenantService:
@@ -314,7 +279,7 @@ class TenantService:
         tenant_id = tenant.tenant_id
         try:
             while True:
-                step = await self.call(tenant, "reencrypt_step", batch_size)
+                step = await (await self.shard_set(tenant)).primary.reencrypt_step.remote(batch_size)
                 self.rotation_log.update(tenant_id, remaining=step["remaining"], total=step["total"])
                 if step["remaining"] == 0:
                     break
@@ -379,108 +344,6 @@ class TenantService:
             raise TenantUnavailable(f"tenant {tenant.tenant_id} could not be activated in time; retry") from exc
         return ShardSet(handles)
 
-    async def call(self, tenant: Tenant, method: str, *args, retry_reads: bool = False, principal: str = "internal"):
-        """Run `method` on the tenant's index actor(s), audited under `principal` (who asked: `key:<api key id>`,
-        `stream:<id>`) when it changes or reveals faces. Reads may be
-        retried once after an actor crash (Ray restarts it and it reactivates from the file); writes are
-        not: the caller never got an ack."""
-        if method in MODEL_BOUND:
-            return await self._model_bound_call(tenant, method, *args, retry_reads=retry_reads, principal=principal)
-        return await self._audited_call(tenant, method, *args, retry_reads=retry_reads, principal=principal)
-
-    async def _model_bound_call(self, tenant: Tenant, method: str, *args, retry_reads: bool, principal: str):
-        """Vectors embedded with the model the caller's `tenant` names: refused when the tenant is (being)
-        switched to another model, before the call or, for reads, while it ran (tenancy/migration.py). The check
-        and the submission to the actor happen in one step of this event loop, and the switch is flagged before
-        it is submitted, so a write with old-model vectors never reaches the actor after the switch."""
-        tenant_id = tenant.tenant_id
-        epoch = self.migrations.epochs.get(tenant_id, 0)
-        bound = self.registry.get(tenant_id)
-        if tenant_id in self.migrations.switching or bound.model != tenant.model:
-            raise ModelSwitched(f"tenant {tenant_id} is switching to another model; retry")
-        if method in ("search", "verify_person") and np.asarray(args[0]).shape[-1] != bound.dim:
-            # Vectors of another model's dimension (e.g. a caller embedding with another pack): never reshaped
-            # into the index's rows.
-            raise VectorsOfAnotherModel(f"tenant {tenant_id} is bound to {bound.model}; these vectors are not of its dimension")
-        result = await self._audited_call(tenant, method, *args, retry_reads=retry_reads, principal=principal)
-        if method not in AUDITED_WRITES and self.migrations.epochs.get(tenant_id, 0) != epoch:
-            raise ModelSwitched(f"tenant {tenant_id} switched to another model during {method}; retry")
-        return result
-
-    async def _audited_call(self, tenant: Tenant, method: str, *args, retry_reads: bool, principal: str):
-        if method in AUDITED_WRITES:  # the actor chains the entry in the write's transaction
-            return await self._call(tenant, method, *args, retry_reads=retry_reads, principal=principal)
-        outcome, result = "error", None
-        try:
-            result = await self._call(tenant, method, *args, retry_reads=retry_reads)
-            outcome = "ok"
-            return result
-        except Exception as exc:
-            outcome = getattr(exc, "code", None) or type(getattr(exc, "cause", None) or exc).__name__
-            raise
-        finally:
-            if method in AUDITED_READS:
-                await self.tenant_audit(tenant, principal, AUDITED_READS[method], outcome, audit_counts(method, result))
-
-    async def _call(self, tenant: Tenant, method: str, *args, retry_reads: bool, **kwargs):
-        # Reads retry while Ray restarts a crashed actor (each of a sharded tenant's actors restarts on its
-        # own), for up to READ_RETRY_S; writes never: the caller got no ack.
-        deadline = time.monotonic() + READ_RETRY_S
-        while True:
-            shard_set = await self.shard_set(tenant)
-            try:
-                if shard_set.shards > 1 and method in _SCATTERED:
-                    return await _SCATTERED[method](self, shard_set, *args)
-                return await getattr(shard_set.primary, method).remote(*args, **kwargs)
-            except RayActorError as exc:
-                if not retry_reads or time.monotonic() > deadline:
-                    raise TenantUnavailable(f"tenant index restarted during {method}; retry") from exc
-                await asyncio.sleep(0.2)
-
-    # ---- scatter-gather over shards -------------------------------------------------------------------------
-    async def _search(self, shard_set: ShardSet, vectors, top_k: int, threshold: float, match_on: str = "faces") -> list[list[dict]]:
-        if match_on == "centroid":
-            raise ShardedCentroidSearch("match_on 'centroid' is not available on a sharded tenant (shards > 1)")
-        if top_k < 1:
-            raise ValueError("top_k must be >= 1")
-        queries = np.asarray(vectors, np.float32)
-        for _ in range(2):
-            partials = await asyncio.gather(*(h.search_partial.remote(queries, top_k, threshold) for h in shard_set.handles))
-            if not partials[0]["reconciled"]:
-                break
-            # The primary has just come back from a crash and reconciled the shards during this call: answers
-            # gathered concurrently may predate that, so gather once more.
-        external_ids: dict[str, str | None] = {}
-        for partial in partials:
-            external_ids.update(partial["external_ids"])
-        merged = merge_search([p["matches"] for p in partials], top_k)
-        return [[format_match(m.person_id, external_ids.get(m.person_id), m.face_id, m.similarity) for m in per_face]
-                for per_face in merged]
-
-    async def _verify_person(self, shard_set: ShardSet, vector, person_id: str) -> dict:
-        probe = np.asarray(vector, np.float32).reshape(-1)
-        partials = await asyncio.gather(*(h.verify_partial.remote(probe, person_id) for h in shard_set.handles))
-        faces = sum(p["faces"] for p in partials)
-        bests = [p["best_face_similarity"] for p in partials if p["best_face_similarity"] is not None]
-        sums = [p["sum"] for p in partials if p["sum"] is not None]
-        centroid_similarity = None
-        if sums:
-            total = np.sum(sums, axis=0)
-            norm = np.linalg.norm(total)
-            if norm > 0:
-                centroid_similarity = float((total / norm).astype(np.float32) @ probe)
-        return {"faces": faces, "best_face_similarity": max(bests) if bests else None,
-                "centroid_similarity": centroid_similarity,
-                "best_rejection_similarity": partials[0]["best_rejection_similarity"]}  # all rejections on every shard
-
-    async def _info(self, shard_set: ShardSet) -> dict:
-        infos = await asyncio.gather(*(h.info.remote() for h in shard_set.handles))
-        merged = dict(infos[0])
-        merged.update(faces=sum(i["faces"] for i in infos), memory_bytes=sum(i["memory_bytes"] for i in infos),
-                      activation_s=max(i["activation_s"] for i in infos), idle_s=min(i["idle_s"] for i in infos),
-                      shards=shard_set.shards, shard_info=infos)
-        return merged
-
     # ---- retention ------------------------------------------------------------------------------------------
     async def enforce_retention(self, now: float | None = None) -> dict[str, int]:
         """Delete faces older than each tenant's retention period, each deletion audited."""
@@ -491,7 +354,7 @@ class TenantService:
             if days is None:
                 continue
             # The primary deletes and chains the audit entry in one transaction.
-            face_ids = await self._call(tenant, "expire_faces", now - days * 86400, retry_reads=False)
+            face_ids = await (await self.shard_set(tenant)).primary.expire_faces.remote(now - days * 86400)
             expired[tenant.tenant_id] = len(face_ids)
         return expired
 
@@ -567,6 +430,3 @@ class TenantService:
     def active_tenants(self) -> list[str]:
         return list(self._actors)
 
-
-# Methods that a sharded tenant answers from every shard (merged here); all others go to the primary.
-_SCATTERED = {"search": TenantService._search, "verify_person": TenantService._verify_person, "info": TenantService._info}

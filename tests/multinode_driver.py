@@ -136,7 +136,7 @@ def main() -> int:
 
     router = serve.get_deployment_handle("TenantRouter", app_name=APP_NAME)
     tenant = router.authenticate.remote(api_key).result(timeout_s=60)
-    before = router.call.remote(tenant, "info", retry_reads=True).result(timeout_s=60)
+    before = router.tenant_info.remote(tenant.tenant_id).result(timeout_s=60)
     found_before = {identity: top_match(ingress.search.remote(api_key, Path(e["probe"]).read_bytes()).result(timeout_s=120))
                     for identity, e in enrolled.items()}
     emit("enrolled", tenant_id=tenant_id, enrolled=enrolled, info=before, found=found_before)
@@ -163,7 +163,7 @@ def main() -> int:
                 return 1
             time.sleep(1.0)
     heal_s = round(time.monotonic() - killed_at, 1)
-    after = router.call.remote(tenant, "info", retry_reads=True).result(timeout_s=60)
+    after = router.tenant_info.remote(tenant.tenant_id).result(timeout_s=60)
     listed = ingress.list_persons.remote(api_key, limit=1000).result(timeout_s=60)
     persons = {p["person_id"]: ingress.get_person.remote(api_key, p["person_id"]).result(timeout_s=60)
                for p in listed["persons"]}

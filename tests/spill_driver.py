@@ -84,6 +84,7 @@ def main() -> int:
 
     from cli.serve import start_ray
     from graph import bind_app
+    from tenancy import operations as op
     from tenancy.actors import tenant_db_path
     from tenancy.store import TenantStore
     from tests.conftest import free_port
@@ -122,15 +123,15 @@ def main() -> int:
         person = http.post("/v1/persons", json={"external_id": "spill"}, headers=tenant).json()["person_id"]
         # Faces enough that the batch's vectors are over Ray's inline limit too (FACES x 512 B > 100 KiB): each
         # photo is detected and embedded once, then enrolled several times with its crop kept.
-        detector, embedder = (serve.get_deployment_handle(name, "spill") for name in ("Detector", "Embedder"))
+        detector = serve.get_deployment_handle("Detector", "spill")
         tenants = serve.get_deployment_handle("TenantRouter", "spill")
-        tenant_object = tenants.tenant.remote(tenant_id).result()
-        faces = [detector.detect.remote(Path(photo).read_bytes(), None).result()[0] for photo in ns.photos]
-        vectors = [embedder.embed.remote(face.crop[None]).result()[0] for face in faces]
-        enrolled = [tenants.call.remote(tenant_object, "add_face", person, vectors[k % len(faces)],
-                                        faces[k % len(faces)].score, 0.5, faces[k % len(faces)].crop,
-                                        principal="key:spill") for k in range(FACES)]  # at once: each waits BUSY_US
-        assert all(response.result()["face_id"] for response in enrolled)
+        model = tenants.tenant.remote(tenant_id).result().model
+        faces = [detector.detect.remote(Path(photo).read_bytes(), None, embed_with=model, crops=True).result()[0]
+                 for photo in ns.photos]
+        caller = op.InternalCaller(tenant_id, "key:spill")
+        enrolled = [tenants.enrol_face.remote(op.EnrolFace(caller, person, faces[k % len(faces)], model))
+                    for k in range(FACES)]  # at once: each waits BUSY_US
+        assert all(response.result().face_id for response in enrolled)
         started = http.post(f"/v1/admin/tenants/{tenant_id}/migrate", json={"to": "renamed", "batch_size": 256},
                             headers=admin)
         assert started.status_code == 202, started.text

@@ -137,7 +137,7 @@ def test_gpu_config_places_replicas_on_logical_gpus(ray_cluster, serve_port, mod
             created = http.post("/v1/tenants", json={"name": "gpu"}, headers=admin).json()
             router = serve.get_deployment_handle("TenantRouter", app_name="securegate-gpu")
             tenant = router.authenticate.remote(created["api_key"]).result()
-            info = router.call.remote(tenant, "info").result()
+            info = router.tenant_info.remote(tenant.tenant_id).result()
             assert info["placement"]["gpu_ids"], info  # the index actor holds a GPU slice
     finally:
         serve.delete("securegate-gpu")

@@ -71,7 +71,7 @@ def test_content_key_rotation_reencrypts_while_serving(app, http, admin_token, i
     assert status["tenants"][tenant["id"]]["versions"] == [2]  # version 1 retired
     router = serve.get_deployment_handle("TenantRouter", app_name="securegate")
     t = router.authenticate.remote(tenant["auth"]["Authorization"][7:]).result()
-    assert router.call.remote(t, "info").result()["key_versions"] == {2: len(persons)}
+    assert router.tenant_info.remote(t.tenant_id).result()["key_versions"] == {2: len(persons)}
     # A fresh activation decrypts everything under the new version only.
     router.evict.remote(tenant["id"]).result()
     assert top_match(http, tenant, identity_photos["biden"][1]) == "biden"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from securegate import errors
-from tenancy import admin_keys, ratelimit, registry, service, store
+from tenancy import admin_keys, operations, ratelimit, reads, registry, service, store
 from tenancy.tenant import Tenant, TenantSettings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,11 +20,12 @@ HEAVY = ("faiss", "apsw", "tenancy.store", "tenancy.index", "tenancy.actors", "t
 
 
 def test_ingress_replica_loads_no_index_or_store():
-    """Import the ingress, then unpickle what the TenantRouter sends it (a Tenant; a domain error translated at
-    the router's boundary), in a fresh interpreter."""
+    """Import the ingress, then unpickle what the TenantRouter sends it (a Tenant; a typed answer; a domain error
+    translated at the router's boundary), in a fresh interpreter."""
     tenant = Tenant("t1", "acme", "mobilefacenet/128", 128, TenantSettings(), 1.0)
     admin_key = admin_keys.AdminKey("ops", ("tenants:read",), 1.0)  # what check_admin answers
-    sent = pickle.dumps((tenant, admin_key, errors.declared_api_error(store.NotFound("person p1 not found"))))
+    answer = operations.SearchAnswer("t1", tenant.model, [[operations.Match("p1", "e1", "f1", 0.5)]], 0.3)
+    sent = pickle.dumps((tenant, admin_key, answer, errors.declared_api_error(store.NotFound("person p1 not found"))))
     code = ("import pickle, sys; import deployments.ingress; "
             f"pickle.loads({sent!r}); "
             f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
@@ -43,7 +44,7 @@ def test_ingress_replica_loads_no_index_or_store():
     (admin_keys.AdminKeyNotFound("no admin key named 'x'"), errors.NotFound, {}),
     (admin_keys.InvalidAdminKeyRequest("bad scope"), errors.InvalidRequest, {}),
     (service.TenantUnavailable("tenant index restarted during search; retry"), errors.ServiceUnavailable, {}),
-    (service.ShardedCentroidSearch("match_on 'centroid' is not available"), errors.InvalidRequest, {}),
+    (reads.ShardedCentroidSearch("match_on 'centroid' is not available"), errors.InvalidRequest, {}),
     (store.NotFound("person p1 not found"), errors.NotFound, {}),
     (store.DuplicateExternalId("external id e1 is taken"), errors.Conflict, {}),
     (store.ModelMismatch("file is for another model"), errors.ModelMismatch, {}),

@@ -248,10 +248,19 @@ def test_kill_9_during_enrolment_loses_nothing_acknowledged(http, admin, data_di
     a Python caller would): every acknowledged face is there after reactivation, no row is half-written."""
     import asyncio
 
+    import ray
+
+    from tenancy import operations as op
+    from tenancy.actors import NAMESPACE, actor_name
+
+    def actor_pid() -> int:
+        return ray.get(ray.get_actor(actor_name(t.tenant_id), namespace=NAMESPACE).pid.remote())
+
     tenant = new_tenant(http, admin, "crashy")
     t = tenant_of(tenant["key"])
-    person = router().call.remote(t, "create_person", None, {}).result()["person_id"]
-    pid = router().call.remote(t, "pid").result()
+    caller = op.ApiKeyCaller(tenant["key"])
+    person = router().create_person.remote(op.CreatePerson(caller)).result().person_id
+    pid = actor_pid()
     rng = np.random.default_rng(3)
     vectors = rng.standard_normal((60, 128)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -259,7 +268,8 @@ def test_kill_9_during_enrolment_loses_nothing_acknowledged(http, admin, data_di
     async def burst():
         async def one(i):
             try:
-                return await router().call.remote(t, "add_face", person, vectors[i], 0.9, 0.5)
+                added = await router().add_samples.remote(op.AddSamples(caller, person, vectors[i][None], t.model))
+                return added.face_ids[0]
             except Exception as exc:
                 return exc
 
@@ -270,23 +280,23 @@ def test_kill_9_during_enrolment_loses_nothing_acknowledged(http, admin, data_di
         return await asyncio.gather(*tasks)
 
     results = asyncio.run(burst())
-    acked = {r["face_id"] for r in results if isinstance(r, dict)}
-    failed = [r for r in results if not isinstance(r, dict)]
+    acked = {r for r in results if isinstance(r, str)}
+    failed = [r for r in results if not isinstance(r, str)]
     assert acked and failed, "the kill must land mid-burst"
     deadline = time.time() + 60
     while True:  # Ray restarts the actor; activation re-reads the file
         try:
-            view = router().call.remote(t, "get_person", person, retry_reads=True).result()
+            view = router().get_person.remote(op.GetPerson(caller, person)).result()
             break
         except Exception:
             if time.time() > deadline:
                 raise
             time.sleep(0.5)
-    stored = {f["face_id"] for f in view["faces"]}
+    stored = {f.face_id for f in view.faces}
     assert acked <= stored
-    assert router().call.remote(t, "pid").result() != pid
+    assert actor_pid() != pid
     # Every stored row decrypts (activation would have failed otherwise) and is searchable.
-    info = router().call.remote(t, "info").result()
+    info = router().tenant_info.remote(t.tenant_id).result()
     assert info["faces"] == len(stored)
 
 

@@ -28,7 +28,7 @@ KNOWN = {
     # only through a module fixture that uses ray_cluster (a second app copy)
     "tests/test_keys_api.py::test_kms_outage_is_a_503_and_writes_nothing": {"app"},
     # only through a module fixture that uses serve_port
-    "tests/test_overload.py::test_concurrent_images_past_capacity_get_503_at_once": {"app"},
+    "tests/test_overload.py::test_concurrent_images_past_the_budget_get_503_at_once": {"app"},
     "tests/test_console.py::test_console_flow_in_a_real_browser": {"app", "browser", "network"},  # axe-core from npm
     "tests/streams/test_cameras.py::test_rtsp_camera_cut_mid_stream_reconnects": {"app", "rtsp"},
     "tests/test_install.py::test_gpu_extra_resolves_against_pypi_without_cuda": {"network"},

@@ -15,7 +15,8 @@ class DetectedFace:
     bbox: tuple[float, float, float, float]
     landmarks: tuple[tuple[float, float], ...]  # 5 points: eyes, nose, mouth corners
     score: float
-    crop: np.ndarray  # aligned BGR uint8, recognizer_input_size square
+    crop: np.ndarray | None  # aligned BGR uint8, recognizer_input_size square (None once embedded and not kept)
+    vector: np.ndarray | None = None  # [dim] unit vector, when the Detector embedded the face (deployments/detector.py)
 
     @property
     def area(self) -> float:

@@ -769,6 +769,8 @@ def test_a_promotion_cut_short_after_the_person_was_made_finishes_when_the_strea
 
     from ray import serve
 
+    from tenancy import operations as op
+
     tenant = new_tenant(http, admin, "cameras-promotion-recovery")
     stream = create_stream(http, tenant, name="pushed", cooldown_s=0)
     push_still(http, tenant, stream["stream_id"], testmedia.photo(faces_root, testmedia.STRANGER, 1))
@@ -782,9 +784,9 @@ def test_a_promotion_cut_short_after_the_person_was_made_finishes_when_the_strea
     tenants = serve.get_deployment_handle("TenantRouter", "securegate")
     record = tenants.tenant.remote(tenant["id"]).result()
     vector, _ = camera_vector(http, testmedia.photo(faces_root, testmedia.STRANGER, 1))
-    made = tenants.call.remote(record, "create_person_with_faces", person_id, "visitor-recovered", {}, vector[None],
-                               principal="test").result()
-    assert made == {"person_id": person_id, "external_id": "visitor-recovered", "faces": 1, "created": True}
+    made = tenants.create_person_with_faces.remote(op.CreatePersonWithFaces(
+        op.InternalCaller(tenant["id"], "test"), person_id, "visitor-recovered", {}, vector[None], record.model)).result()
+    assert (made.person_id, made.external_id, made.faces, made.created) == (person_id, "visitor-recovered", 1, True)
 
     (router,) = [a for a in ray_cluster.util.list_named_actors(all_namespaces=True) if "StreamRouter" in a["name"]]
     ray_cluster.kill(ray_cluster.get_actor(router["name"], namespace=router["namespace"]), no_restart=True)

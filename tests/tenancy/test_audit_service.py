@@ -12,6 +12,8 @@ import apsw
 import numpy as np
 import pytest
 
+from tenancy import operations as op
+from tests.galleries import add_vector, service_gallery
 from tests.test_audit_api import cut
 
 DIM = 128
@@ -33,10 +35,11 @@ def new_service(data_dir):
 
 async def enrolled_tenant(service, faces: int = 3):
     tenant, _ = await service.create_tenant("audited", MODEL, DIM)
-    pid = (await service.call(tenant, "create_person", "someone", {"k": "v"}, principal="key:t1"))["person_id"]
+    gallery = service_gallery(service)
+    pid = (await gallery.create_person(op.CreatePerson(op.InternalCaller(tenant.tenant_id, "key:t1"), "someone", {"k": "v"}))).person_id
     rng = np.random.default_rng(5)
     for v in unit(rng.standard_normal((faces, DIM))):
-        await service.call(tenant, "add_face", pid, v, 0.9, 0.5, principal="key:t1")
+        await add_vector(gallery, tenant, pid, v, "key:t1")
     return tenant, pid
 
 
@@ -64,7 +67,8 @@ def test_tampering_with_a_real_tenant_file_is_found(app, tmp_path):
 
     async def scenario():
         tenant, _ = await enrolled_tenant(service)
-        await service.call(tenant, "search", unit(np.ones((1, DIM))), 1, 0.0, principal="key:t1")
+        await service_gallery(service).search(op.Search(op.InternalCaller(tenant.tenant_id, "key:t1"), unit(np.ones((1, DIM))),
+                                                        MODEL, 1, 0.0))
         events = service.audit_events(tenant.tenant_id)
         assert [e["action"] for e in events] == ["tenant.create", "person.create", "face.enrol", "face.enrol",
                                                   "face.enrol", "search"]
@@ -97,7 +101,8 @@ def test_cutting_a_tenant_chain_with_its_checkpoints_is_found(app, tmp_path):
 
     async def scenario():
         tenant, _ = await enrolled_tenant(service)
-        await service.call(tenant, "search", unit(np.ones((1, DIM))), 1, 0.0, principal="key:t1")
+        await service_gallery(service).search(op.Search(op.InternalCaller(tenant.tenant_id, "key:t1"), unit(np.ones((1, DIM))),
+                                                        MODEL, 1, 0.0))
         await service.evict(tenant.tenant_id)  # the actor checkpoints its head as it closes; the service mirrors it
         before = await service.verify_tenant_audit(tenant.tenant_id)
         cut(tenant_db_path(service.data_dir, tenant.tenant_id), 4)
@@ -187,7 +192,7 @@ def test_a_content_key_rotation_resumes_after_a_restart(app, tmp_path):
     async def resume():
         assert await second.resume_rotations(batch_size=1) == [tenant.tenant_id]
         await second._rotation_tasks[tenant.tenant_id]
-        info = await second.call(second.registry.get(tenant.tenant_id), "info")
+        info = await service_gallery(second).info(tenant.tenant_id)
         await second.evict(tenant.tenant_id)
         return info
 
@@ -212,16 +217,16 @@ def test_sigkill_mid_enrolment_burst_leaves_no_face_without_its_audit_entry(app,
 
     async def scenario():
         tenant, pid = await enrolled_tenant(service, faces=0)
-        victim = await service.call(tenant, "pid")
+        victim = await (await service.shard_set(tenant)).primary.pid.remote()
         vectors = unit(np.random.default_rng(8).standard_normal((80, DIM)))
-        burst = [asyncio.ensure_future(service.call(tenant, "add_face", pid, v, 0.9, 0.5, principal="key:t1"))
-                 for v in vectors]
+        gallery = service_gallery(service)
+        burst = [asyncio.ensure_future(add_vector(gallery, tenant, pid, v, "key:t1")) for v in vectors]
         while sum(task.done() for task in burst) < 10:
             await asyncio.sleep(0.005)
         os.kill(victim, signal.SIGKILL)
         results = await asyncio.gather(*burst, return_exceptions=True)
         await service.evict(tenant.tenant_id)
-        return tenant, [r["face_id"] for r in results if isinstance(r, dict)], len(results)
+        return tenant, [r for r in results if isinstance(r, str)], len(results)
 
     tenant, acknowledged, sent = asyncio.run(scenario())
     assert 10 <= len(acknowledged) < sent  # the kill really fell inside the burst

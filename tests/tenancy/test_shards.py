@@ -2,7 +2,7 @@
 
 (a) Library level, no Ray: the same identity-clustered data in 1 FaceIndex vs 2 and 4 shard FaceIndexes
     merged with `merge_search` gives identical answers (persons, faces, similarities to the bit).
-(b) Through Ray: a tenant with shards=3 behind `TenantService.call` (the router's entry point), against the
+(b) Through Ray: a tenant with shards=3 behind the TenantRouter's gallery operations (tenancy/gallery.py), against the
     session's KeyService: search equals the unsharded answer, deletes reach the owning shard, re-sharding
     happens at activation, and a SIGKILLed shard (or primary) heals on the next search with nothing lost.
 """
@@ -175,35 +175,41 @@ def test_sharded_tenant_through_the_service(app, tmp_path) -> None:
     import ray
     from ray import serve
 
-    from tenancy.actors import format_match
-    from tenancy.service import ShardedCentroidSearch, TenantService
+    from tenancy import operations as op
+    from tenancy.reads import ShardedCentroidSearch
+    from tenancy.service import TenantService
+    from tests.galleries import add_vector, service_gallery
 
     keys = serve.get_deployment_handle("KeyService", app_name="securegate")
     service = TenantService(str(tmp_path), keys, admin_token="test-admin", index_actor_options={"num_cpus": 0.1})
+    gallery = service_gallery(service)
     rng = np.random.default_rng(11)
     centres = unit(rng.standard_normal((30, DIM)))
 
     async def scenario() -> None:
         tenant, _ = await service.create_tenant("big", MODEL, DIM, {"shards": 3})
         tid = tenant.tenant_id
+        caller = op.InternalCaller(tid, "internal")
         persons, faces = [], {}  # faces: face_id -> (person_id, vector)
         for i, centre in enumerate(centres):
-            pid = (await service.call(tenant, "create_person", f"ext-{i}", {}))["person_id"]
+            pid = (await gallery.create_person(op.CreatePerson(caller, f"ext-{i}", {}))).person_id
             persons.append(pid)
             for v in unit(centre + 0.75 * unit(rng.standard_normal((4, DIM)))):
-                face = await service.call(tenant, "add_face", pid, v, 0.9, 0.5)
-                faces[face["face_id"]] = (pid, v)
+                faces[await add_vector(gallery, tenant, pid, v)] = (pid, v)
         external = {pid: f"ext-{i}" for i, pid in enumerate(persons)}
         queries = unit(np.vstack([centres[:6] + 0.5 * unit(rng.standard_normal((6, DIM))), rng.standard_normal((2, DIM))]))
 
-        def expected(top_k: int, threshold: float) -> list[list[dict]]:
+        def expected(top_k: int, threshold: float) -> list[list[op.Match]]:
             ids = sorted(faces)
             reference = FaceIndex.build(ids, [faces[f][0] for f in ids], np.stack([faces[f][1] for f in ids]))
-            return [[format_match(m.person_id, external[m.person_id], m.face_id, m.similarity) for m in per_face]
+            return [[op.Match(m.person_id, external[m.person_id], m.face_id, round(float(m.similarity), 6)) for m in per_face]
                     for per_face in reference.search(queries, top_k, threshold)]
 
         async def search(top_k=5, threshold=0.2):
-            return await service.call(tenant, "search", queries, top_k, threshold, "faces", retry_reads=True)
+            return (await gallery.search(op.Search(caller, queries, MODEL, top_k, threshold))).faces
+
+        async def primary():
+            return (await service.shard_set(service.registry.get(tid))).primary
 
         async def shard_counts(layout_shards: int) -> list[int]:
             infos = [await shard_actor(tid, k).info.remote() for k in range(layout_shards)]
@@ -216,13 +222,16 @@ def test_sharded_tenant_through_the_service(app, tmp_path) -> None:
         for top_k, threshold in ((1, 0.2), (5, 0.2), (10, -1.0), (3, 0.5)):
             assert await search(top_k, threshold) == expected(top_k, threshold)
         assert all(len(per_face) == 5 for per_face in await search(5, -1.0))
-        info = await service.call(tenant, "info")
+        # Each search's audit entry was appended by the primary in the search's own call, with its counts.
+        searches = [e for e in service.audit_events(tid, 0, 10_000) if e["action"] == "search"]
+        assert len(searches) == 5 and all(e["outcome"] == "ok" and e["counts"]["faces"] == len(queries) for e in searches)
+        info = await gallery.info(tid)
         assert info["faces"] == len(faces) and info["shards"] == 3
 
-        # verify_person merges per-shard best faces and centroid partial sums.
+        # verify_person merges per-shard best faces and centroid partial sums (the primary's one call).
         who = persons[0]
         mine = np.stack([v for p, v in faces.values() if p == who])
-        verdict = await service.call(tenant, "verify_person", queries[0], who, retry_reads=True)
+        verdict = await (await primary()).verify_person.remote(queries[0], who)
         centroid = mine.sum(axis=0, dtype=np.float64)
         assert verdict["faces"] == len(mine)
         assert verdict["best_face_similarity"] == pytest.approx(float(np.max(mine @ queries[0])), abs=1e-6)
@@ -230,14 +239,14 @@ def test_sharded_tenant_through_the_service(app, tmp_path) -> None:
 
         # Deletes reach the owning shard: a face, then a person whose faces sit in several shards.
         victim = next(iter(faces))
-        await service.call(tenant, "delete_face", faces[victim][0], victim)
+        await gallery.delete_face(op.DeleteFace(caller, faces[victim][0], victim))
         del faces[victim]
         spread = max(persons, key=lambda p: len({shard_of(f, 3) for f, (q, _) in faces.items() if q == p}))
-        await service.call(tenant, "delete_person", spread)
+        await gallery.delete_person(op.DeletePerson(caller, spread))
         faces = {f: pv for f, pv in faces.items() if pv[0] != spread}
         assert await shard_counts(3) == owned(3)
         assert await search(10, -1.0) == expected(10, -1.0)
-        assert spread not in {m["person_id"] for per_face in await search(30, -1.0) for m in per_face}
+        assert spread not in {m.person_id for per_face in await search(30, -1.0) for m in per_face}
 
         # SIGKILL one shard: Ray restarts it, it re-decrypts its rows, the next search is whole again.
         old_pid = await shard_actor(tid, 2).pid.remote()
@@ -252,29 +261,29 @@ def test_sharded_tenant_through_the_service(app, tmp_path) -> None:
         deadline = time.monotonic() + 30
         while True:
             v = unit(centres[alive : alive + 1] + 0.3 * unit(rng.standard_normal((1, DIM))))[0]
-            face = await service.call(tenant, "add_face", persons[alive], v, 0.9, 0.5)
-            faces[face["face_id"]] = (persons[alive], v)
-            if shard_of(face["face_id"], 3) == 1 or time.monotonic() > deadline:
+            face_id = await add_vector(gallery, tenant, persons[alive], v)
+            faces[face_id] = (persons[alive], v)
+            if shard_of(face_id, 3) == 1 or time.monotonic() > deadline:
                 break
         assert await search(10, -1.0) == expected(10, -1.0)
         # SIGKILL the primary: it comes back, reconciles the shards, nothing is lost.
-        primary_pid = await service.call(tenant, "pid")
+        primary_pid = await (await primary()).pid.remote()
         os.kill(primary_pid, signal.SIGKILL)
         assert await search(10, -1.0) == expected(10, -1.0)
-        assert await service.call(tenant, "pid", retry_reads=True) != primary_pid
+        assert await (await primary()).pid.remote() != primary_pid
 
         # Re-sharding at activation: PATCH shards, the next call evicts and re-activates the new layout.
         for n in (1, 2):
             tenant = await service.update_settings(tid, {"shards": n})
             assert await search(10, -1.0) == expected(10, -1.0)
             assert await shard_counts(n) == owned(n)
-            assert (await service.call(tenant, "info"))["faces"] == len(faces)
+            assert (await gallery.info(tid))["faces"] == len(faces)
         with pytest.raises(ValueError):
             shard_actor(tid, 2)  # the 3-shard layout's extra actor is gone
 
         # Centroid search is refused on a sharded tenant (typed error -> 400), and so is the setting.
         with pytest.raises(ShardedCentroidSearch):
-            await service.call(tenant, "search", queries, 3, 0.2, "centroid")
+            await (await primary()).search.remote(queries, 3, 0.2, "centroid")
         import pydantic
 
         with pytest.raises(pydantic.ValidationError):
