@@ -38,6 +38,7 @@ from tenancy import audit as audit_log
 from tenancy import bulk_import, reembed
 from tenancy.audit import AuditRecord
 from tenancy.chain import CheckpointPolicy
+from tenancy.fence import StaleWriter
 from tenancy.index import FaceIndex
 from tenancy.personal import PersonKeys
 from tenancy.store import NotFound, SamePerson, TenantStore, shard_of
@@ -117,6 +118,7 @@ class TenantShard:
         self._audit_mac = audit_mac
         self._audit_policy = audit_policy or CheckpointPolicy()
         self.store: TenantStore | None = None
+        self.writer = None  # the primary's claim on the file (tenancy.fence.Claim), once it opened it
         self.index: FaceIndex | None = None
         self.activation_s = 0.0
         self.last_used = time.monotonic()
@@ -175,7 +177,13 @@ class TenantShard:
         """The primary's store (the file's one writer), opened without decrypting anything; a new or reopened
         audit chain gets its head checkpointed (a crash may have left entries after the last checkpoint)."""
         if self.store is None:  # (tenancy.sqlite.connect creates missing directories 0700)
-            self.store = TenantStore.open(self._path, self.tenant_id, self.model, self.dim)
+            store = TenantStore.open(self._path, self.tenant_id, self.model, self.dim)
+            try:  # from here on a predecessor that is still alive somewhere cannot write (tenancy/fence.py)
+                self.writer = store.claim_writer()
+            except BaseException:
+                store.close()
+                raise
+            self.store = store
             self._checkpoint_audit(force=True)
         return self.store
 
@@ -193,6 +201,8 @@ class TenantShard:
         record = AuditRecord(principal, action)
         try:
             result = write(record)
+        except StaleWriter:
+            raise  # the file is a newer actor's: not even the refusal is written from here
         except Exception as exc:
             self.record_audit(principal, action, type(exc).__name__)
             raise
@@ -699,6 +709,7 @@ class TenantShard:
                 "idle_s": round(time.monotonic() - self.last_used, 3),
                 "key_versions": self.store.key_versions_in_use() if self.store is not None else {},
                 "tier": self.index.tier, "placement": placement(), "shard": self.shard, "shards": self.shards,
+                "writer_epoch": self.writer.epoch if self.writer is not None else None,
                 "rejections": self.index.rejections}
 
     def pid(self) -> int:
