@@ -41,6 +41,7 @@ from tenancy.chain import CheckpointPolicy
 from tenancy.fence import StaleWriter
 from tenancy.index import FaceIndex
 from tenancy.personal import PersonKeys
+from tenancy.placement import ShardWatch
 from tenancy.store import NotFound, SamePerson, TenantStore, shard_of
 
 log = logging.getLogger(__name__)
@@ -244,9 +245,16 @@ class TenantShard:
 
     def _forward(self, k: int, method: str, *args) -> Any:
         """Run `method` on shard k and wait. A dead shard is skipped: Ray restarts it and it re-reads the
-        committed file; a missing one is being evicted with the whole tenant."""
+        committed file; so is one Ray is restarting (after its node's loss it may wait long for a node with room:
+        the primary does not wait with it, the queued call is idempotent); a missing one is being evicted with the
+        whole tenant."""
         try:
-            return ray.get(getattr(self._shard_handle(k), method).remote(*args))
+            handle = self._shard_handle(k)
+            ref = getattr(handle, method).remote(*args)
+            if not _FORWARD_WATCH.alive_or_gone(ref, handle):
+                log.warning("tenant %s: shard %d is restarting; %s skipped, it reloads from the file", self.tenant_id, k, method)
+                return None
+            return ray.get(ref)
         except RayActorError as exc:
             log.warning("tenant %s: shard %d unreachable for %s (%s); it heals from the file", self.tenant_id, k, method, exc)
         except ValueError:
@@ -726,6 +734,9 @@ class TenantShard:
             self.store.close()
         self.store = self.index = None  # the decrypted vectors go with them
         self._shard_handles.clear()
+
+
+_FORWARD_WATCH = ShardWatch()
 
 
 def _reconstructed() -> bool:
