@@ -51,6 +51,8 @@ def cmd_tenants(ns: argparse.Namespace) -> int:
             return _print_response(client.get("/v1/tenants"))
         if ns.action == "delete":
             return _print_response(client.delete(f"/v1/tenants/{ns.tenant_id}"))
+        if ns.action == "show":  # the tenant and where each of its shard actors runs now
+            return _print_response(client.get(f"/v1/admin/tenants/{ns.tenant_id}"))
         return _print_response(client.post(f"/v1/tenants/{ns.tenant_id}/api-keys"))
 
 

@@ -85,13 +85,14 @@ def main(argv: list[str] | None = None) -> int:
         admin.add_options(child)
     admin_keys_p.set_defaults(func=admin.cmd_admin_keys)
 
-    tenants_p = sub.add_parser("tenants", help="create, list, delete tenants; rotate a tenant's API key")
+    tenants_p = sub.add_parser("tenants", help="create, list, show (where its shards run), delete tenants; rotate a "
+                               "tenant's API key")
     tenants_sub = tenants_p.add_subparsers(dest="action", required=True)
     create_p = tenants_sub.add_parser("create")
     create_p.add_argument("name")
     create_p.add_argument("--settings", help="JSON, e.g. '{\"default_threshold\": 0.5}'")
     tenants_sub.add_parser("list")
-    for action in ("delete", "rotate-key"):
+    for action in ("show", "delete", "rotate-key"):
         tenants_sub.add_parser(action).add_argument("tenant_id")
     for child in tenants_sub.choices.values():
         admin.add_options(child)

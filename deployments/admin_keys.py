@@ -14,6 +14,7 @@ from tenancy.admin_keys import AdminKey
 ADMIN_SCOPES: dict[str, str] = {
     "list_tenants": "tenants:read",
     "get_tenant": "tenants:read",
+    "tenant_placement": "tenants:read",
     "create_tenant": "tenants:write",
     "update_tenant": "tenants:write",
     "delete_tenant": "tenants:write",
@@ -34,8 +35,8 @@ ADMIN_SCOPES: dict[str, str] = {
 
 # Admin endpoints that only read: each call is recorded in the org audit too (`admin.read`: who looked at what),
 # before it is served.
-ADMIN_READS = {"list_tenants", "get_tenant", "key_status", "migration_status", "org_audit", "admin_verify_audit",
-               "erasure_receipt", "list_admin_keys"}
+ADMIN_READS = {"list_tenants", "get_tenant", "tenant_placement", "key_status", "migration_status", "org_audit",
+               "admin_verify_audit", "erasure_receipt", "list_admin_keys"}
 
 
 class AdminKeyApi:

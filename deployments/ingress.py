@@ -161,6 +161,12 @@ class Ingress(face_routes.FaceRoutes, person_routes.PersonRoutes, admin_routes.A
         return await self.tenants.get_tenant.remote(tenant_id)
 
     @api_errors
+    async def tenant_placement(self, admin_token: str, tenant_id: str) -> dict:
+        """The tenant, and where each of its index (shard) actors runs now: state, node, process."""
+        await self._admin(admin_token, "tenant_placement", tenant_id=tenant_id)
+        return await self.tenants.tenant_placement.remote(tenant_id)
+
+    @api_errors
     async def update_tenant(self, admin_token: str, tenant_id: str, settings: dict) -> dict:
         await self._admin(admin_token, "update_tenant")
         return await self.tenants.update_tenant.remote(tenant_id, settings, principal=admin_principal())

@@ -60,6 +60,7 @@ class TenantRouter:
             index_actor_options=cfg.tenancy.index_actor_options,
             index_options={"ann_min_faces": cfg.tenancy.ann_min_faces},
             embedders=embedders,
+            restart_wait_s=cfg.tenancy.restart_wait_s,
         )
         self.retention_check_s = cfg.tenancy.retention_check_s
         self.data_disk = DataDisk(cfg.data_dir)
@@ -162,6 +163,10 @@ class TenantRouter:
     @as_api_errors
     async def get_tenant(self, tenant_id: str) -> dict:
         return self.service.registry.get(tenant_id).public()
+
+    @as_api_errors
+    async def tenant_placement(self, tenant_id: str) -> dict:
+        return await self.service.placement(tenant_id)
 
     @as_api_errors
     async def update_tenant(self, tenant_id: str, settings: dict, principal: str = "admin") -> dict:

@@ -58,8 +58,8 @@ from securegate.schemas import (
     DetectResponse, EmbeddedFace, ErasureReceipt, EmbedResponse, Face, FaceEnrolled, FaceMoved, FaceSummary, Health, ImportedItem,
     ImportRefusal, ImportResponse, KeyCache, KeyRotation, KeyStatus, MigrationStatus, ModelInfo, OrgAuditEvent,
     OrgAuditPage, PersonCreated, PersonPage, PersonsMerged, PersonView, Readiness, RejectionList, RejectionsAdded,
-    RejectionView, RootKeyRotation, SearchedFace, SearchMatch, SearchResponse, SigningKeys, TenantCreated, TenantView,
-    VerifyResponse,
+    RejectionView, RootKeyRotation, SearchedFace, SearchMatch, SearchResponse, ShardPlacement, SigningKeys, TenantCreated,
+    TenantPlacement, TenantView, VerifyResponse,
 )
 from securegate.stream_schemas import (
     Attendance, AttendanceRow, Delivery, DeliveryList, Event, EventPage, FrameAccepted, Promoted, StreamList,
@@ -71,7 +71,7 @@ __all__ = [
     # results: the response models of securegate/schemas.py and stream_schemas.py, re-exported
     "Face", "ModelInfo", "EmbeddedFace", "EmbedResponse", "VerifyResponse", "SearchMatch", "SearchedFace",
     "SearchResponse", "FaceSummary", "PersonView", "PersonPage", "PersonCreated", "FaceEnrolled", "TenantCreated",
-    "TenantView", "ApiKeyCreated", "RootKeyRotation", "KeyRotation", "KeyCache", "KeyStatus", "MigrationStatus", "AuditEvent",
+    "TenantView", "TenantPlacement", "ShardPlacement", "ApiKeyCreated", "RootKeyRotation", "KeyRotation", "KeyCache", "KeyStatus", "MigrationStatus", "AuditEvent",
     "AuditPage", "Health", "Readiness", "ImportResponse", "ImportedItem", "ImportRefusal", "RejectionsAdded",
     "RejectionList", "RejectionView", "PersonsMerged", "FaceMoved", "AdminKeyCreated", "AdminKeyList", "AdminKeyView",
     "AuditVerification", "OrgAuditEvent", "OrgAuditPage", "ErasureReceipt", "SigningKeys",
@@ -416,6 +416,11 @@ class SecureGateClient:
         then an atomic switch; `hold` waits before the switch, call again with hold False to switch)."""
         return self._session.request("POST", f"/v1/admin/tenants/{segment(tenant_id)}/migrate", MigrationStatus,
                              auth=self.admin_token, json={"to": to, "batch_size": batch_size, "hold": hold, "pause_s": pause_s})
+
+    @route("GET /v1/admin/tenants/{tenant_id}")
+    def tenant_placement(self, tenant_id: str) -> TenantPlacement:
+        """The tenant and where each of its index (shard) actors runs now: state, node id and IP, process."""
+        return self._session.request("GET", f"/v1/admin/tenants/{_seg(tenant_id)}", TenantPlacement, auth=self.admin_token)
 
     @route("GET /v1/admin/tenants/{tenant_id}/migrate")
     def migration_status(self, tenant_id: str) -> MigrationStatus:

@@ -181,6 +181,22 @@ class TenantView(BaseModel):
     created_at: float
 
 
+class ShardPlacement(BaseModel):
+    shard: int = Field(..., description="0 is the primary (the tenant file's one writer)")
+    state: str = Field(..., description="Ray's actor state: ALIVE, RESTARTING (its node was lost; waiting for a node "
+                       "with room), PENDING_CREATION, DEAD; INACTIVE when the tenant is not active (it activates on "
+                       "first use); UNKNOWN when Ray's actor table could not be read")
+    node_id: str | None = Field(None, description="the Ray node it runs on, while ALIVE")
+    node_ip: str | None = None
+    pid: int | None = None
+    restarts: int | None = Field(None, description="how often Ray restarted it (crashes, node losses)")
+
+
+class TenantPlacement(TenantView):
+    active: bool = Field(..., description="whether any of its index actors exists")
+    shards: list[ShardPlacement]
+
+
 # ---- persons and faces ---------------------------------------------------------------------------------------
 class PersonCreate(Body):
     external_id: str | None = Field(None, min_length=1, max_length=256)

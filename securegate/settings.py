@@ -75,6 +75,9 @@ class TenancySettings(Strict):
     index_actor_options: dict[str, Any] = Field(default_factory=lambda: {
         "num_cpus": 0.05, "runtime_env": {"env_vars": {"OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"}}})
     retention_check_s: float = Field(3600.0, gt=0, description="how often faces past a tenant's retention are deleted")
+    # After a node loss Ray restarts its index actors where their resources fit; with no room anywhere they wait.
+    restart_wait_s: float = Field(20.0, gt=0, description="how long a call waits for a tenant's index actor that has "
+                                  "no running process (node lost, no room elsewhere yet) before it answers 503")
 
 
 class StreamSettings(Strict):

@@ -38,9 +38,11 @@ from tenancy import audit as audit_log
 from tenancy import bulk_import, reembed
 from tenancy.audit import AuditRecord
 from tenancy.chain import CheckpointPolicy
+from tenancy.fence import StaleWriter
 from tenancy.index import FaceIndex
 from tenancy.operations import Match
 from tenancy.personal import PersonKeys
+from tenancy.placement import ShardWatch
 from tenancy.reads import TenantReads
 from tenancy.store import NotFound, SamePerson, TenantStore, shard_of
 
@@ -98,7 +100,7 @@ class TenantShard:
     def __init__(self, tenant_id: str, data_dir: str, model: str, dim: int,
                  data_key: Callable[..., DataKey], index_options: dict[str, Any] | None = None,
                  shard: int = 0, shards: int = 1, audit_mac: Callable[[bytes], bytes] | None = None,
-                 audit_policy: CheckpointPolicy | None = None) -> None:
+                 audit_policy: CheckpointPolicy | None = None, restart_wait_s: float = 20.0) -> None:
         if not 0 <= shard < shards:
             raise ValueError(f"shard {shard} out of range for {shards} shards")
         self.tenant_id, self.model, self.dim = tenant_id, model, dim
@@ -112,11 +114,15 @@ class TenantShard:
         self._audit_mac = audit_mac
         self._audit_policy = audit_policy or CheckpointPolicy()
         self.store: TenantStore | None = None
+        self.writer = None  # the primary's claim on the file (tenancy.fence.Claim), once it opened it
         self.index: FaceIndex | None = None
         self.activation_s = 0.0
         self.last_used = time.monotonic()
+        # How long the primary waits on another shard that Ray is restarting (tenancy.restart_wait_s): a write goes
+        # on without it (it reloads from the file), a read that needs its part gets ShardsUnplaced (503).
+        self._shard_watch = ShardWatch(give_up_s=restart_wait_s)
         # The whole tenant's audited reads (the primary's): this shard, the others through their handles.
-        self.reads = TenantReads(self, self._shard_handle, shards, self.record_audit)
+        self.reads = TenantReads(self, self._shard_handle, shards, self.record_audit, self._shard_watch.gather)
 
     @property
     def primary(self) -> bool:
@@ -171,7 +177,13 @@ class TenantShard:
         """The primary's store (the file's one writer), opened without decrypting anything; a new or reopened
         audit chain gets its head checkpointed (a crash may have left entries after the last checkpoint)."""
         if self.store is None:  # (tenancy.sqlite.connect creates missing directories 0700)
-            self.store = TenantStore.open(self._path, self.tenant_id, self.model, self.dim)
+            store = TenantStore.open(self._path, self.tenant_id, self.model, self.dim)
+            try:  # from here on a predecessor that is still alive somewhere cannot write (tenancy/fence.py)
+                self.writer = store.claim_writer()
+            except BaseException:
+                store.close()
+                raise
+            self.store = store
             self._checkpoint_audit(force=True)
         return self.store
 
@@ -189,6 +201,8 @@ class TenantShard:
         record = AuditRecord(principal, action)
         try:
             result = write(record)
+        except StaleWriter:
+            raise  # the file is a newer actor's: not even the refusal is written from here
         except Exception as exc:
             self.record_audit(principal, action, type(exc).__name__)
             raise
@@ -230,9 +244,16 @@ class TenantShard:
 
     def _forward(self, k: int, method: str, *args) -> Any:
         """Run `method` on shard k and wait. A dead shard is skipped: Ray restarts it and it re-reads the
-        committed file; a missing one is being evicted with the whole tenant."""
+        committed file; so is one Ray is restarting (after its node's loss it may wait long for a node with room:
+        the primary does not wait with it, the queued call is idempotent); a missing one is being evicted with the
+        whole tenant."""
         try:
-            return ray.get(getattr(self._shard_handle(k), method).remote(*args))
+            handle = self._shard_handle(k)
+            ref = getattr(handle, method).remote(*args)
+            if not self._shard_watch.alive_or_gone(ref, handle):
+                log.warning("tenant %s: shard %d is restarting; %s skipped, it reloads from the file", self.tenant_id, k, method)
+                return None
+            return ray.get(ref)
         except RayActorError as exc:
             log.warning("tenant %s: shard %d unreachable for %s (%s); it heals from the file", self.tenant_id, k, method, exc)
         except ValueError:
@@ -698,6 +719,7 @@ class TenantShard:
                 "idle_s": round(time.monotonic() - self.last_used, 3),
                 "key_versions": self.store.key_versions_in_use() if self.store is not None else {},
                 "tier": self.index.tier, "placement": placement(), "shard": self.shard, "shards": self.shards,
+                "writer_epoch": self.writer.epoch if self.writer is not None else None,
                 "rejections": self.index.rejections}
 
     def tenant_info(self) -> dict:

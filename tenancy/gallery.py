@@ -81,12 +81,15 @@ class TenantGallery:
         return await self.model_threshold(tenant.model)
 
     async def _primary(self, tenant: Tenant, call: Callable[[Any], Awaitable], *, read: bool, what: str):
-        """`call(primary actor)`, retried while Ray restarts the actor when it is a read."""
+        """`call(primary actor)`, retried while Ray restarts the actor when it is a read. A primary that Ray cannot
+        place again (its node lost, no room elsewhere) gets ShardsUnplaced (503) after tenancy.restart_wait_s, the
+        call cancelled if it never started (tenancy/placement.py); the primary bounds its own wait on the others."""
         deadline = time.monotonic() + READ_RETRY_S
         while True:
             shard_set = await self.service.shard_set(tenant)
             try:
-                return await call(shard_set.primary)
+                ref = call(shard_set.primary)
+                return await self.service.watch.result(tenant.tenant_id, ref, [shard_set.primary], what, cancel=[ref])
             except RayActorError as exc:
                 if not read or time.monotonic() > deadline:
                     raise TenantUnavailable(f"tenant index restarted during {what}; retry") from exc

@@ -46,11 +46,22 @@ def search_counts(results: list[list[Match]]) -> dict:
 
 class TenantReads:
     """`local`: the primary's shard; `peer(k)`: shard k's actor handle; `record_audit(principal, action, outcome,
-    counts)`: the primary's durable audit append (one commit)."""
+    counts)`: the primary's durable audit append (one commit); `gather(refs, handles, shards, what)`: the results
+    of calls on other shards' actors, bounded while one of them waits for a node (tenancy.placement.ShardWatch)."""
 
     def __init__(self, local: LocalShard, peer: Callable[[int], Any], shards: int,
-                 record_audit: Callable[[str, str, str, dict | None], None]) -> None:
+                 record_audit: Callable[[str, str, str, dict | None], None],
+                 gather: Callable[[list, list, list[int], str], list] | None = None) -> None:
         self.local, self.peer, self.shards, self.record_audit = local, peer, shards, record_audit
+        self.gather = gather or (lambda refs, handles, shards, what: ray.get(refs))
+
+    def _from_peers(self, what: str, call: Callable[[Any], Any]) -> Callable[[], list]:
+        """Submit `call(peer handle)` to every other shard now (they work while the primary computes its own part);
+        returns the wait for their results."""
+        ks = list(range(1, self.shards))
+        handles = [self.peer(k) for k in ks]
+        refs = [call(h) for h in handles]
+        return lambda: self.gather(refs, handles, ks, what)
 
     def _audited(self, principal: str, action: str, read: Callable[[], Any], counts: Callable[[Any], dict]) -> Any:
         try:
@@ -73,8 +84,8 @@ class TenantReads:
             if self.shards > 1:
                 raise ShardedCentroidSearch("match_on 'centroid' is not available on a sharded tenant (shards > 1)")
             return self.local.search_centroids(vectors, top_k, threshold)
-        others = [self.peer(k).search_partial.remote(vectors, top_k, threshold) for k in range(1, self.shards)]
-        partials = [self.local.search_partial(vectors, top_k, threshold), *ray.get(others)]
+        others = self._from_peers("search", lambda h: h.search_partial.remote(vectors, top_k, threshold))
+        partials = [self.local.search_partial(vectors, top_k, threshold), *others()]
         external_ids: dict[str, str | None] = {}
         for partial in partials:
             external_ids.update(partial["external_ids"])
@@ -91,8 +102,8 @@ class TenantReads:
         probe = np.asarray(vector, np.float32).reshape(-1)
         if self.shards == 1:
             return self.local.verify_local(probe, person_id)
-        others = [self.peer(k).verify_partial.remote(probe, person_id) for k in range(1, self.shards)]
-        partials = [self.local.verify_partial(probe, person_id), *ray.get(others)]
+        others = self._from_peers("verify", lambda h: h.verify_partial.remote(probe, person_id))
+        partials = [self.local.verify_partial(probe, person_id), *others()]
         bests = [p["best_face_similarity"] for p in partials if p["best_face_similarity"] is not None]
         sums = [p["sum"] for p in partials if p["sum"] is not None]
         centroid_similarity = None
@@ -111,7 +122,8 @@ class TenantReads:
         """The tenant's info: the primary's `own`, with faces, memory and timings summed over every shard."""
         if self.shards == 1:
             return own
-        infos = [own, *ray.get([self.peer(k).info.remote() for k in range(1, self.shards)])]
+        others = self._from_peers("info", lambda h: h.info.remote())
+        infos = [own, *others()]
         merged = dict(own)
         merged.update(faces=sum(i["faces"] for i in infos), memory_bytes=sum(i["memory_bytes"] for i in infos),
                       activation_s=max(i["activation_s"] for i in infos), idle_s=min(i["idle_s"] for i in infos),

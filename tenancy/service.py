@@ -31,6 +31,7 @@ from tenancy.actors import NAMESPACE, KeyServiceAuditMac, KeyServiceDataKeys, Te
 from tenancy.audit import OrgAudit
 from tenancy.audit_trail import AuditTrail
 from tenancy.migration import Migrations
+from tenancy.placement import INACTIVE, ShardsUnplaced, ShardWatch, shard_options, shard_report
 from tenancy.rotation import DONE, FAILED, RotationLog, rotations_path
 from tenancy.admin_keys import AdminKey
 from tenancy.registry import TenantRegistry, load_or_create_admin_token
@@ -85,7 +86,7 @@ def check_layout(settings: TenantSettings) -> None:
 class TenantService:
     def __init__(self, data_dir: str, keys, *, admin_token: str | None = None, idle_evict_s: float = 900.0,
                  index_actor_options: dict[str, Any] | None = None, index_options: dict[str, Any] | None = None,
-                 embedders: dict[str, Any] | None = None) -> None:
+                 embedders: dict[str, Any] | None = None, restart_wait_s: float = 20.0) -> None:
         self.data_dir = Path(data_dir)
         self.keys = keys
         self.registry = TenantRegistry(self.data_dir / "registry.db")
@@ -96,6 +97,8 @@ class TenantService:
         self.idle_evict_s = idle_evict_s
         self.actor_options = dict(index_actor_options or {})
         self.index_options = dict(index_options or {})
+        # How long a call waits for a shard actor that has no process (its node lost, no room elsewhere yet).
+        self.watch = ShardWatch(give_up_s=restart_wait_s)
         self._actors: dict[str, Any] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self.audit = AuditTrail(self.data_dir, keys)  # the tenants' chains (read-side) and the org's
@@ -149,7 +152,8 @@ class TenantService:
                            counts: dict | None = None) -> None:
         """An entry in the tenant's own chain, written by its primary actor (the file's one writer)."""
         shard_set = await self.shard_set(tenant)
-        await shard_set.primary.record_audit.remote(principal, action, outcome, counts)
+        ref = shard_set.primary.record_audit.remote(principal, action, outcome, counts)
+        await self.watch.result(tenant.tenant_id, ref, [shard_set.primary], "audit", cancel=[ref])
 
     # ---- tenant lifecycle ----------------------------------------------------------------------------------
     async def create_tenant(self, name: str, model: str, dim: int, settings: dict | None = None,
@@ -320,29 +324,36 @@ class TenantService:
         except Exception:
             pass
         return TenantShardActor.options(
-            name=actor_name(tenant.tenant_id, shard), namespace=NAMESPACE, get_if_exists=True, **self.actor_options
+            name=actor_name(tenant.tenant_id, shard), namespace=NAMESPACE, get_if_exists=True,
+            **shard_options(self.actor_options, shards)  # spread over index nodes when sharded (tenancy/placement.py)
         ).remote(tenant.tenant_id, str(self.data_dir), tenant.model, tenant.dim,
                  KeyServiceDataKeys(self.keys, tenant.tenant_id), self.index_options, shard, shards,
-                 KeyServiceAuditMac(self.keys, tenant.tenant_id))
+                 KeyServiceAuditMac(self.keys, tenant.tenant_id), restart_wait_s=self.watch.give_up_s)
 
     async def _open(self, tenant: Tenant, shards: int) -> ShardSet:
+        tenant_id = tenant.tenant_id
         handles = [self._spawn(tenant, k, shards) for k in range(shards)]
-        found = await asyncio.gather(*(h.position.remote() for h in handles))
+        found = await self._activation(tenant_id, asyncio.gather(*(h.position.remote() for h in handles)), handles)
         if any(tuple(f) != (k, shards) for k, f in enumerate(found)):
             # Actors alive under these names were built for another layout (another router replica, or a
             # previous run): evict them all and start over.
             log.info("tenant %s: live index actors have another layout %s; re-activating", tenant.tenant_id, found)
             await self.evict(tenant.tenant_id)
             handles = [self._spawn(tenant, k, shards) for k in range(shards)]
+            await self._activation(tenant_id, asyncio.gather(*(h.position.remote() for h in handles)), handles)
         # The primary first (it may create the file's schema), then the shards, each decrypting its own rows.
-        # Bounded: an actor Ray cannot place (no free resources) must give a 503, not hang every call.
-        try:
-            await asyncio.wait_for(handles[0].info.remote(), ACTIVATION_TIMEOUT_S)
-            if shards > 1:
-                await asyncio.wait_for(asyncio.gather(*(h.info.remote() for h in handles[1:])), ACTIVATION_TIMEOUT_S)
-        except asyncio.TimeoutError as exc:
-            raise TenantUnavailable(f"tenant {tenant.tenant_id} could not be activated in time; retry") from exc
+        await self._activation(tenant_id, handles[0].info.remote(), handles[:1])
+        if shards > 1:
+            await self._activation(tenant_id, asyncio.gather(*(h.info.remote() for h in handles[1:])), handles[1:])
         return ShardSet(handles)
+
+    async def _activation(self, tenant_id: str, work, handles: list):
+        """Bounded: an actor Ray cannot place (no free resources) gives a 503, not a hang of every call: after the
+        activation timeout for a new one, after the watch's wait for a restarting one (ShardsUnplaced)."""
+        try:
+            return await asyncio.wait_for(self.watch.result(tenant_id, work, handles, "activation"), ACTIVATION_TIMEOUT_S)
+        except asyncio.TimeoutError as exc:
+            raise TenantUnavailable(f"tenant {tenant_id} could not be activated in time; retry") from exc
 
     # ---- retention ------------------------------------------------------------------------------------------
     async def enforce_retention(self, now: float | None = None) -> dict[str, int]:
@@ -379,8 +390,8 @@ class TenantService:
         unique = list({h._actor_id: h for h in handles}.values())
         for handle in unique:
             try:
-                await handle.close.remote()
-            except RayActorError:
+                await self.watch.result(tenant_id, handle.close.remote(), [handle], "close")
+            except (RayActorError, ShardsUnplaced):
                 pass
             ray.kill(handle, no_restart=True)
         # Names are released once the kills land; wait so the next activation creates fresh actors.
@@ -404,8 +415,8 @@ class TenantService:
         for tenant_id, shard_set in list(self._actors.items()):
             try:
                 # A sharded tenant's primary takes part in every search and write, so it is the idle clock.
-                idle = await shard_set.primary.idle_seconds.remote()
-            except ActorUnavailableError:  # Ray is restarting it (e.g. after a node loss): not idle
+                idle = await self.watch.result(tenant_id, shard_set.primary.idle_seconds.remote(), [shard_set.primary], "idle check")
+            except (ActorUnavailableError, ShardsUnplaced):  # Ray is restarting it (e.g. after a node loss): not idle
                 continue
             except RayActorError:
                 idle = float("inf")
@@ -421,11 +432,19 @@ class TenantService:
         the org audit, and the org chain."""
         for tenant_id, shard_set in list(self._actors.items()):
             try:
-                await shard_set.primary.audit_checkpoint.remote()
-            except RayActorError:
+                await self.watch.result(tenant_id, shard_set.primary.audit_checkpoint.remote(), [shard_set.primary], "audit checkpoint")
+            except (RayActorError, ShardsUnplaced):
                 log.warning("tenant %s: audit checkpoint skipped (actor unavailable)", tenant_id)
             self.audit.mirror_tenant(tenant_id)
         await self.checkpoint_org_audit()
+
+    async def placement(self, tenant_id: str) -> dict:
+        """The tenant as `get` shows it, and where each of its shard actors runs now: state, node id and IP, process,
+        restarts (tenancy/placement.py). Read from Ray's actor table: nothing is activated or called."""
+        tenant = self.registry.get(tenant_id)
+        names = [actor_name(tenant_id, k) for k in range(tenant.settings.shards)]
+        shards = await asyncio.to_thread(shard_report, names, NAMESPACE)
+        return {**tenant.public(), "active": any(s["state"] != INACTIVE for s in shards), "shards": shards}
 
     def active_tenants(self) -> list[str]:
         return list(self._actors)

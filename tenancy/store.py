@@ -40,7 +40,7 @@ from securegate import errors
 
 from kms.records import InvalidRecord, RecordCipher, SealedRecord
 from tenancy import audit as audit_chain
-from tenancy import chain, sqlite
+from tenancy import chain, fence, sqlite
 from tenancy import bulk_import
 from tenancy.audit import AuditRecord
 from tenancy import personal
@@ -429,6 +429,10 @@ class TenantStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def claim_writer(self, owner: str | None = None, wait_s: float | None = None) -> fence.Claim:
+        """Become the file's one writer (tenancy/fence.py): an earlier claimant's writes are refused from now on."""
+        return fence.claim(self._conn, self.tenant_id, owner, wait_s)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

@@ -8,8 +8,13 @@ line `SGRESULT <json>` on stdout.
   2. creates a tenant and enrols real photos (HTTP and handle), reports where the index actor lives;
      while this runs the head's whole `securegate_index` capacity is held by a placeholder, so the
      index actor must start on the worker (the node the test can kill without killing the GCS);
-  3. releases the placeholder, says "ready_to_kill" and waits for the test to write "killed";
-  4. waits until the tenant answers again and reports where it lives now and what it still holds.
+  3. releases the placeholder; creates a SHARDED tenant (shards: 2), whose shard actors spread over the two nodes
+     (SPREAD, tenancy/placement.py), enrols the same photos and reports where each shard runs
+     (GET /v1/admin/tenants/{id}) and its full search answers;
+  4. holds every free `securegate_index` slot of the head (no headroom left), says "ready_to_kill" and waits for
+     the test to write "killed"; then a search of the sharded tenant and a write to the unsharded one answer 503
+     (after `restart_wait_s`), not hang; then it frees the head;
+  5. waits until both tenants answer again and reports where they live now and what they still hold.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ sys.path.insert(0, str(REPO))
 
 INDEX_RESOURCE = "securegate_index"
 HEAL_DEADLINE_S = 60
+# How long a call waits for an index actor with no process before its 503 (tenancy.restart_wait_s; 20 s shipped).
+RESTART_WAIT_S = 4.0
 
 
 def emit(phase: str, **payload) -> None:
@@ -39,6 +46,12 @@ def wait_for_nodes(ray, count: int, timeout_s: float = 60) -> list[dict]:
         if len(alive) >= count or time.monotonic() > deadline:
             return alive
         time.sleep(0.5)
+
+
+def wait_for_index_slots(ray, count: float, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while ray.available_resources().get(INDEX_RESOURCE, 0) < count and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 def replica_nodes(ray, app_name: str) -> dict[str, list[str]]:
@@ -84,6 +97,7 @@ def main() -> int:
     args["data_dir"] = ns.data_dir
     # No KMS here: the local root-key provider (in data_dir) stands in for the config's AWS KMS.
     args["keys"] = {"provider": "local"}
+    args["tenancy"] = {**args["tenancy"], "restart_wait_s": RESTART_WAIT_S}
     for opts in options.values():
         if "autoscaling_config" in opts:  # 2 cores: one replica each; placement is what is tested
             opts["autoscaling_config"] = {**opts["autoscaling_config"], "min_replicas": 1, "max_replicas": 1}
@@ -141,12 +155,48 @@ def main() -> int:
                     for identity, e in enrolled.items()}
     emit("enrolled", tenant_id=tenant_id, enrolled=enrolled, info=before, found=found_before)
 
-    # ---- 3. the head may host index actors again; the test kills the worker ----------------------------------
+    # ---- 3. the head may host index actors again: a sharded tenant spreads over both nodes -------------------------
     ray.kill(placeholder)
+    wait_for_index_slots(ray, 2 * head_index - 1)  # the placeholder's slots are back (the worker holds one actor)
+    sharded = http.post("/v1/tenants", json={"name": "multinode-sharded", "settings": {"shards": 2}}, headers=admin)
+    sharded.raise_for_status()
+    sharded_id, sharded_key = sharded.json()["tenant_id"], sharded.json()["api_key"]
+    sharded_faces = {}
+    for identity, e in enrolled.items():
+        files = photos[identity]
+        person_id = ingress.create_person.remote(sharded_key, external_id=identity).result(timeout_s=120)["person_id"]
+        sharded_faces[person_id] = sorted(ingress.enrol_face.remote(sharded_key, person_id, ref.read_bytes()).result(timeout_s=120)["face_id"]
+                                          for ref in [files[0], *files[2:]])
+    sharded_placement = http.get(f"/v1/admin/tenants/{sharded_id}", headers=admin).json()
+    sharded_answers = {identity: ingress.search.remote(sharded_key, Path(e["probe"]).read_bytes(), threshold=-1.0, top_k=5).result(timeout_s=120)
+                       for identity, e in enrolled.items()}
+    # the unsharded tenant holds the same photos: its answers are what the merge of the shards must equal
+    reference = {identity: ingress.search.remote(api_key, Path(e["probe"]).read_bytes(), threshold=-1.0, top_k=5).result(timeout_s=120)
+                 for identity, e in enrolled.items()}
+    sharded_info = router.tenant_info.remote(sharded_id).result(timeout_s=60)
+    emit("sharded", tenant_id=sharded_id, placement=sharded_placement, faces=sharded_faces, answers=sharded_answers,
+         reference=reference,
+         shard_faces=[i["faces"] for i in sharded_info["shard_info"]])
+
+    # ---- 4. no headroom on the head, the test kills the worker: 503s, not hangs; then room again -------------------
+    on_head = sum(1 for s in sharded_placement["shards"] if s["node_id"] == head["NodeID"])
+    full = ray.remote(num_cpus=0)(Placeholder).options(
+        resources={INDEX_RESOURCE: head_index - on_head},
+        scheduling_strategy=NodeAffinitySchedulingStrategy(head["NodeID"], soft=False)).remote()
+    ray.get(full.node.remote(), timeout=60)
     emit("ready_to_kill")
     if sys.stdin.readline().strip() != "killed":
         return 2
     killed_at = time.monotonic()
+    probe = next(iter(enrolled.values()))["probe"]
+    refused_search = timed(lambda: http.post("/v1/search", headers={"Authorization": f"Bearer {sharded_key}"},
+                                             json={"image": base64.b64encode(Path(probe).read_bytes()).decode()}), killed_at)
+    refused_write = timed(lambda: http.post("/v1/persons", json={"external_id": "written-while-down"},
+                                            headers=tenant_auth), killed_at)
+    down_placement = http.get(f"/v1/admin/tenants/{sharded_id}", headers=admin).json()
+    ray.kill(full)
+    freed_at = time.monotonic()
+    emit("no_headroom", search=refused_search, write=refused_write, placement=down_placement)
 
     # ---- 4. heal: the tenant answers again, from the surviving node, with every acknowledged face ---------
     failures: dict[str, int] = {}
@@ -158,11 +208,11 @@ def main() -> int:
         except Exception as exc:  # 503 unavailable while the node is declared dead and the actor restarts
             kind = f"{exc.code}" if isinstance(exc, ApiError) else type(exc).__name__
             failures[kind] = failures.get(kind, 0) + 1
-            if time.monotonic() - killed_at > HEAL_DEADLINE_S:
+            if time.monotonic() - freed_at > HEAL_DEADLINE_S:
                 emit("healed", ok=False, failures=failures, error=repr(exc)[:500])
                 return 1
             time.sleep(1.0)
-    heal_s = round(time.monotonic() - killed_at, 1)
+    heal_s = round(time.monotonic() - freed_at, 1)
     after = router.tenant_info.remote(tenant.tenant_id).result(timeout_s=60)
     listed = ingress.list_persons.remote(api_key, limit=1000).result(timeout_s=60)
     persons = {p["person_id"]: ingress.get_person.remote(api_key, p["person_id"]).result(timeout_s=60)
@@ -172,6 +222,11 @@ def main() -> int:
     http_search = http.post("/v1/search", headers=tenant_auth,
                             json={"image": base64.b64encode(Path(first["probe"]).read_bytes()).decode()})
     alive = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
+    sharded_after = {identity: retried(lambda e=e: ingress.search.remote(sharded_key, Path(e["probe"]).read_bytes(), threshold=-1.0, top_k=5)
+                                       .result(timeout_s=60), failures, freed_at + HEAL_DEADLINE_S)
+                     for identity, e in enrolled.items()}
+    emit("healed_sharded", placement=http.get(f"/v1/admin/tenants/{sharded_id}", headers=admin).json(),
+         answers=sharded_after)
     emit("healed", ok=True, heal_s=heal_s, failures=failures, info=after, alive_nodes=alive,
          first_search=top_match(first_search), found=found,
          http_search={"status": http_search.status_code, "match": top_match(http_search.json()) if http_search.is_success else None},
@@ -191,6 +246,27 @@ class Placeholder:
         import ray
 
         return ray.get_runtime_context().get_node_id()
+
+
+def retried(call, failures: dict, deadline: float):
+    """`call()` until it answers: 503s while a restarted shard starts on a busy host are counted in `failures`."""
+    while True:
+        try:
+            return call()
+        except Exception as exc:
+            kind = getattr(exc, "code", None) or type(exc).__name__
+            failures[kind] = failures.get(kind, 0) + 1
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
+
+
+def timed(request, since: float) -> dict:
+    """An HTTP call's status, error code and when it answered (seconds after `since`)."""
+    response = request()
+    body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
+    return {"status": response.status_code, "code": (body.get("error") or {}).get("code"),
+            "message": (body.get("error") or {}).get("message"), "after_s": round(time.monotonic() - since, 1)}
 
 
 def top_match(result: dict) -> str | None:

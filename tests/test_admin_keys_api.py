@@ -31,6 +31,7 @@ ADMIN_ROUTES = [
     ("POST", "/v1/tenants/{tenant_id}/keys/rotate", "rotate_tenant_key"),
     ("POST", "/v1/admin/tenants/{tenant_id}/migrate", "migrate_tenant"),
     ("GET", "/v1/admin/tenants/{tenant_id}/migrate", "migration_status"),
+    ("GET", "/v1/admin/tenants/{tenant_id}", "tenant_placement"),
     ("GET", "/v1/admin/audit", "org_audit"),
     ("GET", "/v1/admin/audit/verify", "admin_verify_audit"),
     ("GET", "/v1/admin/erasure-receipts/{tenant_id}", "erasure_receipt"),
@@ -105,6 +106,7 @@ def test_each_admin_endpoint_needs_its_scope(api, bootstrap):
         chosen = {
             "list_tenants": ("GET", "/v1/tenants", {}, 200),
             "get_tenant": ("GET", f"/v1/tenants/{tenant_id}", {}, 200),
+            "tenant_placement": ("GET", f"/v1/admin/tenants/{tenant_id}", {}, 200),
             "create_tenant": ("POST", "/v1/tenants", {"json": {"name": "made-by-scope"}}, 201),
             "update_tenant": ("PATCH", f"/v1/tenants/{tenant_id}", {"json": {"settings": {"default_threshold": 0.5}}}, 200),
             "delete_tenant": ("DELETE", "/v1/tenants/{throwaway}", {}, 204),

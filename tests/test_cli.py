@@ -159,6 +159,16 @@ def test_tenants_lifecycle(app, http, data_dir):
     auth = {"Authorization": f"Bearer {created['api_key']}"}
     assert http.get("/v1/persons", headers=auth).status_code == 200
 
+    # `show`: where its index actor runs (activated by the call above), from Ray's actor table.
+    import ray
+
+    code, out = run("tenants", "show", created["tenant_id"], *common)
+    shown = json.loads(out)
+    assert code == 0 and shown["tenant_id"] == created["tenant_id"] and shown["active"] is True
+    (shard,) = shown["shards"]
+    assert shard["shard"] == 0 and shard["state"] == "ALIVE" and shard["pid"] > 0
+    assert shard["node_id"] == ray.get_runtime_context().get_node_id() and shard["node_ip"]
+
     code, out = run("tenants", "list", *common)
     listed = {t["tenant_id"]: t for t in json.loads(out)}
     assert code == 0 and listed[created["tenant_id"]]["settings"]["default_threshold"] == 0.5

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from securegate import errors
-from tenancy import admin_keys, operations, ratelimit, reads, registry, service, store
+from tenancy import admin_keys, fence, operations, placement, ratelimit, reads, registry, service, store
 from tenancy.tenant import Tenant, TenantSettings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,6 +45,9 @@ def test_ingress_replica_loads_no_index_or_store():
     (admin_keys.InvalidAdminKeyRequest("bad scope"), errors.InvalidRequest, {}),
     (service.TenantUnavailable("tenant index restarted during search; retry"), errors.ServiceUnavailable, {}),
     (reads.ShardedCentroidSearch("match_on 'centroid' is not available"), errors.InvalidRequest, {}),
+    (placement.ShardsUnplaced("tenant t1: shard(s) [1] are waiting for a node with room"), errors.ServiceUnavailable, {}),
+    (fence.StaleWriter("tenant t1: this index actor (writer epoch 1) was superseded"), errors.ServiceUnavailable, {}),
+    (fence.WriterBusy("tenant t1: its file has a write open in another process"), errors.ServiceUnavailable, {}),
     (store.NotFound("person p1 not found"), errors.NotFound, {}),
     (store.DuplicateExternalId("external id e1 is taken"), errors.Conflict, {}),
     (store.ModelMismatch("file is for another model"), errors.ModelMismatch, {}),

@@ -1,12 +1,13 @@
-"""configs/cluster.yaml on a real two-raylet cluster: placement by custom resources, and a node loss heals.
+"""configs/cluster.yaml on a real two-raylet cluster: placement by custom resources, a sharded tenant's shards spread
+over the nodes, a node loss with no room left answers 503 (not a hang), and then heals with exact answers.
 
 The cluster is its own (two `ray start` processes with their own temp dirs, free ports, token auth),
 driven by tests/multinode_driver.py in a subprocess, so the session's in-process cluster is untouched.
 Every process the cluster starts is found by PID (its command line names our temp dir, or it descends
 from one that does) and stopped by PID in `finally`, whatever happened.
 
-head   : securegate_api + securegate_models + securegate_index  (GCS, Serve, every replica)
-worker : securegate_index                                         (the tenant's index actor, then killed)
+head   : securegate_api + securegate_models + securegate_index  (GCS, Serve, every replica, a shard)
+worker : securegate_index                                         (the tenant's index actor, a shard; then killed)
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import yaml
 
 from cli.serve import SERVE_ENVIRONMENT
 from tests.conftest import REPO, free_port
+from tests.multinode_driver import top_match
 from tests.processes import kill_pids, process_tree, stop_cluster
 
 CONFIG = REPO / "configs" / "cluster.yaml"
@@ -134,6 +136,11 @@ def kill_worker_node(driver: Driver, worker_dir: Path, inside: int, budget: floa
     driver.send("killed")
 
 
+def ranked(answer: dict) -> list[list[tuple]]:
+    """A search answer without the tenant's own ids: per face, (external id, similarity) in rank order."""
+    return [[(m["external_id"], m["similarity"]) for m in face["matches"]] for face in answer["faces"]]
+
+
 # ------------------------------------------------------------------------------------------------ test
 @pytest.mark.own_cluster
 def test_cluster_config_places_by_resources_and_heals_a_lost_index_node(models_dir, faces_root, tmp_path):
@@ -189,16 +196,44 @@ def test_cluster_config_places_by_resources_and_heals_a_lost_index_node(models_d
         assert before["faces"] == sum(map(len, acknowledged.values())) and before["persons"] == len(identities)
         assert before["placement"]["node_id"] == worker
         assert set(index_required) <= set(resources[worker])
+        assert before["writer_epoch"] == 1  # the file's first owner (tenancy/fence.py)
 
-        # ---- kill the worker node: SIGKILL its raylet and everything it started ------------------------------
-        kill_worker_node(driver, worker_dir, before["placement"]["pid"], budget)
+        # ---- a sharded tenant: one shard per node (SPREAD), as the admin API reports it ------------------------------
+        sharded = driver.result("sharded", budget)
+        shards = sharded["placement"]["shards"]
+        assert [s["shard"] for s in shards] == [0, 1] and all(s["state"] == "ALIVE" for s in shards), shards
+        assert {s["node_id"] for s in shards} == {head, worker}, shards  # distinct nodes, both index nodes
+        assert all(s["node_ip"] and s["pid"] for s in shards)
+        assert min(sharded["shard_faces"]) > 0 and sum(sharded["shard_faces"]) == before["faces"]
+        assert {i: top_match(a) for i, a in sharded["answers"].items()} == {i: i for i in identities}
+        # Exact: the shards' merged answer is the unsharded tenant's (same photos): persons, order, similarities, for
+        # the top 5 at threshold -1 (every person: each shard contributes, not only the best match's).
+        assert {i: ranked(a) for i, a in sharded["answers"].items()} == {i: ranked(a) for i, a in sharded["reference"].items()}
+        assert all(len(face) == len(identities) for a in sharded["answers"].values() for face in ranked(a))
+        lost = next(s for s in shards if s["node_id"] == worker)
 
-        healed = driver.result("healed", started + 230)
+        # ---- kill the worker node with no room left on the head: 503s, not hangs ------------------------------------
+        kill_worker_node(driver, worker_dir, before["placement"]["pid"], budget + 30)
+        down = driver.result("no_headroom", budget + 60)
+        for refused in (down["search"], down["write"]):
+            assert refused["status"] == 503 and refused["code"] == "unavailable", down
+            assert refused["after_s"] < 45, down  # node death noticed (~3 s) + restart_wait_s (4 s), on a busy host
+        waiting = {s["shard"]: s for s in down["placement"]["shards"]}
+        assert waiting[lost["shard"]]["state"] != "ALIVE" and waiting[lost["shard"]]["node_id"] is None, waiting
+
+        sharded_healed = driver.result("healed_sharded", started + 290)
+        healed = driver.result("healed", started + 290)
         assert healed["ok"], healed
         assert worker not in healed["alive_nodes"] and head in healed["alive_nodes"]
         after = healed["info"]
         assert after["placement"]["node_id"] == head, after["placement"]  # reactivated on the surviving node
         assert after["placement"]["pid"] != before["placement"]["pid"]
+        assert after["writer_epoch"] == 2  # the restarted actor claimed the file: its predecessor could not write
+        # The sharded tenant: the lost node's shard restarted on the head, every answer exactly as before.
+        moved = {s["shard"]: s for s in sharded_healed["placement"]["shards"]}
+        assert all(s["state"] == "ALIVE" and s["node_id"] == head for s in moved.values()), moved
+        assert moved[lost["shard"]]["restarts"] >= 1 and moved[lost["shard"]]["pid"] != lost["pid"]
+        assert sharded_healed["answers"] == sharded["answers"]
         # Every acknowledged face is still there: counts, person listing, each person's faces, search.
         assert after["faces"] == before["faces"] and after["persons"] == len(identities)
         assert healed["next_cursor"] is None
@@ -209,7 +244,8 @@ def test_cluster_config_places_by_resources_and_heals_a_lost_index_node(models_d
         assert healed["first_search"] == next(iter(enrolled["enrolled"]))
         # The rest of the app never left the head.
         assert all(node_ids == [head] for node_ids in healed["replicas"].values()), healed["replicas"]
-        print(f"multinode: deploy {deployed['deploy_s']} s, heal {healed['heal_s']} s, "
+        print(f"multinode: deploy {deployed['deploy_s']} s, 503 after {down['search']['after_s']} s (search) / "
+              f"{down['write']['after_s']} s (write), heal {healed['heal_s']} s after room was freed, "
               f"failures during heal {healed['failures']}, total {time.monotonic() - started:.0f} s")
     finally:
         failed = sys.exc_info()[0] is not None

@@ -10,7 +10,7 @@ router = APIRouter(tags=["admin"])
 
 
 class AdminRoutes:
-    """Calls `self.create_tenant`, `list_tenants`, `get_tenant`, `update_tenant`, `delete_tenant`,
+    """Calls `self.create_tenant`, `list_tenants`, `get_tenant`, `tenant_placement`, `update_tenant`, `delete_tenant`,
     `rotate_api_key`, `rotate_root_key`, `rotate_tenant_key`, `key_status`, `migrate_tenant`, `migration_status`."""
 
     @router.post("/v1/tenants", status_code=201, response_model=s.TenantCreated, responses=ADMIN_ERRORS)
@@ -50,6 +50,10 @@ class AdminRoutes:
                  responses=ADMIN_ERRORS)
     async def http_migrate_tenant(self, tenant_id: str, body: s.MigrationStart, authorization: str | None = Header(None)) -> dict:
         return await self.migrate_tenant(bearer(authorization), tenant_id, body.to, body.batch_size, body.hold, body.pause_s)
+
+    @router.get("/v1/admin/tenants/{tenant_id}", response_model=s.TenantPlacement, responses=ADMIN_ERRORS)
+    async def http_tenant_placement(self, tenant_id: str, authorization: str | None = Header(None)) -> dict:
+        return await self.tenant_placement(bearer(authorization), tenant_id)
 
     @router.get("/v1/admin/tenants/{tenant_id}/migrate", response_model=s.MigrationStatus, responses=ADMIN_ERRORS)
     async def http_migration_status(self, tenant_id: str, authorization: str | None = Header(None)) -> dict:
