@@ -420,7 +420,7 @@ class SecureGateClient:
     @route("GET /v1/admin/tenants/{tenant_id}")
     def tenant_placement(self, tenant_id: str) -> TenantPlacement:
         """The tenant and where each of its index (shard) actors runs now: state, node id and IP, process."""
-        return self._session.request("GET", f"/v1/admin/tenants/{_seg(tenant_id)}", TenantPlacement, auth=self.admin_token)
+        return self._session.request("GET", f"/v1/admin/tenants/{segment(tenant_id)}", TenantPlacement, auth=self.admin_token)
 
     @route("GET /v1/admin/tenants/{tenant_id}/migrate")
     def migration_status(self, tenant_id: str) -> MigrationStatus:

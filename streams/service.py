@@ -29,7 +29,7 @@ import ray
 from securegate import errors
 from streams.attendance import attendance
 from streams.event_index import EventKeys
-from streams.sources import file_path, redact_text, redact_url, source_kind
+from streams.sources import file_path, redact_url, source_kind
 from streams.promotion import UnknownPromotion
 from streams.store import CameraStore, events_path
 from streams.unknowns import UnknownGallery

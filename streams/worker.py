@@ -56,6 +56,7 @@ class StreamWorker:
         self.state = "starting"
         self.last_error: str | None = None
         self.events = 0
+        self._closing = 0  # ended tracks whose events are still being written: still counted in tracks_active
         self._push_origin: float | None = None
         self._last_frame: tuple[float, float] | None = None  # (wall, offset) of the last processed frame
         self._task: asyncio.Task | None = None
@@ -117,7 +118,8 @@ class StreamWorker:
                 "lag_s": None if self.lag_s is None else round(self.lag_s, 4),
                 "reconnects": reader.get("reconnects", 0),
                 "last_error": reader.get("last_error") or self.last_error,
-                "tracks_active": len(self.tracks.tracks) if self.tracks else 0,
+                # 0 once every ended track's event is written: a client that waits for it reads them all.
+                "tracks_active": (len(self.tracks.tracks) if self.tracks else 0) + self._closing,
                 "events": self.events}
 
     # ---- the loop ---------------------------------------------------------------------------------------
@@ -201,14 +203,18 @@ class StreamWorker:
         self.events += 1
 
     async def _finish(self, ended: list[Track]) -> None:
+        self._closing += len(ended)  # before the first await: status never sees them neither tracked nor written
         for track in ended:
-            if track.identity is None:
-                continue
-            if not track.reported:
-                await self._report(track)
-            await self.router.close_sighting.remote(self.tenant_id, self.stream_id, track.event, {
-                "last_seen": track.last_seen, "last_offset_s": round(track.last_offset_s, 3),
-                "track_length": track.frames, "best_similarity": track.best_similarity, **_best_frame(track)})
+            try:
+                if track.identity is None:
+                    continue
+                if not track.reported:
+                    await self._report(track)
+                await self.router.close_sighting.remote(self.tenant_id, self.stream_id, track.event, {
+                    "last_seen": track.last_seen, "last_offset_s": round(track.last_offset_s, 3),
+                    "track_length": track.frames, "best_similarity": track.best_similarity, **_best_frame(track)})
+            finally:
+                self._closing -= 1
 
 
 def _best_frame(track: Track) -> dict:
