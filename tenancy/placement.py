@@ -100,6 +100,25 @@ def restarting(handles: Sequence) -> list[int]:
     return [k for k, handle in enumerate(handles) if actor_state(handle)["state"] == RESTARTING]
 
 
+class _Outage:
+    """How long some watched actor has been RESTARTING, without a check in between that found none."""
+
+    def __init__(self, give_up_s: float) -> None:
+        self.give_up_s, self.since = give_up_s, None
+
+    def too_long(self, down: Sequence[int]) -> bool:
+        """Record one check (`down`: the actors found RESTARTING); True once the outage has lasted `give_up_s`."""
+        if not down:
+            self.since = None
+            return False
+        if self.since is None:
+            self.since = time.monotonic()
+        return self.seconds() >= self.give_up_s
+
+    def seconds(self) -> float:
+        return 0.0 if self.since is None else time.monotonic() - self.since
+
+
 class ShardWatch:
     """Bounds the wait for a tenant's actors that have no process (module doc)."""
 
@@ -111,24 +130,19 @@ class ShardWatch:
         """Await `work` (calls on `handles`, a tenant's shard actors in shard order). Raises ShardsUnplaced once one
         of them has been RESTARTING for `give_up_s`, cancelling the actor tasks `cancel` first."""
         task = asyncio.ensure_future(work)
-        down_since: float | None = None
+        outage = _Outage(self.give_up_s)
         while True:
             done, _ = await asyncio.wait({task}, timeout=self.check_s)
             if done:
                 return task.result()
             down = await asyncio.to_thread(restarting, handles)
-            if not down:
-                down_since = None
-                continue
-            now = time.monotonic()
-            down_since = down_since if down_since is not None else now
-            if now - down_since < self.give_up_s:
+            if not outage.too_long(down):
                 continue
             for ref in cancel:
                 ray.cancel(ref)
             task.cancel()
             log.warning("tenant %s: %s refused: shard(s) %s restarting for %.0f s (no node with room for them yet)",
-                        tenant_id, what, down, now - down_since)
+                        tenant_id, what, down, outage.seconds())
             raise ShardsUnplaced(f"tenant {tenant_id}: shard(s) {down} are waiting for a node with room after a node "
                                  f"loss; {what} not done, retry")
 
@@ -136,18 +150,13 @@ class ShardWatch:
         """Inside an actor (the primary gathering the other shards' parts of a read): every result of `refs`, calls
         on `handles` (shards `shards`). Raises ShardsUnplaced, cancelling the calls still queued, once one of them
         has been RESTARTING for `give_up_s`: the primary's thread does not wait for a node with room."""
-        down_since: float | None = None
+        outage = _Outage(self.give_up_s)
         while True:
             _, pending = ray.wait(list(refs), num_returns=len(refs), timeout=self.check_s)
             if not pending:
                 return ray.get(list(refs))
             down = [shards[k] for k in restarting(handles)]
-            if not down:
-                down_since = None
-                continue
-            now = time.monotonic()
-            down_since = down_since if down_since is not None else now
-            if now - down_since < self.give_up_s:
+            if not outage.too_long(down):
                 continue
             for ref in pending:
                 ray.cancel(ref)
