@@ -182,11 +182,11 @@ def test_a_real_full_tmpfs_answers_507_and_recovers(tmpfs_service, identity_phot
     acknowledged = [service.enrol(tenant, person, photos[0]).json()["face_id"]]
 
     filler = mount / "filler"
-    with open(filler, "wb") as fh:  # every byte left, taken
+    # Unbuffered: a buffered file would raise ENOSPC again as it closes, flushing what the full disk refused.
+    with open(filler, "wb", buffering=0) as fh:  # every byte left, taken
         try:
             while True:
                 fh.write(os.urandom(1 << 16))
-                fh.flush()
         except OSError:
             pass
     answers = []
