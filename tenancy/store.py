@@ -727,13 +727,6 @@ class TenantStore:
                 " SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM faces WHERE face_id = ?)", rows)
             return self._conn.total_changes() - before
 
-    def rejection_count(self) -> int:
-        """Rejections (schema v5) are vectors of the tenant's model with no crop kept: a migration cannot carry them."""
-        try:
-            return self._conn.execute("SELECT count(*) FROM rejections").fetchone()[0]
-        except apsw.SQLError:
-            return 0
-
     def reencrypt_kept(self, cipher_for_version: Callable[[int], RecordCipher], new_cipher: RecordCipher,
                        batch_size: int = 500) -> int:
         """One batch of a content-key rotation over the kept crops and shadow vectors (one transaction);
@@ -885,6 +878,8 @@ class TenantStore:
         self.checkpoint()
 
     def rejection_count(self) -> int:
+        """Rejections are vectors of the tenant's model with no crop kept: a model migration cannot carry them.
+        (Files migrate forward on open, so the table exists.)"""
         return self._conn.execute("SELECT count(*) FROM rejections").fetchone()[0]
 
     def rejection_ids(self) -> set[str]:
