@@ -23,12 +23,14 @@ KEY_BYTES = 32
 def aad(domain: bytes, *fields: str | bytes) -> bytes:
     """Associated data: `domain`, then each field (str as UTF-8) prefixed by its length (4 bytes, big-endian),
     so no two distinct tuples give the same bytes. The one encoder of every AAD our records are sealed under."""
-    out = bytearray(domain)
+    parts = [domain]
     for field in fields:
         encoded = field.encode("utf-8") if isinstance(field, str) else field
-        out += struct.pack(">I", len(encoded))
-        out += encoded
-    return bytes(out)
+        parts += (_length(len(encoded)), encoded)
+    return b"".join(parts)
+
+
+_length = struct.Struct(">I").pack
 
 
 class InvalidRecord(Exception):

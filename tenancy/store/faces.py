@@ -160,30 +160,31 @@ class Faces:
             view = memoryview(buffer)
             face_ids: list[str] = [""] * n
             person_ids: list[str] = [""] * n
-            rows = map(SealedFaceRow._make, self._conn.execute(f"{_SELECT_SEALED}{where}", params))
+            # Plain tuples here (one per face of the tenant), unpacked in SealedFaceRow's column order.
+            rows = self._conn.execute(f"{_SELECT_SEALED}{where}", params)
             i = 0
             while chunk := list(islice(rows, _DECRYPT_CHUNK)):
                 # Bulk decryption per key version (one version, outside a rotation).
-                by_version: dict[int, list[int]] = {}
-                for j, row in enumerate(chunk):
-                    by_version.setdefault(row.key_version, []).append(j)
-                for key_version, positions in by_version.items():
+                by_version: dict[int, tuple[list[int], list[tuple[bytes, bytes, int]], list[bytes]]] = {}
+                for j, (face_id, person_id, nonce, ciphertext, key_version) in enumerate(chunk):
+                    face_ids[i + j] = face_id
+                    person_ids[i + j] = person_id
+                    positions, sealed, aads = by_version.setdefault(key_version, ([], [], []))
+                    positions.append(j)
+                    sealed.append((nonce, ciphertext, key_version))
+                    aads.append(face_aad(face_id))
+                for key_version, (positions, sealed, aads) in by_version.items():
                     cipher = ciphers.get(key_version)
                     if cipher is None:
                         cipher = ciphers[key_version] = cipher_for_version(key_version)
-                    sealed = [chunk[j] for j in positions]
                     try:
-                        plaintexts = cipher.open_many([(row.nonce, row.ciphertext, key_version) for row in sealed],
-                                                      [face_aad(row.face_id) for row in sealed])
+                        plaintexts = cipher.open_many(sealed, aads)
                     except InvalidRecord as exc:
-                        raise CorruptRecord(sealed[exc.index or 0].face_id) from exc
+                        raise CorruptRecord(face_ids[i + positions[exc.index or 0]]) from exc
                     for j, plaintext in zip(positions, plaintexts):
                         if len(plaintext) != row_bytes:
-                            raise CorruptRecord(chunk[j].face_id)
+                            raise CorruptRecord(face_ids[i + j])
                         view[(i + j) * row_bytes : (i + j + 1) * row_bytes] = plaintext
-                for j, row in enumerate(chunk):
-                    face_ids[i + j] = row.face_id
-                    person_ids[i + j] = row.person_id
                 i += len(chunk)
         vectors = np.frombuffer(buffer, dtype=VECTOR_DTYPE).reshape(n, self._codec.dim)
         return LoadedFaces(face_ids, person_ids, vectors)
