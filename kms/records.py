@@ -9,6 +9,7 @@ open.
 from __future__ import annotations
 
 import os
+import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -17,6 +18,19 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 NONCE_BYTES = 12
 KEY_BYTES = 32
+
+
+def aad(domain: bytes, *fields: str | bytes) -> bytes:
+    """Associated data: `domain`, then each field (str as UTF-8) prefixed by its length (4 bytes, big-endian),
+    so no two distinct tuples give the same bytes. The one encoder of every AAD our records are sealed under."""
+    parts = [domain]
+    for field in fields:
+        encoded = field.encode("utf-8") if isinstance(field, str) else field
+        parts += (_length(len(encoded)), encoded)
+    return b"".join(parts)
+
+
+_length = struct.Struct(">I").pack
 
 
 class InvalidRecord(Exception):

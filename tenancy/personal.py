@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import struct
 from collections.abc import Callable
 
 from kms import DataKey, RecordCipher
-from kms.records import NONCE_BYTES, SealedRecord
+from kms.records import NONCE_BYTES, SealedRecord, aad
 
 PERSONS_PURPOSE = "persons"
 BLIND_INDEX_PURPOSE = "blind-index"
@@ -38,11 +37,7 @@ _BLIND_INDEX_DOMAIN = b"securegate.tenancy.external-id.v1\x00"
 def field_aad(tenant_id: str, person_id: str, field: str) -> bytes:
     """Associated data binding a sealed field to its tenant, person and field (length-prefixed: no two
     distinct tuples give the same bytes)."""
-    out = bytearray(_AAD_DOMAIN)
-    for part in (tenant_id, person_id, field):
-        encoded = part.encode("utf-8")
-        out += struct.pack(">I", len(encoded)) + encoded
-    return bytes(out)
+    return aad(_AAD_DOMAIN, tenant_id, person_id, field)
 
 
 def blind_index(key: bytes, external_id: str) -> bytes:

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from kms.records import InvalidRecord, RecordCipher, SealedRecord
+from kms.records import InvalidRecord, RecordCipher, SealedRecord, aad
 
 
 def test_sealed_record_is_a_normal_frozen_dataclass():
@@ -47,3 +47,11 @@ def test_bulk_seal_and_open_round_trip_and_refuse_tampering():
         RecordCipher(os.urandom(32), 4).open_many(rows, aads)
     with pytest.raises(ValueError):
         cipher.seal_many(plaintexts, [b""] * 5)
+
+
+def test_aad_length_prefixes_each_field():
+    """aad(domain, *fields): the domain, then each field (str as UTF-8) after its 4-byte big-endian length."""
+    assert aad(b"dom", "t1", b"\x00", "") == b"dom" + b"\x00\x00\x00\x02t1" + b"\x00\x00\x00\x01\x00" + b"\x00\x00\x00\x00"
+    assert aad(b"dom", "ø") == b"dom\x00\x00\x00\x02\xc3\xb8"
+    assert aad(b"dom", "a", "bc") != aad(b"dom", "ab", "c")
+    assert aad(b"dom") == b"dom"
