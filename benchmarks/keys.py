@@ -8,7 +8,7 @@ RecordCipher vs raw `cryptography` AESGCM in the same run. Prints a table, then 
 
 Headline (`records_vs_raw_aesgcm`): the path `tenancy.store.TenantStore` takes, per record: enrolment seals
 each face with `RecordCipher.seal` (one call per record, nonce from os.urandom each), activation opens them
-with `open_many` in chunks of the store's _DECRYPT_CHUNK (4096). Raw AESGCM does the same work: a nonce
+with `open_many` in chunks of tenancy.store.faces._DECRYPT_CHUNK (4096). Raw AESGCM does the same work: a nonce
 read + encrypt per record, then decrypt per record. Also printed: seal+open one record per call, and the
 seal_many/open_many bulk pair (not what the store writes with).
 """
@@ -140,7 +140,7 @@ def bench_records(rounds: int = 7) -> dict:
             elapsed += time.perf_counter() - start
         return elapsed
 
-    store_chunk = 4096  # tenancy.store._DECRYPT_CHUNK
+    store_chunk = 4096  # tenancy.store.faces._DECRYPT_CHUNK
 
     def store_run() -> float:
         """As TenantStore: seal() per record at enrolment, open_many() per chunk at activation; rows are
