@@ -38,7 +38,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without install
 
 from benchmarks.gallery import SyntheticGallery, calibrated  # noqa: E402
-import tenancy.index as index_module  # noqa: E402
+import tenancy.index.ann as ann_tier  # noqa: E402
 from tenancy.index import FaceIndex  # noqa: E402
 
 BANDS = ((0.35, 0.5), (0.5, 0.7), (0.7, 1.01))
@@ -124,14 +124,14 @@ def main() -> None:
         print(f"  {name:<16} build {build_s:7.1f} s   p50 {methods[name]['p50_ms']:8.2f} ms   load {methods[name]['load']}", flush=True)
         gc.collect()
 
-    shipped_subquantizers = index_module._pq_subquantizers
+    shipped_subquantizers = ann_tier.pq_subquantizers
     for name, ann_min in (("ours-exact", n + 1), ("ours-ann", 0), (f"ours-ann-m{d // 8}", 0)):
         # The last builds the ANN tier with the earlier d/8 sub-quantisers, for the comparison only.
-        index_module._pq_subquantizers = (lambda dim: dim // 8) if name.startswith("ours-ann-m") else shipped_subquantizers
+        ann_tier.pq_subquantizers = (lambda dim: dim // 8) if name.startswith("ours-ann-m") else shipped_subquantizers
         t = time.perf_counter()
         index = FaceIndex.build(face_ids, person_ids, vectors, ann_min_faces=ann_min, use_gpu=False)
         build_s = time.perf_counter() - t
-        index_module._pq_subquantizers = shipped_subquantizers
+        ann_tier.pq_subquantizers = shipped_subquantizers
 
         def ours(p, index=index):
             found = index.search(p[None], TOP_K, THRESHOLD)[0]

@@ -1,209 +1,37 @@
-"""In-memory face index: cosine top-k over L2-normalised float32 vectors, de-duplicated by person.
-
-Decrypted vectors live only here, in RAM. Two tiers:
-
-Exact tier (always present; the ANN tier re-ranks against it): numpy `vectors @ query` (BLAS sgemv/sgemm,
-both cores) followed by a threshold mask and a partial sort of the survivors. Measured on this 2-core
-machine, single-probe p50:
-    100K x 512: numpy 12 ms, FAISS IndexFlatIP 22 ms (FAISS parallelises over queries, so one probe runs
-                on one core); 1M x 512: numpy ~200 ms (memory-bandwidth bound: 2 GB per probe).
-    sqlite-vec vec0 is slower than both (see benchmarks/search.py for the run's numbers).
-Numpy is therefore the exact tier. Thresholding before partitioning makes it slightly cheaper than a
-plain matmul + argpartition, because only the faces above the threshold are partitioned.
-
-ANN tier (len >= ann_min_faces): a FAISS PQ fast-scan index (4-bit product quantisation, one sub-quantiser
-per 4 dims: d/8 bytes per face) scanned for >= 64 candidates, which are then re-ranked exactly from the
-float32 vectors. Graded on a gallery calibrated on real photos (benchmarks/search_tiers.py: anisotropic,
-clustered identities; recall per genuine-similarity band), 100K x 512, 2026-12-02, shared host (load 2-4):
-    PQ fast-scan d/4 sub-quantisers + re-rank of 64: same top-1 as exact in every band, 0.45 ms (exact 6.5);
-    the earlier d/8 sub-quantisers: 0.85 of the exact top-1 at genuine cosine 0.35-0.5, 0.26 ms;
-    HNSW-Flat M=32: 0.53 / 0.73 at efSearch 64 / 256 in that band (0.48 / 1.52 ms);
-    IVF1024,PQ64: 0.22 / 0.24 at nprobe 16 / 64, and impostors accepted where exact answers unknown.
-The first choice was made on vectors uniform on the sphere, probes at cosine 0.7 to their source:
-    HNSW-Flat M=32 efC=40, 100K x 512: build 51 s (=> ~10 min at 1M on 2 cores), recall@1 0.63 at
-        efSearch 64 (uniform high-dimensional data defeats graph navigation);
-    IVF1024-Flat, 1M x 512: recall@1 0.58 / 0.89 / 0.96 at nprobe 16 / 64 / 128 (2.8 / 12 / 21 ms);
-    PQ fast-scan + exact re-rank of 64 candidates, 1M x 512: recall@1 1.00 at 3.2 ms, build 3.5 s.
-The fast scan is still linear in n but reads 16x fewer bytes than the float32 scan, with SIMD lookup
-tables, which is a >= 10x speed-up at 1M with no recall loss after re-ranking.
-Adds append codes (no retraining); removals tombstone the code and the index is rebuilt (retrained) once
-tombstones exceed a fraction of it.
-
-GPU tier: when faiss reports GPUs (or use_gpu=True), a FAISS flat inner-product index on the GPU(s) mirrors
-the rows and returns the top candidates of each query (k <= 2048: FAISS GPU's k-selection refuses more), so
-only k scores per query come back to the host. The candidates are re-scored canonically on the host
-(`exact_scores`) and de-duplicated by person; k widens x4 while the persons found are not provably the top_k
-(the same pruning bound as the exact tier), and a query that would need k > 2048 is scored by the exact tier
-on the host. The ANN tier is not built (brute force on a GPU beats it). The device index is built by
-`flat_index(dim)`; tests inject a CPU `faiss.IndexFlatIP` with the same k limit to run this path without a GPU.
-
-Rejections ("not this person", tenancy/store.py): a person may hold negative examples. For a probe q and a
-person P with faces F and rejections R, P is a candidate only if max cos(q, F) > max cos(q, R), and max cos(q, F)
-passes the threshold (centroid search: cos(q, centroid) > max cos(q, R)). Only rejections scoring at or above
-the threshold can veto anyone (a candidate's best face is at least that), so a search asks the tier for
-top_k + V persons, V = the persons with such a rejection for this probe, drops the vetoed ones and cuts at
-top_k: exact, since at most V persons ranked above a kept one are dropped. Rejection scores are canonical
-(`exact_scores`), so every shard (each holds all of the tenant's rejections) vetoes alike, and a shard's
-filtered top_k still merges exactly (`merge_matches`: a person kept globally is kept by the shard holding
-its best face). A tenant with no rejections pays one length check per search.
-"""
+"""`FaceIndex`: a shard's decrypted faces in memory, searched by the exact, ANN or GPU tier, with rejections and
+per-person centroids (the tiers and their guarantees: the package's docstring)."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 
 import faiss
 import numpy as np
 
+from tenancy.index.ann import (
+    ANN_DROP_FRACTION,
+    ANN_MAX_CANDIDATES,
+    ANN_MIN_CANDIDATES,
+    ANN_TOMBSTONE_REBUILD_FRACTION,
+    ANN_TRAIN_SAMPLE,
+    AnnTier,
+)
+from tenancy.index.gpu import GPU_MAX_K, GPU_MIN_CANDIDATES, gpu_flat_index
+from tenancy.index.scoring import (
+    Match,
+    best_per_person,
+    exact_scores,
+    normalised,
+    rank_order,
+    score_slack,
+)
+
 # Candidates fetched per wanted person before person de-duplication; widened x4 while not enough.
-_OVERFETCH = 4
-_ANN_MIN_CANDIDATES = 64
-_ANN_MAX_CANDIDATES = 4096
-# Rebuild the ANN tier once this fraction of its codes are tombstones.
-_ANN_TOMBSTONE_REBUILD_FRACTION = 0.2
-# Drop the ANN tier only well below ann_min_faces so a tenant hovering at the limit doesn't thrash.
-_ANN_DROP_FRACTION = 0.8
-_ANN_TRAIN_SAMPLE = 65_536
+OVERFETCH = 4
 # Bound the [n, q] score matrix of a batched exact search to ~256 MB.
-_SCORE_BLOCK_ELEMENTS = 64 * 1024 * 1024
-# FAISS GPU selects at most this many neighbours per query (GPU_MAX_SELECTION_K); it refuses a larger k.
-GPU_MAX_K = 2048
-_GPU_MIN_CANDIDATES = 64
-_PYTHON_ID_BYTES = sys.getsizeof("0" * 32) + 8 + 100  # str object + list slot + dict entry, approx.
-
-
-@dataclass(frozen=True, slots=True)
-class Match:
-    face_id: str
-    person_id: str
-    similarity: float
-
-
-def _normalised(vectors: np.ndarray, dim: int, out: np.ndarray | None = None) -> np.ndarray:
-    """Rows scaled to unit length (written into `out` when given, saving a copy of the whole gallery)."""
-    vectors = np.asarray(vectors, dtype=np.float32)
-    if vectors.ndim != 2 or vectors.shape[1] != dim:
-        raise ValueError(f"expected vectors of shape [n, {dim}], got {vectors.shape}")
-    norms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors))[:, None]  # no [n, dim] temporary
-    if not np.all(norms > 0) or not np.all(np.isfinite(norms)):
-        raise ValueError("vectors must be finite and non-zero")
-    return np.divide(vectors, norms, out=out)
-
-
-def exact_scores(rows: np.ndarray, query: np.ndarray) -> np.ndarray:
-    """Canonical cosine scores of `rows` [c, d] against `query` [d], as float32.
-
-    BLAS (sgemv/sgemm) rounds a row's dot product differently depending on the shape of the matrix it sits in
-    (blocking, thread split, tail kernels), so the same face scored inside a 2M-row index and inside a 500K-row
-    shard can differ in the last bit. The final scores of a search come from here instead: float32 x float32
-    products are exact in float64, and they are summed by a fixed pairwise tree of elementwise adds (each add is
-    one IEEE operation whatever the SIMD width), so the result depends only on the two vectors. That is what
-    makes a sharded search return bit-identical similarities (and the same tie-breaks) as an unsharded one.
-    """
-    rows = np.asarray(rows, dtype=np.float32)
-    if rows.shape[0] == 0:
-        return np.empty(0, dtype=np.float32)
-    products = rows.astype(np.float64) * np.asarray(query, dtype=np.float64)[None, :]
-    width = 1 << max(0, (products.shape[1] - 1).bit_length())
-    if width != products.shape[1]:
-        products = np.pad(products, ((0, 0), (0, width - products.shape[1])))
-    while width > 1:
-        width //= 2
-        products = products[:, :width] + products[:, width : 2 * width]
-    return products[:, 0].astype(np.float32)
-
-
-def score_slack(dim: int) -> float:
-    """A bound on |BLAS float32 score - exact_scores| for unit vectors: gamma_d * sum|a_i q_i| <= d * 2^-24
-    (any summation order), with a safety factor, plus the final float32 rounding of the canonical score."""
-    return 1.1 * max(dim, 1) * 2.0 ** -24 + 2.0 ** -22
-
-
-def rank_order(similarities: np.ndarray, face_ids: Sequence[str]) -> np.ndarray:
-    """Positions sorted by (similarity descending, face id ascending): a total order that does not depend on
-    where a face sits in an index, so every layout breaks ties the same way."""
-    if len(similarities) == 0:
-        return np.empty(0, dtype=np.int64)
-    return np.lexsort((np.asarray(face_ids, dtype=str), -np.asarray(similarities, dtype=np.float64)))
-
-
-def merge_matches(partials: Iterable[Sequence[Match]], top_k: int) -> list[Match]:
-    """Merge the per-shard answers of one query into the global top_k persons.
-
-    Per person keep the best face (highest similarity; ties to the smaller face id), rank persons by
-    (similarity desc, face id asc), cut at top_k. Exact, given that each shard returned its own top_k persons
-    (best face each, >= threshold) under the same order: let P be in the global top_k with best face f held
-    by shard S. Every person ranked above P *within S* has a face in S beating f, hence a global best face
-    beating f, hence is ranked above P globally; so P's rank in S is <= its global rank <= top_k, and S
-    returned P with face f. Persons outside the global top_k can be returned by some shard but are cut,
-    since the top_k persons above them are all present with their true best faces.
-    """
-    best: dict[str, Match] = {}
-    for matches in partials:
-        for m in matches:
-            held = best.get(m.person_id)
-            if held is None or m.similarity > held.similarity or (
-                    m.similarity == held.similarity and m.face_id < held.face_id):
-                best[m.person_id] = m
-    ranked = sorted(best.values(), key=lambda m: (-m.similarity, m.face_id))
-    return ranked[:top_k]
-
-
-def merge_search(per_shard: Sequence[Sequence[Sequence[Match]]], top_k: int) -> list[list[Match]]:
-    """`merge_matches` for a batch: per_shard[s][q] is shard s's answer to query q."""
-    if not per_shard:
-        return []
-    return [merge_matches([shard[q] for shard in per_shard], top_k) for q in range(len(per_shard[0]))]
-
-
-def _pq_subquantizers(dim: int) -> int:
-    """4-bit sub-quantisers, one per 4 dims (d/8 bytes a face). One per 8 dims at 512-d lost 15 % of the
-    exact top-1 answers for genuine probes at cosine 0.35-0.5 on a calibrated gallery (benchmarks/search_tiers.py);
-    one per 4 lost none, at 0.45 instead of 0.26 ms per probe at 100K (exact: 6.5 ms)."""
-    target = dim // 4
-    for m in range(max(target, 1), 0, -1):
-        if dim % m == 0 and m % 2 == 0:
-            return m
-    return 1
-
-
-def _best_per_person(order: np.ndarray, person_codes: np.ndarray, top_k: int) -> np.ndarray:
-    """From rows sorted by descending score, keep the first (best) row of each person, top_k of them."""
-    _, first = np.unique(person_codes[order], return_index=True)
-    return order[np.sort(first)][:top_k]
-
-
-class _AnnTier:
-    """PQ fast-scan codes over the index's rows; labels are insertion order, mapped to rows."""
-
-    def __init__(self, dim: int, training: np.ndarray) -> None:
-        self.index = faiss.IndexPQFastScan(dim, _pq_subquantizers(dim), 4, faiss.METRIC_INNER_PRODUCT)
-        self.index.train(training)
-        self.row_of_label = np.empty(0, dtype=np.int64)  # -1 = tombstone
-        self.tombstones = 0
-
-    def add(self, vectors: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """Appends codes; returns the labels given to `rows`."""
-        first = self.index.ntotal
-        self.index.add(vectors)
-        self.row_of_label = np.concatenate([self.row_of_label, rows.astype(np.int64)])
-        return np.arange(first, first + len(rows), dtype=np.int64)
-
-    def candidates(self, queries: np.ndarray, k: int) -> np.ndarray:
-        """Rows of the ~k best candidates per query ([q, k], -1 for tombstones/padding)."""
-        _, labels = self.index.search(queries, min(k, self.index.ntotal))
-        rows = np.where(labels >= 0, self.row_of_label[np.maximum(labels, 0)], -1)
-        return rows
-
-    def memory_bytes(self) -> int:
-        return self.index.ntotal * self.index.code_size + self.row_of_label.nbytes
-
-
-def gpu_flat_index(dim: int):
-    """Exact inner-product index on every visible GPU (needs a faiss build with GPU support)."""
-    return faiss.index_cpu_to_all_gpus(faiss.IndexFlatIP(dim))
+SCORE_BLOCK_ELEMENTS = 64 * 1024 * 1024
+PYTHON_ID_BYTES = sys.getsizeof("0" * 32) + 8 + 100  # str object + list slot + dict entry, approx.
 
 
 class FaceIndex:
@@ -230,7 +58,7 @@ class FaceIndex:
         self._person_ids: list[str] = []  # code -> person id (codes are never reused)
         self._code_of_person: dict[str, int] = {}
         self._faces_per_person = np.zeros(0, dtype=np.int64)
-        self._ann: _AnnTier | None = None
+        self._ann: AnnTier | None = None
         self._gpu_flat = None  # device flat index mirroring the rows: appended on add, rebuilt lazily after removes
         self._centroids: np.ndarray | None = None  # cached [persons, dim], built on first centroid search
         self._stale_centroids: set[int] = set()
@@ -278,7 +106,7 @@ class FaceIndex:
         if len(new_rows) != len(face_ids) or not self._row_of_face.keys().isdisjoint(new_rows):
             raise ValueError("face ids must be unique and not already indexed")
         self._grow(stop)
-        unit = _normalised(vectors, self.dim, out=self._vectors[start:stop])
+        unit = normalised(vectors, self.dim, out=self._vectors[start:stop])
         codes = self._counted_codes(person_ids)
         self._person_of_row[start:stop] = codes
         self._face_ids.extend(face_ids)
@@ -332,7 +160,7 @@ class FaceIndex:
         fresh = [i for i, r in enumerate(rejection_ids) if r not in known]
         if not fresh:
             return
-        unit = _normalised(np.asarray(vectors, np.float32).reshape(-1, self.dim)[fresh], self.dim)
+        unit = normalised(np.asarray(vectors, np.float32).reshape(-1, self.dim)[fresh], self.dim)
         self._rejection_ids.extend(rejection_ids[i] for i in fresh)
         self._rejection_vectors = np.concatenate([self._rejection_vectors, unit])
         self._rejection_codes = np.concatenate([self._rejection_codes, self._counted_codes([person_ids[i] for i in fresh])])
@@ -362,7 +190,7 @@ class FaceIndex:
         mine = self._rejection_vectors[self._rejection_codes == code]
         if not len(mine):
             return None
-        unit = _normalised(np.atleast_2d(query), self.dim)[0]
+        unit = normalised(np.atleast_2d(query), self.dim)[0]
         return float(exact_scores(mine, unit).max())
 
     def _vetoes(self, queries: np.ndarray, threshold: float) -> list[dict[str, float]]:
@@ -412,17 +240,17 @@ class FaceIndex:
         self._mark_centroids_stale(np.array(touched))
         self._gpu_flat = None  # removals move rows: the device copy is rebuilt at the next search
         if self._ann is not None:
-            if self._n < self.ann_min_faces * _ANN_DROP_FRACTION:
+            if self._n < self.ann_min_faces * ANN_DROP_FRACTION:
                 self._ann = None
                 self._ann_label_of_row[: self._n] = -1
-            elif self._ann.tombstones > _ANN_TOMBSTONE_REBUILD_FRACTION * self._ann.index.ntotal:
+            elif self._ann.tombstones > ANN_TOMBSTONE_REBUILD_FRACTION * self._ann.index.ntotal:
                 self.rebuild_ann()
 
     def rebuild_ann(self) -> None:
         """(Re)train and fill the ANN tier from the current rows, dropping tombstones."""
         rows = self._vectors[: self._n]
-        sample = rows if self._n <= _ANN_TRAIN_SAMPLE else rows[np.random.default_rng(0).choice(self._n, _ANN_TRAIN_SAMPLE, replace=False)]
-        ann = _AnnTier(self.dim, sample)
+        sample = rows if self._n <= ANN_TRAIN_SAMPLE else rows[np.random.default_rng(0).choice(self._n, ANN_TRAIN_SAMPLE, replace=False)]
+        ann = AnnTier(self.dim, sample)
         self._ann_label_of_row[: self._n] = ann.add(rows, np.arange(self._n))
         self._ann = ann
 
@@ -452,12 +280,12 @@ class FaceIndex:
     def memory_bytes(self) -> int:
         """Approximate resident bytes: vector storage (with growth headroom), row maps, ids, ANN codes."""
         total = self._vectors.nbytes + self._person_of_row.nbytes + self._ann_label_of_row.nbytes
-        total += self._faces_per_person.nbytes + _PYTHON_ID_BYTES * (self._n + len(self._person_ids))
+        total += self._faces_per_person.nbytes + PYTHON_ID_BYTES * (self._n + len(self._person_ids))
         if self._ann is not None:
             total += self._ann.memory_bytes()
         if self._centroids is not None:
             total += self._centroids.nbytes
-        total += self._rejection_vectors.nbytes + self._rejection_codes.nbytes + _PYTHON_ID_BYTES * len(self._rejection_ids)
+        total += self._rejection_vectors.nbytes + self._rejection_codes.nbytes + PYTHON_ID_BYTES * len(self._rejection_ids)
         return total
 
     # ------------------------------------------------------------------ face search
@@ -466,7 +294,7 @@ class FaceIndex:
         """For each query, up to top_k persons (best face each) with similarity >= threshold, best first."""
         if top_k < 1:
             raise ValueError("top_k must be >= 1")
-        unit = _normalised(np.atleast_2d(queries), self.dim)
+        unit = normalised(np.atleast_2d(queries), self.dim)
         if self._n == 0:
             return [[] for _ in unit]
         if not self._rejection_ids:  # the common case: no extra work at all
@@ -490,7 +318,7 @@ class FaceIndex:
         return self._vectors[: self._n] @ queries.T
 
     def _search_exact(self, queries: np.ndarray, top_k: int, threshold: float) -> list[list[Match]]:
-        block = max(1, _SCORE_BLOCK_ELEMENTS // self._n)
+        block = max(1, SCORE_BLOCK_ELEMENTS // self._n)
         results: list[list[Match]] = []
         for start in range(0, len(queries), block):
             scores = self._scores(queries[start : start + block])
@@ -510,7 +338,7 @@ class FaceIndex:
         """
         slack = score_slack(self.dim)
         above = np.flatnonzero(scores >= threshold - slack)
-        fetch = top_k * _OVERFETCH
+        fetch = top_k * OVERFETCH
         while True:
             if above.size <= fetch:
                 candidates, ceiling = above, None
@@ -522,7 +350,7 @@ class FaceIndex:
             passing = exact >= threshold
             candidates, exact = candidates[passing], exact[passing]
             order = rank_order(exact, [self._face_ids[row] for row in candidates.tolist()])
-            picked = _best_per_person(order, self._person_of_row[candidates], top_k)
+            picked = best_per_person(order, self._person_of_row[candidates], top_k)
             if ceiling is None or (len(picked) >= top_k and float(exact[picked[-1]]) > ceiling):
                 return self._matches(candidates[picked], exact[picked])
             fetch *= 4
@@ -530,7 +358,7 @@ class FaceIndex:
     def _search_ann(self, queries: np.ndarray, top_k: int, threshold: float) -> list[list[Match]]:
         assert self._ann is not None
         results: list[list[Match]] = []
-        fetch = max(_ANN_MIN_CANDIDATES, top_k * _OVERFETCH)
+        fetch = max(ANN_MIN_CANDIDATES, top_k * OVERFETCH)
         candidate_rows = self._ann.candidates(queries, fetch)
         for query, rows in zip(queries, candidate_rows):
             rows = rows[rows >= 0]
@@ -544,10 +372,10 @@ class FaceIndex:
             scores = self._vectors[rows] @ query
             passing = scores >= threshold
             order = rows[passing][np.argsort(-scores[passing], kind="stable")]
-            best = _best_per_person(order, self._person_of_row, top_k)
+            best = best_per_person(order, self._person_of_row, top_k)
             if len(best) >= top_k or not passing.all() or len(rows) >= self._n:
                 return self._matches(best, self._vectors[best] @ query)
-            if fetch >= _ANN_MAX_CANDIDATES:
+            if fetch >= ANN_MAX_CANDIDATES:
                 return self._top_persons(self._vectors[: self._n] @ query, query, top_k, threshold)
             fetch *= 4
             rows = self._ann.candidates(query[None], fetch)[0]
@@ -569,7 +397,7 @@ class FaceIndex:
 
     def _search_gpu(self, queries: np.ndarray, top_k: int, threshold: float) -> list[list[Match]]:
         flat = self._device_flat()
-        k = min(self._n, GPU_MAX_K, max(_GPU_MIN_CANDIDATES, top_k * _OVERFETCH))
+        k = min(self._n, GPU_MAX_K, max(GPU_MIN_CANDIDATES, top_k * OVERFETCH))
         scores, rows = flat.search(queries, k)  # one device call for every face of the image
         return [self._gpu_top_persons(flat, query, scores[i], rows[i], k, top_k, threshold)
                 for i, query in enumerate(queries)]
@@ -593,7 +421,7 @@ class FaceIndex:
             passing = exact >= threshold
             candidates, exact = candidates[passing], exact[passing]
             order = rank_order(exact, [self._face_ids[row] for row in candidates.tolist()])
-            picked = _best_per_person(order, self._person_of_row[candidates], top_k)
+            picked = best_per_person(order, self._person_of_row[candidates], top_k)
             if ceiling is None or ceiling < threshold or (len(picked) >= top_k and float(exact[picked[-1]]) > ceiling):
                 return self._matches(candidates[picked], exact[picked])
             if k >= GPU_MAX_K:
@@ -645,7 +473,7 @@ class FaceIndex:
 
     def search_centroids(self, queries: np.ndarray, top_k: int, threshold: float) -> list[list[tuple[str, float]]]:
         """For each query, up to top_k (person_id, similarity) by centroid similarity >= threshold."""
-        unit = _normalised(np.atleast_2d(queries), self.dim)
+        unit = normalised(np.atleast_2d(queries), self.dim)
         if self._rejection_ids:
             vetoes = self._vetoes(unit, threshold)
             found = self._search_centroids(unit, top_k + max(len(v) for v in vetoes), threshold)
