@@ -1,4 +1,4 @@
-"""What "not this person" rejections cost a search (tenancy/index.py): FaceIndex.search on one gallery with no
+"""What "not this person" rejections cost a search (tenancy/index/): FaceIndex.search on one gallery with no
 rejections, with rejections, and (optionally) the FaceIndex of another git revision as the baseline.
 
     .venv/bin/python benchmarks/rejections.py                         # 10K x 512, 200 probes
@@ -32,7 +32,8 @@ def unit(x: np.ndarray) -> np.ndarray:
 
 
 def index_at(revision: str):
-    """The FaceIndex class of tenancy/index.py at a git revision."""
+    """The FaceIndex class of tenancy/index.py at a git revision (one from before tenancy/index/ was split into a
+    package, where rejections were first measured)."""
     return module_at(revision, "tenancy/index.py", "index_baseline").FaceIndex
 
 

@@ -1,7 +1,7 @@
 """Audit logs as hash chains (tenancy/chain.py) in SQLite: a tenant's inside its own store file, the org's apart.
 
 A tenant's audit lives in the tables `audit_chain` and `audit_checkpoints` of its `embeddings.db` (created by
-tenancy/store.py's migration v2) and is written by the one writer of that file, the tenant's TenantShard,
+tenancy/store/schema.py's migration v2) and is written by the one writer of that file, the tenant's TenantShard,
 in the same transaction as the change it records: a committed face has its audit entry, a rolled-back one
 has none (issue 17 §4; before, the audit was a separate file written after the commit).
 

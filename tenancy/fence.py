@@ -1,6 +1,6 @@
 """Fencing a tenant file's writer: an owner epoch in the file itself, checked by SQLite inside every write.
 
-A tenant's primary index actor is the one writer of its file (tenancy/actors.py). When its node is declared lost,
+A tenant's primary index actor is the one writer of its file (tenancy/actors/). When its node is declared lost,
 Ray restarts it elsewhere and the new actor reopens the file. If the old node was in fact alive (partitioned, or
 its process paused), the old actor may still hold the file open and run a write it had already received. So each
 owner CLAIMS the file when it opens it: the `writer_fence` row's epoch goes up by one in a write transaction, and

@@ -1,6 +1,6 @@
 """Model migration: a tenant's gallery re-embedded with another recognizer while the tenant keeps serving.
 
-Needs the tenant's kept enrolment crops (tenant setting `keep_enrolment_photos`, tenancy/store.py
+Needs the tenant's kept enrolment crops (tenant setting `keep_enrolment_photos`, tenancy/store/
 `face_crops`): a vector cannot be turned into another model's vector, a face crop can be embedded again.
 
     start ─► batches: the primary index actor decrypts the kept crops of up to `batch_size` faces lacking a

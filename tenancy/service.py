@@ -4,7 +4,7 @@ It finds or creates a tenant's named index actor on demand, evicts idle ones, an
 lifecycle (create with keys, delete with crypto-shredding). The TenantRouter deployment wraps it.
 
 A tenant's gallery operations (search, persons, faces, corrections) are tenancy/gallery.py's, one typed method
-each; this service finds their actors. Sharded tenants (setting `shards` = N > 1, see tenancy/actors.py) have a
+each; this service finds their actors. Sharded tenants (setting `shards` = N > 1, see tenancy/actors/) have a
 fixed layout per activation: a tenant's actors are created for the `shards` in its settings, and when the
 settings name another layout (PATCH), the next call evicts the old actors and activates the new layout from the
 file (re-sharding = re-activation; each new shard decrypts only its rows).

@@ -37,7 +37,7 @@ only k scores per query come back to the host. The candidates are re-scored cano
 on the host. The ANN tier is not built (brute force on a GPU beats it). The device index is built by
 `flat_index(dim)`; tests inject a CPU `faiss.IndexFlatIP` with the same k limit to run this path without a GPU.
 
-Rejections ("not this person", tenancy/store.py): a person may hold negative examples. For a probe q and a
+Rejections ("not this person", tenancy/store/): a person may hold negative examples. For a probe q and a
 person P with faces F and rejections R, P is a candidate only if max cos(q, F) > max cos(q, R), and max cos(q, F)
 passes the threshold (centroid search: cos(q, centroid) > max cos(q, R)). Only rejections scoring at or above
 the threshold can veto anyone (a candidate's best face is at least that), so a search asks the tier for

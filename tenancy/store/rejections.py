@@ -1,6 +1,6 @@
 """The rejections table: "not this person" negative examples of a person, sealed like faces under their own
 AAD domain (tenant, rejection id, model). A probe closer to one of a person's rejections than to all of the
-person's faces does not match that person (tenancy/index.py)."""
+person's faces does not match that person (tenancy/index/)."""
 
 from __future__ import annotations
 

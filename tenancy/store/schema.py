@@ -85,7 +85,7 @@ def _migrate_v4(conn: apsw.Connection) -> None:
 def _migrate_v5(conn: apsw.Connection) -> None:
     # Rejections: "not this person" negative examples of a person, sealed like faces (AAD: tenant, rejection
     # id, model, under their own domain). A probe closer to one of a person's rejections than to all of the
-    # person's faces does not match that person (tenancy/index.py). Deleted with the person (cascade).
+    # person's faces does not match that person (tenancy/index/). Deleted with the person (cascade).
     conn.execute(
         """
         CREATE TABLE rejections (
