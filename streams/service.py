@@ -14,7 +14,7 @@ The StreamRouter deployment wraps it (one replica: it is the one writer of every
 
 The rooms: this facade keeps the methods the StreamRouter calls and hands its collaborators what they need:
 `files` (each tenant's events.db and ciphers), `model` (the cameras' model and threshold), `workers` (the
-StreamWorker actors), `cameras` (stream configuration), `unknowns` (re-identification), `events` (sightings,
+StreamWorker actors), `cameras` (stream configuration), `unknowns` (re-identification), `events_log` (sightings,
 cooldowns, reading and long-polling events), `subscriptions` and `webhooks` (their deliveries) and `promotions`.
 """
 
