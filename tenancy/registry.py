@@ -209,6 +209,8 @@ def load_or_create_admin_token(data_dir: str | Path, env_value: str | None) -> t
     # Written whole under a private name, then linked into place: replicas starting together never read a
     # half-written token (one link wins; the others read the winner's).
     token = secrets.token_urlsafe(32)
+    while token.startswith("-"):  # argparse would read `--admin-token -x...` as another option: never hand one out
+        token = secrets.token_urlsafe(32)
     draft = path.with_name(f".admin_token.{os.getpid()}.{secrets.token_hex(4)}")
     fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:

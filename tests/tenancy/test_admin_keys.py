@@ -87,3 +87,21 @@ def test_a_live_bootstrap_follows_the_configured_token(registries):
 def test_bad_names_and_scopes_are_refused(registries, name, scopes):
     with pytest.raises(InvalidAdminKeyRequest):
         registries[0].create_admin_key(name, scopes)
+
+
+def test_first_start_token_never_starts_with_a_dash_with_a_stand_in_random_source(tmp_path, monkeypatch):
+    """Stand-in: `secrets.token_urlsafe` is replaced by a sequence whose first draw starts with '-' (1 draw in 64
+    does). argparse reads `--admin-token -x...` as another option (a test run failed on it), so such a token is
+    never handed out; the token written is the next draw, and it parses as the CLI's `--admin-token`."""
+    import argparse
+
+    from tenancy import registry
+
+    draws = iter(["-dash-first" + "x" * 32, "fine" + "y" * 39])
+    monkeypatch.setattr(registry.secrets, "token_urlsafe", lambda n: next(draws))
+    token, created = registry.load_or_create_admin_token(tmp_path, None)
+    assert created and token == "fine" + "y" * 39
+    assert (tmp_path / "admin_token").read_text().strip() == token
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--admin-token")
+    assert parser.parse_args(["--admin-token", token]).admin_token == token
