@@ -135,7 +135,12 @@ class ShardWatch:
             done, _ = await asyncio.wait({task}, timeout=self.check_s)
             if done:
                 return task.result()
-            down = await asyncio.to_thread(restarting, handles)
+            try:
+                down = await asyncio.to_thread(restarting, handles)
+            except RuntimeError:
+                # The loop's executor is shut down: this replica is stopping and the call is cancelled with it. Not
+                # an outage of the tenant's actors (a model migration recorded it as its failure and stopped).
+                down = []
             if not outage.too_long(down):
                 continue
             for ref in cancel:
