@@ -1,16 +1,19 @@
-"""Writes tests/streams/data/events-356442b.db with the CameraStore of 356442b (loaded from `git show`).
+"""Writes tests/streams/data/events-356442b.sql: the SQL of an events.db written by the CameraStore of 356442b
+(loaded from `git show`), kept as text; tests/streams/test_event_log.py rebuilds the file from it.
 
 The file is what `streams/store.py` of main at 356442b writes (before the events' blind index): a tenant
 `tenant-legacy` with a stream, events of two persons and an unknown (one promoted and relinked), an unknown's
 vectors, a webhook and its deliveries. Every sealed value is under a fixed test key, version 1
 (`LEGACY_KEY` in tests/streams/test_event_log.py); the values are synthetic.
 
-    .venv/bin/python tests/streams/make_events_db.py tests/streams/data/events-356442b.db
+    .venv/bin/python tests/streams/make_events_db.py tests/streams/data/events-356442b.sql
 """
 
 from __future__ import annotations
 
+import sqlite3
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -59,5 +62,15 @@ def main(path: Path) -> None:
     store.close()
 
 
+def dump(sql_path: Path) -> None:
+    """The legacy file written in a temporary directory, its SQL (schema and rows, blobs as hex) to `sql_path`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "events.db"
+        main(db)
+        conn = sqlite3.connect(db)
+        sql_path.write_text("\n".join(conn.iterdump()) + "\n")
+        conn.close()
+
+
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    dump(Path(sys.argv[1]))

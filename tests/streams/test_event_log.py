@@ -5,7 +5,6 @@ hierarchy (kms.Keyring with the local provider), raw file bytes searched."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import apsw
@@ -19,12 +18,20 @@ from streams.attendance import attendance
 from streams.event_index import INDEX_PURPOSE, RECORD_PURPOSE, EventKeys
 from streams.store import CameraStore
 
-LEGACY_FILE = Path(__file__).with_name("data") / "events-356442b.db"
+# The SQL of an events.db that 356442b's CameraStore wrote (tests/streams/make_events_db.py), kept as text.
+LEGACY_SQL = Path(__file__).with_name("data") / "events-356442b.sql"
 LEGACY_KEY = bytes(range(32))  # tests/streams/make_events_db.py sealed the legacy file under it, as version 1
 LEGACY_TENANT = "tenant-legacy"
 LEGACY_DAY = 1_699_920_000.0  # 2023-11-14 00:00 UTC, the legacy file's first day
 ANNA, BEN, VISITOR = "a" * 32, "b" * 32, "c" * 32
 DAY = 1_750_000_000.0 - 1_750_000_000.0 % 86400
+
+
+def write_legacy_file(path: Path) -> None:
+    """The legacy events.db at `path`, rebuilt from its SQL (the rows and schema 356442b wrote, byte for byte)."""
+    conn = apsw.Connection(str(path))
+    conn.execute(LEGACY_SQL.read_text())
+    conn.close()
 
 
 @pytest.fixture
@@ -233,7 +240,7 @@ def columns(path: Path) -> set[str]:
 def test_an_events_file_written_before_the_index_migrates_forward_on_open(tmp_path):
     path = tmp_path / "tenants" / LEGACY_TENANT / "events.db"
     path.parent.mkdir(parents=True)
-    shutil.copy(LEGACY_FILE, path)
+    write_legacy_file(path)
     assert "person_tag" not in columns(path)
     keys = legacy_keys()
 
@@ -271,7 +278,7 @@ def test_an_events_file_written_before_the_index_migrates_forward_on_open(tmp_pa
 
 def test_a_lookup_on_a_file_not_yet_indexed_finishes_the_index_first(tmp_path):
     path = tmp_path / "events.db"
-    shutil.copy(LEGACY_FILE, path)
+    write_legacy_file(path)
     store = CameraStore(path, LEGACY_TENANT)
     keys = legacy_keys()
     assert [e["seq"] for e in store.events(keys, 0, 100, person=BEN)] == [2, 4]
