@@ -155,6 +155,8 @@ class ShardWatch:
         """Inside an actor (the primary gathering the other shards' parts of a read): every result of `refs`, calls
         on `handles` (shards `shards`). Raises ShardsUnplaced, cancelling the calls still queued, once one of them
         has been RESTARTING for `give_up_s`: the primary's thread does not wait for a node with room."""
+        if not refs:  # an unsharded tenant's read: nothing to ask Ray for
+            return []
         outage = _Outage(self.give_up_s)
         while True:
             _, pending = ray.wait(list(refs), num_returns=len(refs), timeout=self.check_s)

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
-import ray
 
 from securegate import errors
 from tenancy.index import merge_search
@@ -51,9 +50,9 @@ class TenantReads:
 
     def __init__(self, local: LocalShard, peer: Callable[[int], Any], shards: int,
                  record_audit: Callable[[str, str, str, dict | None], None],
-                 gather: Callable[[list, list, list[int], str], list] | None = None) -> None:
+                 gather: Callable[[list, list, list[int], str], list]) -> None:
         self.local, self.peer, self.shards, self.record_audit = local, peer, shards, record_audit
-        self.gather = gather or (lambda refs, handles, shards, what: ray.get(refs))
+        self.gather = gather
 
     def _from_peers(self, what: str, call: Callable[[Any], Any]) -> Callable[[], list]:
         """Submit `call(peer handle)` to every other shard now (they work while the primary computes its own part);
