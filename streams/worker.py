@@ -204,8 +204,8 @@ class StreamWorker:
 
     async def _finish(self, ended: list[Track]) -> None:
         self._closing += len(ended)  # before the first await: status never sees them neither tracked nor written
-        for track in ended:
-            try:
+        try:
+            for track in ended:
                 if track.identity is None:
                     continue
                 if not track.reported:
@@ -213,8 +213,8 @@ class StreamWorker:
                 await self.router.close_sighting.remote(self.tenant_id, self.stream_id, track.event, {
                     "last_seen": track.last_seen, "last_offset_s": round(track.last_offset_s, 3),
                     "track_length": track.frames, "best_similarity": track.best_similarity, **_best_frame(track)})
-            finally:
-                self._closing -= 1
+        finally:  # every one of them, also when a write failed part-way (the rest were not left counted)
+            self._closing -= len(ended)
 
 
 def _best_frame(track: Track) -> dict:
