@@ -11,10 +11,10 @@ import time
 from deployments.api_calls import api_errors
 from securegate import errors, metrics
 from securegate import schemas as s
+from securegate.stream_schemas import EVENT_KINDS
 from vision import images
 
 
-EVENT_KINDS = ("person_seen", "unknown_seen")
 # An open event stream re-checks its API key this often while idle (and before every batch it delivers).
 CREDENTIAL_RECHECK_S = 2.0
 
