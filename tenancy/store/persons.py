@@ -20,7 +20,7 @@ from tenancy.store.audit import StoreAudit
 from tenancy.store.codec import RecordCodec
 from tenancy.store.errors import DuplicateExternalId, InvalidCursor, InvalidMetadata, NotFound
 from tenancy.store.file import StoreFile
-from tenancy.store.schema import columns
+from tenancy.sqlite import columns
 
 
 @dataclass(frozen=True, slots=True)
