@@ -34,7 +34,7 @@ from securegate import schemas as s
 from securegate.settings import Settings
 from tenancy import operations as op
 from tenancy.quality import chosen_face
-from tenancy.tenant import Tenant, parse_api_key
+from tenancy.tenant import Tenant, match_threshold, parse_api_key
 from vision import images
 from vision.detector import DetectedFace
 
@@ -58,8 +58,8 @@ def admin_principal() -> str:
 
 
 def model_id(model: dict) -> str:
-    """What a tenant's vectors are bound to (same as ModelPack.model_id)."""
-    return f"{model['name']}/{model['dim']}"
+    """What a tenant's vectors are bound to: an Embedder's `info()` carries its pack's ModelPack.model_id."""
+    return model["model_id"]
 
 
 def answered(answer: op.Answer, **more) -> dict:
@@ -122,10 +122,10 @@ class Ingress(face_routes.FaceRoutes, person_routes.PersonRoutes, admin_routes.A
         model = await self.model_info()
         (a,), (b,) = await asyncio.gather(self._faces(image_a, None, "image_a", embed_with=model_id(model), largest=True),
                                           self._faces(image_b, None, "image_b", embed_with=model_id(model), largest=True))
-        if threshold is None:
-            threshold = self.settings.verify_threshold
-        if threshold is None:
-            threshold = float(model["default_threshold"])
+        async def model_default() -> float:
+            return float(model["default_threshold"])
+
+        threshold = await match_threshold(threshold, None, self.settings.verify_threshold, model_default)
         similarity = float(np.dot(a.vector, b.vector))
         return {"similarity": round(similarity, 6), "match": similarity >= threshold, "threshold": threshold}
 

@@ -655,9 +655,13 @@ def legacy_aad(tenant_id: str, table: str, row_id: str) -> bytes:
 def camera_vector(http, photo: Path):
     import numpy as np
 
+    from ray import serve
+
     r = http.post("/v1/embed", json={"image": base64.b64encode(photo.read_bytes()).decode()})
     assert r.status_code == 200, r.text
-    return np.asarray(r.json()["faces"][0]["embedding"], "<f4"), f"{r.json()['model']['name']}/{r.json()['model']['dim']}"
+    info = serve.get_deployment_handle("Embedder", "securegate").info.remote().result()  # the default pack: the cameras'
+    assert r.json()["model"] == {"name": info["name"], "dim": info["dim"]}
+    return np.asarray(r.json()["faces"][0]["embedding"], "<f4"), info["model_id"]
 
 
 def test_unknowns_sealed_before_they_carried_their_model_open_and_are_bound_forward(http, admin, app, data_dir, faces_root):
