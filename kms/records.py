@@ -24,6 +24,7 @@ import operator
 import os
 import struct
 from collections.abc import Iterable, Sequence
+from typing import NoReturn
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -117,14 +118,13 @@ class RecordCipher:
 
     def open(self, sealed: bytes, *, aad: bytes) -> bytes:
         """The plaintext of a token this cipher's key version sealed; InvalidRecord otherwise."""
-        head, nonce, ciphertext = _split(sealed)
-        if head != self._prefix:
-            self._refuse(sealed)
         try:
+            head, nonce, ciphertext = _split(sealed)
+            if head != self._prefix:
+                self._refuse(sealed)
             return self._decrypt(nonce, ciphertext, aad)
-        except (InvalidTag, ValueError) as exc:  # ValueError: a token cut short inside its nonce
-            _check_form(sealed)
-            raise InvalidRecord("record failed authentication (tampered, moved, or wrong key)") from exc
+        except (InvalidTag, ValueError, TypeError) as exc:  # ValueError: cut short inside its nonce; TypeError: not bytes
+            self._failed(exc, sealed)
 
     def _refuse(self, sealed: bytes, index: int | None = None) -> None:
         """Why a token not starting with this cipher's prefix is refused (not a token, or another key version)."""
@@ -151,17 +151,29 @@ class RecordCipher:
     def open_many(self, tokens: Iterable[bytes], aads: Iterable[bytes]) -> list[bytes]:
         """The plaintexts of `tokens` (as stored), all sealed under this cipher's key version."""
         decrypt, prefix, split = self._decrypt, self._prefix, _split
-        out = []
+        out: list[bytes] = []
+        pairs = zip(tokens, aads, strict=True)
+        sealed = b""
         try:
-            for sealed, aad in zip(tokens, aads, strict=True):
+            for sealed, aad in pairs:
                 head, nonce, ciphertext = split(sealed)
                 if head != prefix:
                     self._refuse(sealed, len(out))
                 out.append(decrypt(nonce, ciphertext, aad))
-        except (InvalidTag, ValueError) as exc:  # ValueError: a token cut short inside its nonce
-            _check_form(sealed, len(out))
-            raise InvalidRecord(f"record {len(out)} failed authentication (tampered, moved, or wrong key)", len(out)) from exc
+        except (InvalidTag, ValueError, TypeError) as exc:
+            self._failed(exc, sealed, len(out))
         return out
+
+    @staticmethod
+    def _failed(exc: Exception, sealed: object, index: int | None = None) -> NoReturn:
+        """Raise the InvalidRecord a failed open stands for: not a token (not bytes, too short, unknown format), else
+        failed authentication. A TypeError or ValueError not about the token (an aad that is not bytes, `tokens`
+        and `aads` of different lengths) goes on as it is."""
+        _check_form(sealed, index)  # type: ignore[arg-type]
+        if not isinstance(exc, InvalidTag):
+            raise exc
+        where = "record" if index is None else f"record {index}"
+        raise InvalidRecord(f"{where} failed authentication (tampered, moved, or wrong key)", index) from exc
 
     def __repr__(self) -> str:  # never show key material
         return f"RecordCipher(key_version={self.key_version})"

@@ -78,3 +78,17 @@ def test_aad_length_prefixes_each_field():
     assert aad(b"dom", "ø") == b"dom\x00\x00\x00\x02\xc3\xb8"
     assert aad(b"dom", "a", "bc") != aad(b"dom", "ab", "c")
     assert aad(b"dom") == b"dom"
+
+
+def test_a_missing_value_or_a_wrong_aad_type_is_said_plainly():
+    cipher = RecordCipher(os.urandom(32), 3)
+    sealed = cipher.seal(b"face", aad=b"t/1")
+    with pytest.raises(InvalidRecord, match="bytes, got NoneType"):
+        cipher.open(None, aad=b"t/1")  # type: ignore[arg-type]
+    with pytest.raises(InvalidRecord, match="record 1: a sealed token is bytes, got NoneType") as bulk:
+        cipher.open_many([sealed, None], [b"t/1", b"t/1"])  # type: ignore[list-item]
+    assert bulk.value.index == 1
+    with pytest.raises(TypeError):
+        cipher.open(sealed, aad="t/1")  # type: ignore[arg-type]  # a str: the caller's mistake, not the record's
+    with pytest.raises(ValueError):
+        cipher.open_many([sealed, sealed], [b"t/1"])  # lengths differ
