@@ -14,12 +14,12 @@ import numpy as np
 
 from kms.records import InvalidRecord, RecordCipher
 from tenancy.audit import AuditRecord
+from tenancy.sqlite import columns, placeholders
 from tenancy.store.audit import StoreAudit
 from tenancy.store.codec import VECTOR_DTYPE, RecordCodec
 from tenancy.store.errors import CorruptRecord, NotFound
 from tenancy.store.file import StoreFile
 from tenancy.store.persons import person_exists
-from tenancy.sqlite import columns, placeholders
 
 # Rows decrypted per bulk call during activation.
 _DECRYPT_CHUNK = 4096

@@ -11,11 +11,11 @@ import numpy as np
 
 from kms.records import RecordCipher
 from tenancy.audit import AuditRecord
+from tenancy.sqlite import columns, placeholders
 from tenancy.store import schema
 from tenancy.store.audit import StoreAudit
 from tenancy.store.codec import VECTOR_DTYPE, RecordCodec, decode_crop
 from tenancy.store.file import StoreFile
-from tenancy.sqlite import columns, placeholders
 
 
 class SealedCropRow(NamedTuple):

@@ -13,13 +13,13 @@ import numpy as np
 
 from kms.records import RecordCipher
 from tenancy.audit import AuditRecord
+from tenancy.sqlite import columns, placeholders
 from tenancy.store.audit import StoreAudit
 from tenancy.store.codec import VECTOR_DTYPE, RecordCodec
 from tenancy.store.errors import NotFound
 from tenancy.store.faces import LoadedFaces
 from tenancy.store.file import StoreFile
 from tenancy.store.persons import person_exists
-from tenancy.sqlite import columns, placeholders
 
 
 class RejectionInfo(NamedTuple):
