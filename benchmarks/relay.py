@@ -70,7 +70,7 @@ def build(models: str, data_dir: str):
             else:
                 if self.model is None:
                     info = await self.embedder.info.remote()
-                    self.model = f"{info['name']}/{info['dim']}"
+                    self.model = info["model_id"]
                 faces = await self.detector.detect.remote(image, embed_with=self.model)
                 vectors = [f.vector for f in faces]
             return len(vectors)

@@ -89,7 +89,7 @@ class Detector:
     async def _embedder(self, model: str) -> DeploymentHandle:
         if self._by_model is None:
             infos = await asyncio.gather(*(h.info.remote() for h in self.embedders.values()))
-            self._by_model = {f"{i['name']}/{i['dim']}": h for i, h in zip(infos, self.embedders.values())}
+            self._by_model = {i["model_id"]: h for i, h in zip(infos, self.embedders.values())}
         if model not in self._by_model:
             raise errors.ModelMismatch(f"model {model} is not served here; served: {', '.join(sorted(self._by_model))}")
         return self._by_model[model]

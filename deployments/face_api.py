@@ -13,6 +13,7 @@ from deployments.api_calls import api_errors
 from deployments.face_pipeline import FacePipeline, model_id
 from deployments.tenant_calls import TenantCalls
 from tenancy import operations as op
+from tenancy.tenant import match_threshold
 from vision.detector import DetectedFace
 
 
@@ -46,10 +47,10 @@ class FaceApi:
         embed_with = model_id(model)
         (a,), (b,) = await asyncio.gather(self.pipeline.faces(image_a, None, "image_a", embed_with=embed_with, largest=True),
                                           self.pipeline.faces(image_b, None, "image_b", embed_with=embed_with, largest=True))
-        if threshold is None:
-            threshold = self.verify_threshold
-        if threshold is None:
-            threshold = float(model["default_threshold"])
+        async def model_default() -> float:
+            return float(model["default_threshold"])
+
+        threshold = await match_threshold(threshold, None, self.verify_threshold, model_default)
         similarity = float(np.dot(a.vector, b.vector))
         return {"similarity": round(similarity, 6), "match": similarity >= threshold, "threshold": threshold}
 

@@ -15,8 +15,8 @@ from vision.detector import DetectedFace
 
 
 def model_id(model: dict) -> str:
-    """What a tenant's vectors are bound to (same as ModelPack.model_id)."""
-    return f"{model['name']}/{model['dim']}"
+    """What a tenant's vectors are bound to: an Embedder's `info()` carries its pack's ModelPack.model_id."""
+    return model["model_id"]
 
 
 class FacePipeline:

@@ -74,7 +74,7 @@ class TenantRouter:
     async def _model_threshold(self, model: str) -> float:
         if self._thresholds is None:
             infos = await asyncio.gather(*(h.info.remote() for h in self.embedders.values()))
-            self._thresholds = {f"{i['name']}/{i['dim']}": float(i["default_threshold"]) for i in infos}
+            self._thresholds = {i["model_id"]: float(i["default_threshold"]) for i in infos}
         if model not in self._thresholds:
             raise errors.ModelMismatch(f"no model pack served here is {model}")
         return self._thresholds[model]

@@ -22,7 +22,7 @@ from kms.errors import (
 )
 from kms.keyring import DataKey, Keyring
 from kms.providers.base import SIGNATURE_ALGORITHM, MacTag, Signature, SigningKey
-from kms.records import InvalidRecord, RecordCipher, SealedRecord
+from kms.records import InvalidRecord, RecordCipher
 from kms.manager import KeyManager
 
 __all__ = [
@@ -40,7 +40,6 @@ __all__ = [
     "SigningKey",
     "ProviderUnavailable",
     "RecordCipher",
-    "SealedRecord",
     "Throttled",
     "build_provider",
     "is_transient",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from securegate import errors
+from tenancy.tenant import match_threshold
 
 
 class CameraModel:
@@ -18,24 +19,22 @@ class CameraModel:
         another). An unknown's vectors are sealed bound to it."""
         if self._model_id is None:
             info = await self.embedder.info.remote()
-            self._model_id = f"{info['name']}/{info['dim']}"
+            self._model_id = info["model_id"]
         return self._model_id
 
     async def check(self, tenant_id: str, tenant) -> None:
         """Camera faces are embedded by the default pack's Embedder: a tenant moved onto another pack by a model
         migration (docs/models.md "Model upgrades") gets its cameras refused (the worker shows this error) rather
         than searched with another model's vectors."""
-        info = await self.embedder.info.remote()
-        if tenant.model != f"{info['name']}/{info['dim']}":
-            raise errors.ModelMismatch(f"cameras embed with the default pack ({info['name']}/{info['dim']}); tenant "
-                                       f"{tenant_id} is bound to {tenant.model}")
+        model = await self.model_id()
+        if tenant.model != model:
+            raise errors.ModelMismatch(f"cameras embed with the default pack ({model}); tenant {tenant_id} is bound to {tenant.model}")
 
     async def threshold(self, tenant) -> float:
         """The tenant's threshold, else the service's `verify_threshold`, else the model's default."""
-        if tenant.settings.default_threshold is not None:
-            return tenant.settings.default_threshold
-        if self.settings.verify_threshold is not None:
-            return self.settings.verify_threshold
+        return await match_threshold(None, tenant.settings, self.settings.verify_threshold, self._model_default)
+
+    async def _model_default(self) -> float:
         if self._model_threshold is None:
             self._model_threshold = float((await self.embedder.info.remote())["default_threshold"])
         return self._model_threshold

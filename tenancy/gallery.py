@@ -24,7 +24,7 @@ from tenancy.migration import ModelSwitched, VectorsOfAnotherModel
 from tenancy.quality import assess
 from tenancy.ratelimit import RateLimiter
 from tenancy.service import TenantUnavailable
-from tenancy.tenant import Tenant
+from tenancy.tenant import Tenant, match_threshold
 
 READ_RETRY_S = 15.0
 
@@ -72,13 +72,7 @@ class TenantGallery:
 
     async def threshold(self, requested: float | None, tenant: Tenant) -> float:
         """The request's, else the tenant's, else the deployment's, else the default of the tenant's model."""
-        if requested is not None:
-            return requested
-        if tenant.settings.default_threshold is not None:
-            return tenant.settings.default_threshold
-        if self.verify_threshold is not None:
-            return self.verify_threshold
-        return await self.model_threshold(tenant.model)
+        return await match_threshold(requested, tenant.settings, self.verify_threshold, lambda: self.model_threshold(tenant.model))
 
     async def _primary(self, tenant: Tenant, call: Callable[[Any], Awaitable], *, read: bool, what: str):
         """`call(primary actor)`, retried while Ray restarts the actor when it is a read. A primary that Ray cannot

@@ -147,7 +147,7 @@ class Migrations:
             raise UnknownPack(f"no model pack named {pack!r} is served; served: {sorted(self.embedders)}")
         if pack not in self._models:
             info = await self.embedders[pack].info.remote()
-            self._models[pack] = (f"{info['name']}/{info['dim']}", int(info["dim"]))
+            self._models[pack] = (info["model_id"], int(info["dim"]))
         return self._models[pack]
 
     def status(self, tenant_id: str) -> dict:

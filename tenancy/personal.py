@@ -23,7 +23,7 @@ import hmac
 from collections.abc import Callable
 
 from kms import DataKey, RecordCipher
-from kms.records import NONCE_BYTES, SealedRecord, aad
+from kms.records import aad
 
 PERSONS_PURPOSE = "persons"
 BLIND_INDEX_PURPOSE = "blind-index"
@@ -43,15 +43,6 @@ def field_aad(tenant_id: str, person_id: str, field: str) -> bytes:
 def blind_index(key: bytes, external_id: str) -> bytes:
     """HMAC-SHA256 of the external id (exact string, UTF-8) under a tenant's blind-index key."""
     return hmac.new(key, _BLIND_INDEX_DOMAIN + external_id.encode("utf-8"), hashlib.sha256).digest()
-
-
-def pack(record: SealedRecord) -> bytes:
-    """A sealed field as stored: nonce | ciphertext (the key version is the row's)."""
-    return record.nonce + record.ciphertext
-
-
-def unpack(stored: bytes, key_version: int) -> SealedRecord:
-    return SealedRecord(bytes(stored[:NONCE_BYTES]), bytes(stored[NONCE_BYTES:]), key_version)
 
 
 class PersonKeys:

@@ -82,3 +82,14 @@ def connect(path: str | os.PathLike[str], *, vfs: str | None = None) -> apsw.Con
         conn.close()
         raise
     return conn
+
+
+def columns(row: type[tuple]) -> str:
+    """The SELECT list of a row type (a NamedTuple named after its columns): a row is read by column name,
+    `map(Row._make, cursor)`, and the names are written once."""
+    return ", ".join(row._fields)  # type: ignore[attr-defined]
+
+
+def placeholders(row: type[tuple]) -> str:
+    """The VALUES list of a row type written whole: `INSERT INTO t ({columns(Row)}) VALUES ({placeholders(Row)})`."""
+    return ", ".join("?" * len(row._fields))  # type: ignore[attr-defined]

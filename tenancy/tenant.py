@@ -5,6 +5,7 @@ the TenantRouter, so unpickling one imports this module only (no SQLite driver, 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -53,6 +54,16 @@ class TenantSettings(BaseModel):
     keep_enrolment_photos: bool = Field(False, description="keep each enrolled face's aligned crop (112x112, not the "
                                         "photo), sealed with the tenant key and deleted with the face, so the gallery "
                                         "can be re-embedded by a model migration")
+
+
+async def match_threshold(requested: float | None, settings: TenantSettings | None, verify_threshold: float | None,
+                          model_default: Callable[[], Awaitable[float]]) -> float:
+    """The similarity threshold a comparison uses: the request's, else the tenant's `default_threshold`, else the
+    deployment's `verify_threshold`, else the default of the model (asked only then). The one place of this order."""
+    for candidate in (requested, None if settings is None else settings.default_threshold, verify_threshold):
+        if candidate is not None:
+            return candidate
+    return await model_default()
 
 
 @dataclass(frozen=True)

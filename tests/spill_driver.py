@@ -155,8 +155,10 @@ def main() -> int:
             ciphers[version] = keys.data_key.remote(tenant_id, "embeddings", version).result().cipher()
         return ciphers[version]
 
-    model = f"{bound['name']}/{bound['dim']}"
-    with TenantStore.open(tenant_db_path(ns.data_dir, tenant_id), tenant_id, model, bound["dim"]) as store:
+    target = serve.get_deployment_handle("Embedder-renamed", "spill").info.remote().result()  # the pack migrated to
+    assert (bound["name"], bound["dim"]) == (target["name"], target["dim"]), (bound, target)
+    model = target["model_id"]
+    with TenantStore.open(tenant_db_path(ns.data_dir, tenant_id), tenant_id, model, target["dim"]) as store:
         loaded = store.load_all(cipher)
         crops = store.load_crops(loaded.face_ids, cipher)
     crop_rows = {f"crop:{face_id}": np.ascontiguousarray(crop[40:43]).tobytes() for face_id, crop in crops.items()}

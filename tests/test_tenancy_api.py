@@ -311,19 +311,20 @@ def test_tampered_or_moved_rows_fail_with_a_clear_code(http, admin, identity_pho
         router().evict.remote(t["id"]).result()
     # Move a's sealed row into b's file under b's person: it must not decrypt there.
     src = apsw.Connection(str(data_dir / "tenants" / a["id"] / "embeddings.db"))
-    row = src.execute("SELECT face_id, ciphertext, nonce, key_version, det_score, quality, created_at FROM faces").fetchone()
+    row = src.execute("SELECT face_id, sealed, key_version, det_score, quality, created_at FROM faces").fetchone()
     src.close()
     dst = apsw.Connection(str(data_dir / "tenants" / b["id"] / "embeddings.db"))
-    dst.execute("INSERT INTO faces (face_id, person_id, ciphertext, nonce, key_version, det_score, quality, created_at) "
-                "VALUES (?,?,?,?,?,?,?,?)", (row[0], pb, row[1], row[2], row[3], row[4], row[5], row[6]))
+    face_id, sealed, *rest = row
+    dst.execute("INSERT INTO faces (face_id, person_id, sealed, key_version, det_score, quality, created_at) "
+                "VALUES (?,?,?,?,?,?,?)", (face_id, pb, sealed, *rest))
     dst.close()
     r = http.post("/v1/search", json={"image": b64(identity_photos["obama"][1].read_bytes())}, headers=b["auth"])
-    assert r.status_code == 500 and r.json()["error"]["code"] == "corrupt_record" and r.json()["error"]["face_id"] == row[0]
+    assert r.status_code == 500 and r.json()["error"]["code"] == "corrupt_record" and r.json()["error"]["face_id"] == face_id
     # Flip one bit of a's own ciphertext: a fails the same way.
     conn = apsw.Connection(str(data_dir / "tenants" / a["id"] / "embeddings.db"))
-    blob = bytearray(row[1])
-    blob[5] ^= 1
-    conn.execute("UPDATE faces SET ciphertext=? WHERE face_id=?", (bytes(blob), row[0]))
+    blob = bytearray(sealed)
+    blob[-1] ^= 1  # a bit of the GCM tag
+    conn.execute("UPDATE faces SET sealed=? WHERE face_id=?", (bytes(blob), face_id))
     conn.close()
     r = http.post("/v1/search", json={"image": b64(identity_photos["obama"][1].read_bytes())}, headers=a["auth"])
     assert r.status_code == 500 and r.json()["error"]["code"] == "corrupt_record"

@@ -74,6 +74,7 @@ class ModelPack:
             "pack": self.name,
             "name": self.recognizer_name,
             "dim": self.embedding_dim,
+            "model_id": self.model_id,
             "input_size": self.recognizer_input_size,
             "fixed_batch": self.recognizer_fixed_batch,
             "default_threshold": self.default_threshold,

@@ -4,15 +4,16 @@ Tables: `streams` (camera registrations; the name and the URL, which may hold cr
 who/what sealed), `unknowns` (anonymous re-identification vectors, sealed like faces, with the model that
 embedded them), `promotions` (an unknown being made a person: the person id chosen, so a retried or recovered
 promotion makes that one person), `webhooks` (URL and signing secret sealed) and `deliveries` (webhook delivery
-state, no payload: it is rebuilt from the event). Every sealed column is AES-256-GCM under the tenant's content
-key (KeyService purpose `events`), with associated data binding it to (tenant, table, row id), and an unknown's
+state, no payload: it is rebuilt from the event). Every sealed column (`sealed`) holds one token (kms/records.py),
+AES-256-GCM under the tenant's content key (KeyService purpose `events`), with associated data binding it to (tenant, table, row id), and an unknown's
 vectors also to their model: a row moved elsewhere, or relabelled with another model, does not open.
 
 In clear, only what the queries need and nothing personal: row ids, times, the event kind, the camera id, and
 the blind-index tags of whom an event is about (streams/event_index.py), by which `person=` filters, relinks,
 attendance and person deletion select their rows and open only those.
 
-Older files migrate forward on open. Unknowns from before the model was bound are bound to the model the
+Older files migrate forward on open. Files from before the token kept each value's nonce in its own column:
+the value is re-packed into its token (nothing decrypted). Unknowns from before the model was bound are bound to the model the
 caller names (`bind_legacy_unknowns`: the cameras' model, the only one that ever embedded camera faces).
 Events from before the tags get the columns, then their tags (`index_legacy_events`, progress in `meta`).
 

@@ -7,10 +7,37 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from typing import NamedTuple
 
+from kms.records import key_version_of
 from streams.event_index import TAG_COLUMNS, EventKeys
 from streams.store.file import CameraFile
 from streams.store.schema import BACKFILL_LAST, BACKFILL_NEXT, MAX_SPAN, SET_TAGS
+from tenancy.sqlite import columns
+
+
+class EventRow(NamedTuple):
+    """An event as read back (its tags stay in SQL)."""
+
+    seq: int
+    event_id: str
+    kind: str
+    stream_id: str
+    created_at: float
+    first_seen: float
+    last_seen: float
+    sealed: bytes  # the token (kms/records.py) of the JSON payload
+
+
+class SealedEvent(NamedTuple):
+    seq: int
+    event_id: str
+    sealed: bytes
+
+
+_SELECT = f"SELECT {columns(EventRow)} FROM events"
+_INSERT = ("INSERT INTO events (event_id, kind, stream_id, created_at, first_seen, last_seen, key_version, sealed,"
+           f" {', '.join(TAG_COLUMNS.values())}) VALUES (?,?,?,?,?,?,?,?,?,?,?)")
 
 
 class EventRows:
@@ -23,15 +50,13 @@ class EventRows:
         event_id = "evt_" + uuid.uuid4().hex[:20]
         created = time.time()
         sealed = self.file.seal(keys.current, "events", event_id, json.dumps(payload).encode())
+        version = keys.current.key_version
         with self.file.lock:
-            self.file.db.execute(
-                "INSERT INTO events (event_id, kind, stream_id, created_at, first_seen, last_seen, key_version, nonce, payload,"
-                " person_tag, external_tag, unknown_tag) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (event_id, kind, stream_id, created, first_seen, last_seen, sealed.key_version, sealed.nonce, sealed.ciphertext,
-                 *keys.tags(sealed.key_version, payload)))
+            self.file.db.execute(_INSERT, (event_id, kind, stream_id, created, first_seen, last_seen, version, sealed,
+                                           *keys.tags(version, payload)))
             seq = self.file.db.last_insert_rowid()
             self._spans(last_seen - first_seen)
-        return self._view(seq, event_id, kind, stream_id, created, first_seen, last_seen, payload)
+        return self._view(EventRow(seq, event_id, kind, stream_id, created, first_seen, last_seen, sealed), payload)
 
     def _spans(self, span: float) -> None:
         if span > self._max_span:
@@ -42,17 +67,18 @@ class EventRows:
         """Extend an event (a track went on, or the same person came back within the cooldown), or relink it
         (`changes` names another person): re-sealed and re-tagged under the current key version."""
         with self.file.lock:
-            row = self.file.db.execute("SELECT * FROM events WHERE seq = ?", (seq,)).fetchone()
-            if row is None:
+            found = self.file.db.execute(f"{_SELECT} WHERE seq = ?", (seq,)).fetchone()
+            if found is None:
                 return None
-            payload = json.loads(self.file.open(keys, "events", row[1], row[7], row[8], row[9]))
+            row = EventRow._make(found)
+            payload = json.loads(self.file.open(keys, "events", row.event_id, row.sealed))
             payload.update(changes)
-            last_seen = max(last_seen, row[6])
-            sealed = self.file.seal(keys.current, "events", row[1], json.dumps(payload).encode())
-            self.file.db.execute(f"UPDATE events SET last_seen = ?, key_version = ?, nonce = ?, payload = ?, {SET_TAGS} WHERE seq = ?",
-                             (last_seen, sealed.key_version, sealed.nonce, sealed.ciphertext, *keys.tags(sealed.key_version, payload), seq))
-            self._spans(last_seen - row[5])
-        return self._view(seq, row[1], row[2], row[3], row[4], row[5], last_seen, payload)
+            last_seen = max(last_seen, row.last_seen)
+            sealed, version = self.file.seal(keys.current, "events", row.event_id, json.dumps(payload).encode()), keys.current.key_version
+            self.file.db.execute(f"UPDATE events SET last_seen = ?, key_version = ?, sealed = ?, {SET_TAGS} WHERE seq = ?",
+                                 (last_seen, version, sealed, *keys.tags(version, payload), seq))
+            self._spans(last_seen - row.first_seen)
+        return self._view(row._replace(last_seen=last_seen), payload)
 
     def events(self, keys: EventKeys, since: int = 0, limit: int = 100, stream_id: str | None = None,
                kind: str | None = None, person: str | None = None) -> list[dict]:
@@ -75,17 +101,17 @@ class EventRows:
         cursor = since
         while len(out) < limit:
             with self.file.lock:
-                rows = self.file.db.execute(f"SELECT * FROM events WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?",
-                                        [cursor, *args[1:], 500]).fetchall()
+                rows = list(map(EventRow._make, self.file.db.execute(
+                    f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?", [cursor, *args[1:], 500])))
             if not rows:
                 break
-            for r in rows:
-                payload = json.loads(self.file.open(keys, "events", r[1], r[7], r[8], r[9]))
+            for row in rows:
+                payload = json.loads(self.file.open(keys, "events", row.event_id, row.sealed))
                 if person is None or person in (payload.get("person_id"), payload.get("external_id"), payload.get("unknown_id")):
-                    out.append(self._view(r[0], r[1], r[2], r[3], r[4], r[5], r[6], payload))
+                    out.append(self._view(row, payload))
                     if len(out) == limit:
                         break
-            cursor = rows[-1][0]
+            cursor = rows[-1].seq
         return out
 
     def person_sightings(self, keys: EventKeys, day_start: float, day_end: float) -> list[tuple]:
@@ -100,8 +126,8 @@ class EventRows:
     def payload(self, keys: EventKeys, seq: int) -> dict:
         """The opened payload of event `seq`."""
         with self.file.lock:
-            row = self.file.db.execute("SELECT event_id, key_version, nonce, payload FROM events WHERE seq = ?", (seq,)).fetchone()
-        return json.loads(self.file.open(keys, "events", *row))
+            row = SealedEvent._make(self.file.db.execute(f"SELECT {columns(SealedEvent)} FROM events WHERE seq = ?", (seq,)).fetchone())
+        return json.loads(self.file.open(keys, "events", row.event_id, row.sealed))
 
     def delete_events_of(self, keys: EventKeys, key: str, value: str) -> int:
         """Delete every event whose payload has `key` (person_id, external_id or unknown_id) == value: the rows
@@ -123,12 +149,14 @@ class EventRows:
         while not self._indexed:
             with self.file.lock, self.file.db:
                 done, last = self.file.meta(BACKFILL_NEXT, 0), self.file.meta(BACKFILL_LAST, 0)
-                rows = self.file.db.execute("SELECT seq, event_id, key_version, nonce, payload FROM events WHERE seq > ? AND seq <= ?"
-                                        " ORDER BY seq LIMIT ?", (done, last, batch or -1)).fetchall()
+                rows = list(map(SealedEvent._make, self.file.db.execute(
+                    f"SELECT {columns(SealedEvent)} FROM events WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+                    (done, last, batch or -1))))
                 self.file.db.executemany(f"UPDATE events SET {SET_TAGS} WHERE seq = ?",
-                                     [(*keys.tags(version, json.loads(self.file.open(keys, "events", event_id, version, nonce, payload))), seq)
-                                      for seq, event_id, version, nonce, payload in rows])
-                done = rows[-1][0] if rows and batch else last
+                                         [(*keys.tags(key_version_of(row.sealed),
+                                                      json.loads(self.file.open(keys, "events", row.event_id, row.sealed))), row.seq)
+                                          for row in rows])
+                done = rows[-1].seq if rows and batch else last
                 self.file.set_meta(BACKFILL_NEXT, done)
                 self._indexed = done >= last
             if batch:
@@ -156,6 +184,6 @@ class EventRows:
         return found[0] if found and found[0]["seq"] == seq else None
 
     @staticmethod
-    def _view(seq, event_id, kind, stream_id, created, first_seen, last_seen, payload) -> dict:
-        return {"seq": seq, "event_id": event_id, "kind": kind, "camera": stream_id, "created_at": created,
-                "first_seen": first_seen, "last_seen": last_seen, **payload}
+    def _view(row: EventRow, payload: dict) -> dict:
+        return {"seq": row.seq, "event_id": row.event_id, "kind": row.kind, "camera": row.stream_id, "created_at": row.created_at,
+                "first_seen": row.first_seen, "last_seen": row.last_seen, **payload}

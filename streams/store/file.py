@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from kms.records import RecordCipher, SealedRecord
+from kms.records import RecordCipher, aad, key_version_of
 from streams.store.schema import create_or_migrate
 from tenancy import sqlite
 
@@ -18,11 +18,14 @@ def events_path(data_dir: str | Path, tenant_id: str) -> Path:
     return Path(data_dir) / "tenants" / tenant_id / "events.db"
 
 
+_DOMAIN = b"securegate.streams.v1"
+
+
 def _aad(tenant_id: str, table: str, row_id: str, *bound: str) -> bytes:
-    """(tenant, table, row id), then whatever else the value is bound to (an unknown's model); each part
-    length-prefixed, so no two tuples give the same bytes."""
-    parts = [b"securegate.streams.v1", tenant_id.encode(), table.encode(), row_id.encode(), *(b.encode() for b in bound)]
-    return b"".join(len(p).to_bytes(4, "big") + p for p in parts)
+    """(tenant, table, row id), then whatever else the value is bound to (an unknown's model). The domain is
+    length-prefixed like the fields (an empty aad() domain, then the domain as the first field): the bytes
+    these files have always been sealed under."""
+    return aad(b"", _DOMAIN, tenant_id, table, row_id, *bound)
 
 
 class CameraFile:
@@ -51,9 +54,10 @@ class CameraFile:
         with self.lock:
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
-    def seal(self, cipher: RecordCipher, table: str, row_id: str, plaintext: bytes, *bound: str) -> SealedRecord:
+    def seal(self, cipher: RecordCipher, table: str, row_id: str, plaintext: bytes, *bound: str) -> bytes:
+        """The sealed token (kms/records.py) of a value of `table`'s row `row_id`."""
         return cipher.seal(plaintext, aad=_aad(self.tenant_id, table, row_id, *bound))
 
-    def open(self, cipher_for: CipherFor, table: str, row_id: str, version: int, nonce: bytes, ciphertext: bytes,
-             *bound: str) -> bytes:
-        return cipher_for(version).open(SealedRecord(nonce, ciphertext, version), aad=_aad(self.tenant_id, table, row_id, *bound))
+    def open(self, cipher_for: CipherFor, table: str, row_id: str, sealed: bytes, *bound: str) -> bytes:
+        """A token's plaintext, under the key version its header names."""
+        return cipher_for(key_version_of(sealed)).open(sealed, aad=_aad(self.tenant_id, table, row_id, *bound))

@@ -5,9 +5,20 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from typing import NamedTuple
 
 from kms.records import RecordCipher
 from streams.store.file import CameraFile, CipherFor
+from tenancy.sqlite import columns, placeholders
+
+
+class StreamRow(NamedTuple):
+    stream_id: str
+    name: str  # "" since names are sealed with the URL; rows written before hold the name here, the URL alone sealed
+    config: str  # JSON
+    created_at: float
+    key_version: int
+    sealed: bytes  # the token (kms/records.py)
 
 
 class StreamRows:
@@ -23,19 +34,19 @@ class StreamRows:
         # The name is the tenant's words too ("Anna's office"): sealed with the URL. The clear `name` column
         # stays empty (API names are never empty); rows written before hold their name there and the URL alone.
         sealed = self.file.seal(cipher, "streams", stream_id, json.dumps({"name": name, "url": url}).encode())
+        row = StreamRow(stream_id, "", json.dumps(config), created_at, cipher.key_version, sealed)
         with self.file.lock:
-            self.file.db.execute("INSERT OR REPLACE INTO streams VALUES (?,?,?,?,?,?,?)",
-                             (stream_id, "", json.dumps(config), created_at, sealed.key_version, sealed.nonce, sealed.ciphertext))
+            self.file.db.execute(f"INSERT OR REPLACE INTO streams ({columns(StreamRow)}) VALUES ({placeholders(StreamRow)})", row)
 
     def streams(self, cipher_for: CipherFor) -> list[dict]:
         with self.file.lock:
-            rows = self.file.db.execute("SELECT * FROM streams ORDER BY created_at").fetchall()
+            rows = list(map(StreamRow._make, self.file.db.execute(f"SELECT {columns(StreamRow)} FROM streams ORDER BY created_at")))
         out = []
-        for r in rows:
-            opened = self.file.open(cipher_for, "streams", r[0], r[4], r[5], r[6]).decode()
-            sealed = json.loads(opened) if r[1] == "" else {"name": r[1], "url": opened}
-            out.append({"stream_id": r[0], "name": sealed["name"], "config": json.loads(r[2]), "created_at": r[3],
-                        "url": sealed["url"]})
+        for row in rows:
+            opened = self.file.open(cipher_for, "streams", row.stream_id, row.sealed).decode()
+            sealed = json.loads(opened) if row.name == "" else {"name": row.name, "url": opened}
+            out.append({"stream_id": row.stream_id, "name": sealed["name"], "config": json.loads(row.config),
+                        "created_at": row.created_at, "url": sealed["url"]})
         return out
 
     def delete_stream(self, stream_id: str) -> bool:

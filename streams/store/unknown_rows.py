@@ -5,6 +5,7 @@ that one person; streams/promotion.py)."""
 from __future__ import annotations
 
 import time
+from typing import NamedTuple
 
 import numpy as np
 
@@ -12,15 +13,27 @@ from kms.records import RecordCipher
 from streams.event_index import EventKeys
 from streams.store.event_rows import EventRows
 from streams.store.file import CameraFile, CipherFor
+from tenancy.sqlite import columns, placeholders
 
 VECTOR_DTYPE = np.dtype("<f4")
 MAX_UNKNOWN_SAMPLES = 8  # vectors kept per anonymous id (the newest); enough to re-identify across photos
 
 
+class UnknownRow(NamedTuple):
+    unknown_id: str
+    created_at: float
+    last_seen: float
+    samples: int
+    key_version: int
+    sealed: bytes  # the token (kms/records.py) of the vectors
+    model: str | None  # None: written before unknowns were bound to their model
+
+
+_SELECT = f"SELECT {columns(UnknownRow)} FROM unknowns"
+
+
 class UnknownRows:
     """Needs the file and the event rows (a finished promotion relinks the unknown's events in its transaction)."""
-
-    UNKNOWN_COLUMNS = "unknown_id, created_at, last_seen, samples, key_version, nonce, vectors, model"
 
     def __init__(self, file: CameraFile, event_rows: EventRows) -> None:
         self.file, self.event_rows = file, event_rows
@@ -28,31 +41,31 @@ class UnknownRows:
     def unknowns(self, cipher_for: CipherFor) -> dict[str, dict]:
         """Every unknown with its vectors and `model` (None: written before unknowns were bound to their model)."""
         with self.file.lock:
-            rows = self.file.db.execute(f"SELECT {self.UNKNOWN_COLUMNS} FROM unknowns").fetchall()
-        return {r[0]: self._unknown(cipher_for, r) for r in rows}
+            rows = list(map(UnknownRow._make, self.file.db.execute(_SELECT)))
+        return {row.unknown_id: self._unknown(cipher_for, row) for row in rows}
 
-    def _unknown(self, cipher_for: CipherFor, r) -> dict:
-        bound = () if r[7] is None else (r[7],)
-        vectors = np.frombuffer(self.file.open(cipher_for, "unknowns", r[0], r[4], r[5], r[6], *bound), VECTOR_DTYPE)
-        return {"unknown_id": r[0], "created_at": r[1], "last_seen": r[2], "samples": r[3], "model": r[7],
-                "vectors": vectors.reshape(r[3], -1).astype(np.float32)}
+    def _unknown(self, cipher_for: CipherFor, row: UnknownRow) -> dict:
+        bound = () if row.model is None else (row.model,)
+        vectors = np.frombuffer(self.file.open(cipher_for, "unknowns", row.unknown_id, row.sealed, *bound), VECTOR_DTYPE)
+        return {"unknown_id": row.unknown_id, "created_at": row.created_at, "last_seen": row.last_seen, "samples": row.samples,
+                "model": row.model, "vectors": vectors.reshape(row.samples, -1).astype(np.float32)}
 
     def put_unknown(self, cipher: RecordCipher, unknown_id: str, vectors: np.ndarray, created_at: float, last_seen: float,
                     model: str) -> None:
         vectors = np.asarray(vectors, np.float32)[-MAX_UNKNOWN_SAMPLES:]
         sealed = self.file.seal(cipher, "unknowns", unknown_id, vectors.astype(VECTOR_DTYPE).tobytes(), model)
+        row = UnknownRow(unknown_id, created_at, last_seen, len(vectors), cipher.key_version, sealed, model)
         with self.file.lock:
-            self.file.db.execute(f"INSERT OR REPLACE INTO unknowns ({self.UNKNOWN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
-                             (unknown_id, created_at, last_seen, len(vectors), sealed.key_version, sealed.nonce, sealed.ciphertext, model))
+            self.file.db.execute(f"INSERT OR REPLACE INTO unknowns ({columns(UnknownRow)}) VALUES ({placeholders(UnknownRow)})", row)
 
     def bind_legacy_unknowns(self, cipher_for: CipherFor, cipher: RecordCipher, model: str) -> int:
         """Unknowns written before they carried their model: bound to `model` and re-sealed with it, in one
         transaction. Returns how many."""
         with self.file.lock, self.file.db:
-            rows = self.file.db.execute(f"SELECT {self.UNKNOWN_COLUMNS} FROM unknowns WHERE model IS NULL").fetchall()
-            for r in rows:
-                entry = self._unknown(cipher_for, r)
-                self.put_unknown(cipher, r[0], entry["vectors"], r[1], r[2], model)
+            rows = list(map(UnknownRow._make, self.file.db.execute(f"{_SELECT} WHERE model IS NULL")))
+            for row in rows:
+                entry = self._unknown(cipher_for, row)
+                self.put_unknown(cipher, row.unknown_id, entry["vectors"], row.created_at, row.last_seen, model)
         return len(rows)
 
     def delete_unknown(self, unknown_id: str) -> bool:
@@ -67,10 +80,10 @@ class UnknownRows:
         """The person id the unknown's promotion makes: the one an earlier, unfinished attempt chose, else
         `new_person_id` (durable before the person is made, so a retry or a recovery makes the same one)."""
         with self.file.lock, self.file.db:
-            row = self.file.db.execute("SELECT person_id FROM promotions WHERE unknown_id = ?", (unknown_id,)).fetchone()
-            if row is not None:
-                return row[0]
-            self.file.db.execute("INSERT INTO promotions VALUES (?,?,?)", (unknown_id, new_person_id, time.time()))
+            for (person_id,) in self.file.db.execute("SELECT person_id FROM promotions WHERE unknown_id = ?", (unknown_id,)):
+                return person_id
+            self.file.db.execute("INSERT INTO promotions (unknown_id, person_id, started_at) VALUES (?,?,?)",
+                                 (unknown_id, new_person_id, time.time()))
         return new_person_id
 
     def pending_promotions(self) -> dict[str, str]:
@@ -94,4 +107,4 @@ class UnknownRows:
 
     def unknowns_last_seen_before(self, cutoff: float) -> list[str]:
         with self.file.lock:
-            return [r[0] for r in self.file.db.execute("SELECT unknown_id FROM unknowns WHERE last_seen < ?", (cutoff,))]
+            return [unknown_id for (unknown_id,) in self.file.db.execute("SELECT unknown_id FROM unknowns WHERE last_seen < ?", (cutoff,))]

@@ -6,9 +6,35 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from typing import NamedTuple
 
 from kms.records import RecordCipher
 from streams.store.file import CameraFile, CipherFor
+from tenancy.sqlite import columns, placeholders
+
+
+class WebhookRow(NamedTuple):
+    webhook_id: str
+    created_at: float
+    kinds: str  # JSON list
+    max_attempts: int
+    key_version: int
+    sealed: bytes  # the token (kms/records.py) of {"url", "secret"}
+
+
+class DeliveryRow(NamedTuple):
+    delivery_id: str
+    webhook_id: str
+    seq: int
+    state: str
+    attempts: int
+    next_attempt_at: float
+    last_status: int | None
+    last_error: str | None
+    updated_at: float
+
+
+_DELIVERIES = f"SELECT {columns(DeliveryRow)} FROM deliveries"
 
 
 class WebhookRows:
@@ -18,18 +44,19 @@ class WebhookRows:
     def add_webhook(self, cipher: RecordCipher, url: str, secret: str, kinds: list[str], max_attempts: int) -> str:
         webhook_id = "whk_" + uuid.uuid4().hex[:16]
         sealed = self.file.seal(cipher, "webhooks", webhook_id, json.dumps({"url": url, "secret": secret}).encode())
+        row = WebhookRow(webhook_id, time.time(), json.dumps(kinds), max_attempts, cipher.key_version, sealed)
         with self.file.lock:
-            self.file.db.execute("INSERT INTO webhooks VALUES (?,?,?,?,?,?,?)",
-                             (webhook_id, time.time(), json.dumps(kinds), max_attempts, sealed.key_version, sealed.nonce, sealed.ciphertext))
+            self.file.db.execute(f"INSERT INTO webhooks ({columns(WebhookRow)}) VALUES ({placeholders(WebhookRow)})", row)
         return webhook_id
 
     def webhooks(self, cipher_for: CipherFor) -> list[dict]:
         with self.file.lock:
-            rows = self.file.db.execute("SELECT * FROM webhooks ORDER BY created_at").fetchall()
+            rows = list(map(WebhookRow._make, self.file.db.execute(f"SELECT {columns(WebhookRow)} FROM webhooks ORDER BY created_at")))
         out = []
-        for r in rows:
-            secret = json.loads(self.file.open(cipher_for, "webhooks", r[0], r[4], r[5], r[6]))
-            out.append({"webhook_id": r[0], "created_at": r[1], "kinds": json.loads(r[2]), "max_attempts": r[3], **secret})
+        for row in rows:
+            secret = json.loads(self.file.open(cipher_for, "webhooks", row.webhook_id, row.sealed))
+            out.append({"webhook_id": row.webhook_id, "created_at": row.created_at, "kinds": json.loads(row.kinds),
+                        "max_attempts": row.max_attempts, **secret})
         return out
 
     def delete_webhook(self, webhook_id: str) -> bool:
@@ -42,14 +69,14 @@ class WebhookRows:
         delivery_id = "dlv_" + uuid.uuid4().hex[:16]
         now = time.time()
         with self.file.lock:
-            self.file.db.execute("INSERT INTO deliveries VALUES (?,?,?,?,?,?,?,?,?)",
-                             (delivery_id, webhook_id, seq, "pending", 0, now, None, None, now))
+            self.file.db.execute(f"INSERT INTO deliveries ({columns(DeliveryRow)}) VALUES ({placeholders(DeliveryRow)})",
+                                 DeliveryRow(delivery_id, webhook_id, seq, "pending", 0, now, None, None, now))
         return delivery_id
 
     def due_deliveries(self, now: float, limit: int = 50) -> list[dict]:
         with self.file.lock:
-            rows = self.file.db.execute("SELECT * FROM deliveries WHERE state = 'pending' AND next_attempt_at <= ?"
-                                    " ORDER BY next_attempt_at LIMIT ?", (now, limit)).fetchall()
+            rows = self.file.db.execute(f"{_DELIVERIES} WHERE state = 'pending' AND next_attempt_at <= ?"
+                                        " ORDER BY next_attempt_at LIMIT ?", (now, limit)).fetchall()
         return [self._delivery(r) for r in rows]
 
     def update_delivery(self, delivery_id: str, state: str, attempts: int, next_attempt_at: float,
@@ -65,19 +92,19 @@ class WebhookRows:
         when the webhook has no such delivery."""
         now = time.time()
         with self.file.lock:
-            row = self.file.db.execute("SELECT * FROM deliveries WHERE delivery_id = ? AND webhook_id = ?",
-                                   (delivery_id, webhook_id)).fetchone()
+            row = self.file.db.execute(f"{_DELIVERIES} WHERE delivery_id = ? AND webhook_id = ?",
+                                       (delivery_id, webhook_id)).fetchone()
             if row is None:
                 return None
-            before = row[3]
+            before = DeliveryRow._make(row).state
             if before == "dead":
                 self.file.db.execute("UPDATE deliveries SET state='pending', attempts=0, next_attempt_at=?, updated_at=?"
                                  " WHERE delivery_id=?", (now, now, delivery_id))
-                row = self.file.db.execute("SELECT * FROM deliveries WHERE delivery_id = ?", (delivery_id,)).fetchone()
+                row = self.file.db.execute(f"{_DELIVERIES} WHERE delivery_id = ?", (delivery_id,)).fetchone()
         return before, self._delivery(row)
 
     def deliveries(self, webhook_id: str, state: str | None = None, limit: int = 100) -> list[dict]:
-        sql, args = "SELECT * FROM deliveries WHERE webhook_id = ?", [webhook_id]
+        sql, args = f"{_DELIVERIES} WHERE webhook_id = ?", [webhook_id]
         if state:
             sql += " AND state = ?"; args.append(state)  # noqa: E702
         with self.file.lock:
@@ -85,6 +112,5 @@ class WebhookRows:
         return [self._delivery(r) for r in rows]
 
     @staticmethod
-    def _delivery(r) -> dict:
-        return {"delivery_id": r[0], "webhook_id": r[1], "seq": r[2], "state": r[3], "attempts": r[4],
-                "next_attempt_at": r[5], "last_status": r[6], "last_error": r[7], "updated_at": r[8]}
+    def _delivery(row: tuple) -> dict:
+        return DeliveryRow._make(row)._asdict()

@@ -8,6 +8,8 @@ Guarantees:
 - Nothing a tenant says about a person is in clear either (tenancy/personal.py): `external_id` and `metadata`
   are sealed per field (AAD: tenant, person id, field), and the external id is found and kept unique through
   a keyed blind index (HMAC-SHA256), re-computed under the new key when the content key rotates.
+- Every sealed value is stored as one token (kms/records.py: format | key version | nonce | ciphertext+tag),
+  its key version also in an indexed `key_version` column for rotation (docs/security.md, storage).
 - `add_face` returns only after a durable commit (WAL + synchronous=FULL fsyncs the WAL on commit).
 - Deletion is real: secure_delete zeroes freed cells and pages, and delete paths truncate the WAL so the
   old page images (which still hold the ciphertext, face id and external id) do not linger there.

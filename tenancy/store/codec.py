@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from kms.records import InvalidRecord, RecordCipher, SealedRecord, aad
+from kms.records import InvalidRecord, RecordCipher, aad, key_version_of
 from tenancy import personal
 from tenancy.personal import PersonKeys
 from tenancy.store.errors import CorruptPerson, CorruptRecord
@@ -81,7 +81,7 @@ class RecordCodec:
         return personal.field_aad(self.tenant_id, person_id, field)
 
     # ------------------------------------------------------------------ vectors
-    def seal_vector(self, embedding: np.ndarray, cipher: RecordCipher, aad_bytes: bytes) -> SealedRecord:
+    def seal_vector(self, embedding: np.ndarray, cipher: RecordCipher, aad_bytes: bytes) -> bytes:
         vector = np.asarray(embedding)
         if vector.shape != (self.dim,):
             raise ValueError(f"embedding shape {vector.shape} != ({self.dim},)")
@@ -89,28 +89,28 @@ class RecordCodec:
             raise ValueError("embedding contains NaN or infinity")
         return cipher.seal(vector.astype(VECTOR_DTYPE, copy=False).tobytes(), aad=aad_bytes)
 
-    def open(self, cipher_for_version: Callable[[int], RecordCipher], record_id: str, nonce: bytes, ciphertext: bytes,
-             key_version: int, aad_bytes: bytes) -> bytes:
-        """One sealed record's plaintext; CorruptRecord(record_id) if it fails authentication."""
+    def open(self, cipher_for_version: Callable[[int], RecordCipher], record_id: str, sealed: bytes, aad_bytes: bytes) -> bytes:
+        """One sealed token's plaintext, under the key version its header names; CorruptRecord(record_id) if it
+        is not a token or fails authentication."""
         try:
-            return cipher_for_version(key_version).open(SealedRecord(nonce, ciphertext, key_version), aad=aad_bytes)
+            return cipher_for_version(key_version_of(sealed)).open(sealed, aad=aad_bytes)
         except InvalidRecord as exc:
             raise CorruptRecord(record_id) from exc
 
-    def open_vector(self, cipher_for_version: Callable[[int], RecordCipher], record_id: str, nonce: bytes,
-                    ciphertext: bytes, key_version: int, aad_bytes: bytes) -> np.ndarray:
-        plaintext = self.open(cipher_for_version, record_id, nonce, ciphertext, key_version, aad_bytes)
+    def open_vector(self, cipher_for_version: Callable[[int], RecordCipher], record_id: str, sealed: bytes,
+                    aad_bytes: bytes) -> np.ndarray:
+        plaintext = self.open(cipher_for_version, record_id, sealed, aad_bytes)
         if len(plaintext) != self.vector_bytes:
             raise CorruptRecord(record_id)
         return np.frombuffer(plaintext, VECTOR_DTYPE)
 
     # ------------------------------------------------------------------ kept crops
-    def seal_crop(self, face_id: str, crop: np.ndarray, cipher: RecordCipher) -> SealedRecord:
+    def seal_crop(self, face_id: str, crop: np.ndarray, cipher: RecordCipher) -> bytes:
         return cipher.seal(encode_crop(crop), aad=self.crop_aad(face_id))
 
     # ------------------------------------------------------------------ personal fields (tenancy/personal.py)
     def seal_field(self, cipher: RecordCipher, person_id: str, field: str, value: str) -> bytes:
-        return personal.pack(cipher.seal(value.encode("utf-8"), aad=self.person_aad(person_id, field)))
+        return cipher.seal(value.encode("utf-8"), aad=self.person_aad(person_id, field))
 
     def open_field(self, keys: PersonKeys, person_id: str, version: int, field: str, stored: bytes | str | None) -> str | None:
         if stored is None:
@@ -118,7 +118,7 @@ class RecordCodec:
         if version == 0:  # written before schema v3, not sealed yet (see seal_legacy_persons)
             return stored  # type: ignore[return-value]
         try:
-            plaintext = keys.cipher(version).open(personal.unpack(stored, version), aad=self.person_aad(person_id, field))
+            plaintext = keys.cipher(key_version_of(stored)).open(stored, aad=self.person_aad(person_id, field))
         except InvalidRecord as exc:
             raise CorruptPerson(person_id) from exc
         return plaintext.decode("utf-8")

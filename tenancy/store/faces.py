@@ -14,12 +14,12 @@ import numpy as np
 
 from kms.records import InvalidRecord, RecordCipher
 from tenancy.audit import AuditRecord
+from tenancy.sqlite import columns, placeholders
 from tenancy.store.audit import StoreAudit
 from tenancy.store.codec import VECTOR_DTYPE, RecordCodec
 from tenancy.store.errors import CorruptRecord, NotFound
 from tenancy.store.file import StoreFile
 from tenancy.store.persons import person_exists
-from tenancy.store.schema import columns
 
 # Rows decrypted per bulk call during activation.
 _DECRYPT_CHUNK = 4096
@@ -47,13 +47,30 @@ class LoadedFaces:
 class SealedFaceRow(NamedTuple):
     face_id: str
     person_id: str
-    nonce: bytes
-    ciphertext: bytes
+    sealed: bytes  # the token (kms/records.py)
+    key_version: int  # the token's, in an indexed column for rotation
+
+
+class FaceRow(NamedTuple):
+    face_id: str
+    person_id: str
+    sealed: bytes
+    key_version: int
+    det_score: float
+    quality: float
+    created_at: float
+
+
+class CropRow(NamedTuple):
+    face_id: str
+    sealed: bytes
     key_version: int
 
 
 _SELECT_RECORDS = f"SELECT {', '.join(field.name for field in fields(FaceRecord))} FROM faces"
 _SELECT_SEALED = f"SELECT {columns(SealedFaceRow)} FROM faces"
+_INSERT_FACE = f"INSERT INTO faces ({columns(FaceRow)}) VALUES ({placeholders(FaceRow)})"
+_INSERT_CROP = f"INSERT INTO face_crops ({columns(CropRow)}) VALUES ({placeholders(CropRow)})"
 
 
 def shard_filter(shard: tuple[int, int] | None) -> tuple[str, tuple]:
@@ -87,27 +104,21 @@ class Faces:
             raise ValueError("crops and embeddings must have the same length")
         now = time.time()
         records: list[FaceRecord] = []
-        rows: list[tuple] = []
-        crop_rows: list[tuple] = []
+        rows: list[FaceRow] = []
+        crop_rows: list[CropRow] = []
         for embedding, det_score, quality, crop in zip(embeddings, det_scores, qualities, crops):
             face_id = uuid.uuid4().hex
             sealed = self._codec.seal_vector(embedding, cipher, self._codec.face_aad(face_id))
-            records.append(FaceRecord(face_id, person_id, sealed.key_version, float(det_score), float(quality), now))
-            rows.append((face_id, person_id, sealed.ciphertext, sealed.nonce, sealed.key_version, float(det_score), float(quality), now))
+            records.append(FaceRecord(face_id, person_id, cipher.key_version, float(det_score), float(quality), now))
+            rows.append(FaceRow(face_id, person_id, sealed, cipher.key_version, float(det_score), float(quality), now))
             if crop is not None:
-                kept = self._codec.seal_crop(face_id, crop, cipher)
-                crop_rows.append((face_id, kept.ciphertext, kept.nonce, kept.key_version))
+                crop_rows.append(CropRow(face_id, self._codec.seal_crop(face_id, crop, cipher), cipher.key_version))
         with self._conn:
             if not person_exists(self._conn, person_id):
                 raise NotFound(f"person {person_id} does not exist")
-            self._conn.executemany(
-                "INSERT INTO faces (face_id, person_id, ciphertext, nonce, key_version, det_score, quality, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+            self._conn.executemany(_INSERT_FACE, rows)
             if crop_rows:
-                self._conn.executemany("INSERT INTO face_crops (face_id, ciphertext, nonce, key_version) VALUES (?, ?, ?, ?)",
-                                       crop_rows)
+                self._conn.executemany(_INSERT_CROP, crop_rows)
             self._audit.append(audit and audit.with_counts(faces=len(rows), **({"crops": len(crop_rows)} if crop_rows else {})))
         return records
 
@@ -130,12 +141,13 @@ class Faces:
 
     def records(self, where: str, params: tuple) -> list[FaceRecord]:
         rows = self._conn.execute(f"{_SELECT_RECORDS} WHERE {where} ORDER BY created_at, face_id", params)
-        return [FaceRecord(*row) for row in rows]
+        return [FaceRecord(*row) for row in rows]  # _SELECT_RECORDS lists FaceRecord's fields, in order
 
     def owner(self, face_id: str) -> str | None:
         """The person a face belongs to (nothing decrypted)."""
-        row = self._conn.execute("SELECT person_id FROM faces WHERE face_id = ?", (face_id,)).fetchone()
-        return row[0] if row else None
+        for (person_id,) in self._conn.execute("SELECT person_id FROM faces WHERE face_id = ?", (face_id,)):
+            return person_id
+        return None
 
     def count(self) -> int:
         return self._conn.execute("SELECT count(*) FROM faces").fetchone()[0]
@@ -165,13 +177,13 @@ class Faces:
             i = 0
             while chunk := list(islice(rows, _DECRYPT_CHUNK)):
                 # Bulk decryption per key version (one version, outside a rotation).
-                by_version: dict[int, tuple[list[int], list[tuple[bytes, bytes, int]], list[bytes]]] = {}
-                for j, (face_id, person_id, nonce, ciphertext, key_version) in enumerate(chunk):
+                by_version: dict[int, tuple[list[int], list[bytes], list[bytes]]] = {}
+                for j, (face_id, person_id, sealed_token, key_version) in enumerate(chunk):
                     face_ids[i + j] = face_id
                     person_ids[i + j] = person_id
                     positions, sealed, aads = by_version.setdefault(key_version, ([], [], []))
                     positions.append(j)
-                    sealed.append((nonce, ciphertext, key_version))
+                    sealed.append(sealed_token)
                     aads.append(face_aad(face_id))
                 for key_version, (positions, sealed, aads) in by_version.items():
                     cipher = ciphers.get(key_version)

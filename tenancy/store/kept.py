@@ -11,16 +11,21 @@ import numpy as np
 
 from kms.records import RecordCipher
 from tenancy.audit import AuditRecord
+from tenancy.sqlite import columns, placeholders
 from tenancy.store import schema
 from tenancy.store.audit import StoreAudit
 from tenancy.store.codec import VECTOR_DTYPE, RecordCodec, decode_crop
 from tenancy.store.file import StoreFile
-from tenancy.store.schema import columns
 
 
 class SealedCropRow(NamedTuple):
-    nonce: bytes
-    ciphertext: bytes
+    sealed: bytes  # the token (kms/records.py)
+
+
+class ShadowRow(NamedTuple):
+    face_id: str
+    model: str  # the target model the vector is of (and bound to)
+    sealed: bytes
     key_version: int
 
 
@@ -47,8 +52,7 @@ class KeptVectors:
             if row is None:
                 continue
             row = SealedCropRow._make(row)
-            out[face_id] = decode_crop(self._codec.open(cipher_for_version, face_id, row.nonce, row.ciphertext,
-                                                        row.key_version, self._codec.crop_aad(face_id)))
+            out[face_id] = decode_crop(self._codec.open(cipher_for_version, face_id, row.sealed, self._codec.crop_aad(face_id)))
         return out
 
     def shadow_missing(self, model: str, limit: int) -> tuple[list[str], int, int]:
@@ -78,12 +82,12 @@ class KeptVectors:
         rows = []
         for face_id, vector in zip(face_ids, vectors):
             sealed = cipher.seal(vector.tobytes(), aad=self._codec.shadow_aad(face_id, model))
-            rows.append((face_id, model, sealed.ciphertext, sealed.nonce, sealed.key_version, face_id))
+            rows.append((*ShadowRow(face_id, model, sealed, cipher.key_version), face_id))
         with self._conn:
             before = self._conn.total_changes()
             self._conn.executemany(
-                "INSERT OR REPLACE INTO face_shadow (face_id, model, ciphertext, nonce, key_version)"
-                " SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM faces WHERE face_id = ?)", rows)
+                f"INSERT OR REPLACE INTO face_shadow ({columns(ShadowRow)}) SELECT {placeholders(ShadowRow)}"
+                " WHERE EXISTS (SELECT 1 FROM faces WHERE face_id = ?)", rows)
             return self._conn.total_changes() - before
 
     def switch_model(self, model: str, dim: int, *, audit: AuditRecord | None = None) -> int | None:
@@ -97,7 +101,7 @@ class KeptVectors:
             if missing:
                 return None
             self._conn.execute(
-                "UPDATE faces SET (ciphertext, nonce, key_version) = (SELECT ciphertext, nonce, key_version FROM"
+                "UPDATE faces SET (sealed, key_version) = (SELECT sealed, key_version FROM"
                 " face_shadow s WHERE s.face_id = faces.face_id AND s.model = ?)", (model,))
             switched = self._conn.changes()
             self._conn.execute("DELETE FROM face_shadow")

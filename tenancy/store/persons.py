@@ -16,11 +16,11 @@ import apsw
 from tenancy import personal
 from tenancy.audit import AuditRecord
 from tenancy.personal import PersonKeys
+from tenancy.sqlite import columns
 from tenancy.store.audit import StoreAudit
 from tenancy.store.codec import RecordCodec
 from tenancy.store.errors import DuplicateExternalId, InvalidCursor, InvalidMetadata, NotFound
 from tenancy.store.file import StoreFile
-from tenancy.store.schema import columns
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,13 +13,13 @@ import numpy as np
 
 from kms.records import RecordCipher
 from tenancy.audit import AuditRecord
+from tenancy.sqlite import columns, placeholders
 from tenancy.store.audit import StoreAudit
 from tenancy.store.codec import VECTOR_DTYPE, RecordCodec
 from tenancy.store.errors import NotFound
 from tenancy.store.faces import LoadedFaces
 from tenancy.store.file import StoreFile
 from tenancy.store.persons import person_exists
-from tenancy.store.schema import columns
 
 
 class RejectionInfo(NamedTuple):
@@ -31,9 +31,17 @@ class RejectionInfo(NamedTuple):
 class SealedRejectionRow(NamedTuple):
     rejection_id: str
     person_id: str
-    nonce: bytes
-    ciphertext: bytes
+    sealed: bytes  # the token (kms/records.py)
+    key_version: int  # the token's, in an indexed column for rotation
+
+
+class RejectionRow(NamedTuple):
+    rejection_id: str
+    person_id: str
+    sealed: bytes
     key_version: int
+    source: str
+    created_at: float
 
 
 class Rejections:
@@ -51,15 +59,14 @@ class Rejections:
         for embedding in embeddings:
             rejection_id = uuid.uuid4().hex
             sealed = self._codec.seal_vector(embedding, cipher, self._codec.rejection_aad(rejection_id))
-            rows.append((rejection_id, person_id, sealed.ciphertext, sealed.nonce, sealed.key_version, source, now))
+            rows.append(RejectionRow(rejection_id, person_id, sealed, cipher.key_version, source, now))
         with self._conn:
             if not person_exists(self._conn, person_id):
                 raise NotFound(f"person {person_id} does not exist")
             self._conn.executemany(
-                "INSERT INTO rejections (rejection_id, person_id, ciphertext, nonce, key_version, source, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                f"INSERT INTO rejections ({columns(RejectionRow)}) VALUES ({placeholders(RejectionRow)})", rows)
             self._audit.append(audit and audit.with_counts(rejections=len(rows)).with_ids(person_id=person_id))
-        return [rejection_id for rejection_id, *_ in rows]
+        return [row.rejection_id for row in rows]
 
     def of_person(self, person_id: str) -> list[dict]:
         """The person's rejections (ids, source, time; nothing decrypted)."""
@@ -104,6 +111,6 @@ class Rejections:
                 f"SELECT {columns(SealedRejectionRow)} FROM rejections ORDER BY rejection_id")))
         vectors = np.empty((len(rows), self._codec.dim), dtype=VECTOR_DTYPE)
         for i, row in enumerate(rows):
-            vectors[i] = self._codec.open_vector(cipher_for_version, row.rejection_id, row.nonce, row.ciphertext,
-                                                 row.key_version, self._codec.rejection_aad(row.rejection_id))
+            vectors[i] = self._codec.open_vector(cipher_for_version, row.rejection_id, row.sealed,
+                                                 self._codec.rejection_aad(row.rejection_id))
         return LoadedFaces([row.rejection_id for row in rows], [row.person_id for row in rows], vectors)

@@ -17,9 +17,7 @@ from tenancy.store.file import StoreFile
 class SealedRow(NamedTuple):
     row_id: str
     model: str | None  # a shadow vector's target model; None for the others
-    nonce: bytes
-    ciphertext: bytes
-    key_version: int
+    sealed: bytes  # the token (kms/records.py)
 
 
 class _Table(NamedTuple):
@@ -83,14 +81,12 @@ class Resealer:
         """Up to `batch_size` rows of `table` not under `new_cipher`'s version re-sealed (in the caller's
         transaction); returns how many."""
         rows = map(SealedRow._make, self._conn.execute(
-            f"SELECT {table.id_column}, {table.model_column}, nonce, ciphertext, key_version FROM {table.name}"
+            f"SELECT {table.id_column}, {table.model_column}, sealed FROM {table.name}"
             " WHERE key_version != ? LIMIT ?", (new_cipher.key_version, batch_size)))
         updates = []
         for row in rows:
             aad = table.aad(row)
-            plaintext = self._codec.open(cipher_for_version, row.row_id, row.nonce, row.ciphertext, row.key_version, aad)
-            sealed = new_cipher.seal(plaintext, aad=aad)
-            updates.append((sealed.ciphertext, sealed.nonce, sealed.key_version, row.row_id))
-        self._conn.executemany(f"UPDATE {table.name} SET ciphertext = ?, nonce = ?, key_version = ? WHERE {table.id_column} = ?",
-                               updates)
+            plaintext = self._codec.open(cipher_for_version, row.row_id, row.sealed, aad)
+            updates.append((new_cipher.seal(plaintext, aad=aad), new_cipher.key_version, row.row_id))
+        self._conn.executemany(f"UPDATE {table.name} SET sealed = ?, key_version = ? WHERE {table.id_column} = ?", updates)
         return len(updates)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import apsw
 
+from kms import records
 from tenancy import audit as audit_chain
 from tenancy import bulk_import
 from tenancy.store.errors import ModelMismatch, StoreError, TenantMismatch
@@ -130,9 +131,33 @@ def _migrate_v6(conn: apsw.Connection) -> None:
     )
 
 
+# The vector tables whose (ciphertext, nonce, key_version) columns v7 turns into (sealed, key_version).
+_SEALED_VECTOR_TABLES = ("faces", "rejections", "face_crops", "face_shadow")
+
+
+def _migrate_v7(conn: apsw.Connection) -> None:
+    # One sealed form (kms/records.py): every sealed value becomes one self-describing token, re-packed from its
+    # parts (nothing is decrypted, no key is needed). Vectors: `ciphertext` renamed `sealed` and rewritten as the
+    # token, `nonce` dropped. Persons' fields (nonce | ciphertext, key version in the row): the token; legacy
+    # rows (key version 0, clear values awaiting sealing) stay as they are. Each table keeps its indexed
+    # key_version column beside the token: the rotation's queries find a version's rows by that index (SQLite
+    # has no built-in to read an integer out of a blob, so an index on the token's header would need a function
+    # of ours in every reader of the file).
+    conn.create_scalar_function("sg_token", records.token, 3, deterministic=True)
+    for table in _SEALED_VECTOR_TABLES:
+        conn.execute(f"ALTER TABLE {table} RENAME COLUMN ciphertext TO sealed;"
+                     f" UPDATE {table} SET sealed = sg_token(key_version, nonce, sealed);"
+                     f" ALTER TABLE {table} DROP COLUMN nonce;")
+    n = records.NONCE_BYTES
+    conn.execute(f"UPDATE persons SET metadata = sg_token(key_version, substr(metadata, 1, {n}), substr(metadata, {n + 1})),"
+                 f" external_id = CASE WHEN external_id IS NULL THEN NULL"
+                 f" ELSE sg_token(key_version, substr(external_id, 1, {n}), substr(external_id, {n + 1})) END"
+                 " WHERE key_version > 0")
+
+
 # v6 is the model-migration step (kept crops, shadow vectors); v5 (rejections) is a concurrent change.
 MIGRATIONS: tuple[Callable[[apsw.Connection], None], ...] = (_migrate_v1, _migrate_v2, _migrate_v3, _migrate_v4, _migrate_v5,
-                                                             _migrate_v6)
+                                                             _migrate_v6, _migrate_v7)
 SCHEMA_VERSION = len(MIGRATIONS)
 # Migrations that rebuild a table referenced by a foreign key (index into MIGRATIONS): run with foreign keys off.
 _REBUILDS = {2}
@@ -192,9 +217,3 @@ def shard_of(face_id: str, shards: int) -> int:
         return int(face_id[:8], 16) % shards
     except ValueError:
         return zlib.crc32(face_id.encode("utf-8")) % shards
-
-
-def columns(row: type[tuple]) -> str:
-    """The SELECT list of a row type (a NamedTuple named after its columns): a row is read by column name,
-    `map(Row._make, cursor)`, and the names are written once."""
-    return ", ".join(row._fields)  # type: ignore[attr-defined]

@@ -655,9 +655,13 @@ def legacy_aad(tenant_id: str, table: str, row_id: str) -> bytes:
 def camera_vector(http, photo: Path):
     import numpy as np
 
+    from ray import serve
+
     r = http.post("/v1/embed", json={"image": base64.b64encode(photo.read_bytes()).decode()})
     assert r.status_code == 200, r.text
-    return np.asarray(r.json()["faces"][0]["embedding"], "<f4"), f"{r.json()['model']['name']}/{r.json()['model']['dim']}"
+    info = serve.get_deployment_handle("Embedder", "securegate").info.remote().result()  # the default pack: the cameras'
+    assert r.json()["model"] == {"name": info["name"], "dim": info["dim"]}
+    return np.asarray(r.json()["faces"][0]["embedding"], "<f4"), info["model_id"]
 
 
 def test_unknowns_sealed_before_they_carried_their_model_open_and_are_bound_forward(http, admin, app, data_dir, faces_root):
@@ -680,11 +684,12 @@ def test_unknowns_sealed_before_they_carried_their_model_open_and_are_bound_forw
     assert not path.exists()
     with sqlite3.connect(path) as db:
         db.executescript(LEGACY_EVENTS_SCHEMA)
-        db.execute("INSERT INTO unknowns VALUES (?,?,?,?,?,?,?)", (unknown_id, now - 60, now - 50, 1, sealed.key_version, sealed.nonce,
-                                                                   sealed.ciphertext))
+        # Then a value was stored as key version, nonce, ciphertext: the parts of today's token (kms/records.py).
+        db.execute("INSERT INTO unknowns VALUES (?,?,?,?,?,?,?)", (unknown_id, now - 60, now - 50, 1, cipher.key_version,
+                                                                   sealed[5:17], sealed[17:]))
         db.execute("INSERT INTO events (event_id, kind, stream_id, created_at, first_seen, last_seen, key_version, nonce, payload)"
                    " VALUES (?,?,?,?,?,?,?,?,?)", (event_id, "unknown_seen", "cam_0123456789abcdef", now - 50, now - 60, now - 50,
-                                                   payload.key_version, payload.nonce, payload.ciphertext))
+                                                   cipher.key_version, payload[5:17], payload[17:]))
     path.chmod(0o600)
 
     (listed,) = http.get("/v1/unknowns", headers=tenant["auth"]).json()["unknowns"]

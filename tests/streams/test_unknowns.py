@@ -113,10 +113,10 @@ class TenantsStandIn:
 
 
 class EmbedderStandIn:
-    """Stands in for the Embedder handle: only its model name is asked (the cameras' model)."""
+    """Stands in for the Embedder handle: only its model id is asked (the cameras' model)."""
 
     def __init__(self) -> None:
-        self.info = _Remote(lambda: {"name": "test", "dim": DIM, "default_threshold": 0.5})
+        self.info = _Remote(lambda: {"name": "test", "dim": DIM, "model_id": MODEL, "default_threshold": 0.5})
 
 
 def test_reidentification_through_the_service_keeps_the_file_to_the_cap(tmp_path: Path):

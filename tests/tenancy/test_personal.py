@@ -15,7 +15,7 @@ import pytest
 from kms import Keyring
 from kms.errors import KeyNotFound
 from kms.providers.local import LocalKeyProvider
-from kms.records import RecordCipher
+from kms.records import HEADER_BYTES, RecordCipher
 from tenancy import store as store_module
 from tenancy.personal import BLIND_INDEX_PURPOSE, PersonKeys, blind_index
 from tenancy.store import CorruptPerson, DuplicateExternalId, TenantStore
@@ -159,8 +159,9 @@ def write_schema_v2_store(path: Path, rows: list[tuple[str, str | None, dict]], 
             conn.execute("INSERT INTO persons VALUES (?, ?, ?, ?)", (person_id, external_id, json.dumps(metadata), float(i)))
             face_id = f"{i:032x}"
             sealed = cipher.seal(np.ones(DIM, "<f4").tobytes(), aad=store_module.record_aad("t1", face_id, MODEL))
+            # Schema v2's faces: the ciphertext and the nonce in their own columns (v7 packs them into one token).
             conn.execute("INSERT INTO faces VALUES (?, ?, ?, ?, 1, 0.9, 0.9, ?)",
-                         (face_id, person_id, sealed.ciphertext, sealed.nonce, float(i)))
+                         (face_id, person_id, sealed[HEADER_BYTES:], sealed[5:HEADER_BYTES], float(i)))
             face_ids.append(face_id)
     conn.close()
     return face_ids

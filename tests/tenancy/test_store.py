@@ -16,7 +16,7 @@ import pytest
 
 from kms import Keyring
 from kms.providers.local import LocalKeyProvider
-from kms.records import RecordCipher, aad
+from kms.records import HEADER_BYTES, RecordCipher, aad
 from tenancy.personal import PersonKeys
 from tenancy.store import (
     CorruptRecord,
@@ -156,9 +156,9 @@ def test_tampered_ciphertext_is_corrupt(store: TenantStore, cipher: RecordCipher
     person = store.create_person(None, {}, keys=keys)
     face = store.add_face(person.person_id, unit_vectors(1)[0], cipher, 0.9, 0.9)
     conn = apsw.Connection(str(store.path))
-    blob = bytearray(conn.execute("SELECT ciphertext FROM faces").fetchone()[0])
-    blob[5] ^= 1
-    conn.execute("UPDATE faces SET ciphertext = ? WHERE face_id = ?", (bytes(blob), face.face_id))
+    blob = bytearray(conn.execute("SELECT sealed FROM faces").fetchone()[0])
+    blob[-1] ^= 1  # a bit of the GCM tag
+    conn.execute("UPDATE faces SET sealed = ? WHERE face_id = ?", (bytes(blob), face.face_id))
     conn.close()
     with pytest.raises(CorruptRecord) as excinfo:
         store.load_all(lambda version: cipher)
@@ -167,12 +167,12 @@ def test_tampered_ciphertext_is_corrupt(store: TenantStore, cipher: RecordCipher
 
 def _copy_face_row(src: Path, dst: Path, face_id: str, new_face_id: str, new_person_id: str) -> None:
     row = apsw.Connection(str(src)).execute(
-        "SELECT ciphertext, nonce, key_version, det_score, quality, created_at FROM faces WHERE face_id = ?", (face_id,)
+        "SELECT sealed, key_version, det_score, quality, created_at FROM faces WHERE face_id = ?", (face_id,)
     ).fetchone()
     conn = apsw.Connection(str(dst))
     conn.execute(
-        "INSERT INTO faces (face_id, person_id, ciphertext, nonce, key_version, det_score, quality, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO faces (face_id, person_id, sealed, key_version, det_score, quality, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
         (new_face_id, new_person_id, *row),
     )
     conn.close()
@@ -203,7 +203,7 @@ def test_delete_leaves_no_trace_in_file_bytes(store: TenantStore, cipher: Record
     gone_faces = store.add_faces(gone.person_id, unit_vectors(3, seed=3), cipher, [0.9] * 3, [0.9] * 3)
     single = store.add_face(keep.person_id, unit_vectors(1, seed=4)[0], cipher, 0.9, 0.9)
     conn = apsw.Connection(str(store.path))
-    ciphertexts = dict(conn.execute("SELECT face_id, ciphertext FROM faces"))
+    ciphertexts = {face_id: sealed[HEADER_BYTES:] for face_id, sealed in conn.execute("SELECT face_id, sealed FROM faces")}
     conn.close()
     store.checkpoint()
     assert gone.person_id.encode() in file_bytes(store)  # sanity: the scan would see it
@@ -328,8 +328,8 @@ def test_rejections_are_sealed_apart_from_faces_and_follow_rotation_merge_and_de
     assert vectors[0].astype("<f4").tobytes() not in file_bytes(store)
 
     with store.transaction():
-        store._conn.execute("INSERT INTO faces (face_id, person_id, ciphertext, nonce, key_version, det_score, quality, created_at)"
-                            " SELECT rejection_id, person_id, ciphertext, nonce, key_version, 0.9, 0.9, created_at"
+        store._conn.execute("INSERT INTO faces (face_id, person_id, sealed, key_version, det_score, quality, created_at)"
+                            " SELECT rejection_id, person_id, sealed, key_version, 0.9, 0.9, created_at"
                             " FROM rejections WHERE rejection_id = ?", (ids[0],))
     with pytest.raises(CorruptRecord) as excinfo:
         store.load_all(lambda version: cipher)
