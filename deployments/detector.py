@@ -102,18 +102,24 @@ class Detector:
             metrics.faces_detected_total().inc(len(faces))
         return faces
 
-    async def detect_frame(self, frame: np.ndarray, max_faces: int | None = None) -> list[DetectedFace]:
+    async def detect_frame(self, frame: np.ndarray, max_faces: int | None = None, *, crops: bool = True) -> list[DetectedFace]:
         """A decoded camera frame (BGR) → faces. Frames from all cameras are gathered into one batch per
         replica call (SCRFD through insightface runs one image at a time, so the batch saves the per-request
-        hops and keeps one inference thread busy, not a batched tensor)."""
-        return await self._detect_frames((frame, max_faces))
+        hops and keeps one inference thread busy, not a batched tensor). `crops=False`: boxes and landmarks
+        only, for a worker that sent its frame shrunk to `frame_input()` and aligns from its full frame."""
+        return await self._detect_frames((frame, max_faces, crops))
+
+    def frame_input(self) -> dict:
+        """What a worker shrinks its frames to (`side`: settings streams.det_size) and aligns crops at."""
+        return {"side": self.frame_model.det_size, "crop_size": self.pack.recognizer_input_size}
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005)
-    async def _detect_frames(self, items: list[tuple[np.ndarray, int | None]]) -> list[list[DetectedFace]]:
+    async def _detect_frames(self, items: list[tuple[np.ndarray, int | None, bool]]) -> list[list[DetectedFace]]:
         limit = self.settings.limits.max_faces
 
         def run() -> list[list[DetectedFace]]:
-            return [self.frame_model.detect(frame, max_faces=min(n or limit, limit)) for frame, n in items]
+            return [self.frame_model.detect(frame, max_faces=min(n or limit, limit), crops=crops)
+                    for frame, n, crops in items]
 
         faces = await asyncio.to_thread(run)
         total = sum(len(f) for f in faces)

@@ -25,6 +25,7 @@ from streams.sources import Frame, FrameQueue, StreamReader, redact_url
 from streams.tracking import FaceTracks, Policy, Track
 from tenancy.operations import InternalCaller, Search
 from vision import images
+from vision.detector import enlarged, shrunk
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ class StreamWorker:
         self._last_frame: tuple[float, float] | None = None  # (wall, offset) of the last processed frame
         self._task: asyncio.Task | None = None
         self._stopping = False
+        self._frame_input: dict | None = None  # the Detector's frame side and crop size, asked once
 
     # ---- control ----------------------------------------------------------------------------------------
     async def start(self) -> dict:
@@ -167,8 +169,17 @@ class StreamWorker:
         if self.reader is not None and self.reader.state == "ended" and not len(self.queue):
             await self._finish(self.tracks.close_all())
 
+    async def _detect(self, image: np.ndarray) -> list:
+        """The frame goes to the Detector at SCRFD's input size (a quarter of a 640x360 frame's bytes), which
+        answers boxes and landmarks; the faces are aligned here from the full frame, as the Detector would."""
+        if self._frame_input is None:
+            self._frame_input = await self.detector.frame_input.remote()
+        small, scale = shrunk(image, self._frame_input["side"])
+        faces = await self.detector.detect_frame.remote(small, crops=False)
+        return enlarged(faces, scale, image, self._frame_input["crop_size"]) if faces else []
+
     async def _process(self, frame: Frame) -> None:
-        faces = await self.detector.detect_frame.remote(frame.image)
+        faces = await self._detect(frame.image)
         wanted = self.tracks.observe(faces, frame.captured_at, frame.offset_s)
         if wanted:
             vectors, norms = await self.embedder.embed_with_norms.remote(np.stack([w.crop for w in wanted]))
