@@ -1,25 +1,32 @@
 """HTTP for faces without a gallery (detect, embed, verify two images) and against a tenant's gallery (verify
-a person, search). Thin wrappers over the handle API on the Ingress (deployments/ingress.py)."""
+a person, search). Thin wrappers over the handle API on the Ingress (deployments/ingress.py). Detect, embed and
+search take the image raw or as base64 in JSON (deployments/routes/uploads.py)."""
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, Request
 
 from deployments.routes.common import STATELESS_ERRORS, TENANT_ERRORS, bearer
+from deployments.routes.uploads import image_upload, openapi_forms
 from securegate import schemas as s
 from vision import images
 
 router = APIRouter(tags=["faces"])
+UPLOAD_ERRORS = {415: {"model": s.ErrorResponse}}
 
 
 class FaceRoutes:
     """Calls `self.detect`, `self.embed`, `self.verify`, `self.verify_person`, `self.search`."""
 
-    @router.post("/v1/detect", response_model=s.DetectResponse, responses=STATELESS_ERRORS)
-    async def http_detect(self, body: s.ImageRequest) -> dict:
-        return await self.detect(images.b64decode(body.image), body.max_faces)
+    @router.post("/v1/detect", response_model=s.DetectResponse, responses={**STATELESS_ERRORS, **UPLOAD_ERRORS},
+                 openapi_extra=openapi_forms(s.ImageRequest, s.ImageOptions))
+    async def http_detect(self, request: Request) -> dict:
+        image, options = await image_upload(request, s.ImageRequest, s.ImageOptions)
+        return await self.detect(image, options.max_faces)
 
-    @router.post("/v1/embed", response_model=s.EmbedResponse, responses=STATELESS_ERRORS)
-    async def http_embed(self, body: s.ImageRequest) -> dict:
-        return await self.embed(images.b64decode(body.image), body.max_faces)
+    @router.post("/v1/embed", response_model=s.EmbedResponse, responses={**STATELESS_ERRORS, **UPLOAD_ERRORS},
+                 openapi_extra=openapi_forms(s.ImageRequest, s.ImageOptions))
+    async def http_embed(self, request: Request) -> dict:
+        image, options = await image_upload(request, s.ImageRequest, s.ImageOptions)
+        return await self.embed(image, options.max_faces)
 
     @router.post("/v1/verify", response_model=s.VerifyResponse, response_model_exclude_none=True, responses=TENANT_ERRORS)
     async def http_verify(self, body: s.VerifyRequest, authorization: str | None = Header(None)) -> dict:
@@ -29,6 +36,8 @@ class FaceRoutes:
         b = images.b64decode(body.image_b, "image_b")
         return await self.verify(a, b, body.threshold)
 
-    @router.post("/v1/search", response_model=s.SearchResponse, responses=TENANT_ERRORS)
-    async def http_search(self, body: s.SearchRequest, authorization: str | None = Header(None)) -> dict:
-        return await self.search(bearer(authorization), images.b64decode(body.image), body.threshold, body.top_k, body.max_faces)
+    @router.post("/v1/search", response_model=s.SearchResponse, responses={**TENANT_ERRORS, **UPLOAD_ERRORS},
+                 openapi_extra=openapi_forms(s.SearchRequest, s.SearchOptions))
+    async def http_search(self, request: Request, authorization: str | None = Header(None)) -> dict:
+        image, options = await image_upload(request, s.SearchRequest, s.SearchOptions)
+        return await self.search(bearer(authorization), image, options.threshold, options.top_k, options.max_faces)
