@@ -211,8 +211,8 @@ class SecureGateClient:
     def enrol_face(self, person_id: str, image: ImageInput, face_index: int | None = None) -> FaceEnrolled:
         """One face of the image becomes a reference face of the person (quality gates apply). With several
         faces in the image, `face_index` picks one (largest first)."""
-        return self._session.request("POST", f"/v1/persons/{segment(person_id)}/faces", FaceEnrolled, auth=self.api_key,
-                             json=drop_none(image=image_b64(image), face_index=face_index))
+        return self._upload(f"/v1/persons/{segment(person_id)}/faces", FaceEnrolled, image, self.api_key,
+                            face_index=face_index)
 
     @route("POST /v1/persons/import")
     def import_faces(self, items: Sequence[Mapping[str, Any]]) -> ImportResponse:

@@ -69,7 +69,8 @@ def test_detect_and_embed_take_the_image_raw_as_the_body(http, faces_root, manif
 def test_openapi_describes_both_upload_forms(http):
     spec = http.get("/openapi.json").json()
     for path, options in (("/v1/detect", {"max_faces"}), ("/v1/embed", {"max_faces"}),
-                          ("/v1/search", {"threshold", "top_k", "max_faces"})):
+                          ("/v1/search", {"threshold", "top_k", "max_faces"}),
+                          ("/v1/persons/{person_id}/faces", {"face_index"})):
         operation = spec["paths"][path]["post"]
         content = operation["requestBody"]["content"]
         assert content["application/json"]["schema"]["properties"]["image"]["type"] == "string"

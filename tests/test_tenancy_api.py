@@ -130,6 +130,23 @@ def test_search_takes_the_image_raw_as_the_body(http, gallery, faces_root, ident
     assert http.post("/v1/search", content=scene, headers={"content-type": "image/jpeg"}).status_code == 401
 
 
+def test_enrolment_takes_the_image_raw_as_the_body(http, gallery, faces_root, identity_photos):
+    """Enrolling a face in the raw form (`face_index` in the query string) enrols the face the JSON form would:
+    the person is then found by search on another photo of them."""
+    tenant, _ = gallery
+    person = create_person(http, tenant, external_id="kit-raw")
+    r = http.post(f"/v1/persons/{person}/faces", content=(faces_root / "scenes" / "kit_with_rose.jpg").read_bytes(),
+                  params={"face_index": 5}, headers={**tenant["auth"], "content-type": "image/jpeg"})
+    assert (r.status_code, r.json()["error"]["code"]) == (400, "invalid_request"), r.text  # 2 faces: no index 5
+    assert "face_index 5" in r.json()["error"]["message"]  # the query's option reached the enrolment
+    r = http.post(f"/v1/persons/{person}/faces", content=identity_photos["kit_harington"][1].read_bytes(),
+                  headers={**tenant["auth"], "content-type": "image/jpeg"})
+    assert r.status_code == 201 and r.json()["face_id"], r.text
+    found = search(http, tenant, identity_photos["kit_harington"][2].read_bytes(), top_k=3)
+    assert person in [m["person_id"] for m in found["faces"][0]["matches"]]
+    http.delete(f"/v1/persons/{person}", headers=tenant["auth"]).raise_for_status()
+
+
 def test_verify_against_an_enrolled_person(http, gallery, identity_photos):
     tenant, persons = gallery
     same = http.post("/v1/verify", json={"image": b64(identity_photos["obama"][2].read_bytes()), "person_id": persons["obama"]},

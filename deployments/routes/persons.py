@@ -1,9 +1,10 @@
 """HTTP for a tenant's persons and their enrolled faces (the tenant comes from the API key). Thin wrappers
 over the handle API on the Ingress (deployments/ingress.py)."""
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 
 from deployments.routes.common import TENANT_ERRORS, bearer
+from deployments.routes.uploads import image_upload, openapi_forms
 from securegate import schemas as s
 from vision import images
 
@@ -42,9 +43,12 @@ class PersonRoutes:
         await self.delete_person(bearer(authorization), person_id)
         return Response(status_code=204)
 
-    @router.post("/v1/persons/{person_id}/faces", status_code=201, response_model=s.FaceEnrolled, responses=TENANT_ERRORS)
-    async def http_enrol_face(self, person_id: str, body: s.FaceEnrol, authorization: str | None = Header(None)) -> dict:
-        return await self.enrol_face(bearer(authorization), person_id, images.b64decode(body.image), body.face_index)
+    @router.post("/v1/persons/{person_id}/faces", status_code=201, response_model=s.FaceEnrolled,
+                 responses={**TENANT_ERRORS, 415: {"model": s.ErrorResponse}},
+                 openapi_extra=openapi_forms(s.FaceEnrol, s.FaceEnrolOptions))
+    async def http_enrol_face(self, person_id: str, request: Request, authorization: str | None = Header(None)) -> dict:
+        image, options = await image_upload(request, s.FaceEnrol, s.FaceEnrolOptions)
+        return await self.enrol_face(bearer(authorization), person_id, image, options.face_index)
 
     @router.delete("/v1/persons/{person_id}/faces/{face_id}", status_code=204, responses=TENANT_ERRORS)
     async def http_delete_face(self, person_id: str, face_id: str, authorization: str | None = Header(None)) -> Response:

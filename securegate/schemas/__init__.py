@@ -18,7 +18,8 @@ from securegate.schemas.admin import (
     ShardPlacement, TenantCreate, TenantCreated, TenantPatch, TenantPlacement, TenantView,
 )
 from securegate.schemas.persons import (
-    FaceEnrol, FaceEnrolled, FaceMove, FaceMoved, FaceSummary, IMPORT_MAX_ITEMS, ImportItem, ImportRefusal,
+    FaceEnrol, FaceEnrolOptions, FaceEnrolled, FaceMove, FaceMoved, FaceSummary, IMPORT_MAX_ITEMS, ImportItem,
+    ImportRefusal,
     ImportRequest, ImportResponse, ImportedItem, PersonCreate, PersonCreated, PersonMerge, PersonPage, PersonView,
     PersonsMerged, RejectionCreate, RejectionList, RejectionView, RejectionsAdded,
 )
@@ -33,7 +34,8 @@ from securegate.schemas.audit import (
 __all__ = [
     "ADMIN_KEY_NAME_PATTERN", "AdminKeyCreate", "AdminKeyCreated", "AdminKeyList", "AdminKeyView", "AdminScope",
     "ApiKeyCreated", "AuditEvent", "AuditPage", "AuditVerification", "Body", "DetectResponse", "EmbedResponse",
-    "EmbeddedFace", "ErasureReceipt", "ErrorBody", "ErrorResponse", "Face", "FaceEnrol", "FaceEnrolled", "FaceMove",
+    "EmbeddedFace", "ErasureReceipt", "ErrorBody", "ErrorResponse", "Face", "FaceEnrol",
+    "FaceEnrolOptions", "FaceEnrolled", "FaceMove",
     "FaceMoved", "FaceSummary", "Health", "IMAGE", "IMPORT_MAX_ITEMS", "ImageOptions", "ImageRequest", "ImportItem",
     "ImportRefusal", "ImportRequest", "ImportResponse", "ImportedItem", "KeyCache", "KeyRotation", "KeyStatus",
     "MAX_BODY_DEPTH", "METADATA_MAX_BYTES", "METADATA_MAX_DEPTH", "MigrationStart", "MigrationStatus", "ModelInfo",
