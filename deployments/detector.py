@@ -29,7 +29,10 @@ log = logging.getLogger("ray.serve")
 # A small queue per replica: the rest wait at their caller's Serve router, which hands each to whichever replica
 # frees a slot first. max_ongoing_requests also counts images whose crops are with the Embedder. Serve's caller
 # queue limit (max_queued_requests) is a backstop behind the Ingress's latency budget, answered 503 too.
-@serve.deployment(max_ongoing_requests=4, max_queued_requests=64, ray_actor_options={"num_cpus": 0.5})
+# No access log, as the Embedder: its callers are the Ingress (which logs every client request) and the camera
+# workers, one line per frame; py-spy had Serve's access logging at ~8 % of the replica's Python time.
+@serve.deployment(max_ongoing_requests=4, max_queued_requests=64, ray_actor_options={"num_cpus": 0.5},
+                  logging_config={"enable_access_log": False})
 class Detector:
     def __init__(self, settings: dict, embedders: dict[str, DeploymentHandle] | None = None) -> None:
         """`embedders`: {pack name: Embedder handle} of the packs served; a caller names the model to embed with."""
