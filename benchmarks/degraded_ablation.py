@@ -127,13 +127,15 @@ class LocalCamera:
         handle = lambda *names: type("Handle", (), {n: _Method(getattr(self, n)) for n in names})()  # noqa: E731
         worker = StreamWorker("ablation", "camera", handle("record_sighting", "close_sighting"),
                               handle("detect_frame"), handle("embed_with_norms"), handle("call"))
-        worker._apply({"fps": fps, "gates": self.gates, "threshold": self.threshold, "match_on": "faces", "tenant": None,
-                       "policy": policy, "url": None})
-        for t, image in frames:
-            self.now = t
-            await worker._process(Frame(image, t, t))
-        self.now = frames[-1][0]
-        await worker._finish(worker.tracks.close_all())
+
+        def clock_following():  # this camera's clock reads each frame's time while it is processed
+            for t, image in frames:
+                self.now = t
+                yield Frame(image, t, t)
+            self.now = frames[-1][0]
+
+        await worker.replay({"fps": fps, "gates": self.gates, "threshold": self.threshold, "match_on": "faces", "tenant": None,
+                             "policy": policy, "url": None}, clock_following())
         return list(self.events.values())
 
 

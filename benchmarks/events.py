@@ -76,8 +76,9 @@ def unit(x: np.ndarray) -> np.ndarray:
 class Log:
     """The tenant's history, grown in steps: what was written is remembered for the checks."""
 
-    def __init__(self, store: CameraStore, keys: EventKeys, rng: np.random.Generator, sealing=None) -> None:
+    def __init__(self, store: CameraStore, keys: EventKeys, rng: np.random.Generator, sealing=None, transaction=None) -> None:
         self.store, self.keys, self.rng = store, keys, rng
+        self.transaction = store.transaction if transaction is None else transaction  # one commit per BATCH events
         self.sealing = keys if sealing is None else sealing  # add_event's first argument (the baseline's: a cipher)
         self.persons = [(uuid.uuid4().hex, f"emp-{i:05d}") for i in range(PERSONS)]
         self.unknown_ids: list[str] = []
@@ -87,7 +88,7 @@ class Log:
     def grow_events(self, total: int) -> float:
         started = time.perf_counter()
         while self.events < total:
-            with self.store._db:  # the store's own connection: one transaction per BATCH events
+            with self.transaction():
                 for _ in range(min(BATCH, total - self.events)):
                     self._event(self.events)
                     self.events += 1
@@ -112,7 +113,7 @@ class Log:
 
     def grow_unknowns(self, total: int, dim: int) -> float:
         started = time.perf_counter()
-        with self.store._db:
+        with self.transaction():
             while len(self.unknown_ids) < total:
                 samples = int(min(MAX_UNKNOWN_SAMPLES, self.rng.geometric(0.4)))  # most strangers are seen once or twice
                 unknown_id = "unk_" + uuid.uuid4().hex[:16]
@@ -203,7 +204,7 @@ def reidentification(log: Log, dim: int, sightings: int, threshold: float = 0.5)
         answers.append(found == old_found)
     return {"indexed_s": float(np.mean(indexed)), "baseline_s": float(np.mean(old)), "same_answers": all(answers),
             "returning_recognised": sum(a for a in answers[::2]), "load_s": round(load_s, 3), "build_s": round(build_s, 3),
-            "gallery_mib": round(gallery._matrix.nbytes / 2**20, 1)}
+            "gallery_mib": round(gallery.matrix_bytes() / 2**20, 1)}
 
 
 def measure(log: Log, old_store, dim: int, sightings: int) -> dict:
@@ -246,7 +247,8 @@ def migration(baseline: str, folder: Path, events: int) -> dict:
     path = folder / "tenants" / "tenant-migrated" / "events.db"
     keys = EventKeys(tenant_id="tenant-migrated").add(1, RecordCipher(os.urandom(32), 1), os.urandom(32), current=True)
     old = store_at(baseline)(path, "tenant-migrated")
-    written = Log(old, keys, np.random.default_rng(6), sealing=keys.current)
+    # The baseline revision's store (its code from git, frozen) has no public transaction: its connection is one.
+    written = Log(old, keys, np.random.default_rng(6), sealing=keys.current, transaction=lambda: old._db)
     written.unknown_ids = ["unk_" + uuid.uuid4().hex[:16] for _ in range(1000)]
     written.grow_events(events)
     old.close()
@@ -292,7 +294,7 @@ def main() -> None:
         log = Log(store, keys, np.random.default_rng(events))
         written = {"unknowns": unknowns, "unknowns_write_s": round(log.grow_unknowns(unknowns, args.dim), 1),
                    "write_s": round(log.grow_events(events), 1)}
-        store._checkpoint()  # the writes above leave the WAL now, not inside the first timed deletion
+        store.checkpoint()  # the writes above leave the WAL now, not inside the first timed deletion
         written["file_mib"] = round(sum(p.stat().st_size for p in path.parent.glob("events.db*")) / 2**20)
         print(f"{events:,} events written in {written['write_s']} s, {unknowns:,} unknowns in {written['unknowns_write_s']} s, "
               f"file {written['file_mib']} MiB", flush=True)

@@ -1,9 +1,11 @@
-"""Admin authorisation for the handle API, mixed into the Ingress: the one table of which scope each admin
-endpoint needs, the check every admin method makes first, and the admin keys' own handle API (create, list,
-revoke), which the HTTP routes in deployments/routes/admin_keys.py call.
+"""Admin authorisation, a collaborator of the Ingress: the one table of which scope each admin endpoint needs,
+the check every admin method makes first (`AdminAuth`), and the admin keys' own handle API (`AdminKeyApi`:
+create, list, revoke), which the HTTP routes in deployments/routes/admin_keys.py call.
 """
 
 from __future__ import annotations
+
+from ray.serve.handle import DeploymentHandle
 
 from deployments.api_calls import api_errors
 from securegate import errors, metrics
@@ -39,38 +41,51 @@ ADMIN_READS = {"list_tenants", "get_tenant", "tenant_placement", "key_status", "
                "admin_verify_audit", "erasure_receipt", "list_admin_keys"}
 
 
-class AdminKeyApi:
-    """Needs from the Ingress: `self.tenants` (TenantRouter handle)."""
+def admin_principal() -> str:
+    """Who makes an admin call, as the org audit records it: the `admin:<key name>` set when the call was
+    authorised, else the one admin token's `admin`."""
+    principal = metrics.current_principal.get()
+    return principal if principal.startswith("admin") else "admin"
 
-    async def _admin(self, admin_token: str, endpoint: str, **read: str | None) -> AdminKey:
+
+class AdminAuth:
+    def __init__(self, router: DeploymentHandle) -> None:
+        self.router = router
+
+    async def check(self, admin_token: str, endpoint: str, **read: str | None) -> AdminKey:
         """The caller's admin key, if live and holding the endpoint's scope (else 403 forbidden); admin
         actions from here on are recorded under its name (`admin:<name>`), and a read is recorded now (`read`:
         what it reads, e.g. tenant_id)."""
-        key = await self.tenants.check_admin.remote(admin_token, ADMIN_SCOPES[endpoint])
+        key = await self.router.check_admin.remote(admin_token, ADMIN_SCOPES[endpoint])
         metrics.current_principal.set(key.principal)
         if endpoint in ADMIN_READS:
             details = {"endpoint": endpoint, **{k: v for k, v in read.items() if v is not None}}
-            await self.tenants.org_record.remote(key.principal, "admin.read", details)
+            await self.router.org_record.remote(key.principal, "admin.read", details)
         return key
+
+
+class AdminKeyApi:
+    def __init__(self, router: DeploymentHandle, auth: AdminAuth) -> None:
+        self.router, self.auth = router, auth
 
     @api_errors
     async def create_admin_key(self, admin_token: str, name: str, scopes: list[str]) -> dict:
         """A named admin key; its secret is in this answer only. It may hold only scopes the caller holds."""
-        caller = await self._admin(admin_token, "create_admin_key")
+        caller = await self.auth.check(admin_token, "create_admin_key")
         beyond = sorted(set(scopes) - set(caller.scopes))
         if beyond:
             raise errors.Forbidden(f"admin key {caller.name!r} cannot grant scopes it lacks: {beyond}")
-        key, token = await self.tenants.create_admin_key.remote(name, scopes, caller.principal)
+        key, token = await self.router.create_admin_key.remote(name, scopes, caller.principal)
         return {**key, "admin_key": token}
 
     @api_errors
     async def list_admin_keys(self, admin_token: str) -> dict:
         """Every admin key by name and scopes (never a secret), revoked ones included."""
-        await self._admin(admin_token, "list_admin_keys")
-        return {"admin_keys": await self.tenants.list_admin_keys.remote()}
+        await self.auth.check(admin_token, "list_admin_keys")
+        return {"admin_keys": await self.router.list_admin_keys.remote()}
 
     @api_errors
     async def revoke_admin_key(self, admin_token: str, name: str) -> dict:
         """Refused from the next call on, on every replica (no replica caches admin keys)."""
-        caller = await self._admin(admin_token, "revoke_admin_key")
-        return await self.tenants.revoke_admin_key.remote(name, caller.principal)
+        caller = await self.auth.check(admin_token, "revoke_admin_key")
+        return await self.router.revoke_admin_key.remote(name, caller.principal)

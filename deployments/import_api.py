@@ -1,4 +1,4 @@
-"""Bulk import's handle API, mixed into the Ingress: many photos of many persons in one call.
+"""Bulk import's handle API, a collaborator of the Ingress: many photos of many persons in one call.
 
 Per call: photos already imported for their person (same external id, same photo bytes) are skipped before
 any model runs; the others are detected concurrently (the Detector's replicas take them within their
@@ -16,8 +16,11 @@ import asyncio
 import hashlib
 
 from ray.serve.exceptions import BackPressureError
+from ray.serve.handle import DeploymentHandle
 
 from deployments.api_calls import api_errors
+from deployments.face_pipeline import FacePipeline
+from deployments.tenant_calls import TenantCalls
 from securegate import errors
 from securegate import schemas as s
 from tenancy import operations as op
@@ -33,7 +36,9 @@ OVERLOAD_RETRY_FOR_S = 60.0
 
 
 class ImportApi:
-    """Needs from the Ingress: `self.tenants` (TenantRouter), `self._faces`, `self._answer`, `self._served_models`."""
+    def __init__(self, pipeline: FacePipeline, router: DeploymentHandle, calls: TenantCalls) -> None:
+        self.pipeline, self.router, self.calls = pipeline, router, calls
+        self._slots = asyncio.Semaphore(IMPORT_DETECTIONS)
 
     @api_errors
     async def import_faces(self, api_key: str, items: list[dict]) -> dict:
@@ -48,10 +53,10 @@ class ImportApi:
             raise errors.InvalidRequest("every item needs an external_id")
         caller = op.ApiKeyCaller(api_key)
         digests = [hashlib.sha256(item["image"]).digest() for item in items]  # what a photo is known by (tenancy/bulk_import.py)
-        found = await self.tenants.find_imported.remote(op.FindImported(caller, [(p.external_id, d) for p, d in zip(persons, digests)]))
-        self._answer(api_key, found)
+        found = await self.router.find_imported.remote(op.FindImported(caller, [(p.external_id, d) for p, d in zip(persons, digests)]))
+        self.calls.answered(api_key, found)
         tenant = found.tenant
-        if tenant.model not in await self._served_models():
+        if tenant.model not in await self.pipeline.served_models():
             raise errors.ModelMismatch(f"tenant is bound to model {tenant.model}; this deployment does not serve it")
         results: list[dict | None] = [{"status": "skipped", **f} if f else None for f in found.found]
         todo = [k for k, r in enumerate(results) if r is None]
@@ -68,7 +73,7 @@ class ImportApi:
                         "vector": face.vector, "det_score": face.score, "quality": report.score,
                         **({"crop": face.crop} if keep else {})}
                        for k, face, report in accepted]
-            stored = await self.tenants.import_faces.remote(op.ImportFaces(caller, entries, tenant.model))
+            stored = await self.router.import_faces.remote(op.ImportFaces(caller, entries, tenant.model))
             for (k, _, _), result in zip(accepted, stored.results):
                 result.pop("created_person", None)
                 results[k] = result
@@ -89,13 +94,12 @@ class ImportApi:
             return refusal
 
     async def _detect_for_import(self, image: bytes, model: str):
-        slots = self.__dict__.setdefault("_import_slots", asyncio.Semaphore(IMPORT_DETECTIONS))
         deadline = asyncio.get_running_loop().time() + OVERLOAD_RETRY_FOR_S
         pause = 0.1
-        async with slots:
+        async with self._slots:
             while True:
                 try:
-                    return await self._faces(image, None, embed_with=model, crops=True)
+                    return await self.pipeline.faces(image, None, embed_with=model, crops=True)
                 except Exception as exc:
                     # Checked by type: to_api_error here would log an unexpected error that _gated_face maps again.
                     cause = errors.root_cause(exc)

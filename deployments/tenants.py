@@ -83,7 +83,7 @@ class TenantRouter:
         if self._evictor is None:
             self._evictor = asyncio.get_running_loop().create_task(self._evict_forever())
             # Rotations a previous run left half done carry on (their progress is persisted).
-            asyncio.get_running_loop().create_task(self.service.resume_rotations())
+            asyncio.get_running_loop().create_task(self.service.rotations.resume())
             asyncio.get_running_loop().create_task(self.service.migrations.resume())  # so do model migrations
 
     async def _evict_forever(self) -> None:
@@ -184,14 +184,14 @@ class TenantRouter:
     @as_api_errors
     async def rotate_tenant_key(self, tenant_id: str, principal: str = "admin") -> dict:
         self._ensure_evictor()
-        return await self.service.rotate_tenant_key(tenant_id, principal=principal)
+        return await self.service.rotations.rotate_tenant(tenant_id, principal=principal)
 
     @as_api_errors
     async def rotate_root_key(self, principal: str = "admin") -> dict:
-        return await self.service.rotate_root_key(principal)
+        return await self.service.rotations.rotate_root(principal)
 
     async def rotations(self) -> dict:
-        return self.service.rotations
+        return self.service.rotations.all()
 
     @as_api_errors
     async def migrate(self, tenant_id: str, pack: str, batch_size: int, hold: bool, pause_s: float = 0.0,
@@ -332,7 +332,7 @@ class TenantRouter:
         return await self.service.audit.signing_keys()
 
     async def resume_rotations(self) -> list[str]:
-        return await self.service.resume_rotations()
+        return await self.service.rotations.resume()
 
     async def enforce_retention(self, now: float | None = None) -> dict[str, int]:
         return await self.service.enforce_retention(now)

@@ -20,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-from kms.keyring import _connect
+from kms.keyring import connect_keystore
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS head_anchors (
@@ -39,7 +39,7 @@ class HeadAnchors:
 
     def __init__(self, keystore_path: str | os.PathLike[str], *, vfs: str | None = None) -> None:
         self._lock = threading.Lock()  # an apsw connection is for one thread at a time
-        self._db = _connect(Path(keystore_path), vfs)
+        self._db = connect_keystore(Path(keystore_path), vfs)
         with self._lock:
             self._db.execute(_SCHEMA)
 

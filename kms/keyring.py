@@ -5,7 +5,7 @@
 - CEK v1, v2, ...: 32 random bytes, stored wrapped by the TEK with AES-256-GCM, AAD = tenant + version.
 - Data key: HKDF-SHA256(CEK, info = tenant, purpose, version), derived per call, never stored.
 
-Wrapped keys live in a SQLite key store (apsw; secure_delete, WAL, synchronous=FULL; private: see `_connect`);
+Wrapped keys live in a SQLite key store (apsw; secure_delete, WAL, synchronous=FULL; private: see `connect_keystore`);
 no plaintext key is ever written. Destroying a tenant deletes its TEK and CEKs and checkpoints the WAL, so the
 key-store files no longer hold them: records sealed under them are unrecoverable (crypto-shredding).
 
@@ -118,7 +118,7 @@ class Keyring:
         self.keystore_path = Path(keystore_path)
         # Held around every statement (an apsw connection is for one thread at a time) and every transaction.
         self._db_lock = threading.RLock()
-        self._db = _connect(self.keystore_path, vfs)
+        self._db = connect_keystore(self.keystore_path, vfs)
         self._db.execute(_SCHEMA)
         self._cache = _TtlCache(cache_ttl_s)
 
@@ -329,7 +329,7 @@ _PRAGMAS = ("journal_mode=WAL", "synchronous=FULL", "secure_delete=ON", "foreign
 _BUSY_TIMEOUT_MS = 5_000
 
 
-def _connect(path: Path, vfs: str | None) -> apsw.Connection:
+def connect_keystore(path: Path, vfs: str | None) -> apsw.Connection:
     """The key store, private (directories created 0700; the file 0600 before SQLite opens it, so its -wal
     and -shm get 0600 too; an existing one tightened) and durable, with IMMEDIATE transactions."""
     missing = [d for d in (path.parent, *path.parent.parents) if not d.is_dir()]

@@ -4,13 +4,15 @@ what securegate.client returns for those routes (one definition per API type).""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from securegate.schemas import Body
 
 Kind = Literal["person_seen", "unknown_seen"]
+EVENT_KINDS: tuple[str, ...] = get_args(Kind)  # the one list of event kinds, for checks outside a schema
+
 
 class StreamCreate(Body):
     name: str = Field(..., min_length=1, max_length=200)

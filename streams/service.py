@@ -41,11 +41,9 @@ from streams.webhook_subscriptions import WebhookSubscriptions
 from streams.webhooks import WebhookDeliveries
 from streams.worker_pool import WorkerPool
 
-__all__ = ["EVENT_KINDS", "DeliveryNotDead", "InvalidStream", "StreamNotFound", "StreamService", "TooManyStreams"]
+__all__ = ["DeliveryNotDead", "InvalidStream", "StreamNotFound", "StreamService", "TooManyStreams"]
 
 log = logging.getLogger(__name__)
-
-EVENT_KINDS = ("person_seen", "unknown_seen")
 
 
 class StreamService:

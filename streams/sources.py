@@ -83,14 +83,14 @@ class FrameQueue:
 
     def __init__(self, capacity: int = 2) -> None:
         self._frames: deque[Frame] = deque()
-        self._capacity = max(1, capacity)
+        self.capacity = max(1, capacity)
         self._ready = threading.Condition()
         self.dropped = 0
         self.closed = False
 
     def put(self, frame: Frame) -> None:
         with self._ready:
-            if len(self._frames) >= self._capacity:
+            if len(self._frames) >= self.capacity:
                 self._frames.popleft()
                 self.dropped += 1
             self._frames.append(frame)

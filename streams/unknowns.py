@@ -45,6 +45,10 @@ class UnknownGallery:
     def __contains__(self, unknown_id: str) -> bool:
         return unknown_id in self._meta
 
+    def matrix_bytes(self) -> int:
+        """Memory of the samples' matrix (free rows included)."""
+        return 0 if self._matrix is None else self._matrix.nbytes
+
     def get(self, unknown_id: str) -> dict | None:
         """{unknown_id, created_at, last_seen, model, samples, vectors}, or None."""
         meta = self._meta.get(unknown_id)

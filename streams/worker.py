@@ -16,6 +16,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections.abc import Iterable
 
 import numpy as np
 import ray
@@ -92,7 +93,7 @@ class StreamWorker:
         if self.reader is not None:
             await asyncio.to_thread(self.reader.stop)
             self.reader = None
-        self.queue = FrameQueue(self.queue._capacity)
+        self.queue = FrameQueue(self.queue.capacity)
         self._apply(config)
 
     async def push_frame(self, data: bytes, captured_at: float | None, max_pixels: int) -> dict:
@@ -123,6 +124,14 @@ class StreamWorker:
                 # 0 once every ended track's event is written: a client that waits for it reads them all.
                 "tracks_active": (len(self.tracks.tracks) if self.tracks else 0) + self._closing,
                 "events": self.events}
+
+    async def replay(self, config: dict, frames: Iterable[Frame]) -> None:
+        """Frames in hand (no reader, no queue) through the camera loop's steps, then every track closed: how
+        benchmarks/degraded_ablation.py runs recorded clips through the real tracking and reporting."""
+        self._apply(config)
+        for frame in frames:
+            await self._process(frame)
+        await self._finish(self.tracks.close_all())
 
     # ---- the loop ---------------------------------------------------------------------------------------
     def _apply(self, config: dict) -> None:

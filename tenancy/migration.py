@@ -248,7 +248,7 @@ class Migrations:
             except RayActorError:
                 if attempt == STEP_RETRIES - 1:
                     raise
-                self.service._actors.pop(tenant_id, None)
+                self.service.forget_handles(tenant_id)
                 await asyncio.sleep(0.5)
 
     async def _run(self, tenant_id: str) -> None:

@@ -32,7 +32,7 @@ from tenancy.audit import OrgAudit
 from tenancy.audit_trail import AuditTrail
 from tenancy.migration import Migrations
 from tenancy.placement import INACTIVE, ShardsUnplaced, ShardWatch, shard_options, shard_report
-from tenancy.rotation import DONE, FAILED, RotationLog, rotations_path
+from tenancy.rotation import Rotations
 from tenancy.admin_keys import AdminKey
 from tenancy.registry import TenantRegistry, load_or_create_admin_token
 from tenancy.tenant import Tenant, TenantSettings
@@ -102,8 +102,7 @@ class TenantService:
         self._actors: dict[str, Any] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self.audit = AuditTrail(self.data_dir, keys)  # the tenants' chains (read-side) and the org's
-        self.rotation_log = RotationLog(rotations_path(self.data_dir))  # survives restarts: resume_rotations
-        self._rotation_tasks: dict[str, asyncio.Task] = {}
+        self.rotations = Rotations(self)  # key rotations (tenancy/rotation.py), resumed when the router starts
         # Model migrations ({pack name: Embedder handle} of the packs served; resumed like rotations).
         self.migrations = Migrations(self, embedders or {})
 
@@ -116,11 +115,6 @@ class TenantService:
 
     def authenticate(self, api_key: str) -> Tenant:
         return self.registry.authenticate(api_key)
-
-    @property
-    def rotations(self) -> dict[str, dict]:
-        """Tenant id -> progress of its latest content-key rotation (persisted)."""
-        return self.rotation_log.all()
 
     # ---- audit (tenancy/audit_trail.py) ---------------------------------------------------------------------
     @property
@@ -206,7 +200,7 @@ class TenantService:
         log.info("tenant %s deleted: keys destroyed, files removed", tenant_id)
         shutil.rmtree(tenant_db_path(self.data_dir, tenant_id).parent, ignore_errors=True)
         self.registry.delete(tenant_id)
-        self.rotation_log.forget(tenant_id)
+        self.rotations.forget(tenant_id)
         self.migrations.forget(tenant_id)
         self.audit.forget_tenant(tenant_id)
         seq = await self.audit.record_erasure(principal, receipt, signature)
@@ -230,72 +224,6 @@ class TenantService:
                 conn.close()
         return counts
 
-    # ---- key rotation ----------------------------------------------------------------------------------------
-    async def rotate_root_key(self, principal: str = "admin") -> dict:
-        """A new org root key (tenant keys re-wrapped by the KeyService); recorded in the org audit."""
-        try:
-            result = await self.keys.rotate_root.remote()
-        except Exception as exc:
-            await self.org_record(principal, "root_key.rotate", getattr(exc, "code", None) or type(exc).__name__)
-            raise
-        await self.org_record(principal, "root_key.rotate", details={
-            "previous_root_id": result.get("previous_root_id"), "root_id": result.get("root_id"),
-            "rewrapped": result.get("rewrapped")})
-        return result
-
-    async def rotate_tenant_key(self, tenant_id: str, batch_size: int = 500, principal: str = "admin") -> dict:
-        """New content-key version now; records are re-encrypted in the background, batch by batch, while
-        reads and writes go on. Old versions are retired once no record uses them."""
-        tenant = self.registry.get(tenant_id)
-        running = self._rotation_tasks.get(tenant_id)
-        if running is not None and not running.done():
-            return self.rotation_log.get(tenant_id)
-        version = await self.keys.rotate_tenant.remote(tenant_id)
-        progress = self.rotation_log.start(tenant_id, version)  # durable before any batch: a restart resumes it
-        await self.org_record(principal, "tenant_key.rotate", "started", {"tenant_id": tenant_id, "version": version})
-        await self.tenant_audit(tenant, principal, "key.rotate", "started", {"version": version})
-        self._start_reencrypt(tenant, version, batch_size)
-        return progress
-
-    def _start_reencrypt(self, tenant: Tenant, version: int, batch_size: int) -> None:
-        self._rotation_tasks[tenant.tenant_id] = asyncio.get_running_loop().create_task(
-            self._reencrypt(tenant, version, batch_size))
-
-    async def resume_rotations(self, batch_size: int = 500) -> list[str]:
-        """Resume every rotation a previous run left running (re-encryption carries on from the file)."""
-        resumed = []
-        for progress in self.rotation_log.running():
-            tenant_id = progress["tenant_id"]
-            running = self._rotation_tasks.get(tenant_id)
-            if running is not None and not running.done():
-                continue
-            try:
-                tenant = self.registry.get(tenant_id)
-            except Exception:  # deleted meanwhile
-                self.rotation_log.forget(tenant_id)
-                continue
-            log.info("resuming the content-key rotation of %s to version %d", tenant_id, progress["version"])
-            self._start_reencrypt(tenant, progress["version"], batch_size)
-            resumed.append(tenant_id)
-        return resumed
-
-    async def _reencrypt(self, tenant: Tenant, version: int, batch_size: int) -> None:
-        tenant_id = tenant.tenant_id
-        try:
-            while True:
-                step = await (await self.shard_set(tenant)).primary.reencrypt_step.remote(batch_size)
-                self.rotation_log.update(tenant_id, remaining=step["remaining"], total=step["total"])
-                if step["remaining"] == 0:
-                    break
-            for old in await self.keys.versions.remote(tenant_id):
-                if old != version:
-                    await self.keys.retire_version.remote(tenant_id, old)
-            self.rotation_log.update(tenant_id, state=DONE)
-            await self.tenant_audit(tenant, "rotation", "key.rotate", "done", {"version": version})
-        except Exception as exc:  # the rotation can be started again; records stay readable meanwhile
-            log.exception("content-key rotation of %s failed", tenant_id)
-            self.rotation_log.update(tenant_id, state=FAILED, error=f"{type(exc).__name__}: {exc}")
-
     # ---- index actors --------------------------------------------------------------------------------------
     async def actor(self, tenant: Tenant):
         """The tenant's (primary) index actor: found by name, else created (which activates the tenant)."""
@@ -317,6 +245,10 @@ class TenantService:
                     await self.evict(tenant.tenant_id)
                 self._actors[tenant.tenant_id] = await self._open(tenant, wanted)
         return self._actors[tenant.tenant_id]
+
+    def forget_handles(self, tenant_id: str) -> None:
+        """Drop the tenant's cached actor handles (one died): the next call finds or re-creates its actors by name."""
+        self._actors.pop(tenant_id, None)
 
     def _spawn(self, tenant: Tenant, shard: int, shards: int):
         try:  # the binding as it stands (a caller's Tenant may predate a model switch)
@@ -387,7 +319,7 @@ class TenantService:
                 pass
         if not handles:
             return False
-        unique = list({h._actor_id: h for h in handles}.values())
+        unique = list(dict.fromkeys(handles))  # a Ray actor handle hashes and compares by its actor's id
         for handle in unique:
             try:
                 await self.watch.result(tenant_id, handle.close.remote(), [handle], "close")

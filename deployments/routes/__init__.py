@@ -1,1 +1,1 @@
-"""HTTP routes, one module per resource (see deployments/ingress.py for how they are included)."""
+"""HTTP routes, one module per resource (deployments/routes/app.py includes them in a replica's app)."""

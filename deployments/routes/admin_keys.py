@@ -1,10 +1,12 @@
 """HTTP for admin keys (an admin key with `admin-keys:*` scopes): create one (its secret shown once), list
-them, revoke one. Thin wrappers over the handle API in deployments/admin_keys.py.
+them, revoke one. Thin wrappers over the replica's AdminKeyApi (deployments/admin_keys.py).
 
 At /v1/admin-keys, not /v1/admin/keys: that prefix is the key hierarchy's (rotate-root, status), and a key
 named `status` would have shared a path with it."""
 
-from fastapi import APIRouter, Header, Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Path, Request
 
 from deployments.admin_keys import AdminKeyApi
 from deployments.routes.common import ADMIN_ERRORS, bearer
@@ -14,15 +16,23 @@ router = APIRouter(tags=["admin"])
 ADMIN_KEY_ERRORS = {**ADMIN_ERRORS, 409: {"model": s.ErrorResponse}}
 
 
-class AdminKeyRoutes(AdminKeyApi):
-    @router.post("/v1/admin-keys", status_code=201, response_model=s.AdminKeyCreated, responses=ADMIN_KEY_ERRORS)
-    async def http_create_admin_key(self, body: s.AdminKeyCreate, authorization: str | None = Header(None)) -> dict:
-        return await self.create_admin_key(bearer(authorization), body.name, body.scopes)
+def _admin_keys(request: Request) -> AdminKeyApi:
+    return request.app.state.admin_keys  # the replica's collaborator (deployments/routes/app.py)
 
-    @router.get("/v1/admin-keys", response_model=s.AdminKeyList, responses=ADMIN_ERRORS)
-    async def http_list_admin_keys(self, authorization: str | None = Header(None)) -> dict:
-        return await self.list_admin_keys(bearer(authorization))
 
-    @router.delete("/v1/admin-keys/{name}", response_model=s.AdminKeyView, responses=ADMIN_KEY_ERRORS)
-    async def http_revoke_admin_key(self, name: str = Path(..., max_length=64), authorization: str | None = Header(None)) -> dict:
-        return await self.revoke_admin_key(bearer(authorization), name)
+AdminKeys = Annotated[AdminKeyApi, Depends(_admin_keys)]
+
+
+@router.post("/v1/admin-keys", status_code=201, response_model=s.AdminKeyCreated, responses=ADMIN_KEY_ERRORS)
+async def http_create_admin_key(admin_keys: AdminKeys, body: s.AdminKeyCreate, authorization: str | None = Header(None)) -> dict:
+    return await admin_keys.create_admin_key(bearer(authorization), body.name, body.scopes)
+
+
+@router.get("/v1/admin-keys", response_model=s.AdminKeyList, responses=ADMIN_ERRORS)
+async def http_list_admin_keys(admin_keys: AdminKeys, authorization: str | None = Header(None)) -> dict:
+    return await admin_keys.list_admin_keys(bearer(authorization))
+
+
+@router.delete("/v1/admin-keys/{name}", response_model=s.AdminKeyView, responses=ADMIN_KEY_ERRORS)
+async def http_revoke_admin_key(admin_keys: AdminKeys, name: str = Path(..., max_length=64), authorization: str | None = Header(None)) -> dict:
+    return await admin_keys.revoke_admin_key(bearer(authorization), name)

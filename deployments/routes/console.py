@@ -1,6 +1,6 @@
 """HTTP for the web console: its files at /console/, each answer with a strict Content-Security-Policy.
 
-Static files only, so these routes call nothing on the Ingress (plain functions, no handle API).
+Static files only, so these routes call no collaborator of the Ingress.
 """
 
 from fastapi import APIRouter

@@ -3,9 +3,11 @@ disk writable)."""
 
 import asyncio
 import logging
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Request
 
+from deployments.readiness import Readiness
 from deployments.routes.common import error_response
 from securegate import errors
 from securegate import schemas as s
@@ -15,20 +17,25 @@ log = logging.getLogger("ray.serve")
 router = APIRouter(tags=["health"])
 
 
-class HealthRoutes:
-    """Calls `self.ready`."""
+def _health(request: Request) -> Readiness:
+    return request.app.state.health  # the replica's collaborator (deployments/routes/app.py)
 
-    @router.get("/v1/healthz", response_model=s.Health)
-    async def http_healthz(self) -> dict:
-        return {"status": "ok"}
 
-    @router.get("/v1/readyz", response_model=s.Readiness, responses={503: {"model": s.ErrorResponse}})
-    async def http_readyz(self):
-        try:
-            return await asyncio.wait_for(self.ready(), timeout=5.0)
-        except errors.NotReady as exc:  # it says why (the key provider, a full data disk)
-            log.warning("not ready: %s", exc.message)
-            return error_response(exc)
-        except Exception as exc:
-            log.warning("not ready: %r", exc)
-            return error_response(errors.NotReady("models or the key service are not ready"))
+Health = Annotated[Readiness, Depends(_health)]
+
+
+@router.get("/v1/healthz", response_model=s.Health)
+async def http_healthz() -> dict:
+    return {"status": "ok"}
+
+
+@router.get("/v1/readyz", response_model=s.Readiness, responses={503: {"model": s.ErrorResponse}})
+async def http_readyz(health: Health):
+    try:
+        return await asyncio.wait_for(health.ready(), timeout=5.0)
+    except errors.NotReady as exc:  # it says why (the key provider, a full data disk)
+        log.warning("not ready: %s", exc.message)
+        return error_response(exc)
+    except Exception as exc:
+        log.warning("not ready: %r", exc)
+        return error_response(errors.NotReady("models or the key service are not ready"))

@@ -173,9 +173,9 @@ def test_a_content_key_rotation_resumes_after_a_restart(app, tmp_path):
 
     async def start():
         tenant, _ = await enrolled_tenant(first, faces=5)
-        progress = await first.rotate_tenant_key(tenant.tenant_id, batch_size=1)
-        task = first._rotation_tasks[tenant.tenant_id]
-        while first.rotation_log.get(tenant.tenant_id)["remaining"] is None:
+        progress = await first.rotations.rotate_tenant(tenant.tenant_id, batch_size=1)
+        task = first.rotations.task(tenant.tenant_id)
+        while first.rotations.log.get(tenant.tenant_id)["remaining"] is None:
             await asyncio.sleep(0.01)
         task.cancel()  # the router dies mid-rotation
         with pytest.raises(asyncio.CancelledError):
@@ -184,20 +184,20 @@ def test_a_content_key_rotation_resumes_after_a_restart(app, tmp_path):
         return tenant, progress
 
     tenant, progress = asyncio.run(start())
-    stopped = first.rotation_log.get(tenant.tenant_id)
+    stopped = first.rotations.log.get(tenant.tenant_id)
     assert stopped["state"] == "running" and 0 < stopped["remaining"] < 5, stopped
 
     second = new_service(data_dir)
 
     async def resume():
-        assert await second.resume_rotations(batch_size=1) == [tenant.tenant_id]
-        await second._rotation_tasks[tenant.tenant_id]
+        assert await second.rotations.resume(batch_size=1) == [tenant.tenant_id]
+        await second.rotations.task(tenant.tenant_id)
         info = await service_gallery(second).info(tenant.tenant_id)
         await second.evict(tenant.tenant_id)
         return info
 
     info = asyncio.run(resume())
-    assert second.rotations[tenant.tenant_id]["state"] == "done"
+    assert second.rotations.all()[tenant.tenant_id]["state"] == "done"
     assert info["key_versions"] == {progress["version"]: 5}, info
     actions = [(e["action"], e["outcome"]) for e in second.audit_events(tenant.tenant_id, 0, 1000)]
     assert actions.count(("key.reencrypt", "ok")) == 5 and actions[-1] == ("key.rotate", "done")
