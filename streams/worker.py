@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import importlib
 import logging
 import time
 from collections.abc import Iterable
@@ -153,6 +154,9 @@ class StreamWorker:
         if config is None:  # the stream was deleted while we restarted
             self.state = "stopped"
             return
+        # Before the reader starts, not at a live camera's first face: aligning crops here imports insightface
+        # (~1 s, several on a loaded host), frames a live source would drop meanwhile.
+        await asyncio.to_thread(importlib.import_module, "insightface.utils.face_align")
         self._apply(config)
         log.info("stream %s of %s: %s at %s fps", self.stream_id, self.tenant_id,
                  redact_url(config["url"]) if config.get("url") else "pushed frames", config["fps"])
