@@ -277,14 +277,20 @@ def run_securegate(config_path: Path, models: Path, gallery: dict[str, Path], pr
         encoded = [base64.b64encode(p).decode() for p in probes]
         local = threading.local()
 
-        def post(path: str, body: dict) -> None:
+        def post(path: str, body: dict | None = None, raw: bytes | None = None) -> None:
             if not hasattr(local, "client"):
                 local.client = httpx.Client(base_url=base, timeout=120, headers=auth)
-            r = local.client.post(path, json=body)
+            if raw is not None:  # the form SecureGateClient sends: the image as the body
+                r = local.client.post(path, content=raw, headers={"Content-Type": "application/octet-stream"})
+            else:
+                r = local.client.post(path, json=body)
             if r.status_code != 200:
                 raise Refused(r.status_code, r.headers.get("Retry-After"))
 
         def http_search(k: int) -> None:
+            post("/v1/search", raw=probes[k % len(probes)])
+
+        def http_search_json(k: int) -> None:
             post("/v1/search", {"image": encoded[k % len(probes)]})
 
         def http_verify(k: int) -> None:
@@ -300,14 +306,16 @@ def run_securegate(config_path: Path, models: Path, gallery: dict[str, Path], pr
 
         for k in range(4):
             http_search(k)
+            http_search_json(k)
             handle_search(k)
             http_verify(k)
         out = []
         for r in range(rounds):
-            measured = {"reference": reference(), "http": [], "handle": [], "verify": []}
+            measured = {"reference": reference(), "http": [], "http_json": [], "handle": [], "verify": []}
             print(f"  round {r + 1}: reference {measured['reference']}", flush=True)
             for c in CONCURRENCY:
-                for kind, call, images in (("http", http_search, 1), ("handle", handle_search, 1), ("verify", http_verify, 2)):
+                for kind, call, images in (("http", http_search, 1), ("http_json", http_search_json, 1),
+                                           ("handle", handle_search, 1), ("verify", http_verify, 2)):
                     measured[kind].append(drive(call, probes, c, seconds, images))
                     print(f"  {kind:<7}c={c:<3} {measured[kind][-1]}", flush=True)
             out.append(measured)
@@ -325,6 +333,11 @@ def summary(measured: dict, reference_c1_ms: float) -> dict:
             "c1_p50_minus_reference_ms": round(by_c[1]["p50_ms"] - reference_c1_ms, 1),
             "c16_vs_c4": round(by_c[16]["ips"] / by_c[4]["ips"], 3) if by_c[4]["ips"] else None,
             "c16_p99_ms": by_c[16]["p99_ms"], "handle_ips": max(r["ips"] for r in measured["handle"]),
+            # The JSON form (base64 in the body) against the raw form the client sends, same round.
+            "json_vs_raw": {j["concurrency"]: round(j["ips"] / r["ips"], 3) if r["ips"] else None
+                            for j, r in zip(measured["http_json"], measured["http"])},
+            "json_cpu_s_per_image": {r["concurrency"]: r["cpu_s_per_image"] for r in measured["http_json"]},
+            "raw_cpu_s_per_image": {r["concurrency"]: r["cpu_s_per_image"] for r in measured["http"]},
             "http_cpu_s_per_image": http_best["cpu_s_per_image"],
             "breakdown_cpu_s_per_image": http_best["cpu_s_per_image_by_process"],
             "refused_rate": {kind: {r["concurrency"]: r["refused_rate"] for r in measured[kind]}
@@ -371,6 +384,7 @@ def main() -> None:
         "latency_budget_s": budget,
         "refused_rate": {kind: {c: max(s["refused_rate"][kind][c] for s in summaries) for c in CONCURRENCY}
                          for kind in ("http", "handle", "verify")},  # the worst round
+        "json_vs_raw": {c: statistics.median(s["json_vs_raw"][c] or 0 for s in summaries) for c in CONCURRENCY},
         "breakdown_cpu_s_per_image": summaries[-1]["breakdown_cpu_s_per_image"],
         "rounds": summaries, "reference_all": reference, "measured": rounds,
         "load_avg_at_end": os.getloadavg()[0],

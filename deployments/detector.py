@@ -29,7 +29,10 @@ log = logging.getLogger("ray.serve")
 # A small queue per replica: the rest wait at their caller's Serve router, which hands each to whichever replica
 # frees a slot first. max_ongoing_requests also counts images whose crops are with the Embedder. Serve's caller
 # queue limit (max_queued_requests) is a backstop behind the Ingress's latency budget, answered 503 too.
-@serve.deployment(max_ongoing_requests=4, max_queued_requests=64, ray_actor_options={"num_cpus": 0.5})
+# No access log, as the Embedder: its callers are the Ingress (which logs every client request) and the camera
+# workers, one line per frame; py-spy had Serve's access logging at ~8 % of the replica's Python time.
+@serve.deployment(max_ongoing_requests=4, max_queued_requests=64, ray_actor_options={"num_cpus": 0.5},
+                  logging_config={"enable_access_log": False})
 class Detector:
     def __init__(self, settings: dict, embedders: dict[str, DeploymentHandle] | None = None) -> None:
         """`embedders`: {pack name: Embedder handle} of the packs served; a caller names the model to embed with."""
@@ -102,18 +105,24 @@ class Detector:
             metrics.faces_detected_total().inc(len(faces))
         return faces
 
-    async def detect_frame(self, frame: np.ndarray, max_faces: int | None = None) -> list[DetectedFace]:
+    async def detect_frame(self, frame: np.ndarray, max_faces: int | None = None, *, crops: bool = True) -> list[DetectedFace]:
         """A decoded camera frame (BGR) → faces. Frames from all cameras are gathered into one batch per
         replica call (SCRFD through insightface runs one image at a time, so the batch saves the per-request
-        hops and keeps one inference thread busy, not a batched tensor)."""
-        return await self._detect_frames((frame, max_faces))
+        hops and keeps one inference thread busy, not a batched tensor). `crops=False`: boxes and landmarks
+        only, for a worker that sent its frame shrunk to `frame_input()` and aligns from its full frame."""
+        return await self._detect_frames((frame, max_faces, crops))
+
+    def frame_input(self) -> dict:
+        """What a worker shrinks its frames to (`side`: settings streams.det_size) and aligns crops at."""
+        return {"side": self.frame_model.det_size, "crop_size": self.pack.recognizer_input_size}
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005)
-    async def _detect_frames(self, items: list[tuple[np.ndarray, int | None]]) -> list[list[DetectedFace]]:
+    async def _detect_frames(self, items: list[tuple[np.ndarray, int | None, bool]]) -> list[list[DetectedFace]]:
         limit = self.settings.limits.max_faces
 
         def run() -> list[list[DetectedFace]]:
-            return [self.frame_model.detect(frame, max_faces=min(n or limit, limit)) for frame, n in items]
+            return [self.frame_model.detect(frame, max_faces=min(n or limit, limit), crops=crops)
+                    for frame, n, crops in items]
 
         faces = await asyncio.to_thread(run)
         total = sum(len(f) for f in faces)

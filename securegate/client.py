@@ -49,7 +49,7 @@ from securegate.client_errors import (
     PayloadTooLargeError, PermissionDeniedError, RateLimitedError, SamePersonError, SecureGateConnectionError,
     SecureGateError, ServerError, ServiceUnavailableError, UnprocessableError, error_from_response,
 )
-from securegate.client_encoding import ImageInput, drop_none, follow_pages, image_b64, image_bytes, segment
+from securegate.client_encoding import RAW_IMAGE, ImageInput, drop_none, follow_pages, image_b64, image_bytes, segment
 from securegate.client_events import EventStream
 from securegate.client_http import ApiSession
 from securegate.client_retry import RetryPolicy
@@ -106,8 +106,12 @@ class SecureGateClient:
 
     def __init__(self, base_url: str, api_key: str | None = None, admin_token: str | None = None, timeout: float = 60, *,
                  retry: RetryPolicy | None = RetryPolicy(), transport: httpx.BaseTransport | None = None,
-                 verify: Any = True, cert: Any = None, headers: Mapping[str, str] | None = None) -> None:
+                 verify: Any = True, cert: Any = None, headers: Mapping[str, str] | None = None,
+                 raw_images: bool = True) -> None:
+        """`raw_images`: detect, embed and search send the image as the request body (its options in the query
+        string); False sends the JSON form, base64 in the body (servers before the raw form)."""
         self.base_url = base_url.rstrip("/")
+        self.raw_images = raw_images
         self.api_key = api_key
         self.admin_token = admin_token
         kwargs: dict[str, Any] = {"base_url": self.base_url, "timeout": timeout, "verify": verify,
@@ -136,13 +140,12 @@ class SecureGateClient:
     @route("POST /v1/detect")
     def detect(self, image: ImageInput, max_faces: int | None = None) -> list[Face]:
         """Faces in the image, largest first."""
-        return self._session.request("POST", "/v1/detect", DetectResponse,
-                             json=drop_none(image=image_b64(image), max_faces=max_faces)).faces
+        return self._upload("/v1/detect", DetectResponse, image, None, max_faces=max_faces).faces
 
     @route("POST /v1/embed")
     def embed(self, image: ImageInput, max_faces: int | None = None) -> EmbedResponse:
         """Each face's unit-length embedding, with the model that produced them."""
-        return self._session.request("POST", "/v1/embed", EmbedResponse, json=drop_none(image=image_b64(image), max_faces=max_faces))
+        return self._upload("/v1/embed", EmbedResponse, image, None, max_faces=max_faces)
 
     @route("POST /v1/verify")
     def verify(self, image_a: ImageInput, image_b: ImageInput, threshold: float | None = None) -> VerifyResponse:
@@ -163,8 +166,15 @@ class SecureGateClient:
                max_faces: int | None = None) -> SearchResponse:
         """Every face of the image searched in the tenant's gallery; each face's matches best first, empty
         when nothing reaches the threshold."""
-        return self._session.request("POST", "/v1/search", SearchResponse, auth=self.api_key,
-                             json=drop_none(image=image_b64(image), threshold=threshold, top_k=top_k, max_faces=max_faces))
+        return self._upload("/v1/search", SearchResponse, image, self.api_key, threshold=threshold, top_k=top_k,
+                            max_faces=max_faces)
+
+    def _upload(self, path: str, answer, image: ImageInput, auth: str | None, **options: Any):
+        """One image and its options, in the raw form (the image is the body) or the JSON form (`raw_images`)."""
+        if self.raw_images:
+            return self._session.request("POST", path, answer, auth=auth, content=image_bytes(image),
+                                         params=drop_none(**options), headers=RAW_IMAGE)
+        return self._session.request("POST", path, answer, auth=auth, json=drop_none(image=image_b64(image), **options))
 
     @route("POST /v1/persons")
     def create_person(self, external_id: str | None = None, metadata: Mapping[str, Any] | None = None) -> PersonCreated:
@@ -201,8 +211,8 @@ class SecureGateClient:
     def enrol_face(self, person_id: str, image: ImageInput, face_index: int | None = None) -> FaceEnrolled:
         """One face of the image becomes a reference face of the person (quality gates apply). With several
         faces in the image, `face_index` picks one (largest first)."""
-        return self._session.request("POST", f"/v1/persons/{segment(person_id)}/faces", FaceEnrolled, auth=self.api_key,
-                             json=drop_none(image=image_b64(image), face_index=face_index))
+        return self._upload(f"/v1/persons/{segment(person_id)}/faces", FaceEnrolled, image, self.api_key,
+                            face_index=face_index)
 
     @route("POST /v1/persons/import")
     def import_faces(self, items: Sequence[Mapping[str, Any]]) -> ImportResponse:

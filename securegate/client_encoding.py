@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import quote
 
 ImageInput = bytes | bytearray | memoryview | str | os.PathLike  # the bytes of an image, or its file's path
+RAW_IMAGE = {"Content-Type": "application/octet-stream"}  # an image as the body: the server reads its format itself
 
 
 def follow_pages(fetch: Callable[[int], Any], since: int, page_size: int) -> Iterator[Any]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import importlib
 import logging
 import time
 from collections.abc import Iterable
@@ -26,6 +27,7 @@ from streams.sources import Frame, FrameQueue, StreamReader, redact_url
 from streams.tracking import FaceTracks, Policy, Track
 from tenancy.operations import InternalCaller, Search
 from vision import images
+from vision.detector import enlarged, shrunk
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,7 @@ class StreamWorker:
         self._last_frame: tuple[float, float] | None = None  # (wall, offset) of the last processed frame
         self._task: asyncio.Task | None = None
         self._stopping = False
+        self._frame_input: dict | None = None  # the Detector's frame side and crop size, asked once
 
     # ---- control ----------------------------------------------------------------------------------------
     async def start(self) -> dict:
@@ -151,6 +154,9 @@ class StreamWorker:
         if config is None:  # the stream was deleted while we restarted
             self.state = "stopped"
             return
+        # Before the reader starts, not at a live camera's first face: aligning crops here imports insightface
+        # (~1 s, several on a loaded host), frames a live source would drop meanwhile.
+        await asyncio.to_thread(importlib.import_module, "insightface.utils.face_align")
         self._apply(config)
         log.info("stream %s of %s: %s at %s fps", self.stream_id, self.tenant_id,
                  redact_url(config["url"]) if config.get("url") else "pushed frames", config["fps"])
@@ -176,8 +182,17 @@ class StreamWorker:
         if self.reader is not None and self.reader.state == "ended" and not len(self.queue):
             await self._finish(self.tracks.close_all())
 
+    async def _detect(self, image: np.ndarray) -> list:
+        """The frame goes to the Detector at SCRFD's input size (a quarter of a 640x360 frame's bytes), which
+        answers boxes and landmarks; the faces are aligned here from the full frame, as the Detector would."""
+        if self._frame_input is None:
+            self._frame_input = await self.detector.frame_input.remote()
+        small, scale = shrunk(image, self._frame_input["side"])
+        faces = await self.detector.detect_frame.remote(small, crops=False)
+        return enlarged(faces, scale, image, self._frame_input["crop_size"]) if faces else []
+
     async def _process(self, frame: Frame) -> None:
-        faces = await self.detector.detect_frame.remote(frame.image)
+        faces = await self._detect(frame.image)
         wanted = self.tracks.observe(faces, frame.captured_at, frame.offset_s)
         if wanted:
             vectors, norms = await self.embedder.embed_with_norms.remote(np.stack([w.crop for w in wanted]))

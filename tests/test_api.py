@@ -52,6 +52,33 @@ def test_embed_returns_unit_vectors_of_the_models_dim(http, faces_root):
         assert abs(np.linalg.norm(face["embedding"]) - 1) < 1e-4
 
 
+def test_detect_and_embed_take_the_image_raw_as_the_body(http, faces_root, manifest):
+    """Raw form (bytes as the body, `max_faces` in the query string) and JSON form answer the same, on real photos."""
+    for row in manifest[:4]:
+        data = row["file"].read_bytes()
+        raw = http.post("/v1/detect", content=data, headers={"content-type": "image/jpeg"})
+        assert raw.status_code == 200 and raw.json() == post_image(http, "/v1/detect", data).json(), raw.text
+    scene = (faces_root / "scenes" / "kit_with_rose.jpg").read_bytes()
+    raw = http.post("/v1/embed", content=scene, params={"max_faces": 1}, headers={"content-type": "application/octet-stream"})
+    assert raw.status_code == 200 and len(raw.json()["faces"]) == 1
+    assert raw.json() == post_image(http, "/v1/embed", scene, max_faces=1).json()
+    r = http.post("/v1/detect", content=scene, headers={"content-type": "multipart/form-data; boundary=x"})
+    assert r.status_code == 415 and r.json()["error"]["code"] == "unsupported_media_type"
+
+
+def test_openapi_describes_both_upload_forms(http):
+    spec = http.get("/openapi.json").json()
+    for path, options in (("/v1/detect", {"max_faces"}), ("/v1/embed", {"max_faces"}),
+                          ("/v1/search", {"threshold", "top_k", "max_faces"}),
+                          ("/v1/persons/{person_id}/faces", {"face_index"})):
+        operation = spec["paths"][path]["post"]
+        content = operation["requestBody"]["content"]
+        assert content["application/json"]["schema"]["properties"]["image"]["type"] == "string"
+        assert content["image/jpeg"]["schema"] == content["application/octet-stream"]["schema"] == {"type": "string", "format": "binary"}
+        assert {p["name"] for p in operation["parameters"] if p["in"] == "query"} == options, path
+        assert "415" in operation["responses"]
+
+
 def test_verify_matches_same_identity_and_rejects_others(http, identity_photos):
     photos = [(who, p) for who, ps in identity_photos.items() for p in ps]
     same, different = [], []

@@ -269,12 +269,22 @@ def test_requests_and_non_json_errors_through_a_transport():
             sg.healthz()
         assert (err.value.code, err.value.retry_after_s) == ("rate_limited", 3.0)
     detect, persons, person, *_ = sent
-    assert json.loads(detect.content) == {"image": base64.b64encode(b"\x89PNG fake").decode()}  # max_faces=None left out
+    # The raw form by default: the image is the body, max_faces=None left out of the query string.
+    assert (detect.content, detect.headers["content-type"], dict(detect.url.params)) == (
+        b"\x89PNG fake", "application/octet-stream", {})
     assert "authorization" not in detect.headers  # stateless: no key sent
     assert persons.headers["authorization"] == "Bearer sg_a_b" and dict(persons.url.params) == {"limit": "50"}
     assert person.url.raw_path == b"/v1/persons/a%2Fb"  # an id is one path segment, whatever it holds
     with pytest.raises(TypeError):
         client_encoding.image_b64(12345)
+    sent.clear()
+    with SecureGateClient("http://sg.test/", api_key="sg_a_b", transport=httpx.MockTransport(handler), raw_images=False) as sg:
+        sg.detect(b"\x89PNG fake")
+        with pytest.raises(sgc.NotFoundError):  # the stand-in server answers 404 there: the request is what counts
+            sg.search(b"\x89PNG fake", top_k=3)
+    detect, search = sent
+    assert json.loads(detect.content) == {"image": base64.b64encode(b"\x89PNG fake").decode()}  # max_faces=None left out
+    assert json.loads(search.content) == {"image": base64.b64encode(b"\x89PNG fake").decode(), "top_k": 3}
 
 
 def test_every_error_code_of_the_api_has_its_exception():

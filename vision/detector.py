@@ -70,7 +70,8 @@ class FaceDetector:
     def set_threshold(self, det_thresh: float) -> None:
         self._model.det_thresh = float(det_thresh)
 
-    def detect(self, image_bgr: np.ndarray, max_faces: int = 0) -> list[DetectedFace]:
+    def detect(self, image_bgr: np.ndarray, max_faces: int = 0, *, crops: bool = True) -> list[DetectedFace]:
+        """`crops=False`: boxes and landmarks only (a camera worker aligns the faces from its full frame: `enlarged`)."""
         from insightface.utils.face_align import norm_crop
 
         # SCRFD fits the long side to its input square and truncates the short side, which becomes 0 px
@@ -85,7 +86,7 @@ class FaceDetector:
         size = self.pack.recognizer_input_size
         faces = []
         for box, points in zip(boxes, kps):
-            crop = norm_crop(image_bgr, landmark=points, image_size=size)
+            crop = norm_crop(image_bgr, landmark=points, image_size=size) if crops else None
             faces.append(
                 DetectedFace(
                     bbox=tuple(float(v) for v in box[:4]),
@@ -95,3 +96,50 @@ class FaceDetector:
                 )
             )
         return faces
+
+
+def shrunk(image_bgr: np.ndarray, side: int) -> tuple[np.ndarray, float]:
+    """The image with its long side at `side`, resized as insightface resizes it for SCRFD, and the factor from
+    the image to it: a camera frame travels to the Detector at its input size (a quarter of a 640x360 frame's
+    bytes at 320) and SCRFD sees the same pixels. An image already that small, or one whose shrunk size
+    insightface would derive again a pixel differently (its float ratio truncated: 212 → 211 px), is returned
+    as it is (factor 1): the faces are then exactly the full image's."""
+    import cv2
+
+    height, width = image_bgr.shape[:2]
+    if max(height, width) <= side:
+        return image_bgr, 1.0
+    size = _scrfd_resize(width, height, side)[1]
+    if any(_scrfd_resize(*size, side, fit) != _scrfd_resize(width, height, side, fit) for fit in (True, False)):
+        return image_bgr, 1.0
+    return cv2.resize(image_bgr, size), size[1] / height
+
+
+def _scrfd_resize(width: int, height: int, side: int, fit: bool = True) -> tuple[tuple[int, int], tuple[int, int]]:
+    """SCRFD's input (w, h) for an image, fitted (FaceDetector._input_size) or the det_size square, and the (w, h)
+    insightface resizes the image to inside it (RetinaFace/SCRFD `_detect_candidates`, its own float arithmetic)."""
+    stride = 32
+    if not fit:
+        input_w = input_h = side
+    elif width >= height:
+        input_w, input_h = side, min(side, max(stride, -(-side * height // width // stride) * stride))
+    else:
+        input_w, input_h = min(side, max(stride, -(-side * width // height // stride) * stride)), side
+    im_ratio, model_ratio = float(height) / width, float(input_h) / input_w
+    if im_ratio > model_ratio:
+        return (input_w, input_h), (int(input_h / im_ratio), input_h)
+    return (input_w, input_h), (input_w, int(input_w * im_ratio))
+
+
+def enlarged(faces: list[DetectedFace], scale: float, image_bgr: np.ndarray, crop_size: int) -> list[DetectedFace]:
+    """Faces found on `shrunk(image_bgr)` back at the image's coordinates, each aligned from the full image (the
+    crop a detection on the full image would give: SCRFD's landmarks are mapped back the same way)."""
+    from insightface.utils.face_align import norm_crop
+
+    out = []
+    for face in faces:
+        points = np.asarray(face.landmarks, np.float32) / scale
+        out.append(DetectedFace(bbox=tuple(v / scale for v in face.bbox),
+                                landmarks=tuple((float(x), float(y)) for x, y in points), score=face.score,
+                                crop=norm_crop(image_bgr, landmark=points, image_size=crop_size)))
+    return out

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from deployments.import_api import ImportApi
 from deployments.person_api import PersonApi
 from deployments.routes.common import TENANT_ERRORS, bearer
+from deployments.routes.uploads import image_upload, openapi_forms
 from securegate import schemas as s
 from vision import images
 
@@ -58,9 +59,12 @@ async def http_delete_person(persons: Persons, person_id: str, authorization: st
     return Response(status_code=204)
 
 
-@router.post("/v1/persons/{person_id}/faces", status_code=201, response_model=s.FaceEnrolled, responses=TENANT_ERRORS)
-async def http_enrol_face(persons: Persons, person_id: str, body: s.FaceEnrol, authorization: str | None = Header(None)) -> dict:
-    return await persons.enrol_face(bearer(authorization), person_id, images.b64decode(body.image), body.face_index)
+@router.post("/v1/persons/{person_id}/faces", status_code=201, response_model=s.FaceEnrolled,
+             responses={**TENANT_ERRORS, 415: {"model": s.ErrorResponse}},
+             openapi_extra=openapi_forms(s.FaceEnrol, s.FaceEnrolOptions))
+async def http_enrol_face(persons: Persons, person_id: str, request: Request, authorization: str | None = Header(None)) -> dict:
+    image, options = await image_upload(request, s.FaceEnrol, s.FaceEnrolOptions)
+    return await persons.enrol_face(bearer(authorization), person_id, image, options.face_index)
 
 
 @router.delete("/v1/persons/{person_id}/faces/{face_id}", status_code=204, responses=TENANT_ERRORS)

@@ -10,7 +10,7 @@ from securegate.schemas.base import (
     SEQ_MAX, check_json,
 )
 from securegate.schemas.images import (
-    DetectResponse, EmbedResponse, EmbeddedFace, Face, ImageRequest, ModelInfo, VerifyRequest, VerifyResponse,
+    DetectResponse, EmbedResponse, EmbeddedFace, Face, ImageOptions, ImageRequest, ModelInfo, VerifyRequest, VerifyResponse,
 )
 from securegate.schemas.admin import (
     ADMIN_KEY_NAME_PATTERN, AdminKeyCreate, AdminKeyCreated, AdminKeyList, AdminKeyView, AdminScope, ApiKeyCreated,
@@ -18,12 +18,13 @@ from securegate.schemas.admin import (
     ShardPlacement, TenantCreate, TenantCreated, TenantPatch, TenantPlacement, TenantView,
 )
 from securegate.schemas.persons import (
-    FaceEnrol, FaceEnrolled, FaceMove, FaceMoved, FaceSummary, IMPORT_MAX_ITEMS, ImportItem, ImportRefusal,
+    FaceEnrol, FaceEnrolOptions, FaceEnrolled, FaceMove, FaceMoved, FaceSummary, IMPORT_MAX_ITEMS, ImportItem,
+    ImportRefusal,
     ImportRequest, ImportResponse, ImportedItem, PersonCreate, PersonCreated, PersonMerge, PersonPage, PersonView,
     PersonsMerged, RejectionCreate, RejectionList, RejectionView, RejectionsAdded,
 )
 from securegate.schemas.search import (
-    SearchMatch, SearchRequest, SearchResponse, SearchedFace,
+    SearchMatch, SearchOptions, SearchRequest, SearchResponse, SearchedFace,
 )
 from securegate.schemas.audit import (
     AuditEvent, AuditPage, AuditVerification, ErasureReceipt, OrgAuditEvent, OrgAuditPage, ReceiptSignature,
@@ -33,13 +34,14 @@ from securegate.schemas.audit import (
 __all__ = [
     "ADMIN_KEY_NAME_PATTERN", "AdminKeyCreate", "AdminKeyCreated", "AdminKeyList", "AdminKeyView", "AdminScope",
     "ApiKeyCreated", "AuditEvent", "AuditPage", "AuditVerification", "Body", "DetectResponse", "EmbedResponse",
-    "EmbeddedFace", "ErasureReceipt", "ErrorBody", "ErrorResponse", "Face", "FaceEnrol", "FaceEnrolled", "FaceMove",
-    "FaceMoved", "FaceSummary", "Health", "IMAGE", "IMPORT_MAX_ITEMS", "ImageRequest", "ImportItem",
+    "EmbeddedFace", "ErasureReceipt", "ErrorBody", "ErrorResponse", "Face", "FaceEnrol",
+    "FaceEnrolOptions", "FaceEnrolled", "FaceMove",
+    "FaceMoved", "FaceSummary", "Health", "IMAGE", "IMPORT_MAX_ITEMS", "ImageOptions", "ImageRequest", "ImportItem",
     "ImportRefusal", "ImportRequest", "ImportResponse", "ImportedItem", "KeyCache", "KeyRotation", "KeyStatus",
     "MAX_BODY_DEPTH", "METADATA_MAX_BYTES", "METADATA_MAX_DEPTH", "MigrationStart", "MigrationStatus", "ModelInfo",
     "OrgAuditEvent", "OrgAuditPage", "PAGE_LIMIT_MAX", "PersonCreate", "PersonCreated", "PersonMerge", "PersonPage",
     "PersonView", "PersonsMerged", "Readiness", "ReceiptSignature", "RejectionCreate", "RejectionList",
-    "RejectionView", "RejectionsAdded", "RootKeyRotation", "SEQ_MAX", "SearchMatch", "SearchRequest",
+    "RejectionView", "RejectionsAdded", "RootKeyRotation", "SEQ_MAX", "SearchMatch", "SearchOptions", "SearchRequest",
     "SearchResponse", "SearchedFace", "ShardPlacement", "SigningKeyView", "SigningKeys", "TenantCreate",
     "TenantCreated", "TenantPatch", "TenantPlacement", "TenantView", "VerifyRequest", "VerifyResponse",
     "check_json",

@@ -6,9 +6,14 @@ from securegate.schemas.base import Body, IMAGE
 
 
 # ---- stateless ----------------------------------------------------------------------------------------------
-class ImageRequest(Body):
-    image: str = Field(..., description=IMAGE)
+class ImageOptions(Body):
+    """Detect's and embed's options: the JSON form's fields beside `image`, the raw image form's query parameters."""
+
     max_faces: int | None = Field(None, ge=1, le=1000, description="largest faces first; capped by the server limit")
+
+
+class ImageRequest(ImageOptions):
+    image: str = Field(..., description=IMAGE)
 
 
 class VerifyRequest(Body):

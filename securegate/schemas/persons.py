@@ -48,9 +48,14 @@ class PersonPage(BaseModel):
     next_cursor: str | None
 
 
-class FaceEnrol(Body):
-    image: str = Field(..., description=IMAGE)
+class FaceEnrolOptions(Body):
+    """Enrolment's options: the JSON form's fields beside `image`, the raw image form's query parameters."""
+
     face_index: int | None = Field(None, ge=0, le=1000, description="which face, when the image holds several (largest first)")
+
+
+class FaceEnrol(FaceEnrolOptions):
+    image: str = Field(..., description=IMAGE)
 
 
 class FaceEnrolled(BaseModel):

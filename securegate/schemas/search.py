@@ -5,11 +5,16 @@ from pydantic import BaseModel, Field
 from securegate.schemas.base import Body, IMAGE
 
 
-class SearchRequest(Body):
-    image: str = Field(..., description=IMAGE)
+class SearchOptions(Body):
+    """Search's options: the JSON form's fields beside `image`, the raw image form's query parameters."""
+
     threshold: float | None = Field(None, ge=-1, le=1)
     top_k: int = Field(1, ge=1, le=100)
     max_faces: int | None = Field(None, ge=1, le=1000)
+
+
+class SearchRequest(SearchOptions):
+    image: str = Field(..., description=IMAGE)
 
 
 class SearchMatch(BaseModel):
