@@ -15,8 +15,8 @@ from deployments.detector import Detector
 from deployments.embedder import Embedder
 from deployments.ingress import Ingress
 from deployments.keys import KeyService
-from deployments.streams import StreamRouter
-from deployments.tenants import TenantRouter
+from deployments.streams import StreamSupervisor
+from deployments.tenants import TenantSupervisor
 from securegate.settings import DEFAULT_PACK, Settings
 
 
@@ -45,8 +45,8 @@ def bind_app(args: dict[str, Any] | None = None, deployment_options: dict[str, d
         embedders[name] = configured(Embedder.options(name=f"Embedder-{name}")).bind(settings, name)
     detector = configured(Detector).bind(settings, embedders)
     keys = configured(KeyService).bind(settings)
-    tenants = configured(TenantRouter).bind(settings, keys, embedders)
-    streams = configured(StreamRouter).bind(settings, keys, tenants, detector, embedder)
+    tenants = configured(TenantSupervisor).bind(settings, keys, embedders)
+    streams = configured(StreamSupervisor).bind(settings, keys, tenants, detector, embedder)
     return configured(Ingress).bind(settings, detector, embedder, tenants, keys, streams, embedders)
 
 

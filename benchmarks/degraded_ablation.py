@@ -2,7 +2,7 @@
 clips, through the real camera code (streams.worker.StreamWorker, streams.tracking, vision.quality) run in this
 process with stand-ins for its Ray handles: the Detector and Embedder are the same models as deployed
 (vision.detector at the streams det_size, vision.embedder), the tenant search is an exact cosine top-1 over the
-enrolment vectors at the pack's threshold, and the StreamRouter keeps the sightings in a list. Detections and
+enrolment vectors at the pack's threshold, and the StreamSupervisor keeps the sightings in a list. Detections and
 embeddings are cached, so each variant costs its tracking and decisions only.
 
 Each variant is one streams.tracking.Policy; per condition it reports recall, wrong names and unknown events
@@ -82,7 +82,7 @@ class LocalCamera:
         self.now = 0.0  # stream offset of the frame being processed
         self.crops_embedded = 0  # by the worker (what the Embedder would compute), cached or not
 
-    # Detector / Embedder / TenantRouter / StreamRouter, as the worker calls them
+    # Detector / Embedder / TenantSupervisor / StreamSupervisor, as the worker calls them
     def detect_frame(self, frame: np.ndarray, max_faces=None) -> list:
         key = _key(frame)
         if key not in self._faces:

@@ -3,22 +3,22 @@
     .venv/bin/python benchmarks/events.py                                         # 100K then 1M events, 5K then 50K unknowns
     .venv/bin/python benchmarks/events.py --events 20000 100000 --unknowns 1000 5000   # a quick run
 
-A tenant's events.db per size is written through the real store code (streams.store.CameraStore.add_event: sealed
+A tenant's events.db per size is written through the real store code (streams.store.StreamStore.add_event: sealed
 payloads, blind-index tags; 10K events per transaction so that 1M rows do not take 1M fsyncs), then every size
 is timed in turn for `--rounds` rounds (medians kept; a change in the host's load falls on all sizes alike), the
 baseline in the same run on the same file:
 
 - attendance for a day (the middle day of the log): `streams.attendance.attendance` vs the code before the
-  index (the `--baseline` revision's CameraStore.events with its day filter, then grouped per person as its
+  index (the `--baseline` revision's StreamStore.events with its day filter, then grouped per person as its
   StreamService did: every event of the day opened);
-- a person's events (`GET /v1/events?person=`): `CameraStore.events(person=)` vs the baseline's, which opens
+- a person's events (`GET /v1/events?person=`): `StreamStore.events(person=)` vs the baseline's, which opens
   every event of the tenant;
 - a person's deletion (their events deleted with them): `delete_events_of` vs the baseline's;
 - a sighting's re-identification at the tenant's unknowns (half returning strangers, half new ones, which at
   the cap evict the stalest): `streams.unknowns.UnknownGallery` (one matrix product) vs the loop over every
   unknown that StreamService._reidentify ran before (the matching only: the unknown's write to the file is the
   same in both);
-- the key versions a sighting asks for (`CameraStore.key_versions`, on every sighting): index probes vs the
+- the key versions a sighting asks for (`StreamStore.key_versions`, on every sighting): index probes vs the
   baseline's UNION over every row;
 - then, once: a file of `--migrate` events written by the baseline, opened by this code and tagged.
 
@@ -26,7 +26,7 @@ The baseline store is the `--baseline` revision's streams/store.py (loaded from 
 opened on the same file. Both paths' answers are compared (same events, same attendance rows, same unknowns).
 Rows are synthetic and shaped like real ones: 10K events a day over 16 cameras, 70 % person_seen (2000
 persons) and 30 % unknown_seen, payloads as StreamService writes them; unknowns of 1 to 8 samples of `--dim`
-(512: antelopev2) unit vectors. One BLAS thread, as the StreamRouter replica has. Growth is each figure at the last
+(512: antelopev2) unit vectors. One BLAS thread, as the StreamSupervisor replica has. Growth is each figure at the last
 size over the first. Ends with one JSON line.
 """
 
@@ -52,7 +52,7 @@ from benchmarks.revisions import module_at  # noqa: E402
 from kms.records import RecordCipher  # noqa: E402
 from streams.attendance import attendance  # noqa: E402
 from streams.event_index import EventKeys  # noqa: E402
-from streams.store import MAX_UNKNOWN_SAMPLES, CameraStore  # noqa: E402
+from streams.store import MAX_UNKNOWN_SAMPLES, StreamStore  # noqa: E402
 from streams.unknowns import UnknownGallery  # noqa: E402
 
 TENANT = "tenant-bench"
@@ -65,8 +65,8 @@ BATCH = 10_000
 
 
 def store_at(revision: str):
-    """The CameraStore class of streams/store.py at a git revision."""
-    return module_at(revision, "streams/store.py", "store_baseline").CameraStore
+    """The StreamStore class of streams/store.py at a git revision."""
+    return module_at(revision, "streams/store.py", "store_baseline").StreamStore
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -76,7 +76,7 @@ def unit(x: np.ndarray) -> np.ndarray:
 class Log:
     """The tenant's history, grown in steps: what was written is remembered for the checks."""
 
-    def __init__(self, store: CameraStore, keys: EventKeys, rng: np.random.Generator, sealing=None, transaction=None) -> None:
+    def __init__(self, store: StreamStore, keys: EventKeys, rng: np.random.Generator, sealing=None, transaction=None) -> None:
         self.store, self.keys, self.rng = store, keys, rng
         self.transaction = store.transaction if transaction is None else transaction  # one commit per BATCH events
         self.sealing = keys if sealing is None else sealing  # add_event's first argument (the baseline's: a cipher)
@@ -133,7 +133,7 @@ def timed(call, repeats: int) -> tuple[float, object]:
 
 
 def baseline_attendance(old, keys: EventKeys, start: float) -> list[dict]:
-    """The StreamService.attendance of the baseline revision, over its CameraStore.events (the day's events opened)."""
+    """The StreamService.attendance of the baseline revision, over its StreamStore.events (the day's events opened)."""
     rows: dict[str, dict] = {}
     for event in old.events(keys, 0, 10**9, kind="person_seen", day_start=start, day_end=start + 86400):
         entry = rows.setdefault(event["person_id"], {"person_id": event["person_id"], "external_id": event.get("external_id"),
@@ -243,7 +243,7 @@ def measure(log: Log, old_store, dim: int, sightings: int) -> dict:
 
 def migration(baseline: str, folder: Path, events: int) -> dict:
     """A file the baseline wrote, opened by this code: the columns added on open, then every event tagged
-    (`index_legacy_events` in its default batches, as the StreamRouter does at first use), once."""
+    (`index_legacy_events` in its default batches, as the StreamSupervisor does at first use), once."""
     path = folder / "tenants" / "tenant-migrated" / "events.db"
     keys = EventKeys(tenant_id="tenant-migrated").add(1, RecordCipher(os.urandom(32), 1), os.urandom(32), current=True)
     old = store_at(baseline)(path, "tenant-migrated")
@@ -253,7 +253,7 @@ def migration(baseline: str, folder: Path, events: int) -> dict:
     written.grow_events(events)
     old.close()
     started = time.perf_counter()
-    store = CameraStore(path, "tenant-migrated")
+    store = StreamStore(path, "tenant-migrated")
     open_s = time.perf_counter() - started
     batches = 0
     while store.index_legacy_events(keys):
@@ -273,7 +273,7 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--sightings", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=2, help="measurements of every size in turn; the median is kept")
-    parser.add_argument("--baseline", default="356442b", help="git revision whose CameraStore is the baseline (before the index)")
+    parser.add_argument("--baseline", default="356442b", help="git revision whose StreamStore is the baseline (before the index)")
     parser.add_argument("--dir", default=None, help="where the tenants' events.db files are written (default: a temp dir)")
     parser.add_argument("--migrate", type=int, default=100_000, help="events of a baseline-written file migrated (0: skip)")
     args = parser.parse_args()
@@ -290,7 +290,7 @@ def main() -> None:
     for events, unknowns in zip(args.events, args.unknowns):
         tenant = f"{TENANT}-{events}"
         path = folder / "tenants" / tenant / "events.db"
-        store = CameraStore(path, tenant)
+        store = StreamStore(path, tenant)
         log = Log(store, keys, np.random.default_rng(events))
         written = {"unknowns": unknowns, "unknowns_write_s": round(log.grow_unknowns(unknowns, args.dim), 1),
                    "write_s": round(log.grow_events(events), 1)}
@@ -303,7 +303,7 @@ def main() -> None:
     rounds: dict[int, list[dict]] = {events: [] for events in tenants}
     for r in range(args.rounds):
         for events, (log, old_store, _) in tenants.items():
-            with threadpool_limits(1):  # one BLAS thread, as in the StreamRouter replica (Ray: OMP_NUM_THREADS from num_cpus < 1)
+            with threadpool_limits(1):  # one BLAS thread, as in the StreamSupervisor replica (Ray: OMP_NUM_THREADS from num_cpus < 1)
                 figures = measure(log, old_store, args.dim, args.sightings)
             rounds[events].append(figures)
             print(f"\nround {r + 1}, {events:,} events (load average {os.getloadavg()[0]:.1f})", flush=True)

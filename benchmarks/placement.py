@@ -61,7 +61,7 @@ def main() -> int:
     ns = parser.parse_args()
 
     config = yaml.safe_load((REPO / "configs" / "cluster.yaml").read_text())
-    actor_options = config["applications"][0]["args"]["tenancy"]["index_actor_options"]
+    actor_options = config["applications"][0]["args"]["tenancy"]["shard_actor_options"]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env.update(FAST_HEALTH_CHECKS, RAY_AUTH_MODE="token",
                PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])))

@@ -7,7 +7,7 @@ Also measures activation: TenantStore.load_all (decrypt) + FaceIndex.build from 
 
     .venv/bin/python benchmarks/search.py [--quick]     # needs the [bench] extra (sqlite-vec): make bench
 
-Measured in this process with every core; the deployed tier runs in an index actor: benchmarks/search_deployed.py.
+Measured in this process with every core; the deployed tier runs in a shard actor: benchmarks/search_deployed.py.
 Recall here is graded on vectors uniform on the sphere, which faces are not: the tier choice is graded on a
 gallery calibrated on real photos, per genuine-similarity band, in benchmarks/search_tiers.py.
 

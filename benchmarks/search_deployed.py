@@ -1,9 +1,9 @@
-"""Search as deployed: the exact tier inside a tenant index actor created the way the shipped config creates it.
+"""Search as deployed: the exact tier inside a tenant shard actor created the way the shipped config creates it.
 
     .venv/bin/python benchmarks/search_deployed.py                      # 200K x 512, configs/local.yaml (~2-3 min on 2 cores)
     .venv/bin/python benchmarks/search_deployed.py --faces 1000000 --config configs/cluster.yaml
 
-The index actor is the real `TenantShardActor`, created with the config's `tenancy.index_actor_options`
+The shard actor is the real `TenantShardActor`, created with the config's `tenancy.shard_actor_options`
 (read through `Settings`, passed to `.options(...)` exactly as `TenantService._spawn` does: resources AND the
 runtime_env that sets its BLAS/OpenMP threads). Ray sets OMP_NUM_THREADS from `num_cpus` in any worker that
 does not set it, so a 0.05-CPU actor without the thread env runs BLAS on one thread. The actor's FaceIndex is
@@ -85,7 +85,7 @@ def time_search(index: FaceIndex, queries: np.ndarray) -> dict:
 
 
 def build_inside(actor_state, n: int, dim: int, probes: int, seed: int) -> dict:
-    """Runs in the index actor (via __ray_call__): its FaceIndex over the seeded gallery, exact tier."""
+    """Runs in the shard actor (via __ray_call__): its FaceIndex over the seeded gallery, exact tier."""
     face_ids, vectors, _ = gallery_and_probes(n, dim, probes, seed)
     actor_state.index = FaceIndex.build(face_ids, face_ids, vectors, ann_min_faces=n + 1, use_gpu=False)
     actor_state.external_ids = {}
@@ -149,7 +149,7 @@ def main() -> int:
     ns = parser.parse_args()
 
     args, _, _ = load_serve_config(ns.config)
-    options = Settings.from_args(args).tenancy.index_actor_options  # what TenantService gets
+    options = Settings.from_args(args).tenancy.shard_actor_options  # what TenantService gets
     ray_default = {k: v for k, v in options.items() if k != "runtime_env"}
     began = time.perf_counter()
     load_before = os.getloadavg()[0]
@@ -188,7 +188,7 @@ def main() -> int:
     print(json.dumps({
         "config": str(config.relative_to(REPO)) if config.is_relative_to(REPO) else ns.config,
         "faces": ns.faces, "dim": ns.dim, "tier": "exact", "cores": os.cpu_count(), "probes": ns.probes,
-        "index_actor_options": options,
+        "shard_actor_options": options,
         "driver_p50_ms": driver.p(50), "actor_p50_ms": shipped.p(50), "actor_ray_default_p50_ms": default.p(50),
         "driver_p99_ms": driver.p(99), "actor_p99_ms": shipped.p(99), "actor_ray_default_p99_ms": default.p(99),
         "actor_round_trip_p50_ms": shipped.p(50, shipped.round_trips),

@@ -1,4 +1,4 @@
-"""Sharded exact search: one index actor vs 2 and 4 shard actors over the same faces.
+"""Sharded exact search: one shard actor vs 2 and 4 shard actors over the same faces.
 
     .venv/bin/python benchmarks/shards.py                 # 2M faces x 512-d (about 4-6 min on 2 cores)
     .venv/bin/python benchmarks/shards.py --faces 200000  # a quick run
@@ -11,7 +11,7 @@ tenant does. The gallery is generated once into /dev/shm and each shard actor (a
 same BLAS threads per core: each actor's OMP_NUM_THREADS / OPENBLAS_NUM_THREADS is cores // shards (at
 least 1), so 1 actor scans with 2 threads on 2 cores and 2 shards with 1 each (Ray's default, without the
 env, would be ONE thread for any actor with num_cpus < 2: a 1-actor layout would use half the machine; the
-shipped index actor options set 2, see benchmarks/search_deployed.py). More shards than cores oversubscribe
+shipped shard actor options set 2, see benchmarks/search_deployed.py). More shards than cores oversubscribe
 (4 shards: 4 threads on 2 cores), which the report says. The threads each actor actually runs, as
 threadpoolctl sees them (numpy's OpenBLAS, faiss's OpenBLAS and OpenMP), are reported per shard: the SQLite/decryption path is not part of this measurement (at
 2M faces it would measure activation, not search). The exact tier throughout (ann_min_faces above n).

@@ -84,7 +84,7 @@ async def images_per_second(handle, api_key: str, frames: list[bytes], seconds: 
 
 
 async def worker_status(handle, api_key: str, stream_id: str, patience_s: float = 60.0) -> dict:
-    """A camera's counters; on a loaded host its worker may not answer the StreamRouter within its 3 s (the status
+    """A camera's counters; on a loaded host its worker may not answer the StreamSupervisor within its 3 s (the status
     then says `restarting`, without counters): ask again."""
     deadline = time.monotonic() + patience_s
     while True:

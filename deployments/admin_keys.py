@@ -49,24 +49,24 @@ def admin_principal() -> str:
 
 
 class AdminAuth:
-    def __init__(self, router: DeploymentHandle) -> None:
-        self.router = router
+    def __init__(self, tenants: DeploymentHandle) -> None:
+        self.tenants = tenants
 
     async def check(self, admin_token: str, endpoint: str, **read: str | None) -> AdminKey:
         """The caller's admin key, if live and holding the endpoint's scope (else 403 forbidden); admin
         actions from here on are recorded under its name (`admin:<name>`), and a read is recorded now (`read`:
         what it reads, e.g. tenant_id)."""
-        key = await self.router.check_admin.remote(admin_token, ADMIN_SCOPES[endpoint])
+        key = await self.tenants.check_admin.remote(admin_token, ADMIN_SCOPES[endpoint])
         metrics.current_principal.set(key.principal)
         if endpoint in ADMIN_READS:
             details = {"endpoint": endpoint, **{k: v for k, v in read.items() if v is not None}}
-            await self.router.org_record.remote(key.principal, "admin.read", details)
+            await self.tenants.org_record.remote(key.principal, "admin.read", details)
         return key
 
 
 class AdminKeyApi:
-    def __init__(self, router: DeploymentHandle, auth: AdminAuth) -> None:
-        self.router, self.auth = router, auth
+    def __init__(self, tenants: DeploymentHandle, auth: AdminAuth) -> None:
+        self.tenants, self.auth = tenants, auth
 
     @api_errors
     async def create_admin_key(self, admin_token: str, name: str, scopes: list[str]) -> dict:
@@ -75,17 +75,17 @@ class AdminKeyApi:
         beyond = sorted(set(scopes) - set(caller.scopes))
         if beyond:
             raise errors.Forbidden(f"admin key {caller.name!r} cannot grant scopes it lacks: {beyond}")
-        key, token = await self.router.create_admin_key.remote(name, scopes, caller.principal)
+        key, token = await self.tenants.create_admin_key.remote(name, scopes, caller.principal)
         return {**key, "admin_key": token}
 
     @api_errors
     async def list_admin_keys(self, admin_token: str) -> dict:
         """Every admin key by name and scopes (never a secret), revoked ones included."""
         await self.auth.check(admin_token, "list_admin_keys")
-        return {"admin_keys": await self.router.list_admin_keys.remote()}
+        return {"admin_keys": await self.tenants.list_admin_keys.remote()}
 
     @api_errors
     async def revoke_admin_key(self, admin_token: str, name: str) -> dict:
         """Refused from the next call on, on every replica (no replica caches admin keys)."""
         caller = await self.auth.check(admin_token, "revoke_admin_key")
-        return await self.router.revoke_admin_key.remote(name, caller.principal)
+        return await self.tenants.revoke_admin_key.remote(name, caller.principal)

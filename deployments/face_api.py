@@ -20,9 +20,9 @@ from vision.detector import DetectedFace
 class FaceApi:
     """`verify_threshold`: the operator's threshold for verifying two images (None: the model pack's default)."""
 
-    def __init__(self, pipeline: FacePipeline, router: DeploymentHandle, calls: TenantCalls,
+    def __init__(self, pipeline: FacePipeline, tenants: DeploymentHandle, calls: TenantCalls,
                  verify_threshold: float | None) -> None:
-        self.pipeline, self.router, self.calls = pipeline, router, calls
+        self.pipeline, self.tenants, self.calls = pipeline, tenants, calls
         self.verify_threshold = verify_threshold
 
     @api_errors
@@ -61,7 +61,7 @@ class FaceApi:
         async def attempt(model: str) -> tuple[list[DetectedFace], op.SearchAnswer]:
             faces = await self.pipeline.faces(image, max_faces, embed_with=model)
             vectors = np.stack([f.vector for f in faces])
-            return faces, await self.router.search.remote(op.Search(op.ApiKeyCaller(api_key), vectors, model, top_k, threshold))
+            return faces, await self.tenants.search.remote(op.Search(op.ApiKeyCaller(api_key), vectors, model, top_k, threshold))
 
         faces, answer = await self.calls.run(api_key, attempt)
         self.calls.answered(api_key, answer)
@@ -74,7 +74,7 @@ class FaceApi:
         """The image's largest face against an enrolled person: their faces, or their centroid (tenant setting)."""
         async def attempt(model: str) -> op.Verification:
             (face,) = await self.pipeline.faces(image, None, embed_with=model, largest=True)
-            return await self.router.verify_person.remote(op.VerifyPerson(op.ApiKeyCaller(api_key), face.vector, model,
+            return await self.tenants.verify_person.remote(op.VerifyPerson(op.ApiKeyCaller(api_key), face.vector, model,
                                                                           person_id, threshold))
 
         return self.calls.answered(api_key, await self.calls.run(api_key, attempt))

@@ -4,7 +4,7 @@ Per call: photos already imported for their person (same external id, same photo
 any model runs; the others are detected concurrently (the Detector's replicas take them within their
 concurrency) and embedded with the tenant's model (the Detector hands each photo's crops to its Embedder,
 which batches them across photos), checked by the enrolment gate (tenancy.quality.enrolment_face), and stored
-by the tenant's index actor in one durable commit that also finds or creates the persons by external id
+by the tenant's shard actor in one durable commit that also finds or creates the persons by external id
 (tenancy/bulk_import.py). A photo that is refused (no_face,
 multiple_faces, low_quality, invalid_image, image_too_large) is answered per item; a failed dependency fails
 the whole call (503) and nothing of it is stored.
@@ -36,8 +36,8 @@ OVERLOAD_RETRY_FOR_S = 60.0
 
 
 class ImportApi:
-    def __init__(self, pipeline: FacePipeline, router: DeploymentHandle, calls: TenantCalls) -> None:
-        self.pipeline, self.router, self.calls = pipeline, router, calls
+    def __init__(self, pipeline: FacePipeline, tenants: DeploymentHandle, calls: TenantCalls) -> None:
+        self.pipeline, self.tenants, self.calls = pipeline, tenants, calls
         self._slots = asyncio.Semaphore(IMPORT_DETECTIONS)
 
     @api_errors
@@ -53,7 +53,7 @@ class ImportApi:
             raise errors.InvalidRequest("every item needs an external_id")
         caller = op.ApiKeyCaller(api_key)
         digests = [hashlib.sha256(item["image"]).digest() for item in items]  # what a photo is known by (tenancy/bulk_import.py)
-        found = await self.router.find_imported.remote(op.FindImported(caller, [(p.external_id, d) for p, d in zip(persons, digests)]))
+        found = await self.tenants.find_imported.remote(op.FindImported(caller, [(p.external_id, d) for p, d in zip(persons, digests)]))
         self.calls.answered(api_key, found)
         tenant = found.tenant
         if tenant.model not in await self.pipeline.served_models():
@@ -73,7 +73,7 @@ class ImportApi:
                         "vector": face.vector, "det_score": face.score, "quality": report.score,
                         **({"crop": face.crop} if keep else {})}
                        for k, face, report in accepted]
-            stored = await self.router.import_faces.remote(op.ImportFaces(caller, entries, tenant.model))
+            stored = await self.tenants.import_faces.remote(op.ImportFaces(caller, entries, tenant.model))
             for (k, _, _), result in zip(accepted, stored.results):
                 result.pop("created_person", None)
                 results[k] = result

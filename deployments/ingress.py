@@ -5,20 +5,20 @@ the same collaborators through the app's state (deployments/routes/app.py).
 
 Both surfaces run the same methods, so a Python caller and an HTTP client get the same answers and the same error
 codes. Orchestration only: models live in the Detector and Embedder deployments, tenants and their faces behind
-the TenantRouter, cameras behind the StreamRouter. Exceptions become API errors through the one table in
+the TenantSupervisor, cameras behind the StreamSupervisor. Exceptions become API errors through the one table in
 securegate/errors.py, so this replica imports no tenancy module that holds an index or a store (faiss, apsw).
 
 | collaborator | module                         | handles it is given                  |
 |--------------|--------------------------------|--------------------------------------|
 | pipeline     | deployments/face_pipeline.py   | Detector, Embedder(s)                |
-| faces        | deployments/face_api.py        | pipeline, TenantRouter               |
-| persons      | deployments/person_api.py      | pipeline, TenantRouter, cameras      |
-| imports      | deployments/import_api.py      | pipeline, TenantRouter               |
-| cameras      | deployments/stream_api.py      | StreamRouter, TenantRouter           |
-| admin        | deployments/admin_api.py       | TenantRouter, KeyService, pipeline   |
-| admin_keys   | deployments/admin_keys.py      | TenantRouter                         |
-| audit_logs   | deployments/audit_api.py       | TenantRouter                         |
-| health       | deployments/readiness.py       | pipeline, KeyService, TenantRouter   |
+| faces        | deployments/face_api.py        | pipeline, TenantSupervisor               |
+| persons      | deployments/person_api.py      | pipeline, TenantSupervisor, cameras      |
+| imports      | deployments/import_api.py      | pipeline, TenantSupervisor               |
+| cameras      | deployments/stream_api.py      | StreamSupervisor, TenantSupervisor           |
+| admin        | deployments/admin_api.py       | TenantSupervisor, KeyService, pipeline   |
+| admin_keys   | deployments/admin_keys.py      | TenantSupervisor                         |
+| audit_logs   | deployments/audit_api.py       | TenantSupervisor                         |
+| health       | deployments/readiness.py       | pipeline, KeyService, TenantSupervisor   |
 """
 
 from ray import serve

@@ -13,13 +13,13 @@ from securegate import errors
 
 
 class Readiness:
-    def __init__(self, pipeline: FacePipeline, keys: DeploymentHandle, router: DeploymentHandle) -> None:
-        self.pipeline, self.keys, self.router = pipeline, keys, router
+    def __init__(self, pipeline: FacePipeline, keys: DeploymentHandle, tenants: DeploymentHandle) -> None:
+        self.pipeline, self.keys, self.tenants = pipeline, keys, tenants
 
     @api_errors
     async def ready(self) -> dict:
         (detector, embedder), keys, storage = await asyncio.gather(
-            self.pipeline.infos(), self.keys.ready.remote(), self.router.storage.remote())
+            self.pipeline.infos(), self.keys.ready.remote(), self.tenants.storage.remote())
         if not keys:
             raise errors.NotReady("the key service cannot reach its provider")
         if not storage["writable"]:

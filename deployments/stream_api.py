@@ -1,6 +1,6 @@
 """The cameras' handle API, a collaborator of the Ingress: plain async methods that Python callers use through the
 ingress's Serve handle and that the HTTP routes (deployments/routes/streams.py) call. The tenant always
-comes from the API key; the StreamRouter deployment does the work. Also the hooks the Ingress's other
+comes from the API key; the StreamSupervisor deployment does the work. Also the hooks the Ingress's other
 collaborators call around tenant, person and key operations that touch cameras (no-ops without cameras).
 """
 
@@ -24,11 +24,11 @@ CREDENTIAL_RECHECK_S = 2.0
 
 
 class StreamApi:
-    """`streams`: the StreamRouter (None: an application without cameras); `router`: the TenantRouter."""
+    """`streams`: the StreamSupervisor (None: an application without cameras); `tenants`: the TenantSupervisor."""
 
-    def __init__(self, streams: DeploymentHandle | None, router: DeploymentHandle, calls: TenantCalls,
+    def __init__(self, streams: DeploymentHandle | None, tenants: DeploymentHandle, calls: TenantCalls,
                  max_image_pixels: int) -> None:
-        self.streams, self.router, self.calls = streams, router, calls
+        self.streams, self.tenants, self.calls = streams, tenants, calls
         self.max_image_pixels = max_image_pixels
 
     # ---- streams ----------------------------------------------------------------------------------------
@@ -98,7 +98,7 @@ class StreamApi:
                 batch = await self.streams.wait_events.remote(tenant.tenant_id, cursor, min(timeout_s, CREDENTIAL_RECHECK_S))
                 if batch or time.monotonic() - checked >= CREDENTIAL_RECHECK_S:
                     try:
-                        await self.router.authenticate.remote(api_key)  # no rate-limit cost: the stream's own check
+                        await self.tenants.authenticate.remote(api_key)  # no rate-limit cost: the stream's own check
                     except Exception as exc:
                         raise errors.to_api_error(exc) from None
                     checked = time.monotonic()
@@ -169,7 +169,7 @@ class StreamApi:
     # ---- hooks the Ingress's collaborators call from their own operations ---------------------------------------
     async def around_key_rotation(self, tenant_id: str, rotate) -> dict:
         """A content-key rotation also moves events.db to the new key version: its old keys are held in the
-        StreamRouter's memory first, since the rotation retires them once the faces are re-encrypted."""
+        StreamSupervisor's memory first, since the rotation retires them once the faces are re-encrypted."""
         if self.streams is None:
             return await rotate()
         await self.streams.hold_keys.remote(tenant_id)

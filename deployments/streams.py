@@ -1,4 +1,4 @@
-"""StreamRouter deployment: cameras, their workers, the event log, unknowns and webhooks for every tenant.
+"""StreamSupervisor deployment: cameras, their workers, the event log, unknowns and webhooks for every tenant.
 
 Thin: `streams.StreamService` does the work. Keep it at one replica: it is the one writer of each
 tenant's events.db and holds the cooldown and live-event state. Workers (one Ray actor per camera) call
@@ -47,7 +47,7 @@ def translated(method):
 
 
 @serve.deployment(num_replicas=1, max_ongoing_requests=256, ray_actor_options={"num_cpus": 0.1})
-class StreamRouter:
+class StreamSupervisor:
     def __init__(self, settings: dict, keys: DeploymentHandle, tenants: DeploymentHandle,
                  detector: DeploymentHandle, embedder: DeploymentHandle) -> None:
         cfg = Settings.model_validate(settings)

@@ -1,4 +1,4 @@
-"""The TenantRouter as the Ingress's collaborators call it for an API key: the key's tenant (for calls to other
+"""The TenantSupervisor as the Ingress's collaborators call it for an API key: the key's tenant (for calls to other
 deployments), a typed answer turned into the API's JSON (labelling the request's metrics and teaching
 TenantModels the key's model), and a call made with the key's model, again with the tenant's on a mismatch."""
 
@@ -19,25 +19,25 @@ T = TypeVar("T")
 
 
 def answered(answer: op.Answer, **more) -> dict:
-    """A router's typed answer as the API's JSON: its fields, without who answered (tenant id, model)."""
+    """A TenantSupervisor's typed answer as the API's JSON: its fields, without who answered (tenant id, model)."""
     body = dataclasses.asdict(answer)
     del body["tenant_id"], body["model"]
     return {**body, **more}
 
 
 class TenantCalls:
-    def __init__(self, router: DeploymentHandle, models: TenantModels) -> None:
-        self.router, self.models = router, models
+    def __init__(self, tenants: DeploymentHandle, models: TenantModels) -> None:
+        self.tenants, self.models = tenants, models
 
     async def tenant(self, api_key: str) -> Tenant:
         """The key's tenant, for operations of other deployments (cameras, events): one rate-limit token."""
-        tenant = await self.router.authenticate.remote(api_key, 1.0)
+        tenant = await self.tenants.authenticate.remote(api_key, 1.0)
         metrics.current_tenant.set(tenant.tenant_id)
         metrics.current_principal.set(f"key:{parse_api_key(api_key)[0]}")
         return tenant
 
     def answered(self, api_key: str, answer: op.Answer, **more) -> dict:
-        """The router's answer as JSON; who answered labels the request's metrics and the key's next embedding."""
+        """The TenantSupervisor's answer as JSON; who answered labels the request's metrics and the key's next embedding."""
         metrics.current_tenant.set(answer.tenant_id)
         self.models.learn(api_key, answer.tenant_id, answer.model)
         return answered(answer, **more)

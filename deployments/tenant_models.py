@@ -1,7 +1,7 @@
-"""Which model an API key's tenant is bound to, as the TenantRouter last answered: the Ingress embeds a request's
-faces (the Detector hands them to that model's Embedder) before the one router call that authenticates the key.
+"""Which model an API key's tenant is bound to, as the TenantSupervisor last answered: the Ingress embeds a request's
+faces (the Detector hands them to that model's Embedder) before the one TenantSupervisor call that authenticates the key.
 
-A hint, never a credential: the router checks the vectors' model against the tenant's binding and refuses
+A hint, never a credential: the TenantSupervisor checks the vectors' model against the tenant's binding and refuses
 others with the tenant's model (422 `model_mismatch`, detail `tenant_model`); the request is then embedded
 again with that model, once, if this deployment serves it. A key seen first, or after a model migration's
 switch, costs that one extra embedding; every later request goes straight.
@@ -21,7 +21,7 @@ KEYS_REMEMBERED = 10_000  # least recently used forgotten first
 
 
 def key_id(api_key: str) -> str | None:
-    """The public id of an API key (`sg_<id>_<secret>`), or None for something else (the router refuses it)."""
+    """The public id of an API key (`sg_<id>_<secret>`), or None for something else (the TenantSupervisor refuses it)."""
     try:
         return parse_api_key(api_key)[0]
     except InvalidApiKey:
@@ -58,8 +58,8 @@ class TenantModels:
             self._known.popitem(last=False)
 
     async def run(self, api_key: str, attempt: Callable[[str], Awaitable[T]]) -> T:
-        """`attempt(model id)`: embed with that model and make the router call; again with the tenant's model
-        when the router says the tenant is bound to another one."""
+        """`attempt(model id)`: embed with that model and make the TenantSupervisor call; again with the tenant's model
+        when the TenantSupervisor says the tenant is bound to another one."""
         model = await self.model_of(api_key)
         try:
             return await attempt(model)

@@ -1,4 +1,4 @@
-"""TenantRouter deployment: fronts the per-tenant index actors for the ingress and for Python callers.
+"""TenantSupervisor deployment: fronts the per-tenant shard actors for the ingress and for Python callers.
 
 Thin: `tenancy.TenantService` runs tenants and their actors, `tenancy.TenantGallery` the gallery operations,
 one typed method each (requests and answers in tenancy/operations.py; the caller is authenticated inside the
@@ -49,7 +49,7 @@ def as_api_errors(method):
 
 
 @serve.deployment(max_ongoing_requests=128, ray_actor_options={"num_cpus": 0.1})
-class TenantRouter:
+class TenantSupervisor:
     def __init__(self, settings: dict, keys: DeploymentHandle, embedders: dict[str, DeploymentHandle] | None = None) -> None:
         """`embedders`: {pack name: Embedder handle}, what model migrations re-embed kept crops with."""
         cfg = Settings.model_validate(settings)
@@ -57,7 +57,7 @@ class TenantRouter:
             cfg.data_dir, keys,
             admin_token=os.environ.get("SECUREGATE_ADMIN_TOKEN"),
             idle_evict_s=cfg.tenancy.idle_evict_s,
-            index_actor_options=cfg.tenancy.index_actor_options,
+            shard_actor_options=cfg.tenancy.shard_actor_options,
             index_options={"ann_min_faces": cfg.tenancy.ann_min_faces},
             embedders=embedders,
             restart_wait_s=cfg.tenancy.restart_wait_s,
@@ -203,7 +203,7 @@ class TenantRouter:
 
     @as_api_errors
     async def migration(self, tenant_id: str) -> dict:
-        self._ensure_evictor()  # a restarted router resumes migrations on its first call
+        self._ensure_evictor()  # a restarted TenantSupervisor resumes migrations on its first call
         return self.service.migrations.status(tenant_id)
 
     # ---- a tenant's gallery: one call per request (tenancy/gallery.py) ------------------------------------------

@@ -70,7 +70,7 @@ class DataKey:
         return RecordCipher(self.key, self.version)
 
 
-class _TtlCache:
+class KeyCache:
     """Tiny monotonic-clock TTL cache for unwrapped keys (values are bytes; never persisted)."""
 
     __slots__ = ("_ttl", "_items", "_lock", "hits", "misses")
@@ -120,7 +120,7 @@ class Keyring:
         self._db_lock = threading.RLock()
         self._db = connect_keystore(self.keystore_path, vfs)
         self._db.execute(_SCHEMA)
-        self._cache = _TtlCache(cache_ttl_s)
+        self._cache = KeyCache(cache_ttl_s)
 
     # -- tenants -----------------------------------------------------------------------------------
     def create_tenant(self, tenant_id: str) -> None:

@@ -71,7 +71,7 @@ def kms_call_seconds():
 def active_tenants():
     from ray.util.metrics import Gauge
 
-    return Gauge("securegate_active_tenants", description="tenants with an index actor (per router replica)")
+    return Gauge("securegate_active_tenants", description="tenants with a shard actor (per TenantSupervisor replica)")
 
 
 @functools.cache

@@ -68,15 +68,15 @@ class KeySettings(Strict):
 
 
 class TenancySettings(Strict):
-    idle_evict_s: float = Field(900.0, gt=0, description="an idle tenant's index actor is evicted after this")
+    idle_evict_s: float = Field(900.0, gt=0, description="an idle tenant's shard actor is evicted after this")
     ann_min_faces: int = Field(200_000, ge=1, description="tenants this large also get the ANN tier")
     # Ray sets OMP_NUM_THREADS from num_cpus (=> 1 BLAS thread at 0.05); an exact search needs the cores, so
     # the default says its threads explicitly (configs/local.yaml explains; docs/search.md "Search as deployed").
-    index_actor_options: dict[str, Any] = Field(default_factory=lambda: {
+    shard_actor_options: dict[str, Any] = Field(default_factory=lambda: {
         "num_cpus": 0.05, "runtime_env": {"env_vars": {"OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"}}})
     retention_check_s: float = Field(3600.0, gt=0, description="how often faces past a tenant's retention are deleted")
-    # After a node loss Ray restarts its index actors where their resources fit; with no room anywhere they wait.
-    restart_wait_s: float = Field(20.0, gt=0, description="how long a call waits for a tenant's index actor that has "
+    # After a node loss Ray restarts its shard actors where their resources fit; with no room anywhere they wait.
+    restart_wait_s: float = Field(20.0, gt=0, description="how long a call waits for a tenant's shard actor that has "
                                   "no running process (node lost, no room elsewhere yet) before it answers 503")
 
 
@@ -92,7 +92,7 @@ class StreamSettings(Strict):
     worker_options: dict[str, Any] = Field(default_factory=lambda: {"num_cpus": 0.02},
                                            description="Ray options of each camera's stream worker actor")
     max_streams_per_tenant: int = Field(64, ge=1)
-    # Each unknown keeps up to 8 samples in the StreamRouter's memory: 16 KiB at 512-d, so 160 MiB per tenant at the cap.
+    # Each unknown keeps up to 8 samples in the StreamSupervisor's memory: 16 KiB at 512-d, so 160 MiB per tenant at the cap.
     max_unknowns_per_tenant: int = Field(10_000, ge=1, description="anonymous ids a tenant's cameras re-identify; a new "
                                          "stranger beyond it evicts the least recently seen (its events stay)")
     media_dirs: list[str] = Field(default_factory=list, description="directories file sources may be read from, "

@@ -9,10 +9,10 @@ merged.
 from __future__ import annotations
 
 from streams.event_index import EventKeys
-from streams.store import CameraStore
+from streams.store import StreamStore
 
 
-def attendance(store: CameraStore, keys: EventKeys, day_start: float, day_end: float) -> list[dict]:
+def attendance(store: StreamStore, keys: EventKeys, day_start: float, day_end: float) -> list[dict]:
     """[{person_id, external_id, first_in, last_out, first_camera, last_camera, events}] by first_in; the
     external id is the one the person's first event of the day carries."""
     by_tag: dict[bytes, dict] = {}

@@ -12,7 +12,7 @@ import datetime as dt
 import time
 
 from streams.attendance import attendance
-from streams.files import CameraFiles
+from streams.files import StreamFiles
 from streams.reidentification import Reidentification
 from streams.webhooks import WebhookDeliveries
 
@@ -50,7 +50,7 @@ class EventLog:
     """Needs the tenants' files, the re-identification of unknowns, the cameras (a stream's cooldown setting), the
     webhook deliveries (woken by a new event) and the cooldowns."""
 
-    def __init__(self, files: CameraFiles, unknowns: Reidentification, cameras, deliveries: WebhookDeliveries,
+    def __init__(self, files: StreamFiles, unknowns: Reidentification, cameras, deliveries: WebhookDeliveries,
                  cooldowns: Cooldowns) -> None:
         self.files, self.unknowns, self.cameras, self.deliveries, self.cooldowns = files, unknowns, cameras, deliveries, cooldowns
         self._new_event: dict[str, asyncio.Condition] = {}
@@ -61,7 +61,7 @@ class EventLog:
     async def record_sighting(self, tenant_id: str, stream_id: str, kind: str, sighting: dict) -> int:
         """A track's decided identity. Returns the sequence number of the event it counts towards."""
         store = self.files.store(tenant_id)
-        ciphers = await self.files.ciphers(tenant_id)
+        ciphers = await self.files.event_keys(tenant_id)
         if kind == "unknown":
             unknown_id = await self.unknowns.identify(tenant_id, ciphers, sighting.pop("vector"), sighting["last_seen"])
             identity, event_kind = unknown_id, "unknown_seen"
@@ -104,7 +104,7 @@ class EventLog:
         if seq is None or tenant_id not in self.files.stores and not self.files.exists(tenant_id):
             return
         store = self.files.store(tenant_id)
-        ciphers = await self.files.ciphers(tenant_id)
+        ciphers = await self.files.event_keys(tenant_id)
         current = store.event(ciphers, seq)
         if current is None:
             return
@@ -118,7 +118,7 @@ class EventLog:
                      person: str | None = None, kind: str | None = None) -> list[dict]:
         if not self.files.exists(tenant_id):
             return []
-        ciphers = await (self.files.ciphers(tenant_id) if person is None else self.files.indexed(tenant_id))
+        ciphers = await (self.files.event_keys(tenant_id) if person is None else self.files.indexed_event_keys(tenant_id))
         return self.files.store(tenant_id).events(ciphers, since, limit, camera, kind, person)
 
     async def wait_events(self, tenant_id: str, since: int, timeout_s: float = 15.0, limit: int = 100) -> list[dict]:
@@ -139,13 +139,13 @@ class EventLog:
         start = dt.datetime.combine(day, dt.time(), tzinfo=dt.timezone.utc).timestamp()
         if not self.files.exists(tenant_id):
             return []
-        ciphers = await self.files.indexed(tenant_id)
+        ciphers = await self.files.indexed_event_keys(tenant_id)
         return attendance(self.files.store(tenant_id), ciphers, start, start + 86400)
 
     async def relink(self, tenant_id: str, old_id: str, person_id: str, external_id: str | None) -> int:
         """Events that name `old_id` (an anonymous id, a merged person) name the person instead; the cooldowns
         follow. Returns how many events changed."""
-        ciphers = await self.files.indexed(tenant_id)
+        ciphers = await self.files.indexed_event_keys(tenant_id)
         relinked = self.files.store(tenant_id).relink_events(ciphers, old_id, person_id, external_id)
         self.cooldowns.follow(tenant_id, old_id, person_id)
         return relinked
@@ -154,7 +154,7 @@ class EventLog:
         """A person was deleted: their events are deleted too (not just unlinked)."""
         if not self.files.exists(tenant_id):
             return 0
-        ciphers = await self.files.indexed(tenant_id)
+        ciphers = await self.files.indexed_event_keys(tenant_id)
         self.cooldowns.drop(tenant_id, identity=person_id)
         return self.files.store(tenant_id).delete_events_of(ciphers, "person_id", person_id)
 

@@ -1,7 +1,7 @@
 """An unknown becomes a person: all or nothing, across the two files it touches.
 
-The person and their faces live in the tenant's embeddings.db (its index actor, the TenantRouter); the
-unknown and its events in events.db (the StreamRouter). No transaction spans both, so the promotion is a
+The person and their faces live in the tenant's embeddings.db (its shard actor, the TenantSupervisor); the
+unknown and its events in events.db (the StreamSupervisor). No transaction spans both, so the promotion is a
 short saga with its intent written first:
 
     1. check: the unknown exists and was embedded with the model the tenant is bound to (else 422
@@ -13,7 +13,7 @@ short saga with its intent written first:
 
 A failure at 3 leaves nothing but the intent (the next attempt reuses its person id). A failure at 4 deletes
 the person made at 3 (compensation) and answers the error; only if that fails too does a person stand
-beside the unknown, and the intent finishes the promotion at the next attempt or StreamRouter start
+beside the unknown, and the intent finishes the promotion at the next attempt or StreamSupervisor start
 (`recover`). Promotions of one tenant run one at a time.
 """
 
@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 from securegate import errors
-from streams.store import CameraStore
+from streams.store import StreamStore
 from tenancy import operations as op
 
 log = logging.getLogger(__name__)
@@ -40,18 +40,18 @@ class UnknownOfAnotherModel(Exception):
 
 
 class UnknownPromotion:
-    """Needs: `store(tenant_id)` → CameraStore, `ciphers(tenant_id)` → the event keys (blind index complete), `unknowns(tenant_id,
-    ciphers)` → the service's cached unknown index, the TenantRouter handle, and `relinked(tenant_id, old_id,
+    """Needs: `store(tenant_id)` → StreamStore, `event_keys(tenant_id)` → the event keys (blind index complete), `unknowns(tenant_id,
+    ciphers)` → the service's cached unknown index, the TenantSupervisor handle, and `relinked(tenant_id, old_id,
     person_id)`, told when events changed identity (the service's cooldowns follow)."""
 
-    def __init__(self, store: Callable[[str], CameraStore], ciphers: Callable[..., Awaitable], unknowns: Callable[..., Awaitable],
+    def __init__(self, store: Callable[[str], StreamStore], event_keys: Callable[..., Awaitable], unknowns: Callable[..., Awaitable],
                  tenants, relinked: Callable[[str, str, str], None]) -> None:
-        self.store, self.ciphers, self.unknowns, self.tenants, self.relinked = store, ciphers, unknowns, tenants, relinked
+        self.store, self.event_keys, self.unknowns, self.tenants, self.relinked = store, event_keys, unknowns, tenants, relinked
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def vectors(self, tenant, unknown_id: str):
         """The unknown's vectors, for the tenant's gallery: refused when they are another model's."""
-        ciphers = await self.ciphers(tenant.tenant_id)
+        ciphers = await self.event_keys(tenant.tenant_id)
         entry = (await self.unknowns(tenant.tenant_id, ciphers)).get(unknown_id)
         if entry is None:
             raise UnknownNotFound(f"unknown {unknown_id} not found")
@@ -77,7 +77,7 @@ class UnknownPromotion:
             return {"person_id": person_id, "external_id": made.external_id, "faces": made.faces, "events": events}
 
     async def _finish(self, tenant_id: str, unknown_id: str, person_id: str, external_id: str | None) -> int:
-        ciphers = await self.ciphers(tenant_id)
+        ciphers = await self.event_keys(tenant_id)
         events = self.store(tenant_id).finish_promotion(ciphers, unknown_id, person_id, external_id)
         (await self.unknowns(tenant_id, ciphers)).pop(unknown_id, None)
         self.relinked(tenant_id, unknown_id, person_id)

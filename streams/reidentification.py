@@ -11,17 +11,17 @@ import uuid
 
 import numpy as np
 
-from streams.camera_model import CameraModel
 from streams.event_index import EventKeys
-from streams.files import CameraFiles
+from streams.files import StreamFiles
+from streams.stream_model import StreamModel
 from streams.unknowns import UnknownGallery
 
 
 class Reidentification:
     """Needs the tenants' files, the camera model (its id binds an unknown's vectors, its threshold matches them),
-    the TenantRouter handle and the streams settings (`max_unknowns_per_tenant`)."""
+    the TenantSupervisor handle and the streams settings (`max_unknowns_per_tenant`)."""
 
-    def __init__(self, files: CameraFiles, model: CameraModel, tenants, cfg) -> None:
+    def __init__(self, files: StreamFiles, model: StreamModel, tenants, cfg) -> None:
         self.files, self.model, self.tenants, self.cfg = files, model, tenants, cfg
         self._galleries: dict[str, UnknownGallery] = {}  # tenant -> its unknowns
 
@@ -66,7 +66,7 @@ class Reidentification:
         return unknown_id
 
     async def list_unknowns(self, tenant_id: str) -> list[dict]:
-        ciphers = await self.files.ciphers(tenant_id)
+        ciphers = await self.files.event_keys(tenant_id)
         unknowns = await self.gallery(tenant_id, ciphers)
         return [{"unknown_id": u["unknown_id"], "created_at": u["created_at"], "last_seen": u["last_seen"],
                  "samples": u["samples"]} for u in sorted(unknowns.values(), key=lambda u: u["created_at"])]

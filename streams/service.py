@@ -1,8 +1,8 @@
 """StreamService: a tenant's cameras, their workers, the event log, re-identification and webhooks.
 
-The StreamRouter deployment wraps it (one replica: it is the one writer of every tenant's events.db).
+The StreamSupervisor deployment wraps it (one replica: it is the one writer of every tenant's events.db).
 
-- Streams are persisted with the tenant (`streams.store.CameraStore`, URL sealed) and each runs in a
+- Streams are persisted with the tenant (`streams.store.StreamStore`, URL sealed) and each runs in a
   detached, named `StreamWorker` actor; at start the service resumes every persisted, enabled stream.
 - `record_sighting` applies the cooldown per (identity, camera): a sighting within `cooldown_s` of the
   last one of the same identity on the same camera extends that event instead of adding one.
@@ -12,7 +12,7 @@ The StreamRouter deployment wraps it (one replica: it is the one writer of every
 - Live events: `wait_events` long-polls (the Ingress turns it into Server-Sent Events); webhooks get each
   new event signed as Standard Webhooks, retried, then dead-lettered (`streams.webhooks`).
 
-The rooms: this facade keeps the methods the StreamRouter calls and hands its collaborators what they need:
+The rooms: this facade keeps the methods the StreamSupervisor calls and hands its collaborators what they need:
 `files` (each tenant's events.db and ciphers), `model` (the cameras' model and threshold), `workers` (the
 StreamWorker actors), `cameras` (stream configuration), `unknowns` (re-identification), `events_log` (sightings,
 cooldowns, reading and long-polling events), `subscriptions` and `webhooks` (their deliveries) and `promotions`.
@@ -28,15 +28,15 @@ from pathlib import Path
 
 import numpy as np
 
-from streams.camera_model import CameraModel
-from streams.cameras import Cameras
 from streams.errors import DeliveryNotDead, InvalidStream, StreamNotFound, TooManyStreams
 from streams.event_index import EventKeys
 from streams.event_log import Cooldowns, EventLog
-from streams.files import CameraFiles
+from streams.files import StreamFiles
 from streams.promotion import UnknownPromotion
+from streams.registry import StreamRegistry
 from streams.reidentification import Reidentification
-from streams.store import CameraStore
+from streams.store import StreamStore
+from streams.stream_model import StreamModel
 from streams.webhook_subscriptions import WebhookSubscriptions
 from streams.webhooks import WebhookDeliveries
 from streams.worker_pool import WorkerPool
@@ -47,30 +47,30 @@ log = logging.getLogger(__name__)
 
 
 class StreamService:
-    def __init__(self, data_dir: str, keys, tenants, detector, embedder, router_handle, settings) -> None:
+    def __init__(self, data_dir: str, keys, tenants, detector, embedder, supervisor, settings) -> None:
         self.data_dir = Path(data_dir)
         self.tenants = tenants
         self.settings = settings  # securegate.settings.Settings
         self.cfg = settings.streams
-        self.files = CameraFiles(self.data_dir, keys, settings)
-        self.model = CameraModel(embedder, settings)
-        self.workers = WorkerPool(self.cfg, router_handle, detector, embedder, tenants)
+        self.files = StreamFiles(self.data_dir, keys, settings)
+        self.model = StreamModel(embedder, settings)
+        self.workers = WorkerPool(self.cfg, supervisor, detector, embedder, tenants)
         self.cooldowns = Cooldowns()
-        self.cameras = Cameras(self.files, self.workers, self.model, tenants, self.cooldowns, settings)
+        self.cameras = StreamRegistry(self.files, self.workers, self.model, tenants, self.cooldowns, settings)
         self.unknowns = Reidentification(self.files, self.model, tenants, self.cfg)
-        self.webhooks = WebhookDeliveries(self.files.stores, self.files.ciphers, self.cfg)
+        self.webhooks = WebhookDeliveries(self.files.stores, self.files.event_keys, self.cfg)
         self.subscriptions = WebhookSubscriptions(self.files, self.cfg)
         self.events_log = EventLog(self.files, self.unknowns, self.cameras, self.webhooks, self.cooldowns)
-        self.promotions = UnknownPromotion(self.files.store, self.files.indexed, self.unknowns.gallery, tenants,
+        self.promotions = UnknownPromotion(self.files.store, self.files.indexed_event_keys, self.unknowns.gallery, tenants,
                                            self.cooldowns.follow)
         self._background: list[asyncio.Task] = []
 
     # ---- plumbing ---------------------------------------------------------------------------------------
-    def store(self, tenant_id: str) -> CameraStore:
+    def store(self, tenant_id: str) -> StreamStore:
         return self.files.store(tenant_id)
 
-    async def ciphers(self, tenant_id: str, *, read: bool = True) -> EventKeys:
-        return await self.files.ciphers(tenant_id, read=read)
+    async def event_keys(self, tenant_id: str, *, read: bool = True) -> EventKeys:
+        return await self.files.event_keys(tenant_id, read=read)
 
     async def hold_keys(self, tenant_id: str, hold_s: float = 600.0) -> None:
         await self.files.hold_keys(tenant_id, hold_s)
@@ -99,7 +99,7 @@ class StreamService:
                 log.exception("could not resume the streams of tenant %s", tenant_id)
         for tenant_id in self.files.tenant_ids():  # files from before the blind index
             try:
-                await self.files.indexed(tenant_id)
+                await self.files.indexed_event_keys(tenant_id)
             except Exception:
                 log.exception("could not index the events of tenant %s", tenant_id)
 
@@ -152,7 +152,7 @@ class StreamService:
         return await self.events_log.attendance(tenant_id, day)
 
     # ---- unknowns and persons ------------------------------------------------------------------------------
-    async def camera_model(self) -> str:
+    async def stream_model(self) -> str:
         return await self.model.model_id()
 
     async def list_unknowns(self, tenant_id: str) -> list[dict]:

@@ -7,7 +7,7 @@ dead-lettered).
 from __future__ import annotations
 
 from streams.errors import DeliveryNotDead, InvalidStream, StreamNotFound
-from streams.files import CameraFiles
+from streams.files import StreamFiles
 from streams.sources import redact_url, source_kind
 from streams.webhooks import new_secret
 
@@ -15,7 +15,7 @@ from streams.webhooks import new_secret
 class WebhookSubscriptions:
     """Needs the tenants' files and the streams settings (`webhook_max_attempts`)."""
 
-    def __init__(self, files: CameraFiles, cfg) -> None:
+    def __init__(self, files: StreamFiles, cfg) -> None:
         self.files, self.cfg = files, cfg
 
     async def add_webhook(self, tenant_id: str, url: str, kinds: list[str], max_attempts: int | None = None) -> dict:
@@ -26,13 +26,13 @@ class WebhookSubscriptions:
         if not http_url:
             raise InvalidStream("a webhook URL is http:// or https://")
         secret = new_secret()
-        ciphers = await self.files.ciphers(tenant_id, read=False)
+        ciphers = await self.files.event_keys(tenant_id, read=False)
         max_attempts = max_attempts or self.cfg.webhook_max_attempts
         webhook_id = self.files.store(tenant_id).add_webhook(ciphers.current, url, secret, kinds, max_attempts)
         return {"webhook_id": webhook_id, "url": redact_url(url), "kinds": kinds, "max_attempts": max_attempts, "secret": secret}
 
     async def list_webhooks(self, tenant_id: str) -> list[dict]:
-        ciphers = await self.files.ciphers(tenant_id)
+        ciphers = await self.files.event_keys(tenant_id)
         store = self.files.store(tenant_id)
         out = []
         for w in store.webhooks(ciphers):

@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable
 from standardwebhooks import Webhook
 
 from streams.sources import redact_text
-from streams.store import CameraStore
+from streams.store import StreamStore
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +52,10 @@ def signed_headers(secret: str, message_id: str, body: bytes, now: float | None 
 
 
 class WebhookDeliveries:
-    """Delivers the due deliveries of every open camera store, from the StreamRouter's event loop."""
+    """Delivers the due deliveries of every open camera store, from the StreamSupervisor's event loop."""
 
-    def __init__(self, stores: dict[str, CameraStore], ciphers: Callable[[str], Awaitable], cfg) -> None:
-        self.stores, self.ciphers, self.cfg = stores, ciphers, cfg  # cfg: securegate.settings.StreamSettings
+    def __init__(self, stores: dict[str, StreamStore], event_keys: Callable[[str], Awaitable], cfg) -> None:
+        self.stores, self.event_keys, self.cfg = stores, event_keys, cfg  # cfg: securegate.settings.StreamSettings
         self.wake = asyncio.Event()
 
     async def forever(self) -> None:
@@ -81,7 +81,7 @@ class WebhookDeliveries:
         due = store.due_deliveries(time.time())
         if not due:
             return
-        ciphers = await self.ciphers(tenant_id)
+        ciphers = await self.event_keys(tenant_id)
         hooks = {w["webhook_id"]: w for w in store.webhooks(ciphers)}
 
         async def deliver(delivery: dict) -> None:

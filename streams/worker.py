@@ -2,11 +2,11 @@
 
     reader thread (PyAV) ─► FrameQueue (bounded, drops oldest) ─► detect (Detector, batched across cameras)
         ─► ByteTrack ─► embed the tracks' faces (Embedder) ─► search the faces and each track's template
-        (TenantRouter) ─► decide per track (streams/tracking.py) ─► StreamRouter.record_sighting (cooldown, encrypted event log, SSE, webhooks)
+        (TenantSupervisor) ─► decide per track (streams/tracking.py) ─► StreamSupervisor.record_sighting (cooldown, encrypted event log, SSE, webhooks)
 
 Pushed frames (`POST /v1/streams/{id}/frames`) enter the same queue. The actor is detached and named
 `stream:<tenant>:<stream>` in the `securegate` namespace; Ray restarts it after a crash (max_restarts=-1)
-and it resumes: it asks the StreamRouter for its stream's configuration (the URL is decrypted there and
+and it resumes: it asks the StreamSupervisor for its stream's configuration (the URL is decrypted there and
 never stored in the actor's creation arguments) and reconnects. Frames are never stored.
 """
 
@@ -46,9 +46,9 @@ def describe(exc: BaseException) -> str:
 
 
 class StreamWorker:
-    def __init__(self, tenant_id: str, stream_id: str, router, detector, embedder, tenants, queue_frames: int = 2) -> None:
+    def __init__(self, tenant_id: str, stream_id: str, supervisor, detector, embedder, tenants, queue_frames: int = 2) -> None:
         self.tenant_id, self.stream_id = tenant_id, stream_id
-        self.router, self.detector, self.embedder, self.tenants = router, detector, embedder, tenants
+        self.supervisor, self.detector, self.embedder, self.tenants = supervisor, detector, embedder, tenants
         self.queue = FrameQueue(queue_frames)
         self.reader: StreamReader | None = None
         self.config: dict | None = None
@@ -68,7 +68,7 @@ class StreamWorker:
 
     # ---- control ----------------------------------------------------------------------------------------
     async def start(self) -> dict:
-        """Idempotent: the router calls it after creating (or finding) the actor."""
+        """Idempotent: the StreamSupervisor calls it after creating (or finding) the actor."""
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
         return await self.status()
@@ -146,7 +146,7 @@ class StreamWorker:
 
     async def _run(self) -> None:
         try:
-            config = await self.router.worker_config.remote(self.tenant_id, self.stream_id)
+            config = await self.supervisor.worker_config.remote(self.tenant_id, self.stream_id)
         except Exception as exc:
             self.state, self.last_error = "failed", describe(exc)
             log.exception("stream %s: no configuration", self.stream_id)
@@ -222,7 +222,7 @@ class StreamWorker:
             sighting.update(person_id=person_id, external_id=external_id)
         else:
             sighting["vector"] = track.unknown_vector()
-        track.event = await self.router.record_sighting.remote(self.tenant_id, self.stream_id, kind, sighting)
+        track.event = await self.supervisor.record_sighting.remote(self.tenant_id, self.stream_id, kind, sighting)
         track.reported = True
         self.events += 1
 
@@ -234,7 +234,7 @@ class StreamWorker:
                     continue
                 if not track.reported:
                     await self._report(track)
-                await self.router.close_sighting.remote(self.tenant_id, self.stream_id, track.event, {
+                await self.supervisor.close_sighting.remote(self.tenant_id, self.stream_id, track.event, {
                     "last_seen": track.last_seen, "last_offset_s": round(track.last_offset_s, 3),
                     "track_length": track.frames, "best_similarity": track.best_similarity, **_best_frame(track)})
         finally:  # every one of them, also when a write failed part-way (the rest were not left counted)
@@ -246,6 +246,6 @@ def _best_frame(track: Track) -> dict:
     return {"best_frame_offset_s": round(track.best_offset_s, 3), "best_frame_quality": round(track.best_score, 4)}
 
 
-# Detached (outlives the router replica that created it), restarted by Ray after a crash; calls in flight
+# Detached (outlives the StreamSupervisor replica that created it), restarted by Ray after a crash; calls in flight
 # are not retried (a pushed frame that failed was never acknowledged).
 StreamWorkerActor = ray.remote(max_restarts=-1, max_task_retries=0, max_concurrency=64)(StreamWorker)

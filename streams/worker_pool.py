@@ -13,10 +13,10 @@ from streams.worker import NAMESPACE, StreamWorkerActor, worker_name
 
 class WorkerPool:
     """Needs the streams settings (`worker_options`, `queue_frames`) and the handles each worker is given: the
-    StreamRouter's own, the Detector, the Embedder and the TenantRouter."""
+    StreamSupervisor's own, the Detector, the Embedder and the TenantSupervisor."""
 
-    def __init__(self, cfg, router_handle, detector, embedder, tenants) -> None:
-        self.cfg, self.router_handle, self.detector, self.embedder, self.tenants = cfg, router_handle, detector, embedder, tenants
+    def __init__(self, cfg, supervisor, detector, embedder, tenants) -> None:
+        self.cfg, self.supervisor, self.detector, self.embedder, self.tenants = cfg, supervisor, detector, embedder, tenants
         self._workers: dict[tuple[str, str], Any] = {}
 
     async def ensure(self, tenant_id: str, stream_id: str):
@@ -26,7 +26,7 @@ class WorkerPool:
         if worker is None:
             worker = StreamWorkerActor.options(name=worker_name(tenant_id, stream_id), namespace=NAMESPACE,
                                                get_if_exists=True, lifetime="detached", **self.cfg.worker_options
-                                               ).remote(tenant_id, stream_id, self.router_handle, self.detector,
+                                               ).remote(tenant_id, stream_id, self.supervisor, self.detector,
                                                         self.embedder, self.tenants, self.cfg.queue_frames)
             self._workers[key] = worker
         await worker.start.remote()

@@ -1,6 +1,6 @@
 """What an admin key is: a name, the scopes it holds, and the format of its secret. Plain types, no storage:
 the registry (tenancy/registry.py) stores admin keys hashed beside the tenants; the HTTP ingress receives an
-AdminKey from the TenantRouter when a key authenticates, so unpickling one imports this module only.
+AdminKey from the TenantSupervisor when a key authenticates, so unpickling one imports this module only.
 
 The first-start admin token (`{data_dir}/admin_token` or $SECUREGATE_ADMIN_TOKEN) is the admin key named
 `bootstrap`, holding every scope; once revoked, only named keys work. Named keys look like

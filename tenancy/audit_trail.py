@@ -1,8 +1,8 @@
 """AuditTrail: the TenantService's audit chains as a service: reads, verification, the org audit's entries and
-checkpoints, and the copies of each chain's newest checkpoint kept outside its own file (tenancy/audit.py says
+checkpoints, and the copies of each chain's newest checkpoint kept outside its own file (tenancy/audit_log.py says
 why: truncation).
 
-- A tenant chain is written by its primary index actor; here it is only read, from its file (read-side, so
+- A tenant chain is written by its primary shard actor; here it is only read, from its file (read-side, so
   neither reading nor verifying activates the tenant), and its newest checkpoint is mirrored into the org audit
   (`mirror_tenant`: the TenantService's housekeeping and eviction call it).
 - The org chain is written here; each entry is checkpointed with the provider's MAC (purpose `org-audit`) and
@@ -25,10 +25,10 @@ from pathlib import Path
 import apsw
 
 from securegate import errors
-from tenancy import audit as audit_log
+from tenancy import audit_log
 from tenancy import chain, sqlite
 from tenancy.actors import tenant_db_path
-from tenancy.audit import OrgAudit, org_audit_path
+from tenancy.audit_log import OrgAudit, org_audit_path
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ What this proves, and what it cannot:
   entries were cut. Entries after the newest checkpoint (`unsealed_tail`) are only hash-linked: they can
   be cut or rewritten without trace, and whoever deletes the newest checkpoints as well as the entries
   they cover is not caught by the file alone. So a copy of the newest checkpoint is kept outside the file
-  and handed to `verify` with the others (tenancy/audit.py): a tenant chain's in the org audit (mirrored),
+  and handed to `verify` with the others (tenancy/audit_log.py): a tenant chain's in the org audit (mirrored),
   the org chain's in the key store (kms/anchors.py).
 
 The storage (SQLite, in the audit module) is the caller's: this module is pure functions and dataclasses.

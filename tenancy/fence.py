@@ -1,6 +1,6 @@
 """Fencing a tenant file's writer: an owner epoch in the file itself, checked by SQLite inside every write.
 
-A tenant's primary index actor is the one writer of its file (tenancy/actors/). When its node is declared lost,
+A tenant's primary shard actor is the one writer of its file (tenancy/actors/). When its node is declared lost,
 Ray restarts it elsewhere and the new actor reopens the file. If the old node was in fact alive (partitioned, or
 its process paused), the old actor may still hold the file open and run a write it had already received. So each
 owner CLAIMS the file when it opens it: the `writer_fence` row's epoch goes up by one in a write transaction, and
@@ -43,7 +43,7 @@ _REFUSE = "sg_fence_refused"
 
 class StaleWriter(RuntimeError):
     """This process claimed the tenant file earlier and a newer owner has claimed it since: the write is refused.
-    Seen by a caller of an index actor that outlived its node's loss (the client retries and reaches the new one)."""
+    Seen by a caller of a shard actor that outlived its node's loss (the client retries and reaches the new one)."""
 
     api_error = errors.ServiceUnavailable
 
@@ -77,7 +77,7 @@ def claim(conn: apsw.Connection, tenant_id: str, owner: str | None = None, wait_
     try:
         conn.execute("BEGIN IMMEDIATE")  # the write lock first: a claim never reads an epoch it cannot then write
     except apsw.BusyError as exc:
-        raise WriterBusy(f"tenant {tenant_id}: its file has a write open in another process (a previous index actor "
+        raise WriterBusy(f"tenant {tenant_id}: its file has a write open in another process (a previous shard actor "
                          "that may still be alive); not sharing it, retry") from exc
     finally:
         if wait_s is not None:
@@ -105,7 +105,7 @@ def _arm(conn: apsw.Connection, mine: Claim) -> None:
         log.error("tenant %s: WRITE REFUSED: this process (%s, writer epoch %d) no longer owns the tenant file; "
                   "%s claimed it at epoch %s (this actor's node was declared lost and a new actor took over)",
                   mine.tenant_id, mine.owner, mine.epoch, owner, epoch)
-        raise StaleWriter(f"tenant {mine.tenant_id}: this index actor (writer epoch {mine.epoch}) was superseded by "
+        raise StaleWriter(f"tenant {mine.tenant_id}: this shard actor (writer epoch {mine.epoch}) was superseded by "
                           f"epoch {epoch}; write refused, retry")
 
     conn.create_scalar_function(_REFUSE, refused, 2)

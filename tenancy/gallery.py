@@ -1,5 +1,5 @@
-"""TenantGallery: the TenantRouter's operations on a tenant's gallery, one typed method per operation
-(tenancy/operations.py). Each is one router call: the caller is authenticated (and charged its rate-limit cost)
+"""TenantGallery: the TenantSupervisor's operations on a tenant's gallery, one typed method per operation
+(tenancy/operations.py). Each is one TenantSupervisor call: the caller is authenticated (and charged its rate-limit cost)
 here, vectors are checked against the model the tenant is bound to, and ONE call on the tenant's primary index
 actor does the work: a write chains its audit entry in its own transaction, a read appends its audit entry in
 the same call (tenancy/reads.py), sharded or not.

@@ -3,7 +3,7 @@
 Needs the tenant's kept enrolment crops (tenant setting `keep_enrolment_photos`, tenancy/store/
 `face_crops`): a vector cannot be turned into another model's vector, a face crop can be embedded again.
 
-    start ─► batches: the primary index actor decrypts the kept crops of up to `batch_size` faces lacking a
+    start ─► batches: the primary shard actor decrypts the kept crops of up to `batch_size` faces lacking a
              shadow vector, sends them to the target pack's Embedder deployment in messages small enough for
              Ray to inline (tenancy/reembed.py: never through the object store, which spills to disk) and
              seals the vectors into `face_shadow` (AAD tenant | face | target model), one durable commit per batch
@@ -19,7 +19,7 @@ during the switch it is refused (503 `unavailable`, retry); after it, with 422 `
 tenant's model (the Ingress embeds the image again with it, deployments/tenant_models.py).
 
 Progress is the tenant file itself (shadow rows are committed per batch); this log (`{data_dir}/
-migrations.db`) says which tenants are migrating, to what, and how far, so a restarted TenantRouter
+migrations.db`) says which tenants are migrating, to what, and how far, so a restarted TenantSupervisor
 resumes them (`resume`). `hold`: build the shadow and wait for an explicit switch (`securegate migrate
 --switch`), e.g. to switch in a quiet hour.
 """
@@ -41,7 +41,7 @@ from tenancy.actors import tenant_db_path
 log = logging.getLogger(__name__)
 
 RUNNING, READY, DONE, FAILED = "running", "ready", "done", "failed"
-STEP_RETRIES = 20  # an index actor restarted by Ray (crash, eviction) answers again within seconds
+STEP_RETRIES = 20  # a shard actor restarted by Ray (crash, eviction) answers again within seconds
 
 
 class NoKeptCrops(Exception):
@@ -239,7 +239,7 @@ class Migrations:
         return resumed
 
     async def _step(self, tenant_id: str, method: str, *args, **kwargs):
-        """One call on the tenant's primary index actor, retried while Ray restarts it (a crash, an eviction)."""
+        """One call on the tenant's primary shard actor, retried while Ray restarts it (a crash, an eviction)."""
         for attempt in range(STEP_RETRIES):
             tenant = self.service.registry.get(tenant_id)
             try:

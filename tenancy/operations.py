@@ -1,6 +1,6 @@
-"""The TenantRouter's operations on a tenant's gallery, typed: one request type per router method, and the answer
+"""The TenantSupervisor's operations on a tenant's gallery, typed: one request type per TenantSupervisor method, and the answer
 it gets. The caller says who it is (an API key, authenticated inside the operation, or a part of SecureGate
-acting for a tenant); the router answers with the tenant's id and model, so the Ingress can label its metrics
+acting for a tenant); the TenantSupervisor answers with the tenant's id and model, so the Ingress can label its metrics
 and pick the Embedder of the tenant's model next time (deployments/ingress.py).
 
 Plain types: the Ingress and the camera workers unpickle them, so this module imports numpy and the tenant's

@@ -1,4 +1,4 @@
-"""Where a tenant's index actors run: the scheduling each shard actor is created with, where each one is now, and
+"""Where a tenant's shard actors run: the scheduling each shard actor is created with, where each one is now, and
 how long a caller waits for one that has no node to run on.
 
 Spread. The shards of a sharded tenant (shards > 1) are created with Ray's SPREAD scheduling strategy on top of
@@ -22,7 +22,7 @@ queued actor task it is told to cancel), so a refused write is not done later be
 RESTARTING counts: Ray's table does not tell an actor waiting for room from one whose process is starting (both
 PENDING_CREATION, and a restarting actor keeps its old pid), and a first creation is bounded by the activation
 timeout already (tenancy/service.py). A call whose actors are ALIVE is never cut short: activation of a large
-tenant legitimately takes seconds. The router watches the primary it calls (`result`); the primary, gathering the
+tenant legitimately takes seconds. The TenantSupervisor watches the primary it calls (`result`); the primary, gathering the
 other shards' parts of a read, watches them (`gather`), and forwards a write past one being restarted
 (`alive_or_gone`).
 """

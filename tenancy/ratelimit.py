@@ -1,6 +1,6 @@
 """Per-tenant token buckets: a steady rate with room for bursts.
 
-Buckets live in the TenantRouter replica that authenticates the request; with several router replicas
+Buckets live in the TenantSupervisor replica that authenticates the request; with several TenantSupervisor replicas
 each enforces its share (Serve spreads requests across replicas), so the effective limit is approximate
 by design: cheap, and no shared state on the hot path.
 """

@@ -1,7 +1,7 @@
-"""A tenant's audited reads, answered by its primary index actor in one call: search and verify over every shard,
+"""A tenant's audited reads, answered by its primary shard actor in one call: search and verify over every shard,
 with the read's audit entry appended before the answer leaves.
 
-Sharded and unsharded tenants take the same path: the router calls the primary, and the primary asks the other
+Sharded and unsharded tenants take the same path: the TenantSupervisor calls the primary, and the primary asks the other
 shards for their part (submitted first, so they work while it computes its own) and merges exactly
 (`tenancy.index.merge_search`). The primary reconciles the shards at its own (re)activation, before it serves,
 so every part it gathers is of the reconciled file. Searches with `match_on: centroid` are refused on sharded

@@ -1,10 +1,10 @@
-"""A model migration's batch, done inside the tenant's index actor: kept crops decrypted, embedded by the target
+"""A model migration's batch, done inside the tenant's shard actor: kept crops decrypted, embedded by the target
 pack's Embedder, and the vectors sealed into the shadow table, all without a decrypted crop or vector going
 through Ray's object store (issue 23 §7).
 
 Why here: Ray puts any message (argument or return value) over `max_direct_call_object_size` (100 KiB by
 default) into the object store, and the object store spills to disk under pressure, in clear. A batch of
-crops (37 KiB each at 112 x 112) or of their vectors handed between the router, the Embedder and the actor
+crops (37 KiB each at 112 x 112) or of their vectors handed between the TenantSupervisor, the Embedder and the actor
 crossed it. Now the actor that holds the keys decrypts the crops where they are used, sends the Embedder
 messages of a few crops each, small enough to be inlined in the call itself, gets the vectors back inline
 (a few KiB), and seals them before anything leaves. Only counts come out.

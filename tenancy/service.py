@@ -1,7 +1,7 @@
-"""TenantService: tenants, their keys of access, and the index actors that hold their faces.
+"""TenantService: tenants, their keys of access, and the shard actors that hold their faces.
 
-It finds or creates a tenant's named index actor on demand, evicts idle ones, and runs the tenant
-lifecycle (create with keys, delete with crypto-shredding). The TenantRouter deployment wraps it.
+It finds or creates a tenant's named shard actor on demand, evicts idle ones, and runs the tenant
+lifecycle (create with keys, delete with crypto-shredding). The TenantSupervisor deployment wraps it.
 
 A tenant's gallery operations (search, persons, faces, corrections) are tenancy/gallery.py's, one typed method
 each; this service finds their actors. Sharded tenants (setting `shards` = N > 1, see tenancy/actors/) have a
@@ -28,7 +28,7 @@ from ray.exceptions import ActorUnavailableError, RayActorError
 from securegate import errors
 from tenancy import sqlite
 from tenancy.actors import NAMESPACE, KeyServiceAuditMac, KeyServiceDataKeys, TenantShardActor, actor_name, tenant_db_path
-from tenancy.audit import OrgAudit
+from tenancy.audit_log import OrgAudit
 from tenancy.audit_trail import AuditTrail
 from tenancy.migration import Migrations
 from tenancy.placement import INACTIVE, ShardsUnplaced, ShardWatch, shard_options, shard_report
@@ -51,7 +51,7 @@ class Forbidden(Exception):
 
 
 class TenantUnavailable(Exception):
-    """The tenant's index actor died while serving the call; the client may retry."""
+    """The tenant's shard actor died while serving the call; the client may retry."""
 
     api_error = errors.ServiceUnavailable
 
@@ -85,7 +85,7 @@ def check_layout(settings: TenantSettings) -> None:
 
 class TenantService:
     def __init__(self, data_dir: str, keys, *, admin_token: str | None = None, idle_evict_s: float = 900.0,
-                 index_actor_options: dict[str, Any] | None = None, index_options: dict[str, Any] | None = None,
+                 shard_actor_options: dict[str, Any] | None = None, index_options: dict[str, Any] | None = None,
                  embedders: dict[str, Any] | None = None, restart_wait_s: float = 20.0) -> None:
         self.data_dir = Path(data_dir)
         self.keys = keys
@@ -95,14 +95,14 @@ class TenantService:
         if created:
             log.warning("generated an admin token into %s (mode 0600)", self.data_dir / "admin_token")
         self.idle_evict_s = idle_evict_s
-        self.actor_options = dict(index_actor_options or {})
+        self.actor_options = dict(shard_actor_options or {})
         self.index_options = dict(index_options or {})
         # How long a call waits for a shard actor that has no process (its node lost, no room elsewhere yet).
         self.watch = ShardWatch(give_up_s=restart_wait_s)
         self._actors: dict[str, Any] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self.audit = AuditTrail(self.data_dir, keys)  # the tenants' chains (read-side) and the org's
-        self.rotations = Rotations(self)  # key rotations (tenancy/rotation.py), resumed when the router starts
+        self.rotations = Rotations(self)  # key rotations (tenancy/rotation.py), resumed when the TenantSupervisor starts
         # Model migrations ({pack name: Embedder handle} of the packs served; resumed like rotations).
         self.migrations = Migrations(self, embedders or {})
 
@@ -187,7 +187,7 @@ class TenantService:
         return api_key
 
     async def delete_tenant(self, tenant_id: str, principal: str = "admin") -> dict:
-        """Crypto-shredding: the index actor goes, the key hierarchy is destroyed, the files removed; the org
+        """Crypto-shredding: the shard actor goes, the key hierarchy is destroyed, the files removed; the org
         audit keeps an erasure receipt signed with the provider's public-key signature (what was destroyed:
         counts and key ids, nothing personal), which anyone can check with the published key."""
         self.registry.get(tenant_id)
@@ -224,13 +224,13 @@ class TenantService:
                 conn.close()
         return counts
 
-    # ---- index actors --------------------------------------------------------------------------------------
+    # ---- shard actors --------------------------------------------------------------------------------------
     async def actor(self, tenant: Tenant):
-        """The tenant's (primary) index actor: found by name, else created (which activates the tenant)."""
+        """The tenant's (primary) shard actor: found by name, else created (which activates the tenant)."""
         return (await self.shard_set(tenant)).primary
 
     async def shard_set(self, tenant: Tenant) -> ShardSet:
-        """The tenant's index actors for the layout its settings ask for, activated; an older layout is
+        """The tenant's shard actors for the layout its settings ask for, activated; an older layout is
         evicted first (re-sharding happens at activation)."""
         wanted = tenant.settings.shards
         shard_set = self._actors.get(tenant.tenant_id)
@@ -267,9 +267,9 @@ class TenantService:
         handles = [self._spawn(tenant, k, shards) for k in range(shards)]
         found = await self._activation(tenant_id, asyncio.gather(*(h.position.remote() for h in handles)), handles)
         if any(tuple(f) != (k, shards) for k, f in enumerate(found)):
-            # Actors alive under these names were built for another layout (another router replica, or a
+            # Actors alive under these names were built for another layout (another TenantSupervisor replica, or a
             # previous run): evict them all and start over.
-            log.info("tenant %s: live index actors have another layout %s; re-activating", tenant.tenant_id, found)
+            log.info("tenant %s: live shard actors have another layout %s; re-activating", tenant.tenant_id, found)
             await self.evict(tenant.tenant_id)
             handles = [self._spawn(tenant, k, shards) for k in range(shards)]
             await self._activation(tenant_id, asyncio.gather(*(h.position.remote() for h in handles)), handles)
@@ -302,7 +302,7 @@ class TenantService:
         return expired
 
     async def evict(self, tenant_id: str) -> bool:
-        """Close and kill every index actor of the tenant (all shards, whatever layout they were built for)."""
+        """Close and kill every shard actor of the tenant (all shards, whatever layout they were built for)."""
         shard_set = self._actors.pop(tenant_id, None)
         handles = list(shard_set.handles) if shard_set is not None else []
         prefix = actor_name(tenant_id)

@@ -1,6 +1,6 @@
 """What a tenant is: its settings, its record and the format of its API keys. Plain types, no storage:
 the registry (tenancy/registry.py) stores them; the HTTP ingress and the camera workers receive them from
-the TenantRouter, so unpickling one imports this module only (no SQLite driver, no index).
+the TenantSupervisor, so unpickling one imports this module only (no SQLite driver, no index).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class TenantSettings(BaseModel):
     default_threshold: float | None = Field(None, ge=-1, le=1, description="None = the model pack's")
     retention_days: int | None = Field(None, ge=1, le=36_500, description="faces older than this are deleted; None = keep")
     match_on: Literal["faces", "centroid"] = "faces"
-    shards: int = Field(1, ge=1, le=64, description="index actors the tenant's faces are split over (by face id); "
+    shards: int = Field(1, ge=1, le=64, description="shard actors the tenant's faces are split over (by face id); "
                         "a change takes effect at the next activation")
     rate_limit_per_s: float | None = Field(None, ge=0.001, le=1e6, description="steady requests/s for the tenant; None = unlimited")
     rate_limit_burst: int = Field(20, ge=1, le=1_000_000, description="requests allowed at once above the steady rate")

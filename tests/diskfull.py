@@ -1,7 +1,7 @@
 """A full disk for SQLite, simulated in an apsw VFS (beside tests/powerloss.py's power loss): chosen writes fail
 with SQLITE_FULL, as the unix VFS fails them when write() gets ENOSPC.
 
-The service's processes (its TenantRouter replica, its tenants' index actors) install it as their default VFS
+The service's processes (its TenantSupervisor replica, its tenants' shard actors) install it as their default VFS
 at start (`install()`, from a sitecustomize.py the test puts on their PYTHONPATH), so every database they open
 without naming a VFS goes through it. A test steers it from outside through a control file, whose path every process
 reads from $SECUREGATE_TEST_DISK_FULL:

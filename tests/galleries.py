@@ -1,4 +1,4 @@
-"""A TenantService's gallery operations as the TenantRouter runs them (tenancy/gallery.py), for tests that drive a
+"""A TenantService's gallery operations as the TenantSupervisor runs them (tenancy/gallery.py), for tests that drive a
 TenantService of their own with vectors they made (no Embedder: every search names its threshold)."""
 
 from __future__ import annotations

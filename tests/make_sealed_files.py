@@ -54,7 +54,7 @@ def write_tenant_file(path: Path) -> dict:
     import numpy as np
 
     from kms.keyring import DataKey
-    from tenancy.audit import AuditRecord
+    from tenancy.audit_log import AuditRecord
     from tenancy.chain import CheckpointPolicy
     from tenancy.personal import PersonKeys
     from tenancy.store import TenantStore
@@ -103,13 +103,13 @@ def write_camera_file(path: Path) -> dict:
 
     from kms.records import RecordCipher
     from streams.event_index import EventKeys
-    from streams.store import CameraStore
+    from streams.store import StreamStore
 
     keys = EventKeys(tenant_id=TENANT)
     for version in (1, 2):
         keys.add(version, RecordCipher(fixture_key(version, "events"), version), fixture_key(version, "events-index"),
                  current=version == 1)
-    store = CameraStore(path, TENANT)
+    store = StreamStore(path, TENANT)
     stream = store.add_stream(keys(1), "front door", "rtsp://user:pw@camera/1", {"fps": 5.0})
     events = {}
     for hour, payload in enumerate([{"person_id": "a" * 32, "external_id": "anna", "tracks": 1},

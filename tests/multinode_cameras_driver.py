@@ -10,7 +10,7 @@ started; every result is one line `SGRESULT <json>` on stdout, and the test answ
      model node (the worker raylet); reports where it runs once its events flow;
   3. releases the placeholder, says "ready_to_kill" and waits for the test to write "killed";
   4. waits until the camera's worker runs again (restarted by Ray on the surviving model node, resumed by the
-     StreamRouter) and new events arrive; reports where, how long it took and what the camera showed meanwhile.
+     StreamSupervisor) and new events arrive; reports where, how long it took and what the camera showed meanwhile.
 """
 
 from __future__ import annotations

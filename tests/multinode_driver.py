@@ -5,9 +5,9 @@ process's own Ray session is never touched. It talks to the test over stdin/stdo
 line `SGRESULT <json>` on stdout.
 
   1. deploys the app from the config, one replica per deployment, and reports every replica's node;
-  2. creates a tenant and enrols real photos (HTTP and handle), reports where the index actor lives;
+  2. creates a tenant and enrols real photos (HTTP and handle), reports where the shard actor lives;
      while this runs the head's whole `securegate_index` capacity is held by a placeholder, so the
-     index actor must start on the worker (the node the test can kill without killing the GCS);
+     shard actor must start on the worker (the node the test can kill without killing the GCS);
   3. releases the placeholder; creates a SHARDED tenant (shards: 2), whose shard actors spread over the two nodes
      (SPREAD, tenancy/placement.py), enrols the same photos and reports where each shard runs
      (GET /v1/admin/tenants/{id}) and its full search answers;
@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 
 INDEX_RESOURCE = "securegate_index"
 HEAL_DEADLINE_S = 60
-# How long a call waits for an index actor with no process before its 503 (tenancy.restart_wait_s; 20 s shipped).
+# How long a call waits for a shard actor with no process before its 503 (tenancy.restart_wait_s; 20 s shipped).
 RESTART_WAIT_S = 4.0
 
 
@@ -108,7 +108,7 @@ def main() -> int:
     status = serve.status().applications[APP_NAME].deployments
     emit("deployed", deploy_s=round(time.monotonic() - started, 1),
          options={name: opts.get("ray_actor_options", {}) for name, opts in options.items()},
-         index_actor_options=args["tenancy"]["index_actor_options"],
+         shard_actor_options=args["tenancy"]["shard_actor_options"],
          running={name: d.replica_states.get("RUNNING", 0) for name, d in status.items()},
          replicas=replica_nodes(ray, APP_NAME))
 
@@ -148,14 +148,14 @@ def main() -> int:
                 face_ids.append(ingress.enrol_face.remote(api_key, person_id, ref.read_bytes()).result(timeout_s=120)["face_id"])
         enrolled[identity] = {"person_id": person_id, "face_ids": face_ids, "probe": str(probe)}
 
-    router = serve.get_deployment_handle("TenantRouter", app_name=APP_NAME)
-    tenant = router.authenticate.remote(api_key).result(timeout_s=60)
-    before = router.tenant_info.remote(tenant.tenant_id).result(timeout_s=60)
+    supervisor = serve.get_deployment_handle("TenantSupervisor", app_name=APP_NAME)
+    tenant = supervisor.authenticate.remote(api_key).result(timeout_s=60)
+    before = supervisor.tenant_info.remote(tenant.tenant_id).result(timeout_s=60)
     found_before = {identity: top_match(ingress.search.remote(api_key, Path(e["probe"]).read_bytes()).result(timeout_s=120))
                     for identity, e in enrolled.items()}
     emit("enrolled", tenant_id=tenant_id, enrolled=enrolled, info=before, found=found_before)
 
-    # ---- 3. the head may host index actors again: a sharded tenant spreads over both nodes -------------------------
+    # ---- 3. the head may host shard actors again: a sharded tenant spreads over both nodes -------------------------
     ray.kill(placeholder)
     wait_for_index_slots(ray, 2 * head_index - 1)  # the placeholder's slots are back (the worker holds one actor)
     sharded = http.post("/v1/tenants", json={"name": "multinode-sharded", "settings": {"shards": 2}}, headers=admin)
@@ -173,7 +173,7 @@ def main() -> int:
     # the unsharded tenant holds the same photos: its answers are what the merge of the shards must equal
     reference = {identity: ingress.search.remote(api_key, Path(e["probe"]).read_bytes(), threshold=-1.0, top_k=5).result(timeout_s=120)
                  for identity, e in enrolled.items()}
-    sharded_info = router.tenant_info.remote(sharded_id).result(timeout_s=60)
+    sharded_info = supervisor.tenant_info.remote(sharded_id).result(timeout_s=60)
     emit("sharded", tenant_id=sharded_id, placement=sharded_placement, faces=sharded_faces, answers=sharded_answers,
          reference=reference,
          shard_faces=[i["faces"] for i in sharded_info["shard_info"]])
@@ -213,7 +213,7 @@ def main() -> int:
                 return 1
             time.sleep(1.0)
     heal_s = round(time.monotonic() - freed_at, 1)
-    after = router.tenant_info.remote(tenant.tenant_id).result(timeout_s=60)
+    after = supervisor.tenant_info.remote(tenant.tenant_id).result(timeout_s=60)
     listed = ingress.list_persons.remote(api_key, limit=1000).result(timeout_s=60)
     persons = {p["person_id"]: ingress.get_person.remote(api_key, p["person_id"]).result(timeout_s=60)
                for p in listed["persons"]}

@@ -9,7 +9,7 @@ Runs as its own process (the pytest process's Ray session cannot be restarted wi
   2. a linker thread hard-links every file that appears under the spill dir into `kept/` at once: Ray deletes
      a spill file when its objects are freed, the link keeps its bytes for the scan;
   3. deploys the app (graph.bind_app) serving the shared pack and a renamed copy of it (tests/model_packs.py),
-     enrols 240 faces with their crops kept into a tenant whose index actor is made slow to take each call (a
+     enrols 240 faces with their crops kept into a tenant whose shard actor is made slow to take each call (a
      stand-in for a busy one: Ray's testing delay), and migrates it onto the renamed pack through the admin API;
   4. reads the tenant's kept crops and its new vectors back from its file with the real KeyService's keys,
      and reports in one line `SGRESULT <json>`: spill files seen, whether a marker object put with ray.put was
@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 
 OBJECT_STORE_BYTES = 80 * 1024 * 1024  # Ray's minimum is 75 MiB
 FACES = 240
-BUSY_US = 2_500_000  # how late the index actor takes each call: longer than the spiller's period
+BUSY_US = 2_500_000  # how late the shard actor takes each call: longer than the spiller's period
 
 
 def emit(**payload) -> None:
@@ -107,10 +107,10 @@ def main() -> int:
     packs = Path(ns.data_dir).parent / "packs"
     args = {"models": ns.models, "data_dir": ns.data_dir,
             "packs": {"renamed": str(renamed_pack(packs / "renamed", Path(ns.models), "mfn_spill"))}}
-    # The tenant's index actor takes each call late, as a busy one does: a message waiting for it sits unread in
+    # The tenant's shard actor takes each call late, as a busy one does: a message waiting for it sits unread in
     # the object store, where the spiller (every second or so) finds it. Ray's own testing delay of a gRPC handler.
     delay = f"CoreWorkerService.grpc_server.PushTask={BUSY_US}:{BUSY_US}"
-    args["tenancy"] = {"index_actor_options": {"num_cpus": 0.05, "runtime_env": {"env_vars": {
+    args["tenancy"] = {"shard_actor_options": {"num_cpus": 0.05, "runtime_env": {"env_vars": {
         "OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2", "RAY_testing_asio_delay_us": delay}}}}
     serve.run(bind_app(args), name="spill", route_prefix="/")
     base = f"http://127.0.0.1:{port}"
@@ -124,7 +124,7 @@ def main() -> int:
         # Faces enough that the batch's vectors are over Ray's inline limit too (FACES x 512 B > 100 KiB): each
         # photo is detected and embedded once, then enrolled several times with its crop kept.
         detector = serve.get_deployment_handle("Detector", "spill")
-        tenants = serve.get_deployment_handle("TenantRouter", "spill")
+        tenants = serve.get_deployment_handle("TenantSupervisor", "spill")
         model = tenants.tenant.remote(tenant_id).result().model
         faces = [detector.detect.remote(Path(photo).read_bytes(), None, embed_with=model, crops=True).result()[0]
                  for photo in ns.photos]

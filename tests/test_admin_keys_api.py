@@ -1,5 +1,5 @@
 """Admin keys through the running application (issue 17 §3): every admin endpoint needs its one scope, a
-revoked key is refused at once on every TenantRouter replica, admin actions carry the key's name, the
+revoked key is refused at once on every TenantSupervisor replica, admin actions carry the key's name, the
 bootstrap token is revocable, and no answer or log line ever holds a secret."""
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class Recorder:
 
 @pytest.fixture(scope="module")
 def bootstrap(app, http, data_dir) -> str:
-    assert http.get("/v1/readyz").status_code == 200  # the router has written the first-start token
+    assert http.get("/v1/readyz").status_code == 200  # the TenantSupervisor has written the first-start token
     return (data_dir / "admin_token").read_text().strip()
 
 
@@ -102,7 +102,7 @@ def test_each_admin_endpoint_needs_its_scope(api, bootstrap):
 
     def request(endpoint: str, allowed: bool) -> tuple[str, str, dict, int]:
         """The route's method, a concrete path, request options and the status it answers when allowed; the
-        allowed tenant deletion aims at a throwaway tenant (each tenant costs an index actor: few are made)."""
+        allowed tenant deletion aims at a throwaway tenant (each tenant costs a shard actor: few are made)."""
         chosen = {
             "list_tenants": ("GET", "/v1/tenants", {}, 200),
             "get_tenant": ("GET", f"/v1/tenants/{tenant_id}", {}, 200),
@@ -180,17 +180,17 @@ def test_a_key_grants_only_scopes_it_holds(api, bootstrap):
     assert api("DELETE", "/v1/admin-keys/never-made", bootstrap).status_code == 404
 
 
-# ------------------------------------------------------------------------- two TenantRouter replicas
+# ------------------------------------------------------------------------- two TenantSupervisor replicas
 @pytest.fixture(scope="module")
 def replicas(app, serve_port, models_dir, tmp_path_factory):
-    """A second application over its own data dir whose TenantRouter runs 2 replicas (the session app runs
+    """A second application over its own data dir whose TenantSupervisor runs 2 replicas (the session app runs
     one); its Ingress borrows the session app's model and key deployments, which admin keys never call."""
     from ray import serve
 
     from tests.side_apps import run_side_app
 
     data_dir = tmp_path_factory.mktemp("admin-replicas")
-    run_side_app("admin-replicas", "/replicas", models_dir, data_dir, router_options={"num_replicas": 2})
+    run_side_app("admin-replicas", "/replicas", models_dir, data_dir, supervisor_options={"num_replicas": 2})
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{serve_port}/replicas", timeout=120) as client:
             yield Recorder(client), data_dir
@@ -198,12 +198,12 @@ def replicas(app, serve_port, models_dir, tmp_path_factory):
         serve.delete("admin-replicas")
 
 
-def _router_calls(ray_cluster, outcome: str) -> dict[str, int]:
-    """check_admin calls answered with `outcome` (OK/ERROR), per TenantRouter replica of the replicas app,
+def _supervisor_calls(ray_cluster, outcome: str) -> dict[str, int]:
+    """check_admin calls answered with `outcome` (OK/ERROR), per TenantSupervisor replica of the replicas app,
     from the replicas' own Serve logs."""
     logs = Path(ray_cluster._private.worker.global_worker.node.get_session_dir_path()) / "logs" / "serve"
     return {f.name: f.read_text(errors="replace").count(f"-- CALL check_admin {outcome}")
-            for f in logs.glob("replica_admin-replicas_TenantRouter_*.log")}
+            for f in logs.glob("replica_admin-replicas_TenantSupervisor_*.log")}
 
 
 def _burst(api: Recorder, token: str, n: int = 16) -> list[int]:
@@ -217,16 +217,16 @@ def test_a_revoked_key_is_refused_at_once_on_every_replica(ray_cluster, replicas
     token = api.new_key(bootstrap, "short-lived", ["tenants:read"])
     for _ in range(20):  # both replicas have served the key (where a cache would now hold it)
         assert set(_burst(api, token)) == {200}
-        served = _router_calls(ray_cluster, "OK")
+        served = _supervisor_calls(ray_cluster, "OK")
         if len(served) == 2 and all(served.values()):
             break
     assert len(served) == 2 and all(served.values()), served
 
-    before = _router_calls(ray_cluster, "ERROR")
+    before = _supervisor_calls(ray_cluster, "ERROR")
     assert api("DELETE", "/v1/admin-keys/short-lived", bootstrap).status_code == 200  # one replica revokes
     for _ in range(20):  # every later call, on either replica, is refused
         assert set(_burst(api, token)) == {403}
-        refused = {f: n - before.get(f, 0) for f, n in _router_calls(ray_cluster, "ERROR").items()}
+        refused = {f: n - before.get(f, 0) for f, n in _supervisor_calls(ray_cluster, "ERROR").items()}
         if all(refused.values()):
             break
     assert len(refused) == 2 and all(refused.values()), refused

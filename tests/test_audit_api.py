@@ -153,8 +153,8 @@ def test_a_cut_tenant_chain_is_reported_truncated_by_the_api_and_the_cli(app, ht
     tenant = new_tenant(http, admin, "cut")
     pid = create_person(http, tenant)
     assert enrol(http, tenant, pid, identity_photos["obama"][0]).status_code == 201
-    # The tenant's actor closes (its head checkpointed); the router mirrors that checkpoint into the org audit.
-    assert serve.get_deployment_handle("TenantRouter", "securegate").evict.remote(tenant["id"]).result()
+    # The tenant's actor closes (its head checkpointed); the TenantSupervisor mirrors that checkpoint into the org audit.
+    assert serve.get_deployment_handle("TenantSupervisor", "securegate").evict.remote(tenant["id"]).result()
     intact = http.get("/v1/admin/audit/verify", params={"tenant": tenant["id"]}, headers=admin).json()
     assert intact["intact"] and intact["entries"] == 3 and intact["anchored_seq"] == 3, intact
 
@@ -186,7 +186,7 @@ def side(app, serve_port, models_dir, tmp_path_factory):
 
 def test_a_cut_org_audit_is_reported_truncated_by_the_api_and_the_cli(side, http, capsys):
     base, data = side
-    assert http.get(f"{base}/v1/readyz").status_code == 200  # the router has written its admin token
+    assert http.get(f"{base}/v1/readyz").status_code == 200  # the TenantSupervisor has written its admin token
     token = (data / "admin_token").read_text().strip()
     headers = {"Authorization": f"Bearer {token}"}
     for k in range(3):

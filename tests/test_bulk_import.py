@@ -13,7 +13,7 @@ from securegate.client import SecureGateClient
 
 @pytest.fixture(scope="module")
 def tenant(app, data_dir, http):
-    http.get("/v1/readyz")  # the router has started and written the token
+    http.get("/v1/readyz")  # the TenantSupervisor has started and written the token
     token = (data_dir / "admin_token").read_text().strip()
     r = http.post("/v1/tenants", json={"name": "bulk-import"}, headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 201, r.text

@@ -159,7 +159,7 @@ def test_tenants_lifecycle(app, http, data_dir):
     auth = {"Authorization": f"Bearer {created['api_key']}"}
     assert http.get("/v1/persons", headers=auth).status_code == 200
 
-    # `show`: where its index actor runs (activated by the call above), from Ray's actor table.
+    # `show`: where its shard actor runs (activated by the call above), from Ray's actor table.
     import ray
 
     code, out = run("tenants", "show", created["tenant_id"], *common)

@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def admin_token(app, data_dir, http) -> str:
-    assert http.get("/v1/readyz").status_code == 200  # the router has started and written the token
+    assert http.get("/v1/readyz").status_code == 200  # the TenantSupervisor has started and written the token
     return (data_dir / "admin_token").read_text().strip()
 
 

@@ -18,7 +18,7 @@ from tests.streams.test_cameras import WebhookReceiver, wait_until
 
 @pytest.fixture(scope="module")
 def admin(app, data_dir, http):
-    assert http.get("/v1/readyz").status_code == 200  # the router has started and written the token
+    assert http.get("/v1/readyz").status_code == 200  # the TenantSupervisor has started and written the token
     with SecureGateClient(app[1], admin_token=(data_dir / "admin_token").read_text().strip()) as client:
         yield client
 

@@ -12,7 +12,7 @@ from securegate.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(p for p in (REPO / "configs").glob("*.yaml"))
-DEPLOYMENTS = {"Ingress", "Detector", "Embedder", "KeyService", "TenantRouter", "StreamRouter"}
+DEPLOYMENTS = {"Ingress", "Detector", "Embedder", "KeyService", "TenantSupervisor", "StreamSupervisor"}
 
 
 def app_config(path: Path) -> tuple[dict, dict[str, dict]]:
@@ -38,35 +38,35 @@ def test_config_is_valid_for_serve_and_securegate(path):
             assert d["max_ongoing_requests"] >= d["user_config"]["max_batch_size"]
 
 
-def index_actor_options(path: Path) -> dict:
-    """What TenantService passes to every index actor for this config (config args over Settings defaults)."""
+def shard_actor_options(path: Path) -> dict:
+    """What TenantService passes to every shard actor for this config (config args over Settings defaults)."""
     args, _ = app_config(path)
-    return Settings.from_args(args).tenancy.index_actor_options
+    return Settings.from_args(args).tenancy.shard_actor_options
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
-def test_index_actors_get_their_blas_threads_explicitly(path):
+def test_shard_actors_get_their_blas_threads_explicitly(path):
     """Ray would set OMP_NUM_THREADS from the actor's small num_cpus (one thread): every config (and the default
     it falls back to) names the index's BLAS/OpenMP threads instead."""
-    env = index_actor_options(path).get("runtime_env", {}).get("env_vars", {})
+    env = shard_actor_options(path).get("runtime_env", {}).get("env_vars", {})
     assert int(env["OMP_NUM_THREADS"]) >= 2 and int(env["OPENBLAS_NUM_THREADS"]) >= 2, env
-    assert Settings().tenancy.index_actor_options["runtime_env"]["env_vars"]["OPENBLAS_NUM_THREADS"] == "2"
+    assert Settings().tenancy.shard_actor_options["runtime_env"]["env_vars"]["OPENBLAS_NUM_THREADS"] == "2"
 
 
 @pytest.mark.parametrize("name", ["local.yaml", "tls.yaml"])
 def test_one_machine_configs_reserve_at_most_two_cores(name):
-    """The minimum replicas of every deployment plus four active tenants' index actors fit a 2-core laptop."""
+    """The minimum replicas of every deployment plus four active tenants' shard actors fit a 2-core laptop."""
     _, options = app_config(REPO / "configs" / name)
     reserved = 0.0
     for deployment in DEPLOYMENTS:
         opts = options.get(deployment, {})
         replicas = opts.get("num_replicas") or opts.get("autoscaling_config", {}).get("min_replicas", 1)
         reserved += replicas * opts.get("ray_actor_options", {}).get("num_cpus", 0.1)  # 0.1: code defaults
-    reserved += 4 * index_actor_options(REPO / "configs" / name)["num_cpus"]
+    reserved += 4 * shard_actor_options(REPO / "configs" / name)["num_cpus"]
     assert reserved <= 2.0, reserved
 
 
-def test_index_actor_created_as_local_yaml_says_runs_blas_on_its_threads(ray_cluster, tmp_path):
+def test_shard_actor_created_as_local_yaml_says_runs_blas_on_its_threads(ray_cluster, tmp_path):
     """A real TenantShardActor created with local.yaml's options, as TenantService does: the BLAS and OpenMP
     pools loaded in it (threadpoolctl) have the configured threads, not the one Ray derives from num_cpus."""
     import ray
@@ -81,9 +81,9 @@ def test_index_actor_created_as_local_yaml_says_runs_blas_on_its_threads(ray_clu
 
         return {(p["internal_api"], p["filepath"]): p["num_threads"] for p in threadpool_info()}
 
-    options = index_actor_options(REPO / "configs" / "local.yaml")
+    options = shard_actor_options(REPO / "configs" / "local.yaml")
     wanted = int(options["runtime_env"]["env_vars"]["OPENBLAS_NUM_THREADS"])
-    actor = TenantShardActor.options(name="tenant-index:threads-check", namespace=NAMESPACE, **options).remote(
+    actor = TenantShardActor.options(name="tenant-shard:threads-check", namespace=NAMESPACE, **options).remote(
         "threads-check", str(tmp_path), "synthetic", 8, None, None)
     try:
         seen = ray.get(actor.__ray_call__.remote(pools), timeout=120)
@@ -108,7 +108,7 @@ def test_cli_reads_a_config_like_serve_run():
 
 
 def test_gpu_config_places_replicas_on_logical_gpus(ray_cluster, serve_port, models_dir, tmp_path_factory):
-    """configs/gpu.yaml on a cluster with logical GPUs: detector, embedder and index actors get GPU slices
+    """configs/gpu.yaml on a cluster with logical GPUs: detector, embedder and shard actors get GPU slices
     (ONNX Runtime falls back to CPU here, and says so), and the app answers."""
     import httpx
     from ray import serve
@@ -135,9 +135,9 @@ def test_gpu_config_places_replicas_on_logical_gpus(ray_cluster, serve_port, mod
             admin = {"Authorization": f"Bearer {(data_dir / 'admin_token').read_text().strip()}"}
             http.get("/v1/readyz")
             created = http.post("/v1/tenants", json={"name": "gpu"}, headers=admin).json()
-            router = serve.get_deployment_handle("TenantRouter", app_name="securegate-gpu")
-            tenant = router.authenticate.remote(created["api_key"]).result()
-            info = router.tenant_info.remote(tenant.tenant_id).result()
-            assert info["placement"]["gpu_ids"], info  # the index actor holds a GPU slice
+            supervisor = serve.get_deployment_handle("TenantSupervisor", app_name="securegate-gpu")
+            tenant = supervisor.authenticate.remote(created["api_key"]).result()
+            info = supervisor.tenant_info.remote(tenant.tenant_id).result()
+            assert info["placement"]["gpu_ids"], info  # the shard actor holds a GPU slice
     finally:
         serve.delete("securegate-gpu")

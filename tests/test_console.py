@@ -28,7 +28,7 @@ WAIT_S = 60  # enrolment and search run the real models on 2 busy cores
 
 @pytest.fixture(scope="module")
 def admin_token(app, data_dir, http) -> str:
-    http.get("/v1/readyz")  # the router has started and written the token
+    http.get("/v1/readyz")  # the TenantSupervisor has started and written the token
     return (data_dir / "admin_token").read_text().strip()
 
 

@@ -322,10 +322,10 @@ def test_rejections_expire_with_the_tenants_retention(http, admin, identity_phot
     r = http.post(f"/v1/persons/{pid}/rejections", json={"image": b64(identity_photos["biden"][0].read_bytes())},
                   headers=tenant["auth"])
     assert r.status_code == 201, r.text
-    router = serve.get_deployment_handle("TenantRouter", app_name="securegate")
-    router.enforce_retention.remote(time.time() - 3600).result()  # an hour ago: nothing is a day old yet
+    supervisor = serve.get_deployment_handle("TenantSupervisor", app_name="securegate")
+    supervisor.enforce_retention.remote(time.time() - 3600).result()  # an hour ago: nothing is a day old yet
     assert len(http.get(f"/v1/persons/{pid}/rejections", headers=tenant["auth"]).json()["rejections"]) == 1
-    router.enforce_retention.remote(time.time() + 2 * 86400).result()
+    supervisor.enforce_retention.remote(time.time() + 2 * 86400).result()
     assert http.get(f"/v1/persons/{pid}/rejections", headers=tenant["auth"]).json()["rejections"] == []
     events = http.get("/v1/audit", params={"limit": 1000}, headers=tenant["auth"]).json()["events"]
     assert [(e["actor"], e["counts"]) for e in events if e["action"] == "rejection.expire"] == [("retention", {"rejections": 1})]

@@ -212,6 +212,6 @@ def test_a_copy_of_the_data_dir_reveals_nothing_personal(app, http, admin, ident
     r = http.post("/v1/search", json={"image": b64(photos[2].read_bytes())}, headers=auth)
     assert r.json()["faces"][0]["matches"][0]["external_id"] == EXTERNAL_IDS[2]
     # The rejection was re-sealed too: a fresh activation (the old key version is retired) still opens it.
-    serve.get_deployment_handle("TenantRouter", app_name="securegate").evict.remote(tenant_id).result()
+    serve.get_deployment_handle("TenantSupervisor", app_name="securegate").evict.remote(tenant_id).result()
     r = http.post("/v1/verify", json={"image": b64(rejected.read_bytes()), "person_id": persons[EXTERNAL_IDS[0]]}, headers=auth)
     assert r.json()["rejected"] is True and r.json()["best_rejection_similarity"] > 0.99, r.text

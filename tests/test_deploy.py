@@ -82,5 +82,5 @@ def test_every_pod_has_serves_environment_the_data_volume_and_its_node_kind():
             assert {k: env.get(k) for k in SERVE_ENVIRONMENT} == SERVE_ENVIRONMENT, container["name"]
             assert data_dir in {m["mountPath"] for m in container["volumeMounts"]}
     asked = {name for d in served["deployments"] for name in d.get("ray_actor_options", {}).get("resources", {})}
-    asked |= served["args"]["tenancy"]["index_actor_options"].get("resources", {}).keys()
+    asked |= served["args"]["tenancy"]["shard_actor_options"].get("resources", {}).keys()
     assert asked and asked <= offered, (asked, offered)

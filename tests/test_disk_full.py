@@ -30,7 +30,7 @@ class Service:
     def __init__(self, base: str, data_dir: Path) -> None:
         self.base, self.data_dir = base, data_dir
         self.http = httpx.Client(base_url=base, timeout=120)
-        assert self.http.get("/v1/readyz").status_code == 200  # the router has written its admin token
+        assert self.http.get("/v1/readyz").status_code == 200  # the TenantSupervisor has written its admin token
         self.admin = {"Authorization": f"Bearer {(data_dir / 'admin_token').read_text().strip()}"}
 
     def tenant(self, name: str) -> dict:
@@ -62,7 +62,7 @@ def after_the_disk_is_freed(service: Service, tenant: dict, person: str, acknowl
 
     deadline = time.monotonic() + 30
     while (answer := service.enrol(tenant, person, photo)).status_code != 201:
-        refused(answer)  # until the router's probe and SQLite see the space again; never anything else
+        refused(answer)  # until the TenantSupervisor's probe and SQLite see the space again; never anything else
         assert time.monotonic() < deadline, answer.text
         time.sleep(0.5)
     acknowledged.append(answer.json()["face_id"])
@@ -73,7 +73,7 @@ def after_the_disk_is_freed(service: Service, tenant: dict, person: str, acknowl
         verified = service.http.get("/v1/admin/audit/verify", params=scope, headers=service.admin).json()
         assert verified["intact"], (scope, verified)
     app = service.base.rsplit("/", 1)[1]
-    assert serve.get_deployment_handle("TenantRouter", app).evict.remote(tenant["id"]).result()
+    assert serve.get_deployment_handle("TenantSupervisor", app).evict.remote(tenant["id"]).result()
     for db in service.data_dir.rglob("*.db"):
         conn = apsw.Connection(str(db), flags=apsw.SQLITE_OPEN_READONLY)
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)], db
@@ -96,7 +96,7 @@ def metric(metrics_port: int, data_dir: Path, value: int, timeout_s: float = 90)
 # ------------------------------------------------------------------------------------------------ the VFS
 def startup_dir(directory: Path) -> Path:
     """A directory holding a `sitecustomize.py` (which Python runs at start in any process with the directory on
-    PYTHONPATH) that installs the full-disk VFS: how the side app's router and index actors get it (Ray's
+    PYTHONPATH) that installs the full-disk VFS: how the side app's TenantSupervisor and shard actors get it (Ray's
     `worker_process_setup_hook` is taken from the job's runtime env only, not an actor's)."""
     (directory / "sitecustomize.py").write_text(
         '"""Written by tests/test_disk_full.py: tests/diskfull.py\'s VFS becomes this process\'s default."""\n'
@@ -112,8 +112,8 @@ def vfs_service(app, serve_port, models_dir, tmp_path_factory):
     control = tmp_path_factory.mktemp("disk-full-control") / "full.json"
     env = {CONTROL_ENV: str(control), "PYTHONPATH": str(startup_dir(tmp_path_factory.mktemp("disk-full-startup")))}
     run_side_app("disk-full", "/disk-full", models_dir, data,
-                 router_options={"ray_actor_options": {"num_cpus": 0.1, "runtime_env": {"env_vars": env}}},
-                 settings={"tenancy": {"index_actor_options": {"num_cpus": 0.05, "runtime_env": {"env_vars": {
+                 supervisor_options={"ray_actor_options": {"num_cpus": 0.1, "runtime_env": {"env_vars": env}}},
+                 settings={"tenancy": {"shard_actor_options": {"num_cpus": 0.05, "runtime_env": {"env_vars": {
                      **env, "OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"}}}}})
     try:
         yield Service(f"http://127.0.0.1:{serve_port}/disk-full", data), control
@@ -166,7 +166,7 @@ def tmpfs_service(app, serve_port, models_dir, tmp_path_factory):
         yield Service(f"http://127.0.0.1:{serve_port}/disk-tmpfs", data), mount
     finally:
         serve.delete("disk-tmpfs")
-        deadline = time.monotonic() + 30  # the router's process lets go of its files as it exits
+        deadline = time.monotonic() + 30  # the TenantSupervisor's process lets go of its files as it exits
         while subprocess.run(["umount", str(mount)], capture_output=True).returncode != 0:
             if time.monotonic() > deadline:
                 subprocess.run(["umount", "--lazy", str(mount)], capture_output=True)  # never left mounted

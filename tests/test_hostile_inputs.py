@@ -71,7 +71,7 @@ def answered(r) -> None:
 # ------------------------------------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="module")
 def admin(app, data_dir, http):
-    assert http.get("/v1/readyz").status_code == 200  # the router has written the admin token
+    assert http.get("/v1/readyz").status_code == 200  # the TenantSupervisor has written the admin token
     return {"Authorization": f"Bearer {(data_dir / 'admin_token').read_text().strip()}"}
 
 
@@ -630,7 +630,7 @@ def test_no_error_answer_carries_ray_internals(http, tenant, frame_stream):
               "ValueError: frame is not a decodable image")
     body = errors.InvalidImage(remote).body()
     assert body["error"]["message"] == "frame is not a decodable image", body
-    assert errors.ApiError("ray::StreamRouter.push_frame() (pid=1, ip=2)").body()["error"]["message"] == "internal"
+    assert errors.ApiError("ray::StreamSupervisor.push_frame() (pid=1, ip=2)").body()["error"]["message"] == "internal"
     for r in (push(http, tenant, "cam_nonexistent", b"x"), push(http, tenant, frame_stream, b"x", "image/png"),
               http.get("/v1/streams/cam_nonexistent", headers=tenant["auth"])):
         assert_error(r)

@@ -69,11 +69,11 @@ def test_content_key_rotation_reencrypts_while_serving(app, http, admin_token, i
         assert rotation["state"] == "running" and time.time() < deadline
         time.sleep(0.2)
     assert status["tenants"][tenant["id"]]["versions"] == [2]  # version 1 retired
-    router = serve.get_deployment_handle("TenantRouter", app_name="securegate")
-    t = router.authenticate.remote(tenant["auth"]["Authorization"][7:]).result()
-    assert router.tenant_info.remote(t.tenant_id).result()["key_versions"] == {2: len(persons)}
+    supervisor = serve.get_deployment_handle("TenantSupervisor", app_name="securegate")
+    t = supervisor.authenticate.remote(tenant["auth"]["Authorization"][7:]).result()
+    assert supervisor.tenant_info.remote(t.tenant_id).result()["key_versions"] == {2: len(persons)}
     # A fresh activation decrypts everything under the new version only.
-    router.evict.remote(tenant["id"]).result()
+    supervisor.evict.remote(tenant["id"]).result()
     assert top_match(http, tenant, identity_photos["biden"][1]) == "biden"
 
 
@@ -85,7 +85,7 @@ def test_root_rotation_rewraps_tenant_keys(app, http, admin_token, identity_phot
     code, out = run_cli("keys", "rotate", "--root", "--url", app[1], "--admin-token", admin_token)
     assert code == 0
     assert json_status(app, admin_token)["root_id"] != before
-    serve.get_deployment_handle("TenantRouter", app_name="securegate").evict.remote(tenant["id"]).result()
+    serve.get_deployment_handle("TenantSupervisor", app_name="securegate").evict.remote(tenant["id"]).result()
     assert top_match(http, tenant, identity_photos["kit_harington"][1]) == "kit_harington"
 
 
@@ -199,7 +199,7 @@ class CuttableProxy:
 @pytest.fixture(scope="module")
 def aws_app(app, serve_port, models_dir, tmp_path_factory):
     """A second application whose KeyService uses AWS KMS (a moto server) through a cuttable proxy: its own
-    KeyService, TenantRouter (over its own data dir) and Ingress; the session app's Detector and Embedder are
+    KeyService, TenantSupervisor (over its own data dir) and Ingress; the session app's Detector and Embedder are
     borrowed (they hold no keys), so the models are not loaded a second time."""
     import boto3
     from moto.server import ThreadedMotoServer
@@ -207,7 +207,7 @@ def aws_app(app, serve_port, models_dir, tmp_path_factory):
 
     from deployments.ingress import Ingress
     from deployments.keys import KeyService
-    from deployments.tenants import TenantRouter
+    from deployments.tenants import TenantSupervisor
     from securegate.settings import Settings
 
     creds = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -234,7 +234,7 @@ def aws_app(app, serve_port, models_dir, tmp_path_factory):
     settings = Settings.from_args(args).model_dump()
     keys = KeyService.options(ray_actor_options={"num_cpus": 0.25, "runtime_env": {"env_vars": creds}}).bind(settings)
     borrowed = {name: serve.get_deployment_handle(name, "securegate") for name in ("Detector", "Embedder")}
-    serve.run(Ingress.bind(settings, borrowed["Detector"], borrowed["Embedder"], TenantRouter.bind(settings, keys), keys),
+    serve.run(Ingress.bind(settings, borrowed["Detector"], borrowed["Embedder"], TenantSupervisor.bind(settings, keys), keys),
               name="securegate-aws", route_prefix="/aws")
     import httpx
 

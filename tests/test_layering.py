@@ -20,8 +20,8 @@ HEAVY = ("faiss", "apsw", "tenancy.store", "tenancy.index", "tenancy.actors", "t
 
 
 def test_ingress_replica_loads_no_index_or_store():
-    """Import the ingress, then unpickle what the TenantRouter sends it (a Tenant; a typed answer; a domain error
-    translated at the router's boundary), in a fresh interpreter."""
+    """Import the ingress, then unpickle what the TenantSupervisor sends it (a Tenant; a typed answer; a domain error
+    translated at the TenantSupervisor's boundary), in a fresh interpreter."""
     tenant = Tenant("t1", "acme", "mobilefacenet/128", 128, TenantSettings(), 1.0)
     admin_key = admin_keys.AdminKey("ops", ("tenants:read",), 1.0)  # what check_admin answers
     answer = operations.SearchAnswer("t1", tenant.model, [[operations.Match("p1", "e1", "f1", 0.5)]], 0.3)
@@ -46,7 +46,7 @@ def test_ingress_replica_loads_no_index_or_store():
     (service.TenantUnavailable("tenant index restarted during search; retry"), errors.ServiceUnavailable, {}),
     (reads.ShardedCentroidSearch("match_on 'centroid' is not available"), errors.InvalidRequest, {}),
     (placement.ShardsUnplaced("tenant t1: shard(s) [1] are waiting for a node with room"), errors.ServiceUnavailable, {}),
-    (fence.StaleWriter("tenant t1: this index actor (writer epoch 1) was superseded"), errors.ServiceUnavailable, {}),
+    (fence.StaleWriter("tenant t1: this shard actor (writer epoch 1) was superseded"), errors.ServiceUnavailable, {}),
     (fence.WriterBusy("tenant t1: its file has a write open in another process"), errors.ServiceUnavailable, {}),
     (store.NotFound("person p1 not found"), errors.NotFound, {}),
     (store.DuplicateExternalId("external id e1 is taken"), errors.Conflict, {}),

@@ -3,7 +3,7 @@ that serves three packs: the shared development pack (`default`), the batch-1 co
 under another name (`renamed`: same weights, another model id) and a genuinely different recognizer built
 from the shared one (`rotated`: its output projected onto a random 96-d subspace, tests/model_packs.py), on
 the shared photos. Searches are checked before, during and after each migration; a migration is interrupted
-by killing the tenant's index actor and by restarting the whole application, and resumes."""
+by killing the tenant's shard actor and by restarting the whole application, and resumes."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def deployment(serve_port, models_dir, tmp_path_factory):
     start()
     base = f"http://127.0.0.1:{serve_port}{PREFIX}"
     with SecureGateClient(base) as probe:
-        probe.readyz()  # the router has started and written the admin token
+        probe.readyz()  # the TenantSupervisor has started and written the admin token
     token = open(f"{args['data_dir']}/admin_token").read().strip()
     yield SimpleNamespace(base=base, token=token, data_dir=args["data_dir"], restart=restart)
     serve.delete(APP)
@@ -77,7 +77,7 @@ def new_tenant(admin, deployment, name: str, keep: bool, photos) -> tuple[str, S
 
 
 def retried(call, *args, **kwargs):
-    """A call retried on 503 `unavailable`, as a client does while a killed index actor restarts."""
+    """A call retried on 503 `unavailable`, as a client does while a killed shard actor restarts."""
     for attempt in range(50):
         try:
             return call(*args, **kwargs)
@@ -189,8 +189,8 @@ def test_rotated_model_interrupted_by_actor_and_app_restarts(admin, deployment, 
                            "--url", deployment.base, "--admin-token", deployment.token])
         assert code == 0
         assert '"to_model": "mfn_rotated96/96"' in capsys.readouterr().out
-        # The tenant's index actor dies mid-migration: Ray restarts it, the driver carries on.
-        ray.kill(ray.get_actor(f"tenant-index:{tenant_id}", namespace="securegate"), no_restart=False)
+        # The tenant's shard actor dies mid-migration: Ray restarts it, the driver carries on.
+        ray.kill(ray.get_actor(f"tenant-shard:{tenant_id}", namespace="securegate"), no_restart=False)
         assert identities(client, probes) == before  # during: the old model answers
         late = client.create_person(external_id="late-arrival")
         who = sorted(probes)[-1]
@@ -199,7 +199,7 @@ def test_rotated_model_interrupted_by_actor_and_app_restarts(admin, deployment, 
         assert status.state == "running" and 0 < status.done < status.total, status
         assert admin.get_tenant(tenant_id).model.dim == 128
 
-    # The whole application restarts mid-migration; the new TenantRouter resumes from the shadow in the file.
+    # The whole application restarts mid-migration; the new TenantSupervisor resumes from the shadow in the file.
     interrupted_at = kept_rows(deployment, tenant_id)[2]
     deployment.restart()
     code = securegate(["migrate", "--tenant", tenant_id, "--status", "--url", deployment.base,

@@ -7,7 +7,7 @@ Every process the cluster starts is found by PID (its command line names our tem
 from one that does) and stopped by PID in `finally`, whatever happened.
 
 head   : securegate_api + securegate_models + securegate_index  (GCS, Serve, every replica, a shard)
-worker : securegate_index                                         (the tenant's index actor, a shard; then killed)
+worker : securegate_index                                         (the tenant's shard actor, a shard; then killed)
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ CONFIG = REPO / "configs" / "cluster.yaml"
 RAY = str(Path(sys.executable).parent / "ray")
 HEAD_RESOURCES = {"securegate_api": 100, "securegate_models": 100, "securegate_index": 100}
 WORKER_RESOURCES = {"securegate_index": 100}
-# The head runs every replica (4 CPUs' worth in cluster.yaml) and must still fit the index actor that
+# The head runs every replica (4 CPUs' worth in cluster.yaml) and must still fit the shard actor that
 # fails over to it: a restarted actor waits for its whole request (slot AND CPUs) to be free.
 HEAD_CPUS = 8
 # GCS declares a silent raylet dead after period x threshold; the defaults take ~15 s, too long for the budget.
@@ -148,8 +148,8 @@ def test_cluster_config_places_by_resources_and_heals_a_lost_index_node(models_d
     config = yaml.safe_load(CONFIG.read_text())
     (app,) = config["applications"]
     required = {d["name"]: d.get("ray_actor_options", {}).get("resources", {}) for d in app["deployments"]}
-    index_required = app["args"]["tenancy"]["index_actor_options"]["resources"]
-    # What the test relies on from the config: models and index actors are placed by these resources.
+    index_required = app["args"]["tenancy"]["shard_actor_options"]["resources"]
+    # What the test relies on from the config: models and shard actors are placed by these resources.
     assert set(required["Detector"]) == set(required["Embedder"]) == {"securegate_models"}
     assert set(index_required) == {"securegate_index"}
 
@@ -184,9 +184,9 @@ def test_cluster_config_places_by_resources_and_heals_a_lost_index_node(models_d
                 assert set(required[name]) <= set(resources[node_id]), (name, node_id, resources[node_id])
         # Only the head offers the model resource: a Detector/Embedder anywhere else would be misplaced.
         assert deployed["replicas"]["Detector"] == deployed["replicas"]["Embedder"] == [head]
-        assert deployed["index_actor_options"]["resources"] == index_required
+        assert deployed["shard_actor_options"]["resources"] == index_required
 
-        # ---- a tenant with real faces; its index actor on an index node (the worker, see the driver) -------
+        # ---- a tenant with real faces; its shard actor on an index node (the worker, see the driver) -------
         enrolled = driver.result("enrolled", budget)
         identities = set(enrolled["enrolled"])
         assert len(identities) >= 5

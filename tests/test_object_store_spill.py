@@ -2,11 +2,11 @@
 
 A model migration re-embeds a tenant's kept crops. Ray puts any message over `max_direct_call_object_size`
 (100 KiB) into the object store, and the store spills to disk: a batch of decrypted crops (or of the vectors
-computed from them) passed between the router, the Embedder and the index actor lands in spill files in clear.
+computed from them) passed between the TenantSupervisor, the Embedder and the shard actor lands in spill files in clear.
 
 tests/spill_driver.py runs a migration of 240 kept crops on its own Ray cluster (a subprocess: the session's
 cluster cannot be restarted with another object store) with a small object store that spills every primary
-copy it holds (spilling threshold 0), the tenant's index actor slowed down with Ray's own testing delay (a
+copy it holds (spilling threshold 0), the tenant's shard actor slowed down with Ray's own testing delay (a
 stand-in for a busy actor: a message for it waits in the store long enough to be spilled), and scans every
 spilled file for the crops' pixels and the new vectors. Before the fix the batch's 240 vectors (123 KB, one
 message to the actor) were found there. The driver also spills a marker object of its own and looks for it:

@@ -76,7 +76,7 @@ def test_an_image_that_finds_nothing_in_flight_is_never_refused():
 
 @pytest.fixture(scope="module")
 def small_app(app, serve_port, models_dir, tmp_path_factory):
-    """Its own Ingress and small Detector; the session app's Embedder, TenantRouter and KeyService are borrowed
+    """Its own Ingress and small Detector; the session app's Embedder, TenantSupervisor and KeyService are borrowed
     (only /v1/detect is called here), so two replicas start instead of a whole second app's six."""
     from ray import serve
 
@@ -87,9 +87,9 @@ def small_app(app, serve_port, models_dir, tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("overload-data")
     settings = Settings.from_args({"models": str(models_dir), "data_dir": str(data_dir), "detector": {"concurrency": 1},
                                    "admission": {"latency_budget_s": 0.05}}).model_dump()
-    borrowed = {name: serve.get_deployment_handle(name, "securegate") for name in ("Embedder", "TenantRouter", "KeyService")}
+    borrowed = {name: serve.get_deployment_handle(name, "securegate") for name in ("Embedder", "TenantSupervisor", "KeyService")}
     detector = Detector.options(num_replicas=1).bind(settings)
-    serve.run(Ingress.bind(settings, detector, borrowed["Embedder"], borrowed["TenantRouter"], borrowed["KeyService"]),
+    serve.run(Ingress.bind(settings, detector, borrowed["Embedder"], borrowed["TenantSupervisor"], borrowed["KeyService"]),
               name="overload", route_prefix="/overload")
     try:
         yield f"http://127.0.0.1:{serve_port}/overload"

@@ -9,7 +9,7 @@ unsynced write is dropped. The workload is cut at EVERY sync of a run, and after
 - the store opens and every face decrypts under its recorded key version (no record half re-encrypted);
 - what a reader finds is exactly the state after the acknowledged operations, or that state plus the one
   operation in flight when the power went (never part of it: no half-applied enrolment or deletion);
-- that state includes the tenant's audit chain (tenancy/audit.py), written in the same transaction as each
+- that state includes the tenant's audit chain (tenancy/audit_log.py), written in the same transaction as each
   write: after any crash a face (or a deletion, a re-encryption batch) is there if and only if its audit
   entry is, and the chain's hash links verify.
 
@@ -36,7 +36,7 @@ import pytest
 from kms import DataKey
 from kms.records import RecordCipher
 from tenancy.personal import PersonKeys
-from tenancy.audit import AuditRecord
+from tenancy.audit_log import AuditRecord
 from tenancy.store import TenantStore
 from tests.powerloss import (
     CrashPoint,

@@ -138,7 +138,7 @@ EVENTS_SQL, EVENTS_CLEAR = DATA / "events-820bf94.sql", json.loads((DATA / "even
 
 def test_an_events_db_of_820bf94_migrates_to_tokens_and_every_value_reads_back(tmp_path: Path) -> None:
     from streams.event_index import EventKeys
-    from streams.store import CameraStore
+    from streams.store import StreamStore
 
     path = tmp_path / "events.db"
     conn = apsw.Connection(str(path))
@@ -152,7 +152,7 @@ def test_an_events_db_of_820bf94_migrates_to_tokens_and_every_value_reads_back(t
         keys.add(version, RecordCipher(fixture_key(version, "events"), version), fixture_key(version, "events-index"),
                  current=version == 2)
 
-    store = CameraStore(path, EVENTS_CLEAR["tenant_id"])
+    store = StreamStore(path, EVENTS_CLEAR["tenant_id"])
     for table, before in stored.items():
         assert "nonce" not in columns(store.file.db, table)
         for rowid, sealed, version in store.file.db.execute(f"SELECT rowid, sealed, key_version FROM {table}"):

@@ -20,7 +20,7 @@ def b64(data: bytes) -> str:
 
 @pytest.fixture(scope="module")
 def admin(app, data_dir, http):
-    http.get("/v1/readyz")  # the router has started and written the token
+    http.get("/v1/readyz")  # the TenantSupervisor has started and written the token
     token = (data_dir / "admin_token").read_text().strip()
     assert oct((data_dir / "admin_token").stat().st_mode & 0o777) == "0o600"
     return {"Authorization": f"Bearer {token}"}
@@ -271,27 +271,27 @@ def test_deleting_a_tenant_removes_its_files_and_keys(http, admin, identity_phot
 
 
 # ---- durability -------------------------------------------------------------------------------------------
-def router():
+def supervisor():
     from ray import serve
 
-    return serve.get_deployment_handle("TenantRouter", app_name="securegate")
+    return serve.get_deployment_handle("TenantSupervisor", app_name="securegate")
 
 
 def tenant_of(key):
-    return router().authenticate.remote(key).result()
+    return supervisor().authenticate.remote(key).result()
 
 
 def test_evicted_tenant_reactivates_with_everything(http, gallery, identity_photos):
     tenant, persons = gallery
-    assert router().evict.remote(tenant["id"]).result() is True
-    assert tenant["id"] not in router().active_tenants.remote().result()
+    assert supervisor().evict.remote(tenant["id"]).result() is True
+    assert tenant["id"] not in supervisor().active_tenants.remote().result()
     result = search(http, tenant, identity_photos["obama"][1].read_bytes())
     assert result["faces"][0]["matches"][0]["person_id"] == persons["obama"]
-    assert tenant["id"] in router().active_tenants.remote().result()
+    assert tenant["id"] in supervisor().active_tenants.remote().result()
 
 
 def test_kill_9_during_enrolment_loses_nothing_acknowledged(http, admin, data_dir):
-    """SIGKILL the index actor in the middle of a burst of enrolments (vectors straight to the router, as
+    """SIGKILL the shard actor in the middle of a burst of enrolments (vectors straight to the TenantSupervisor, as
     a Python caller would): every acknowledged face is there after reactivation, no row is half-written."""
     import asyncio
 
@@ -306,7 +306,7 @@ def test_kill_9_during_enrolment_loses_nothing_acknowledged(http, admin, data_di
     tenant = new_tenant(http, admin, "crashy")
     t = tenant_of(tenant["key"])
     caller = op.ApiKeyCaller(tenant["key"])
-    person = router().create_person.remote(op.CreatePerson(caller)).result().person_id
+    person = supervisor().create_person.remote(op.CreatePerson(caller)).result().person_id
     pid = actor_pid()
     rng = np.random.default_rng(3)
     vectors = rng.standard_normal((60, 128)).astype(np.float32)
@@ -315,7 +315,7 @@ def test_kill_9_during_enrolment_loses_nothing_acknowledged(http, admin, data_di
     async def burst():
         async def one(i):
             try:
-                added = await router().add_samples.remote(op.AddSamples(caller, person, vectors[i][None], t.model))
+                added = await supervisor().add_samples.remote(op.AddSamples(caller, person, vectors[i][None], t.model))
                 return added.face_ids[0]
             except Exception as exc:
                 return exc
@@ -333,7 +333,7 @@ def test_kill_9_during_enrolment_loses_nothing_acknowledged(http, admin, data_di
     deadline = time.time() + 60
     while True:  # Ray restarts the actor; activation re-reads the file
         try:
-            view = router().get_person.remote(op.GetPerson(caller, person)).result()
+            view = supervisor().get_person.remote(op.GetPerson(caller, person)).result()
             break
         except Exception:
             if time.time() > deadline:
@@ -343,7 +343,7 @@ def test_kill_9_during_enrolment_loses_nothing_acknowledged(http, admin, data_di
     assert acked <= stored
     assert actor_pid() != pid
     # Every stored row decrypts (activation would have failed otherwise) and is searchable.
-    info = router().tenant_info.remote(t.tenant_id).result()
+    info = supervisor().tenant_info.remote(t.tenant_id).result()
     assert info["faces"] == len(stored)
 
 
@@ -355,7 +355,7 @@ def test_tampered_or_moved_rows_fail_with_a_clear_code(http, admin, identity_pho
     pb = create_person(http, b)
     enrol(http, b, pb, identity_photos["biden"][0])
     for t in (a, b):
-        router().evict.remote(t["id"]).result()
+        supervisor().evict.remote(t["id"]).result()
     # Move a's sealed row into b's file under b's person: it must not decrypt there.
     src = apsw.Connection(str(data_dir / "tenants" / a["id"] / "embeddings.db"))
     row = src.execute("SELECT face_id, sealed, key_version, det_score, quality, created_at FROM faces").fetchone()
@@ -396,14 +396,14 @@ def test_matching_on_centroids(http, admin, identity_photos):
 def test_idle_tenants_are_evicted_and_their_memory_returned(http, admin, identity_photos):
     tenant = new_tenant(http, admin, "idle")
     enrol(http, tenant, create_person(http, tenant), identity_photos["obama"][0])
-    assert tenant["id"] in router().active_tenants.remote().result()
+    assert tenant["id"] in supervisor().active_tenants.remote().result()
     time.sleep(0.2)
-    evicted = router().evict_idle.remote(older_than_s=0.1).result()
-    assert tenant["id"] in evicted and tenant["id"] not in router().active_tenants.remote().result()
+    evicted = supervisor().evict_idle.remote(older_than_s=0.1).result()
+    assert tenant["id"] in evicted and tenant["id"] not in supervisor().active_tenants.remote().result()
     import ray
 
     with pytest.raises(ValueError):  # the actor is gone, and with it the decrypted vectors
-        ray.get_actor(f"tenant-index:{tenant['id']}", namespace="securegate")
+        ray.get_actor(f"tenant-shard:{tenant['id']}", namespace="securegate")
 
 
 def test_readme_tenancy_snippet_runs(app, http, admin, identity_photos, tmp_path, monkeypatch):
@@ -455,7 +455,7 @@ def test_retention_deletes_old_faces_for_real(http, admin, identity_photos, data
     pid = create_person(http, tenant, external_id="short-lived")
     face_id = enrol(http, tenant, pid, identity_photos["biden"][0]).json()["face_id"]
     assert search(http, tenant, identity_photos["biden"][1].read_bytes())["faces"][0]["matches"]
-    expired = router().enforce_retention.remote(now=time.time() + 2 * 86400).result()
+    expired = supervisor().enforce_retention.remote(now=time.time() + 2 * 86400).result()
     assert expired[tenant["id"]] == 1
     assert search(http, tenant, identity_photos["biden"][1].read_bytes())["faces"][0]["matches"] == []
     assert http.get(f"/v1/persons/{pid}", headers=tenant["auth"]).json()["faces"] == []

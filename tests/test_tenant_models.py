@@ -1,7 +1,7 @@
 """The Ingress's hint of which model a key's tenant is bound to (deployments/tenant_models.py): it embeds with the
-hinted model, and when the TenantRouter refuses the vectors with the tenant's model (as tenancy/gallery.py does
+hinted model, and when the TenantSupervisor refuses the vectors with the tenant's model (as tenancy/gallery.py does
 after a model migration's switch) it embeds once more with that model and remembers it. `attempt` here records
-the model it is asked for and refuses like the router; no Ray."""
+the model it is asked for and refuses like the TenantSupervisor; no Ray."""
 
 import asyncio
 
@@ -20,7 +20,7 @@ def models(served=("old/128", "new/96")) -> TenantModels:
     return TenantModels(packs)
 
 
-def router_bound_to(bound: str, asked: list[str]):
+def supervisor_bound_to(bound: str, asked: list[str]):
     async def attempt(model: str) -> str:
         asked.append(model)
         if model != bound:
@@ -32,17 +32,17 @@ def router_bound_to(bound: str, asked: list[str]):
 
 def test_a_new_key_is_embedded_with_the_default_model_then_with_its_tenants():
     hints, asked = models(), []
-    assert asyncio.run(hints.run(KEY, router_bound_to("new/96", asked))) == "answered with new/96"
+    assert asyncio.run(hints.run(KEY, supervisor_bound_to("new/96", asked))) == "answered with new/96"
     assert asked == ["old/128", "new/96"]
     asked.clear()
-    asyncio.run(hints.run(KEY, router_bound_to("new/96", asked)))
+    asyncio.run(hints.run(KEY, supervisor_bound_to("new/96", asked)))
     assert asked == ["new/96"]  # remembered: one embedding from now on
 
 
 def test_a_tenant_bound_to_a_model_not_served_is_a_model_mismatch():
     hints, asked = models(served=("old/128",)), []
     with pytest.raises(errors.ModelMismatch, match="bound to model new/96; this deployment serves old/128"):
-        asyncio.run(hints.run(KEY, router_bound_to("new/96", asked)))
+        asyncio.run(hints.run(KEY, supervisor_bound_to("new/96", asked)))
     assert asked == ["old/128"]
 
 

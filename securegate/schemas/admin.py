@@ -75,7 +75,7 @@ class ShardPlacement(BaseModel):
 
 
 class TenantPlacement(TenantView):
-    active: bool = Field(..., description="whether any of its index actors exists")
+    active: bool = Field(..., description="whether any of its shard actors exists")
     shards: list[ShardPlacement]
 
 

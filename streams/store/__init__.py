@@ -17,17 +17,17 @@ the value is re-packed into its token (nothing decrypted). Unknowns from before 
 caller names (`bind_legacy_unknowns`: the cameras' model, the only one that ever embedded camera faces).
 Events from before the tags get the columns, then their tags (`index_legacy_events`, progress in `meta`).
 
-One writer: the StreamRouter deployment (one replica, like registry.db). Opened by `tenancy.sqlite.connect`
+One writer: the StreamSupervisor deployment (one replica, like registry.db). Opened by `tenancy.sqlite.connect`
 (WAL, synchronous=FULL, secure_delete, 0600); every statement under the file's lock (apsw: one thread at a time).
 
-The rooms: `camera_store` (the `CameraStore` facade) opens one `file` (connection, lock, meta, sealing) and hands
+The rooms: `stream_store` (the `StreamStore` facade) opens one `file` (connection, lock, meta, sealing) and hands
 it to the table groups: `stream_rows`, `event_rows`, `unknown_rows` (with promotions), `webhook_rows` (with
 deliveries) and `resealing` (content-key rotation). `schema` holds the tables and their forward migrations.
 Callers import from here.
 """
 
-from streams.store.camera_store import CameraStore
 from streams.store.file import CipherFor, events_path
+from streams.store.stream_store import StreamStore
 from streams.store.unknown_rows import MAX_UNKNOWN_SAMPLES, VECTOR_DTYPE
 
-__all__ = ["MAX_UNKNOWN_SAMPLES", "VECTOR_DTYPE", "CameraStore", "CipherFor", "events_path"]
+__all__ = ["MAX_UNKNOWN_SAMPLES", "VECTOR_DTYPE", "StreamStore", "CipherFor", "events_path"]

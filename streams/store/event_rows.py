@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 from kms.records import key_version_of
 from streams.event_index import TAG_COLUMNS, EventKeys
-from streams.store.file import CameraFile
+from streams.store.file import StreamFile
 from streams.store.schema import BACKFILL_LAST, BACKFILL_NEXT, MAX_SPAN, SET_TAGS
 from tenancy.sqlite import columns
 
@@ -41,7 +41,7 @@ _INSERT = ("INSERT INTO events (event_id, kind, stream_id, created_at, first_see
 
 
 class EventRows:
-    def __init__(self, file: CameraFile) -> None:
+    def __init__(self, file: StreamFile) -> None:
         self.file = file
         self._max_span = file.meta(MAX_SPAN, 0.0)
         self._indexed = file.meta(BACKFILL_NEXT, 0) >= file.meta(BACKFILL_LAST, 0)

@@ -28,8 +28,8 @@ def _aad(tenant_id: str, table: str, row_id: str, *bound: str) -> bytes:
     return aad(b"", _DOMAIN, tenant_id, table, row_id, *bound)
 
 
-class CameraFile:
-    """One writer (the StreamRouter); apsw serves one thread at a time, so every statement is under `lock`."""
+class StreamFile:
+    """One writer (the StreamSupervisor); apsw serves one thread at a time, so every statement is under `lock`."""
 
     def __init__(self, path: str | Path, tenant_id: str) -> None:
         self.path, self.tenant_id = Path(path), tenant_id

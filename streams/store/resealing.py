@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 from kms.records import RecordCipher
 from streams.event_index import EventKeys
-from streams.store.file import CameraFile, CipherFor
+from streams.store.file import StreamFile, CipherFor
 from streams.store.schema import SET_TAGS
 from tenancy.sqlite import columns
 
@@ -28,7 +28,7 @@ class LegacyStream(NamedTuple):
 
 
 class Resealing:
-    def __init__(self, file: CameraFile) -> None:
+    def __init__(self, file: StreamFile) -> None:
         self.file = file
 
     def key_versions(self) -> set[int]:

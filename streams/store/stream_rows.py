@@ -8,7 +8,7 @@ import uuid
 from typing import NamedTuple
 
 from kms.records import RecordCipher
-from streams.store.file import CameraFile, CipherFor
+from streams.store.file import StreamFile, CipherFor
 from tenancy.sqlite import columns, placeholders
 
 
@@ -22,7 +22,7 @@ class StreamRow(NamedTuple):
 
 
 class StreamRows:
-    def __init__(self, file: CameraFile) -> None:
+    def __init__(self, file: StreamFile) -> None:
         self.file = file
 
     def add_stream(self, cipher: RecordCipher, name: str, url: str, config: dict) -> str:

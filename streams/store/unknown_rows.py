@@ -12,7 +12,7 @@ import numpy as np
 from kms.records import RecordCipher
 from streams.event_index import EventKeys
 from streams.store.event_rows import EventRows
-from streams.store.file import CameraFile, CipherFor
+from streams.store.file import StreamFile, CipherFor
 from tenancy.sqlite import columns, placeholders
 
 VECTOR_DTYPE = np.dtype("<f4")
@@ -35,7 +35,7 @@ _SELECT = f"SELECT {columns(UnknownRow)} FROM unknowns"
 class UnknownRows:
     """Needs the file and the event rows (a finished promotion relinks the unknown's events in its transaction)."""
 
-    def __init__(self, file: CameraFile, event_rows: EventRows) -> None:
+    def __init__(self, file: StreamFile, event_rows: EventRows) -> None:
         self.file, self.event_rows = file, event_rows
 
     def unknowns(self, cipher_for: CipherFor) -> dict[str, dict]:

@@ -9,7 +9,7 @@ import uuid
 from typing import NamedTuple
 
 from kms.records import RecordCipher
-from streams.store.file import CameraFile, CipherFor
+from streams.store.file import StreamFile, CipherFor
 from tenancy.sqlite import columns, placeholders
 
 
@@ -38,7 +38,7 @@ _DELIVERIES = f"SELECT {columns(DeliveryRow)} FROM deliveries"
 
 
 class WebhookRows:
-    def __init__(self, file: CameraFile) -> None:
+    def __init__(self, file: StreamFile) -> None:
         self.file = file
 
     def add_webhook(self, cipher: RecordCipher, url: str, secret: str, kinds: list[str], max_attempts: int) -> str:

@@ -6,8 +6,8 @@ data keys it used are dropped right after. Writes go to the file first (durable 
 to memory, so a crash between the two heals at the next activation. The actor is sync: Ray runs its
 methods one at a time, which is what keeps the file and the index in step without locks.
 
-Sharded tenants (setting `shards` = N > 1): N actors, `tenant-index:<id>` (shard 0, the primary) and
-`tenant-index:<id>#k`. A face lives in shard `shard_of(face_id, N)`. The primary is the only writer of the
+Sharded tenants (setting `shards` = N > 1): N actors, `tenant-shard:<id>` (shard 0, the primary) and
+`tenant-shard:<id>#k`. A face lives in shard `shard_of(face_id, N)`. The primary is the only writer of the
 tenant's file (persons, faces, deletes, re-encryption, retention); after each commit it forwards the index
 change (add vector / remove ids) to the owning shard and waits for it, so a write is searchable everywhere
 when it is acknowledged, and forwards from the one primary reach a shard in order. Each shard activates by
@@ -25,12 +25,12 @@ and migration batches). `names` (actor names, the file's path), `keys` (data key
 `runtime` (Ray context, blocking handles) serve them all. Callers import from here.
 """
 
-from tenancy.actors.keys import CipherCache, KeyServiceAuditMac, KeyServiceDataKeys, KeySource
+from tenancy.actors.keys import FaceKeys, KeyServiceAuditMac, KeyServiceDataKeys, KeySource
 from tenancy.actors.names import NAMESPACE, NotPrimary, actor_name, tenant_db_path
 from tenancy.actors.runtime import blocking_handle, placement
 from tenancy.actors.shard import TenantShard, TenantShardActor
 
 __all__ = [
-    "NAMESPACE", "CipherCache", "KeyServiceAuditMac", "KeyServiceDataKeys", "KeySource", "NotPrimary", "TenantShard",
+    "NAMESPACE", "FaceKeys", "KeyServiceAuditMac", "KeyServiceDataKeys", "KeySource", "NotPrimary", "TenantShard",
     "TenantShardActor", "actor_name", "blocking_handle", "placement", "tenant_db_path",
 ]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from kms import DataKey
 
 from tenancy.actors.auditing import ShardAudit
-from tenancy.actors.keys import CipherCache
+from tenancy.actors.keys import FaceKeys
 from tenancy.actors.runtime import reconstructed
 from tenancy.index import FaceIndex
 from tenancy.personal import PersonKeys
@@ -41,7 +41,7 @@ class Activation:
             return
         started = time.perf_counter()
         store = self.open_store() if shard.primary else TenantStore.open(self.path, shard.tenant_id, shard.model, shard.dim)
-        ciphers = CipherCache(self.data_key)
+        ciphers = FaceKeys(self.data_key)
         person_keys = PersonKeys(self.data_key)
         try:
             loaded = store.load_all(ciphers.get, (shard.shard, shard.shards) if shard.shards > 1 else None)

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from tenancy.audit import AuditRecord
+from tenancy.audit_log import AuditRecord
 from tenancy.chain import CheckpointPolicy
 from tenancy.fence import StaleWriter
 

@@ -13,7 +13,7 @@ from kms import DataKey
 from tenancy import bulk_import
 from tenancy.actors.auditing import ShardAudit
 from tenancy.actors.forwarding import Forwarder
-from tenancy.audit import AuditRecord
+from tenancy.audit_log import AuditRecord
 from tenancy.personal import PersonKeys
 
 if TYPE_CHECKING:

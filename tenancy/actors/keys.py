@@ -1,4 +1,4 @@
-"""The data keys and audit MAC an index actor uses: where they come from (the KeyService deployment) and the
+"""The data keys and audit MAC a shard actor uses: where they come from (the KeyService deployment) and the
 ciphers one operation holds, dropped when it ends."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Protocol
 
 from kms import DataKey, RecordCipher
 
-from tenancy import audit as audit_log
+from tenancy import audit_log
 from tenancy.actors.runtime import blocking_handle
 
 
@@ -18,7 +18,7 @@ class KeySource(Protocol):
     def data_key(self, tenant_id: str, purpose: str = "embeddings", version: int | None = None) -> DataKey: ...
 
 
-class CipherCache:
+class FaceKeys:
     """Record ciphers by key version for one operation (an activation, a rotation step), fetched from the
     key source once each; `clear()` drops the key material when the operation ends."""
 

@@ -11,9 +11,9 @@ from kms import DataKey
 
 from tenancy import reembed
 from tenancy.actors.auditing import ShardAudit
-from tenancy.actors.keys import CipherCache
+from tenancy.actors.keys import FaceKeys
 from tenancy.actors.runtime import blocking_handle
-from tenancy.audit import AuditRecord
+from tenancy.audit_log import AuditRecord
 from tenancy.personal import PersonKeys
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ class Resealing:
 
     def step(self, batch_size: int, principal: str) -> dict:
         store = self.shard.store
-        ciphers = CipherCache(self.data_key)
+        ciphers = FaceKeys(self.data_key)
         current = ciphers.current()
         # Persons first (their fields and blind-index tags), a batch per step like the faces; the faces' last
         # step truncates the WAL for both.
@@ -65,7 +65,7 @@ class MigrationSteps:
     def embed(self, model: str, dim: int, limit: int, embedder) -> dict:
         if embedder.deployment_id not in self.embedders:
             self.embedders[embedder.deployment_id] = blocking_handle(embedder)
-        ciphers = CipherCache(self.data_key)
+        ciphers = FaceKeys(self.data_key)
         try:
             return reembed.next_batch(self.shard.store, ciphers, model, dim, limit, self.embedders[embedder.deployment_id])
         finally:

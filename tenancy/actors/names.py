@@ -1,4 +1,4 @@
-"""How a tenant's index actors and its file are named: the Ray namespace, each shard's actor name, the file's path."""
+"""How a tenant's shard actors and its file are named: the Ray namespace, each shard's actor name, the file's path."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ NAMESPACE = "securegate"
 
 def actor_name(tenant_id: str, shard: int = 0) -> str:
     """Shard 0 (the primary, and the only actor of an unsharded tenant) keeps the historical name."""
-    return f"tenant-index:{tenant_id}" if shard == 0 else f"tenant-index:{tenant_id}#{shard}"
+    return f"tenant-shard:{tenant_id}" if shard == 0 else f"tenant-shard:{tenant_id}#{shard}"
 
 
 class NotPrimary(RuntimeError):

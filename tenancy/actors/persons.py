@@ -12,7 +12,7 @@ from kms import DataKey
 
 from tenancy.actors.auditing import ShardAudit
 from tenancy.actors.forwarding import Forwarder
-from tenancy.audit import AuditRecord
+from tenancy.audit_log import AuditRecord
 from tenancy.personal import PersonKeys
 from tenancy.store import NotFound
 

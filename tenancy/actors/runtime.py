@@ -1,4 +1,4 @@
-"""Where and how an index actor runs in Ray: restarted or not, its placement, and Serve handles it can block on."""
+"""Where and how a shard actor runs in Ray: restarted or not, its placement, and Serve handles it can block on."""
 
 from __future__ import annotations
 

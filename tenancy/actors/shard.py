@@ -1,4 +1,4 @@
-"""`TenantShard`, the logic of one index actor (`TenantShardActor`), as a facade: Ray calls its methods by name,
+"""`TenantShard`, the logic of one shard actor (`TenantShardActor`), as a facade: Ray calls its methods by name,
 and each hands the work to the collaborator of that concern (activation, forwarding, audit, persons, faces,
 corrections, this shard's reads, rotation and migration steps), all given this shard and what they need."""
 
@@ -104,7 +104,7 @@ class TenantShard:
         self.audit.record(principal, action, outcome, counts)
 
     def audit_checkpoint(self) -> None:
-        """The router's schedule: checkpoint the audit head if the policy says it is due."""
+        """The TenantSupervisor's schedule: checkpoint the audit head if the policy says it is due."""
         if self.primary and self.store is not None:
             self.audit.checkpoint()
 
@@ -284,7 +284,7 @@ class TenantShard:
     # ---- key rotation, model migration (tenancy/actors/model_steps.py) ---------------------------------------
     def reencrypt_step(self, batch_size: int = 500, *, principal: str = "rotation") -> dict:
         """One batch of a content-key rotation: re-seal up to `batch_size` records under the current key
-        version. The router calls this repeatedly, so searches and enrolments run between batches."""
+        version. The TenantSupervisor calls this repeatedly, so searches and enrolments run between batches."""
         self.require_primary("reencrypt_step")
         self.touch()
         return self.resealing.step(batch_size, principal)

@@ -3,7 +3,7 @@ rejection seals bind their own ids, not the person's: nothing is re-sealed, rows
 
 from __future__ import annotations
 
-from tenancy.audit import AuditRecord
+from tenancy.audit_log import AuditRecord
 from tenancy.store.audit import StoreAudit
 from tenancy.store.errors import NotFound, SamePerson
 from tenancy.store.file import StoreFile

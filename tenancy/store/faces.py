@@ -13,7 +13,7 @@ from typing import NamedTuple
 import numpy as np
 
 from kms.records import InvalidRecord, RecordCipher
-from tenancy.audit import AuditRecord
+from tenancy.audit_log import AuditRecord
 from tenancy.sqlite import columns, placeholders
 from tenancy.store.audit import StoreAudit
 from tenancy.store.codec import VECTOR_DTYPE, RecordCodec

@@ -10,7 +10,7 @@ from typing import NamedTuple
 import numpy as np
 
 from kms.records import RecordCipher
-from tenancy.audit import AuditRecord
+from tenancy.audit_log import AuditRecord
 from tenancy.sqlite import columns, placeholders
 from tenancy.store import schema
 from tenancy.store.audit import StoreAudit

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import apsw
 
 from tenancy import personal
-from tenancy.audit import AuditRecord
+from tenancy.audit_log import AuditRecord
 from tenancy.personal import PersonKeys
 from tenancy.sqlite import columns
 from tenancy.store.audit import StoreAudit

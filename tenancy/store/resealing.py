@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 from kms.records import RecordCipher
-from tenancy.audit import AuditRecord
+from tenancy.audit_log import AuditRecord
 from tenancy.store.audit import StoreAudit
 from tenancy.store.codec import RecordCodec
 from tenancy.store.file import StoreFile

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import apsw
 
 from kms import records
-from tenancy import audit as audit_chain
+from tenancy import audit_log
 from tenancy import bulk_import
 from tenancy.store.errors import ModelMismatch, StoreError, TenantMismatch
 
@@ -49,8 +49,8 @@ def _migrate_v1(conn: apsw.Connection) -> None:
 
 
 def _migrate_v2(conn: apsw.Connection) -> None:
-    # The tenant's audit chain and its MACed checkpoints, in the same file as what they record (tenancy/audit.py).
-    conn.execute(audit_chain.AUDIT_TABLES)
+    # The tenant's audit chain and its MACed checkpoints, in the same file as what they record (tenancy/audit_log.py).
+    conn.execute(audit_log.AUDIT_TABLES)
 
 
 def _migrate_v3(conn: apsw.Connection) -> None:

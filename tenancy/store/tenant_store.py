@@ -12,7 +12,7 @@ import numpy as np
 
 from kms.records import RecordCipher
 from tenancy import chain, fence
-from tenancy.audit import AuditRecord
+from tenancy.audit_log import AuditRecord
 from tenancy.personal import PersonKeys
 from tenancy.store.audit import StoreAudit
 from tenancy.store.codec import RecordCodec

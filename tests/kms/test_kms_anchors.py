@@ -11,9 +11,9 @@ import pytest
 
 from kms import KeyManager
 from kms.anchors import HeadAnchors
-from tenancy import audit as audit_log
+from tenancy import audit_log
 from tenancy import chain
-from tenancy.audit import OrgAudit
+from tenancy.audit_log import OrgAudit
 
 PROVIDERS = ("local_provider", "aws_provider", "pkcs11_provider")
 

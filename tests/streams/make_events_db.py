@@ -1,4 +1,4 @@
-"""Writes tests/streams/data/events-356442b.sql: the SQL of an events.db written by the CameraStore of 356442b
+"""Writes tests/streams/data/events-356442b.sql: the SQL of an events.db written by the StreamStore of 356442b
 (loaded from `git show`), kept as text; tests/streams/test_event_log.py rebuilds the file from it.
 
 The file is what `streams/store.py` of main at 356442b writes (before the events' blind index): a tenant
@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from benchmarks.revisions import module_at  # noqa: E402
 from kms.records import RecordCipher  # noqa: E402
 
-CameraStore = module_at("356442b", "streams/store.py", "store_356442b").CameraStore
+StreamStore = module_at("356442b", "streams/store.py", "store_356442b").StreamStore
 
 LEGACY_KEY = bytes(range(32))
 TENANT = "tenant-legacy"
@@ -33,7 +33,7 @@ DAY = 1_700_000_000.0 - 1_700_000_000.0 % 86400  # 2023-11-14 00:00 UTC
 def main(path: Path) -> None:
     cipher = RecordCipher(LEGACY_KEY, 1)
     cipher_for = {1: cipher}.__getitem__
-    store = CameraStore(path, TENANT)
+    store = StreamStore(path, TENANT)
     store.put_stream(cipher, "cam_00000000000000a1", "front door", "rtsp://user:pw@camera/1", {"fps": 5.0}, DAY)
     anna, ben = "a" * 32, "b" * 32
     seqs = []

@@ -216,7 +216,7 @@ def test_rtsp_and_mjpeg_cameras_and_one_anonymous_id_for_the_stranger(http, site
     assert len(unknown_ids) == 1, unknown_ids  # file test, RTSP door and MJPEG hall: one stranger
     unknowns = http.get("/v1/unknowns", headers=tenant["auth"]).json()["unknowns"]
     assert [u["unknown_id"] for u in unknowns] == list(unknown_ids)
-    # Nothing in the worker or router logs holds the credentials.
+    # Nothing in the worker or StreamSupervisor logs holds the credentials.
     logs = Path(ray_cluster._private.worker.global_worker.node.get_session_dir_path()) / "logs"
     for path in logs.glob("*"):
         if path.is_file():
@@ -672,7 +672,7 @@ def test_unknowns_sealed_before_they_carried_their_model_open_and_are_bound_forw
     from ray import serve
 
     tenant = new_tenant(http, admin, "cameras-legacy-file")
-    vector, camera_model = camera_vector(http, testmedia.photo(faces_root, testmedia.STRANGER, 1))
+    vector, stream_model = camera_vector(http, testmedia.photo(faces_root, testmedia.STRANGER, 1))
     cipher = serve.get_deployment_handle("KeyService", "securegate").data_key.remote(tenant["id"], "events", None).result().cipher()
     unknown_id, event_id, now = "unk_0123456789abcdef", "evt_0123456789abcdef0123", time.time()
     sealed = cipher.seal(vector.tobytes(), aad=legacy_aad(tenant["id"], "unknowns", unknown_id))
@@ -695,7 +695,7 @@ def test_unknowns_sealed_before_they_carried_their_model_open_and_are_bound_forw
     (listed,) = http.get("/v1/unknowns", headers=tenant["auth"]).json()["unknowns"]
     assert (listed["unknown_id"], listed["samples"]) == (unknown_id, 1)
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-        assert db.execute("SELECT model FROM unknowns").fetchall() == [(camera_model,)]
+        assert db.execute("SELECT model FROM unknowns").fetchall() == [(stream_model,)]
     r = http.post(f"/v1/unknowns/{unknown_id}/promote", json={"external_id": "visitor-legacy"}, headers=tenant["auth"])
     assert r.status_code == 201 and (r.json()["faces"], r.json()["events"]) == (1, 1), r.text
     probe = base64.b64encode(testmedia.photo(faces_root, testmedia.STRANGER, 2).read_bytes()).decode()
@@ -764,10 +764,10 @@ def test_content_key_rotation_keeps_the_camera_records_readable(http, admin, sit
         [s["stream_id"] for s in streams_before]
 
 
-def test_a_promotion_cut_short_after_the_person_was_made_finishes_when_the_stream_router_restarts(http, admin, app, faces_root,
+def test_a_promotion_cut_short_after_the_person_was_made_finishes_when_the_stream_supervisor_restarts(http, admin, app, faces_root,
                                                                                                    data_dir, ray_cluster):
-    """Last in the module: it restarts the StreamRouter. The crash between the promotion's two commits, staged: its intent is in events.db and the person was made
-    under the intent's id (through the TenantRouter, as the promotion makes them), then the StreamRouter replica
+    """Last in the module: it restarts the StreamSupervisor. The crash between the promotion's two commits, staged: its intent is in events.db and the person was made
+    under the intent's id (through the TenantSupervisor, as the promotion makes them), then the StreamSupervisor replica
     dies. The restarted one finishes the promotion: the unknown is gone and its events name the person."""
     import sqlite3
     import uuid
@@ -786,17 +786,17 @@ def test_a_promotion_cut_short_after_the_person_was_made_finishes_when_the_strea
     person_id = uuid.uuid4().hex
     with sqlite3.connect(data_dir / "tenants" / tenant["id"] / "events.db", timeout=30) as db:
         db.execute("INSERT INTO promotions VALUES (?,?,?)", (unknown["unknown_id"], person_id, time.time()))
-    tenants = serve.get_deployment_handle("TenantRouter", "securegate")
+    tenants = serve.get_deployment_handle("TenantSupervisor", "securegate")
     record = tenants.tenant.remote(tenant["id"]).result()
     vector, _ = camera_vector(http, testmedia.photo(faces_root, testmedia.STRANGER, 1))
     made = tenants.create_person_with_faces.remote(op.CreatePersonWithFaces(
         op.InternalCaller(tenant["id"], "test"), person_id, "visitor-recovered", {}, vector[None], record.model)).result()
     assert (made.person_id, made.external_id, made.faces, made.created) == (person_id, "visitor-recovered", 1, True)
 
-    (router,) = [a for a in ray_cluster.util.list_named_actors(all_namespaces=True) if "StreamRouter" in a["name"]]
-    ray_cluster.kill(ray_cluster.get_actor(router["name"], namespace=router["namespace"]), no_restart=True)
+    (supervisor,) = [a for a in ray_cluster.util.list_named_actors(all_namespaces=True) if "StreamSupervisor" in a["name"]]
+    ray_cluster.kill(ray_cluster.get_actor(supervisor["name"], namespace=supervisor["namespace"]), no_restart=True)
     wait_until(lambda: (r := http.get("/v1/unknowns", headers=tenant["auth"])).status_code == 200 and r.json()["unknowns"] == [],
-               60, "the restarted StreamRouter to finish the promotion", 0.5)
+               60, "the restarted StreamSupervisor to finish the promotion", 0.5)
     (relinked,) = events_of(http, tenant, person="visitor-recovered")
     assert (relinked["seq"], relinked["person_id"]) == (event["seq"], person_id)
     assert [f["face_id"] for f in http.get(f"/v1/persons/{person_id}", headers=tenant["auth"]).json()["faces"]]

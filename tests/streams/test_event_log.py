@@ -1,6 +1,6 @@
 """The event log at size (issue 26 §3): a person's events, relinks, attendance and deletion found by the events'
 blind index (only the rows it selects are opened), the tags following a content-key rotation, and an events.db
-written by the code before the index (356442b) migrated forward on open. Real CameraStore files, real key
+written by the code before the index (356442b) migrated forward on open. Real StreamStore files, real key
 hierarchy (kms.Keyring with the local provider), raw file bytes searched."""
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from kms.providers.local import LocalKeyProvider
 from kms.records import RecordCipher
 from streams.attendance import attendance
 from streams.event_index import INDEX_PURPOSE, RECORD_PURPOSE, EventKeys
-from streams.store import CameraStore
+from streams.store import StreamStore
 
-# The SQL of an events.db that 356442b's CameraStore wrote (tests/streams/make_events_db.py), kept as text.
+# The SQL of an events.db that 356442b's StreamStore wrote (tests/streams/make_events_db.py), kept as text.
 LEGACY_SQL = Path(__file__).with_name("data") / "events-356442b.sql"
 LEGACY_KEY = bytes(range(32))  # tests/streams/make_events_db.py sealed the legacy file under it, as version 1
 LEGACY_TENANT = "tenant-legacy"
@@ -43,7 +43,7 @@ def keyring(tmp_path: Path):
 
 
 def keys_of(keyring: Keyring, tenant: str = "t1", versions=None, current=None) -> EventKeys:
-    """The tenant's event keys as the StreamRouter holds them: record ciphers and index keys of `versions`."""
+    """The tenant's event keys as the StreamSupervisor holds them: record ciphers and index keys of `versions`."""
     current = keyring.current_version(tenant) if current is None else current
     keys = EventKeys(tenant_id=tenant)
     for version in versions or [current]:
@@ -68,11 +68,11 @@ def counting(keys: EventKeys) -> CountingKeys:
     return out
 
 
-def open_store(tmp_path: Path, tenant: str = "t1") -> CameraStore:
-    return CameraStore(tmp_path / "tenants" / tenant / "events.db", tenant)
+def open_store(tmp_path: Path, tenant: str = "t1") -> StreamStore:
+    return StreamStore(tmp_path / "tenants" / tenant / "events.db", tenant)
 
 
-def seed(store: CameraStore, keys: EventKeys, people: int = 20, days: int = 3) -> list[dict]:
+def seed(store: StreamStore, keys: EventKeys, people: int = 20, days: int = 3) -> list[dict]:
     """Every person seen on two cameras several times a day, a stranger now and then; some events last long
     (one crosses midnight). Returns what was written, as add_event answered."""
     rng = np.random.default_rng(4)
@@ -106,7 +106,7 @@ def reference_attendance(events: list[dict], start: float, end: float) -> list[d
     return [row for row, _ in sorted(rows, key=lambda r: (r[0]["first_in"], r[1]))]
 
 
-def raw_file(store: CameraStore) -> bytes:
+def raw_file(store: StreamStore) -> bytes:
     return b"".join(Path(f"{store.path}{s}").read_bytes() for s in ("", "-wal") if Path(f"{store.path}{s}").exists())
 
 
@@ -244,12 +244,12 @@ def test_an_events_file_written_before_the_index_migrates_forward_on_open(tmp_pa
     assert "person_tag" not in columns(path)
     keys = legacy_keys()
 
-    store = CameraStore(path, LEGACY_TENANT)
+    store = StreamStore(path, LEGACY_TENANT)
     assert {"person_tag", "external_tag", "unknown_tag"} <= columns(path)
     # tagged in batches, its progress kept in the file: a store closed mid-way picks up where it stopped
     assert store.index_legacy_events(keys, batch=3) is True
     store.close()
-    store = CameraStore(path, LEGACY_TENANT)
+    store = StreamStore(path, LEGACY_TENANT)
     assert store.index_legacy_events(keys, batch=3) is True
     assert store.index_legacy_events(keys, batch=3) is False
     assert store.index_legacy_events(keys, batch=3) is False
@@ -279,7 +279,7 @@ def test_an_events_file_written_before_the_index_migrates_forward_on_open(tmp_pa
 def test_a_lookup_on_a_file_not_yet_indexed_finishes_the_index_first(tmp_path):
     path = tmp_path / "events.db"
     write_legacy_file(path)
-    store = CameraStore(path, LEGACY_TENANT)
+    store = StreamStore(path, LEGACY_TENANT)
     keys = legacy_keys()
     assert [e["seq"] for e in store.events(keys, 0, 100, person=BEN)] == [2, 4]
     assert store.index_legacy_events(keys) is False

@@ -65,7 +65,7 @@ def test_a_camera_whose_node_dies_resumes_on_another_model_node(models_dir, face
         resumed = driver.result("resumed", started + 330)
         assert resumed["ok"], resumed
         assert worker not in resumed["alive_nodes"] and head in resumed["alive_nodes"]
-        # Restarted by Ray on the surviving model node (a new process), resumed by the StreamRouter's watch...
+        # Restarted by Ray on the surviving model node (a new process), resumed by the StreamSupervisor's watch...
         assert resumed["worker"]["node_id"] == head and resumed["worker"]["pid"] != running["worker"]["pid"]
         # ...and the camera's events flow again: new ones, after every event before the loss, of the same camera.
         fresh = resumed["events"]

@@ -102,7 +102,7 @@ class KeyServiceStandIn:
 
 
 class TenantsStandIn:
-    """Stands in for the TenantRouter handle: the one tenant's record (threshold from the settings)."""
+    """Stands in for the TenantSupervisor handle: the one tenant's record (threshold from the settings)."""
 
     class _Tenant:
         class settings:  # noqa: N801 - the shape of a tenant's settings the service reads
@@ -141,7 +141,7 @@ def test_reidentification_through_the_service_keeps_the_file_to_the_cap(tmp_path
     async def scenario() -> tuple[dict, dict]:
         nonlocal stream_id
         svc = service()
-        keys = await svc.ciphers("t1", read=False)
+        keys = await svc.event_keys("t1", read=False)
         stream_id = svc.store("t1").add_stream(keys.current, "door", "", {"fps": 5, "cooldown_s": 0})
         seqs = {}
         for i in range(6):  # strangers 0..5, one a minute; stranger 0 comes back at the end of each
@@ -149,14 +149,14 @@ def test_reidentification_through_the_service_keeps_the_file_to_the_cap(tmp_path
             await sighting(svc, 0, 1030.0 + 60 * i)
         ids = {i: (await svc.events("t1", seqs[i] - 1, 1))[0]["unknown_id"] for i in seqs}
         listed = {u["unknown_id"] for u in await svc.list_unknowns("t1")}
-        stored = set(svc.store("t1").unknowns(await svc.ciphers("t1")))
+        stored = set(svc.store("t1").unknowns(await svc.event_keys("t1")))
         assert len(set(ids.values())) == 6  # six strangers, six ids
         assert listed == stored == {ids[0], ids[3], ids[4], ids[5]}  # 1 and 2 were the least recently seen
         assert len(await svc.events("t1", 0, 100)) == 12  # every event kept, the evicted strangers' too
         assert await svc.events("t1", 0, 100, person=ids[1])
         svc.store("t1").close()
 
-        again = service()  # a restarted StreamRouter: the same unknowns, from the file
+        again = service()  # a restarted StreamSupervisor: the same unknowns, from the file
         seq = await sighting(again, 0, 2000.0)
         assert (await again.events("t1", seq - 1, 1))[0]["unknown_id"] == ids[0]
         assert {u["unknown_id"] for u in await again.list_unknowns("t1")} == listed

@@ -1,5 +1,5 @@
 """Admin keys in the real registry file (SQLite through apsw): stored hashed, scoped, revocable at once,
-also when another connection (another TenantRouter replica) made the change."""
+also when another connection (another TenantSupervisor replica) made the change."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from tenancy.registry import TenantRegistry
 
 @pytest.fixture
 def registries(tmp_path):
-    """Two registries over one file, as two router replicas hold it."""
+    """Two registries over one file, as two TenantSupervisor replicas hold it."""
     a, b = TenantRegistry(tmp_path / "registry.db"), TenantRegistry(tmp_path / "registry.db")
     a.set_bootstrap_admin_key("first-start-token")
     yield a, b

@@ -30,7 +30,7 @@ def new_service(data_dir):
     from tenancy.service import TenantService
 
     keys = serve.get_deployment_handle("KeyService", app_name="securegate")
-    return TenantService(str(data_dir), keys, admin_token="test-admin", index_actor_options={"num_cpus": 0.1})
+    return TenantService(str(data_dir), keys, admin_token="test-admin", shard_actor_options={"num_cpus": 0.1})
 
 
 async def enrolled_tenant(service, faces: int = 3):
@@ -177,7 +177,7 @@ def test_a_content_key_rotation_resumes_after_a_restart(app, tmp_path):
         task = first.rotations.task(tenant.tenant_id)
         while first.rotations.log.get(tenant.tenant_id)["remaining"] is None:
             await asyncio.sleep(0.01)
-        task.cancel()  # the router dies mid-rotation
+        task.cancel()  # the TenantSupervisor dies mid-rotation
         with pytest.raises(asyncio.CancelledError):
             await task
         await first.evict(tenant.tenant_id)

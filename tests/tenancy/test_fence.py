@@ -1,6 +1,6 @@
 """Fencing a tenant file's writer (tenancy/fence.py), with two real processes on one file and no Ray.
 
-The old owner is a child process running a TenantShard (the index actor's logic) that has claimed the file; it is
+The old owner is a child process running a TenantShard (the shard actor's logic) that has claimed the file; it is
 SIGSTOPped, as a partitioned or frozen node's actor would be, while the new owner (this process) opens the same
 file, claims it and writes. When the old owner runs again, its writes are refused (StaleWriter, logged) and the
 file holds exactly the new owner's writes. A claim that finds the old owner paused INSIDE a write does not share
@@ -139,7 +139,7 @@ LOCKED_OPEN = textwrap.dedent(
     """
     import sys
     from tenancy.store import TenantStore
-    from tenancy.audit import AuditRecord
+    from tenancy.audit_log import AuditRecord
     store = TenantStore.open(sys.argv[1], "t1", "arcface-r100", 64)
     store.claim_writer()
     with store.transaction():

@@ -15,7 +15,7 @@ import pytest
 from kms import Keyring
 from kms.providers.local import LocalKeyProvider
 from kms.records import RecordCipher
-from tenancy.audit import OrgAudit, org_audit_path
+from tenancy.audit_log import OrgAudit, org_audit_path
 from tenancy.personal import PersonKeys
 from tenancy.registry import TenantRegistry, load_or_create_admin_token
 from tenancy.store import TenantStore

@@ -1,8 +1,8 @@
-"""Sharded tenant indexes: a tenant's faces split over several index actors by face id.
+"""Sharded tenant indexes: a tenant's faces split over several shard actors by face id.
 
 (a) Library level, no Ray: the same identity-clustered data in 1 FaceIndex vs 2 and 4 shard FaceIndexes
     merged with `merge_search` gives identical answers (persons, faces, similarities to the bit).
-(b) Through Ray: a tenant with shards=3 behind the TenantRouter's gallery operations (tenancy/gallery.py), against the
+(b) Through Ray: a tenant with shards=3 behind the TenantSupervisor's gallery operations (tenancy/gallery.py), against the
     session's KeyService: search equals the unsharded answer, deletes reach the owning shard, re-sharding
     happens at activation, and a SIGKILLed shard (or primary) heals on the next search with nothing lost.
 """
@@ -181,7 +181,7 @@ def test_sharded_tenant_through_the_service(app, tmp_path) -> None:
     from tests.galleries import add_vector, service_gallery
 
     keys = serve.get_deployment_handle("KeyService", app_name="securegate")
-    service = TenantService(str(tmp_path), keys, admin_token="test-admin", index_actor_options={"num_cpus": 0.1})
+    service = TenantService(str(tmp_path), keys, admin_token="test-admin", shard_actor_options={"num_cpus": 0.1})
     gallery = service_gallery(service)
     rng = np.random.default_rng(11)
     centres = unit(rng.standard_normal((30, DIM)))

@@ -9,19 +9,19 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from streams.camera_model import CameraModel
 from streams.errors import InvalidStream, StreamNotFound, TooManyStreams
 from streams.event_log import Cooldowns
-from streams.files import CameraFiles
+from streams.files import StreamFiles
 from streams.sources import file_path, redact_url, source_kind
+from streams.stream_model import StreamModel
 from streams.worker_pool import WorkerPool
 
 
-class Cameras:
+class StreamRegistry:
     """Needs the tenants' files, the worker pool, the camera model (the threshold and model check a worker is
-    configured with), the TenantRouter handle, the cooldowns (a deleted stream's go) and the settings."""
+    configured with), the TenantSupervisor handle, the cooldowns (a deleted stream's go) and the settings."""
 
-    def __init__(self, files: CameraFiles, workers: WorkerPool, model: CameraModel, tenants, cooldowns: Cooldowns,
+    def __init__(self, files: StreamFiles, workers: WorkerPool, model: StreamModel, tenants, cooldowns: Cooldowns,
                  settings) -> None:
         self.files, self.workers, self.model, self.tenants, self.cooldowns = files, workers, model, tenants, cooldowns
         self.settings, self.cfg = settings, settings.streams
@@ -47,7 +47,7 @@ class Cameras:
 
     async def create_stream(self, tenant_id: str, name: str, url: str | None, config: dict) -> dict:
         store = self.files.store(tenant_id)
-        ciphers = await self.files.ciphers(tenant_id)
+        ciphers = await self.files.event_keys(tenant_id)
         if len(store.streams(ciphers)) >= self.cfg.max_streams_per_tenant:
             raise TooManyStreams(f"a tenant has at most {self.cfg.max_streams_per_tenant} streams")
         self._check_config(url, config["fps"])
@@ -60,7 +60,7 @@ class Cameras:
     async def stream(self, tenant_id: str, stream_id: str) -> dict:
         """The stream as stored, its URL decrypted (cached per tenant until a stream of the tenant changes)."""
         if tenant_id not in self._streams:
-            ciphers = await self.files.ciphers(tenant_id)
+            ciphers = await self.files.event_keys(tenant_id)
             self._streams[tenant_id] = {s["stream_id"]: s for s in self.files.store(tenant_id).streams(ciphers)}
         try:
             return self._streams[tenant_id][stream_id]
@@ -79,7 +79,7 @@ class Cameras:
         return self._view(stream, await self.workers.status(tenant_id, stream))
 
     async def list_streams(self, tenant_id: str) -> list[dict]:
-        ciphers = await self.files.ciphers(tenant_id)
+        ciphers = await self.files.event_keys(tenant_id)
         streams = self.files.store(tenant_id).streams(ciphers)
         statuses = await asyncio.gather(*(self.workers.status(tenant_id, s) for s in streams))
         return [self._view(s, st) for s, st in zip(streams, statuses)]
@@ -90,7 +90,7 @@ class Cameras:
         name = changes.pop("name", None) or stream["name"]
         config = {**stream["config"], **{k: v for k, v in changes.items() if v is not None}}
         self._check_config(url or None, config["fps"])
-        ciphers = await self.files.ciphers(tenant_id)
+        ciphers = await self.files.event_keys(tenant_id)
         self.files.store(tenant_id).put_stream(ciphers.current, stream_id, name, url, config, stream["created_at"])
         self._streams.pop(tenant_id, None)
         await self.workers.stop(tenant_id, stream_id)
@@ -128,7 +128,7 @@ class Cameras:
 
     async def resume(self, tenant_id: str) -> None:
         """Every persisted, enabled stream of the tenant gets its worker (found if still alive)."""
-        for stream in self.files.store(tenant_id).streams(await self.files.ciphers(tenant_id)):
+        for stream in self.files.store(tenant_id).streams(await self.files.event_keys(tenant_id)):
             if stream["config"].get("enabled", True):
                 await self.workers.ensure(tenant_id, stream["stream_id"])
 

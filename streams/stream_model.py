@@ -6,7 +6,7 @@ from securegate import errors
 from tenancy.tenant import match_threshold
 
 
-class CameraModel:
+class StreamModel:
     """Needs the Embedder handle and the settings (`verify_threshold`)."""
 
     def __init__(self, embedder, settings) -> None:

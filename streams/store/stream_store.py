@@ -1,4 +1,4 @@
-"""`CameraStore`: one tenant's events.db, the facade its callers use (the StreamService's collaborators, the
+"""`StreamStore`: one tenant's events.db, the facade its callers use (the StreamService's collaborators, the
 webhook deliveries, promotions, attendance). It opens the file and hands it to the table groups that do the work."""
 
 from __future__ import annotations
@@ -10,16 +10,16 @@ import numpy as np
 from kms.records import RecordCipher
 from streams.event_index import EventKeys
 from streams.store.event_rows import EventRows
-from streams.store.file import CameraFile, CipherFor
+from streams.store.file import StreamFile, CipherFor
 from streams.store.resealing import Resealing
 from streams.store.stream_rows import StreamRows
 from streams.store.unknown_rows import UnknownRows
 from streams.store.webhook_rows import WebhookRows
 
 
-class CameraStore:
+class StreamStore:
     def __init__(self, path: str | Path, tenant_id: str) -> None:
-        self.file = CameraFile(path, tenant_id)
+        self.file = StreamFile(path, tenant_id)
         self.path, self.tenant_id = self.file.path, tenant_id
         self.resealing = Resealing(self.file)
         self.stream_rows = StreamRows(self.file)

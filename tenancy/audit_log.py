@@ -178,7 +178,7 @@ class OrgAudit:
         self.policy = policy or ORG_POLICY
         self._lock = threading.Lock()  # an apsw connection is for one thread at a time
         self._db = sqlite.connect(self.path, vfs=vfs)
-        # Every router replica appends here (admin reads too): a write transaction takes the write lock when it
+        # Every TenantSupervisor replica appends here (admin reads too): a write transaction takes the write lock when it
         # begins, so reading the head and appending after it never meets another replica's append (SQLITE_BUSY).
         self._db.transaction_mode = "IMMEDIATE"
         with self._db:
