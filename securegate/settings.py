@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 
 class Strict(BaseModel):
@@ -72,8 +72,10 @@ class TenancySettings(Strict):
     ann_min_faces: int = Field(200_000, ge=1, description="tenants this large also get the ANN tier")
     # Ray sets OMP_NUM_THREADS from num_cpus (=> 1 BLAS thread at 0.05); an exact search needs the cores, so
     # the default says its threads explicitly (configs/local.yaml explains; docs/search.md "Search as deployed").
+    # `index_actor_options` is its name before issue 24, still read so that existing configs keep working.
     shard_actor_options: dict[str, Any] = Field(default_factory=lambda: {
-        "num_cpus": 0.05, "runtime_env": {"env_vars": {"OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"}}})
+        "num_cpus": 0.05, "runtime_env": {"env_vars": {"OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"}}},
+        validation_alias=AliasChoices("shard_actor_options", "index_actor_options"))
     retention_check_s: float = Field(3600.0, gt=0, description="how often faces past a tenant's retention are deleted")
     # After a node loss Ray restarts its shard actors where their resources fit; with no room anywhere they wait.
     restart_wait_s: float = Field(20.0, gt=0, description="how long a call waits for a tenant's shard actor that has "

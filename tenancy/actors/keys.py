@@ -19,8 +19,9 @@ class KeySource(Protocol):
 
 
 class FaceKeys:
-    """Record ciphers by key version for one operation (an activation, a rotation step), fetched from the
-    key source once each; `clear()` drops the key material when the operation ends."""
+    """The record ciphers of a tenant's faces (purpose `embeddings`) by content-key version, for one operation (an
+    activation, a rotation step), each fetched from the key source once; `clear()` drops the key material when the
+    operation ends. Its siblings: `tenancy.personal.PersonKeys` (persons), `streams.event_index.EventKeys` (events)."""
 
     def __init__(self, data_key: Callable[[int | None], DataKey]) -> None:
         self._data_key = data_key

@@ -8,7 +8,8 @@ NAMESPACE = "securegate"
 
 
 def actor_name(tenant_id: str, shard: int = 0) -> str:
-    """Shard 0 (the primary, and the only actor of an unsharded tenant) keeps the historical name."""
+    """`tenant-shard:<id>` for shard 0 (the primary, and the only actor of an unsharded tenant), `#k` after it
+    for shard k. (`tenant-index:` before issue 24: the actors are not detached, none outlives the app that made it.)"""
     return f"tenant-shard:{tenant_id}" if shard == 0 else f"tenant-shard:{tenant_id}#{shard}"
 
 
