@@ -33,7 +33,10 @@ def bind_app(args: dict[str, Any] | None = None, deployment_options: dict[str, d
     settings = Settings.from_args(args).model_dump()
     options = deployment_options or {}
 
+    bound: set[str] = set()
+
     def configured(deployment):
+        bound.add(deployment.name)
         return deployment.options(**options.get(deployment.name, {}))
 
     embedder = configured(Embedder).bind(settings)
@@ -47,7 +50,14 @@ def bind_app(args: dict[str, Any] | None = None, deployment_options: dict[str, d
     keys = configured(KeyService).bind(settings)
     tenants = configured(TenantSupervisor).bind(settings, keys, embedders)
     streams = configured(StreamSupervisor).bind(settings, keys, tenants, detector, embedder)
-    return configured(Ingress).bind(settings, detector, embedder, tenants, keys, streams, embedders)
+    ingress = configured(Ingress).bind(settings, detector, embedder, tenants, keys, streams, embedders)
+    # As `serve run` / `serve deploy` do: options for no deployment of the app are a mistake (a renamed
+    # deployment, docs/operations.md "Renamed in this version"), not something to drop in silence.
+    unknown = sorted(set(options) - bound)
+    if unknown:
+        raise ValueError(f"the config's deployments: {unknown} name no deployment of the application "
+                         f"(it has {sorted(bound)}; see docs/operations.md \"Renamed in this version\")")
+    return ingress
 
 
 app = bind_app()

@@ -101,6 +101,18 @@ def test_serve_build_accepts_the_graph(tmp_path):
     assert {d["name"] for d in built["applications"][0]["deployments"]} == DEPLOYMENTS
 
 
+def test_a_config_of_before_the_renames_keeps_its_actor_options_and_is_told_its_deployment_names():
+    """Issue 24 renamed `tenancy.index_actor_options` (still read) and the deployments TenantRouter and
+    StreamRouter (refused by name, as `serve run` refuses them, rather than their options dropped in silence)."""
+    import graph
+
+    old = {"tenancy": {"index_actor_options": {"num_cpus": 0.5}}}
+    assert Settings.from_args(old).tenancy.shard_actor_options == {"num_cpus": 0.5}
+    with pytest.raises(ValueError, match=r"\['StreamRouter', 'TenantRouter'\] name no deployment"):
+        graph.bind_app({}, {"TenantRouter": {"num_replicas": 2}, "StreamRouter": {}, "Ingress": {}})
+    assert graph.bind_app({}, {"TenantSupervisor": {"num_replicas": 2}}) is not None
+
+
 def test_cli_reads_a_config_like_serve_run():
     args, options, http = load_serve_config(str(REPO / "configs" / "local.yaml"))
     assert options["Embedder"]["user_config"]["max_batch_size"] == 32
