@@ -75,7 +75,7 @@ class TenancySettings(Strict):
     # `index_actor_options` is its name before issue 24, still read so that existing configs keep working.
     shard_actor_options: dict[str, Any] = Field(default_factory=lambda: {
         "num_cpus": 0.05, "runtime_env": {"env_vars": {"OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"}}},
-        validation_alias=AliasChoices("shard_actor_options", "index_actor_options"))
+        validation_alias=AliasChoices("shard_actor_options", "index_actor_options"))  # the second: before issue 24
     retention_check_s: float = Field(3600.0, gt=0, description="how often faces past a tenant's retention are deleted")
     # After a node loss Ray restarts its shard actors where their resources fit; with no room anywhere they wait.
     restart_wait_s: float = Field(20.0, gt=0, description="how long a call waits for a tenant's shard actor that has "

@@ -102,14 +102,15 @@ def test_serve_build_accepts_the_graph(tmp_path):
 
 
 def test_a_config_of_before_the_renames_keeps_its_actor_options_and_is_told_its_deployment_names():
-    """Issue 24 renamed `tenancy.index_actor_options` (still read) and the deployments TenantRouter and
-    StreamRouter (refused by name, as `serve run` refuses them, rather than their options dropped in silence)."""
+    """Names from before issue 24: `tenancy.index_actor_options` is still read; the deployments' old names are
+    refused by name (as `serve run` refuses them), not their options dropped in silence."""
     import graph
 
-    old = {"tenancy": {"index_actor_options": {"num_cpus": 0.5}}}
+    old = {"tenancy": {"index_actor_options": {"num_cpus": 0.5}}}  # the key's name before issue 24
     assert Settings.from_args(old).tenancy.shard_actor_options == {"num_cpus": 0.5}
-    with pytest.raises(ValueError, match=r"\['StreamRouter', 'TenantRouter'\] name no deployment"):
-        graph.bind_app({}, {"TenantRouter": {"num_replicas": 2}, "StreamRouter": {}, "Ingress": {}})
+    old_names = {"TenantRouter": {"num_replicas": 2}, "StreamRouter": {}}  # the deployments' names before issue 24
+    with pytest.raises(ValueError, match=r"\['StreamRouter', 'TenantRouter'\] name no deployment"):  # issue 24
+        graph.bind_app({}, {**old_names, "Ingress": {}})
     assert graph.bind_app({}, {"TenantSupervisor": {"num_replicas": 2}}) is not None
 
 
