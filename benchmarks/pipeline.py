@@ -174,12 +174,12 @@ def ray_processes() -> dict[int, str]:
             kinds[proc.info["pid"]] = "proxy"
         elif "ray::ServeController" in cmd:
             kinds[proc.info["pid"]] = "controller"
-        elif "ray::" in cmd and "tenant-shard" not in cmd:
+        elif "ray::TenantShard" in cmd:  # a process is titled after its actor's class, not the actor's name
+            kinds[proc.info["pid"]] = "shard actors"
+        elif "ray::" in cmd:
             kinds[proc.info["pid"]] = "other ray workers"
         elif any(d in cmd for d in ("gcs_server", "raylet", "dashboard", "log_monitor", "runtime_env", "monitor.py")):
             kinds[proc.info["pid"]] = "ray daemons"
-        elif "ray::" in cmd:
-            kinds[proc.info["pid"]] = "shard actors"
     return kinds
 
 
