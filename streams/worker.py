@@ -65,6 +65,10 @@ class StreamWorker:
         self._task: asyncio.Task | None = None
         self._stopping = False
         self._frame_input: dict | None = None  # the Detector's frame side and crop size, asked once
+        # Aligning crops here imports insightface (~1 s, several on a loaded host): in the constructor, which Ray
+        # runs before any call, so neither a live camera's first frames nor a push client's are dropped for it
+        # (a pushed frame waits for the worker instead of overflowing its queue while the loop is not yet running).
+        importlib.import_module("insightface.utils.face_align")
 
     # ---- control ----------------------------------------------------------------------------------------
     async def start(self) -> dict:
@@ -154,9 +158,6 @@ class StreamWorker:
         if config is None:  # the stream was deleted while we restarted
             self.state = "stopped"
             return
-        # Before the reader starts, not at a live camera's first face: aligning crops here imports insightface
-        # (~1 s, several on a loaded host), frames a live source would drop meanwhile.
-        await asyncio.to_thread(importlib.import_module, "insightface.utils.face_align")
         self._apply(config)
         log.info("stream %s of %s: %s at %s fps", self.stream_id, self.tenant_id,
                  redact_url(config["url"]) if config.get("url") else "pushed frames", config["fps"])
