@@ -1,22 +1,16 @@
 """HTTP for operators (admin token): tenants, their API keys, and the key hierarchy (root and tenant key
 rotation, status). Thin wrappers over the replica's AdminApi (deployments/admin_api.py)."""
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Header, Response
 
 from deployments.admin_api import AdminApi
-from deployments.routes.common import ADMIN_ERRORS, bearer
+from deployments.routes.common import ADMIN_ERRORS, bearer, collaborator
 from securegate import schemas as s
 
 router = APIRouter(tags=["admin"])
 
 
-def _admin(request: Request) -> AdminApi:
-    return request.app.state.admin  # the replica's collaborator (deployments/routes/app.py)
-
-
-Admin = Annotated[AdminApi, Depends(_admin)]
+Admin = collaborator("admin", AdminApi)
 
 
 @router.post("/v1/tenants", status_code=201, response_model=s.TenantCreated, responses=ADMIN_ERRORS)

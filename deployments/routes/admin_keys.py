@@ -4,23 +4,17 @@ them, revoke one. Thin wrappers over the replica's AdminKeyApi (deployments/admi
 At /v1/admin-keys, not /v1/admin/keys: that prefix is the key hierarchy's (rotate-root, status), and a key
 named `status` would have shared a path with it."""
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Header, Path, Request
+from fastapi import APIRouter, Header, Path
 
 from deployments.admin_keys import AdminKeyApi
-from deployments.routes.common import ADMIN_ERRORS, bearer
+from deployments.routes.common import ADMIN_ERRORS, bearer, collaborator
 from securegate import schemas as s
 
 router = APIRouter(tags=["admin"])
 ADMIN_KEY_ERRORS = {**ADMIN_ERRORS, 409: {"model": s.ErrorResponse}}
 
 
-def _admin_keys(request: Request) -> AdminKeyApi:
-    return request.app.state.admin_keys  # the replica's collaborator (deployments/routes/app.py)
-
-
-AdminKeys = Annotated[AdminKeyApi, Depends(_admin_keys)]
+AdminKeys = collaborator("admin_keys", AdminKeyApi)
 
 
 @router.post("/v1/admin-keys", status_code=201, response_model=s.AdminKeyCreated, responses=ADMIN_KEY_ERRORS)

@@ -1,22 +1,16 @@
 """HTTP for the audit logs: a tenant's own (tenant key) and the org's (admin). Thin wrappers over the
 replica's AuditApi (deployments/audit_api.py)."""
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Header, Query
 
 from deployments.audit_api import AuditApi
-from deployments.routes.common import ADMIN_ERRORS, STATELESS_ERRORS, TENANT_ERRORS, bearer
+from deployments.routes.common import ADMIN_ERRORS, STATELESS_ERRORS, TENANT_ERRORS, bearer, collaborator
 from securegate import schemas as s
 
 router = APIRouter(tags=["audit"])
 
 
-def _audit_logs(request: Request) -> AuditApi:
-    return request.app.state.audit_logs  # the replica's collaborator (deployments/routes/app.py)
-
-
-AuditLogs = Annotated[AuditApi, Depends(_audit_logs)]
+AuditLogs = collaborator("audit_logs", AuditApi)
 
 
 @router.get("/v1/audit", response_model=s.AuditPage, responses=TENANT_ERRORS)

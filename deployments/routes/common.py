@@ -1,7 +1,9 @@
 """What every route module shares: bearer parsing, our error body on every answer (the app's exception
 handlers), the body and URL limit middleware, and the error tables the OpenAPI documents per route."""
 
-from fastapi import FastAPI, Request
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from ray.exceptions import RayError
@@ -15,6 +17,15 @@ from securegate import schemas as s
 STATELESS_ERRORS = {code: {"model": s.ErrorResponse} for code in (400, 413, 414, 422, 503)}
 TENANT_ERRORS = {code: {"model": s.ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 414, 422, 429, 500, 503, 507)}
 ADMIN_ERRORS = {code: {"model": s.ErrorResponse} for code in (400, 401, 403, 404, 413, 414, 422, 503, 507)}
+
+
+def collaborator(name: str, kind: type) -> Any:
+    """A route parameter's type: the replica's collaborator `name`, which deployments/routes/app.py puts in the
+    app's state (`Faces = collaborator("faces", FaceApi)`; a route takes `faces: Faces`)."""
+    def from_state(request: Request):
+        return getattr(request.app.state, name)
+
+    return Annotated[kind, Depends(from_state)]
 
 
 def bearer(authorization: str | None) -> str:

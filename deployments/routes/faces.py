@@ -2,12 +2,10 @@
 a person, search). Thin wrappers over the replica's FaceApi (deployments/face_api.py). Detect, embed and search
 take the image raw or as base64 in JSON (deployments/routes/uploads.py)."""
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Header, Request
 
 from deployments.face_api import FaceApi
-from deployments.routes.common import STATELESS_ERRORS, TENANT_ERRORS, bearer
+from deployments.routes.common import STATELESS_ERRORS, TENANT_ERRORS, bearer, collaborator
 from deployments.routes.uploads import image_upload, openapi_forms
 from securegate import schemas as s
 from vision import images
@@ -16,11 +14,7 @@ router = APIRouter(tags=["faces"])
 UPLOAD_ERRORS = {415: {"model": s.ErrorResponse}}
 
 
-def _faces(request: Request) -> FaceApi:
-    return request.app.state.faces  # the replica's collaborator (deployments/routes/app.py)
-
-
-Faces = Annotated[FaceApi, Depends(_faces)]
+Faces = collaborator("faces", FaceApi)
 
 
 @router.post("/v1/detect", response_model=s.DetectResponse, responses={**STATELESS_ERRORS, **UPLOAD_ERRORS},

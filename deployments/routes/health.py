@@ -3,12 +3,11 @@ disk writable)."""
 
 import asyncio
 import logging
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 
 from deployments.readiness import Readiness
-from deployments.routes.common import error_response
+from deployments.routes.common import collaborator, error_response
 from securegate import errors
 from securegate import schemas as s
 
@@ -17,11 +16,7 @@ log = logging.getLogger("ray.serve")
 router = APIRouter(tags=["health"])
 
 
-def _health(request: Request) -> Readiness:
-    return request.app.state.health  # the replica's collaborator (deployments/routes/app.py)
-
-
-Health = Annotated[Readiness, Depends(_health)]
+Health = collaborator("health", Readiness)
 
 
 @router.get("/v1/healthz", response_model=s.Health)

@@ -1,13 +1,11 @@
 """HTTP for a tenant's persons and their enrolled faces (the tenant comes from the API key). Thin wrappers
 over the replica's PersonApi (deployments/person_api.py) and ImportApi (deployments/import_api.py)."""
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 
 from deployments.import_api import ImportApi
 from deployments.person_api import PersonApi
-from deployments.routes.common import TENANT_ERRORS, bearer
+from deployments.routes.common import TENANT_ERRORS, bearer, collaborator
 from deployments.routes.uploads import image_upload, openapi_forms
 from securegate import schemas as s
 from vision import images
@@ -15,16 +13,8 @@ from vision import images
 router = APIRouter(tags=["persons"])
 
 
-def _persons(request: Request) -> PersonApi:
-    return request.app.state.persons  # the replica's collaborator (deployments/routes/app.py)
-
-
-def _imports(request: Request) -> ImportApi:
-    return request.app.state.imports
-
-
-Persons = Annotated[PersonApi, Depends(_persons)]
-Imports = Annotated[ImportApi, Depends(_imports)]
+Persons = collaborator("persons", PersonApi)
+Imports = collaborator("imports", ImportApi)
 
 
 @router.post("/v1/persons", status_code=201, response_model=s.PersonCreated, responses=TENANT_ERRORS)
