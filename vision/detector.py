@@ -31,6 +31,16 @@ class DetectedFace:
         }
 
 
+def fitted_input_size(width: int, height: int, side: int) -> tuple[int, int]:
+    """(w, h) of the SCRFD input for an image: the long side at `side` (det_size), the short side its share rounded
+    up to SCRFD's largest stride (32). insightface pads an image into a det_size square; the padding is compute
+    spent on no pixels (a 4:3 photo: 25 % of the square). Same faces: benchmarks/pipeline.py, docs/benchmarks.md."""
+    stride = 32
+    if width >= height:
+        return side, min(side, max(stride, -(-side * height // width // stride) * stride))
+    return min(side, max(stride, -(-side * width // height // stride) * stride)), side
+
+
 class FaceDetector:
     """SCRFD through insightface: image (BGR) → faces with 5 landmarks and aligned crops."""
 
@@ -59,13 +69,7 @@ class FaceDetector:
         self.providers = list(self._model.session.get_providers())
 
     def _input_size(self, width: int, height: int) -> tuple[int, int]:
-        """(w, h) of the SCRFD input for an image: the long side at det_size, the short side its share rounded up
-        to SCRFD's largest stride (32). insightface pads an image into a det_size square; the padding is compute
-        spent on no pixels (a 4:3 photo: 25 % of the square). Same faces: benchmarks/pipeline.py, docs/benchmarks.md."""
-        stride, side = 32, self.det_size
-        if width >= height:
-            return side, min(side, max(stride, -(-side * height // width // stride) * stride))
-        return min(side, max(stride, -(-side * width // height // stride) * stride)), side
+        return fitted_input_size(width, height, self.det_size)
 
     def set_threshold(self, det_thresh: float) -> None:
         self._model.det_thresh = float(det_thresh)
@@ -116,15 +120,9 @@ def shrunk(image_bgr: np.ndarray, side: int) -> tuple[np.ndarray, float]:
 
 
 def _scrfd_resize(width: int, height: int, side: int, fit: bool = True) -> tuple[tuple[int, int], tuple[int, int]]:
-    """SCRFD's input (w, h) for an image, fitted (FaceDetector._input_size) or the det_size square, and the (w, h)
+    """SCRFD's input (w, h) for an image, fitted (`fitted_input_size`) or the det_size square, and the (w, h)
     insightface resizes the image to inside it (RetinaFace/SCRFD `_detect_candidates`, its own float arithmetic)."""
-    stride = 32
-    if not fit:
-        input_w = input_h = side
-    elif width >= height:
-        input_w, input_h = side, min(side, max(stride, -(-side * height // width // stride) * stride))
-    else:
-        input_w, input_h = min(side, max(stride, -(-side * width // height // stride) * stride)), side
+    input_w, input_h = fitted_input_size(width, height, side) if fit else (side, side)
     im_ratio, model_ratio = float(height) / width, float(input_h) / input_w
     if im_ratio > model_ratio:
         return (input_w, input_h), (int(input_h / im_ratio), input_h)
